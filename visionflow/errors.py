@@ -1,0 +1,111 @@
+"""The one exception tree of VisionFlow (ARCHITECTURE.md section 4).
+
+Foreign exceptions (OSError, anyio stream errors, msgspec errors) are translated into these at
+the edge of the subsystem that met them, with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class VisionflowError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem in the settings: where, what was given, and the rule it broke."""
+
+    path: str
+    value: object
+    rule: str
+
+    def __str__(self) -> str:
+        if self.value is _MISSING:
+            return f"{self.path}: {self.rule}"
+        return f"{self.path} = {self.value!r}: {self.rule}"
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+#: Marks a :class:`ConfigIssue` whose value is absent (an unreadable file, a missing key).
+_MISSING: object = _Missing()
+MISSING = _MISSING
+
+
+class ConfigError(VisionflowError):
+    """Settings are invalid. Carries every issue found, not just the first."""
+
+    def __init__(self, issues: list[ConfigIssue], source: str = "settings") -> None:
+        self.issues = list(issues)
+        self.source = source
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        n = len(self.issues)
+        head = f"{self.source}: {n} invalid setting{'s' if n != 1 else ''}"
+        return "\n".join([head, *(f"  - {issue}" for issue in self.issues)])
+
+
+class StartupError(VisionflowError):
+    """A critical subsystem could not start (port busy, no CUDA device when one was required)."""
+
+
+class ProtocolError(VisionflowError):
+    """A protocol rule was broken, by us or by the peer."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We tried to send something illegal: a bug on our side."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent garbage: a bad frame, an oversize line, bad JSON."""
+
+
+class FrameDecodeError(RemoteProtocolError):
+    """A binary frame broke PROTOCOL.md; ``offset`` is the byte where it went wrong."""
+
+    def __init__(self, reason: str, offset: int = 0) -> None:
+        self.reason = reason
+        self.offset = offset
+        super().__init__(f"bad frame at byte {offset}: {reason}")
+
+
+class RpcError(VisionflowError):
+    """A JSON-RPC call to an MCP server failed."""
+
+
+class RpcTransportError(RpcError):
+    """Connect, read or write failed: retried with backoff."""
+
+
+class RpcTimeoutError(RpcError):
+    """No answer in time: retried for idempotent calls only."""
+
+
+class RpcRemoteError(RpcError):
+    """The server answered with a JSON-RPC error object: not retried."""
+
+    def __init__(self, code: int, message: str, data: object = None) -> None:
+        self.code = code
+        self.message = message
+        self.data = data
+        super().__init__(f"remote error {code}: {message}")
+
+
+class GraphError(VisionflowError):
+    """A graph change was refused (unknown node, duplicate id, bad weight).
+
+    ``path`` names the offending item, e.g. ``edges[3].target``.
+    """
+
+    def __init__(self, code: str, message: str, path: str = "") -> None:
+        self.code = code
+        self.message = message
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
