@@ -558,7 +558,7 @@ class ToolCatalog:
         strategy: str | None = None,
         swarm_id: str | None = None,
     ) -> ToolCall:
-        """Submit a task: 2.x ``task_orchestrate {task}``, 3.x ``task_create {type, description}``."""
+        """A task: 2.x ``task_orchestrate {task}``; 3.x ``task_create {type, description}``."""
         if "task_orchestrate" in self._tools:
             values: dict[str, Any] = {
                 "task": description,
