@@ -22,7 +22,7 @@ class ConfigIssue:
     rule: str
 
     def __str__(self) -> str:
-        if self.value is _MISSING:
+        if self.value is MISSING:
             return f"{self.path}: {self.rule}"
         return f"{self.path} = {self.value!r}: {self.rule}"
 
@@ -32,9 +32,8 @@ class _Missing:
         return "<missing>"
 
 
-#: Marks a :class:`ConfigIssue` whose value is absent (an unreadable file, a missing key).
-_MISSING: object = _Missing()
-MISSING = _MISSING
+#: Marks a :class:`ConfigIssue` that has no value to show (an unknown key, an unreadable file).
+MISSING: object = _Missing()
 
 
 class ConfigError(VisionflowError):

@@ -1,0 +1,189 @@
+"""`visionflow serve` and `check-config` as a user runs them: real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LISTEN = re.compile(rb"listening on http://([\d.]+):(\d+)")
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "visionflow", *args]
+
+
+class Served:
+    def __init__(self, proc: subprocess.Popen[bytes], url: str, started: float) -> None:
+        self.proc, self.url, self.started = proc, url, started
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VISIONFLOW__")}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        cli("serve", "--port", "0"),
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        env=_env(VISIONFLOW__SERVER__SHUTDOWN_GRACE="3"),
+    )
+    assert proc.stderr is not None
+    url = None
+    deadline = time.monotonic() + 15
+    while url is None and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        m = LISTEN.search(line)
+        if m:
+            url = f"http://{m[1].decode()}:{m[2].decode()}"
+    assert url, "service never said where it listens"
+    try:
+        yield Served(proc, url, started)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+
+
+def wait_ready(url: str, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return time.monotonic()
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"/readyz not 200 within {timeout}s")
+
+
+def test_serve_ready_health_metrics_and_clean_sigterm(served: Served) -> None:
+    ready_at = wait_ready(served.url, 10)
+    assert ready_at - served.started < 5.0
+    health = httpx.get(f"{served.url}/api/health", timeout=2)
+    assert health.status_code == 200
+    assert health.json()["status"] == "ok"
+    assert health.json()["subsystems"]["http"]["state"] == "running"
+    metrics = httpx.get(f"{served.url}/metrics", timeout=2).text
+    assert "visionflow_physics_step_seconds" in metrics
+    sent = time.monotonic()
+    served.proc.send_signal(signal.SIGTERM)
+    assert served.proc.wait(timeout=3 + 2) == 0
+    assert time.monotonic() - sent < 3 + 1
+    assert served.proc.stderr is not None
+    tail = served.proc.stderr.read()
+    assert b"Traceback" not in tail
+    assert b"received SIGTERM" in tail
+
+
+def test_busy_port_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        r = subprocess.run(
+            cli("serve", "--port", str(port)),
+            cwd=tmp_path,
+            capture_output=True,
+            env=_env(),
+            timeout=30,
+        )
+    assert r.returncode == 1
+    assert b"Traceback" not in r.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: address already in use".encode() in r.stderr
+
+
+def test_bad_settings_exit_2_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[physics.knowledge]\ndamping = 1.7\nthetaa = 1\n[server]\nport = 'x'\n")
+    r = subprocess.run(
+        cli("serve", "--config", str(bad)),
+        cwd=tmp_path,
+        capture_output=True,
+        env=_env(),
+        timeout=30,
+    )
+    assert r.returncode == 2
+    err = r.stderr.decode()
+    assert "Traceback" not in err
+    assert "3 invalid settings" in err
+    assert "physics.knowledge.damping = 1.7" in err
+    assert "did you mean 'theta'" in err
+    assert "server.port = 'x'" in err
+
+
+def test_bad_env_override_exit_2(tmp_path: Path) -> None:
+    r = subprocess.run(
+        cli("serve"),
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=30,
+        env=_env(VISIONFLOW__SERVER__PORT="99999"),
+    )
+    assert r.returncode == 2
+    assert b"server.port = 99999" in r.stderr
+    assert b"Traceback" not in r.stderr
+
+
+def test_check_config(tmp_path: Path) -> None:
+    r = subprocess.run(
+        cli("check-config", str(ROOT / "settings.toml")),
+        capture_output=True,
+        env=_env(),
+        timeout=30,
+    )
+    assert r.returncode == 0, r.stderr
+    assert b"[physics.knowledge]" in r.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server]\nprot = 1\n")
+    r = subprocess.run(cli("check-config", str(bad)), capture_output=True, env=_env(), timeout=30)
+    assert r.returncode == 2
+    assert b"did you mean 'port'" in r.stderr
+
+
+def test_json_logs_are_tagged_with_subsystem(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        cli("serve", "--port", "0"),
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        env=_env(VISIONFLOW__LOG__FORMAT="json"),
+    )
+    assert proc.stderr is not None
+    try:
+        records = []
+        for _ in range(20):
+            line = proc.stderr.readline()
+            if not line:
+                break
+            records.append(json.loads(line))
+            if "ready at" in records[-1]["message"]:
+                break
+        subsystems = {r["subsystem"] for r in records}
+        assert {"main", "http"} <= subsystems
+        assert all({"ts", "level", "message"} <= r.keys() for r in records)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()

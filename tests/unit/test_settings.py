@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from visionflow import settings as s
+from visionflow.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def issues_of(exc: ConfigError) -> dict[str, str]:
+    return {i.path: str(i) for i in exc.issues}
+
+
+def test_defaults_are_valid() -> None:
+    settings = s.validate({})
+    assert settings.server.port == 4000
+    assert settings.physics.backend == "auto"
+
+
+def test_shipped_file_documents_every_key_with_its_default() -> None:
+    shipped = tomllib.loads((ROOT / "settings.toml").read_text())
+    defaults = s.to_dict(s.Settings())
+    defaults["mcp"].pop("endpoints")  # shown as a commented example
+    assert shipped == defaults
+    text = (ROOT / "settings.toml").read_text()
+    for line in text.splitlines():
+        if "=" in line and not line.lstrip().startswith("#") and not line.startswith("["):
+            key = line.split("=")[0].strip()
+            assert "#" in line or key in {
+                "enabled",
+                "spring_k",
+                "rest_length",
+                "repel_k",
+                "center_gravity_k",
+                "damping",
+                "dt",
+                "max_velocity",
+                "max_force",
+                "enable_bounds",
+                "bounds_size",
+                "boundary_damping",
+                "warmup_iterations",
+                "softening",
+                "theta",
+            }, f"undocumented key {key}"
+
+
+def test_valid_file_loads(tmp_path: Path) -> None:
+    f = tmp_path / "s.toml"
+    f.write_text(
+        "[server]\nport = 4100\n[physics.knowledge]\ndamping = 0.5\n"
+        '[[mcp.endpoints]]\nname = "local"\nport = 9600\n'
+    )
+    loaded = s.load(f, environ={})
+    assert loaded.file_found
+    assert loaded.settings.server.port == 4100
+    assert loaded.settings.physics.knowledge.damping == 0.5
+    assert loaded.settings.physics.agents.damping == 0.95  # the other set is independent
+    assert loaded.settings.mcp.endpoints[0].port == 9600
+
+
+def test_bad_value_names_path_value_and_rule() -> None:
+    with pytest.raises(ConfigError) as info:
+        s.validate({"physics": {"knowledge": {"damping": 1.7}}})
+    text = str(info.value)
+    assert "physics.knowledge.damping = 1.7" in text
+    assert "<= 1" in text
+
+
+def test_unknown_key_suggests_close_match() -> None:
+    with pytest.raises(ConfigError) as info:
+        s.validate({"physics": {"knowledge": {"dampng": 0.5}}})
+    msg = issues_of(info.value)["physics.knowledge.dampng"]
+    assert "unknown setting" in msg and "did you mean 'damping'" in msg
+
+
+def test_unknown_section_is_an_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        s.validate({"sever": {"port": 1}})
+    assert "did you mean 'server'" in issues_of(info.value)["sever"]
+
+
+def test_all_errors_reported_at_once() -> None:
+    raw = {
+        "server": {"port": 70000, "host": ""},
+        "physics": {"backend": "gpu", "knowledge": {"theta": 5.0, "dt": 0.0}},
+        "websocket": {"compression": "yes"},
+        "mcp": {"endpoints": [{"port": 1}]},
+    }
+    with pytest.raises(ConfigError) as info:
+        s.validate(raw)
+    paths = set(issues_of(info.value))
+    assert paths == {
+        "server.port",
+        "server.host",
+        "physics.backend",
+        "physics.knowledge.theta",
+        "physics.knowledge.dt",
+        "websocket.compression",
+        "mcp.endpoints[0].name",
+    }
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_numbers_refused(value: float) -> None:
+    with pytest.raises(ConfigError, match="finite"):
+        s.validate({"physics": {"agents": {"spring_k": value}}})
+
+
+def test_wrong_types_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        s.validate({"server": "x", "physics": {"knowledge": {"enabled": 3}}})
+    found = issues_of(info.value)
+    assert "must be a table" in found["server"]
+    assert "true or false" in found["physics.knowledge.enabled"]
+
+
+def test_cross_field_rules() -> None:
+    with pytest.raises(ConfigError) as info:
+        s.validate(
+            {
+                "websocket": {"min_interval_ms": 500, "max_interval_ms": 100},
+                "mcp": {"endpoints": [{"name": "a"}, {"name": "a"}]},
+            }
+        )
+    paths = set(issues_of(info.value))
+    assert {"websocket.min_interval_ms", "mcp.endpoints[1].name"} <= paths
+
+
+def test_env_overrides_nested_keys(tmp_path: Path) -> None:
+    f = tmp_path / "s.toml"
+    f.write_text("[server]\nport = 4100\n")
+    env = {
+        "VISIONFLOW__SERVER__PORT": "4001",
+        "VISIONFLOW__PHYSICS__KNOWLEDGE__DAMPING": "0.9",
+        "VISIONFLOW__SERVER__ALLOWED_ORIGINS": '["http://a"]',
+        "VISIONFLOW__KNOWLEDGE__PATH": "/notes dir",
+        "UNRELATED": "1",
+    }
+    settings = s.load(f, environ=env).settings
+    assert settings.server.port == 4001
+    assert settings.physics.knowledge.damping == 0.9
+    assert settings.server.allowed_origins == ["http://a"]
+    assert settings.knowledge.path == "/notes dir"
+
+
+def test_env_override_errors_name_the_key() -> None:
+    with pytest.raises(ConfigError) as info:
+        s.load(
+            None,
+            environ={
+                "VISIONFLOW__PHYSICS__KNOWLEDGE__DAMPNG": "0.9",
+                "VISIONFLOW__SERVER__PORT": "abc",
+            },
+        )
+    paths = set(issues_of(info.value))
+    assert paths == {"physics.knowledge.dampng", "server.port"}
+
+
+def test_missing_default_file_means_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    loaded = s.load(None, environ={})
+    assert not loaded.file_found
+    assert loaded.settings == s.Settings()
+
+
+def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        s.load(tmp_path / "nope.toml", environ={})
+
+
+def test_malformed_toml_is_an_error(tmp_path: Path) -> None:
+    f = tmp_path / "s.toml"
+    f.write_text("[server\nport = 1\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        s.load(f, environ={})
+
+
+def test_overrides_apply_last(tmp_path: Path) -> None:
+    settings = s.load(
+        None, environ={"VISIONFLOW__SERVER__PORT": "5"}, overrides={"server": {"port": 0}}
+    ).settings
+    assert settings.server.port == 0
+
+
+def test_effective_settings_render_back_to_the_same_settings() -> None:
+    raw = {
+        "mcp": {"endpoints": [{"name": "a", "command": ["npx", "x"]}]},
+        "server": {"allowed_origins": ["http://x"]},
+    }
+    settings = s.validate(raw)
+    assert s.validate(tomllib.loads(s.to_toml(settings))) == settings

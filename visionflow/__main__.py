@@ -1,0 +1,5 @@
+import sys
+
+from visionflow.cli import main
+
+sys.exit(main())

@@ -1,0 +1,86 @@
+"""Logging: loguru set-up, human lines or JSON lines, every line tagged with its subsystem.
+
+The standard library's logging (hypercorn, stamina, numba) is routed into the same sink.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TYPE_CHECKING, Any, TextIO
+
+import msgspec
+from loguru import logger
+
+if TYPE_CHECKING:
+    from loguru import Message
+
+HUMAN_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {extra[subsystem]: <12} | {message}"
+
+# stdlib logger name prefix -> subsystem tag
+_SUBSYSTEM_OF = {"hypercorn": "http", "stamina": "retry", "numba": "physics", "websockets": "ws"}
+
+
+class InterceptHandler(logging.Handler):
+    """Forward stdlib records into loguru with the right level, caller and subsystem."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        subsystem = _SUBSYSTEM_OF.get(record.name.split(".")[0], record.name)
+        logger.bind(subsystem=subsystem).opt(depth=6, exception=record.exc_info).log(
+            level, record.getMessage()
+        )
+
+
+def _json_sink(stream: TextIO) -> Any:
+    encoder = msgspec.json.Encoder()
+
+    def sink(message: Message) -> None:
+        record = message.record
+        doc: dict[str, Any] = {
+            "ts": record["time"].isoformat(),
+            "level": record["level"].name,
+            "subsystem": record["extra"].get("subsystem", "main"),
+            "message": record["message"],
+        }
+        extra = {k: v for k, v in record["extra"].items() if k != "subsystem"}
+        if extra:
+            doc["extra"] = {
+                k: v if isinstance(v, int | float | str | bool) else str(v)
+                for k, v in extra.items()
+            }
+        if record["exception"] is not None:
+            exc = record["exception"]
+            doc["error"] = f"{exc.type.__name__ if exc.type else 'Error'}: {exc.value}"
+        stream.write(encoder.encode(doc).decode() + "\n")
+        stream.flush()
+
+    return sink
+
+
+def setup(level: str = "INFO", fmt: str = "human", stream: TextIO | None = None) -> None:
+    stream = stream or sys.stderr
+    logger.remove()
+    logger.configure(extra={"subsystem": "main"})
+    if fmt == "json":
+        logger.add(_json_sink(stream), level=level, backtrace=False, diagnose=False)
+    else:
+        logger.add(
+            stream,
+            level=level,
+            format=HUMAN_FORMAT,
+            backtrace=False,
+            diagnose=False,
+            colorize=False,
+        )
+    handler = InterceptHandler()
+    logging.basicConfig(handlers=[handler], level=logging.INFO, force=True)
+    for name in ("hypercorn.error", "hypercorn.access", "stamina"):
+        std = logging.getLogger(name)
+        std.handlers = [handler]
+        std.propagate = False
+    # numba is chatty at DEBUG; its warnings still come through.
+    logging.getLogger("numba").setLevel(logging.WARNING)

@@ -1,0 +1,413 @@
+"""Settings: msgspec schema, loading from TOML, environment overrides and validation.
+
+Every key has a default and a documented range (the ``Meta`` of its annotation). Validation walks
+the raw document against the schema itself instead of stopping at msgspec's first error, so a user
+sees every problem in a file at once, each naming the key path, the value and the rule.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from visionflow.errors import MISSING, ConfigError, ConfigIssue
+
+ENV_PREFIX = "VISIONFLOW__"
+
+Port = Annotated[int, Meta(ge=0, le=65535, description="TCP port; 0 picks a free one")]
+Seconds = Annotated[float, Meta(ge=0.0, le=3600.0)]
+PositiveSeconds = Annotated[float, Meta(gt=0.0, le=3600.0)]
+
+
+class ServerSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    host: Annotated[str, Meta(min_length=1, max_length=255)] = "127.0.0.1"
+    port: Port = 4000
+    token: Annotated[str, Meta(max_length=1024)] = ""
+    allowed_origins: list[Annotated[str, Meta(min_length=1)]] = []
+    shutdown_grace: Annotated[float, Meta(ge=0.0, le=300.0)] = 5.0
+    max_request_bytes: Annotated[int, Meta(ge=1024, le=1 << 30)] = 64 * 1024 * 1024
+
+
+class LogSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["human", "json"] = "human"
+    access_log: bool = False
+
+
+class WebSocketSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    max_connections: Annotated[int, Meta(ge=1, le=100_000)] = 256
+    max_inbound_bytes: Annotated[int, Meta(ge=64, le=64 * 1024 * 1024)] = 1024 * 1024
+    max_messages_per_second: Annotated[float, Meta(gt=0.0, le=10_000.0)] = 100.0
+    heartbeat_interval: PositiveSeconds = 15.0
+    idle_timeout: PositiveSeconds = 60.0
+    max_lag: PositiveSeconds = 5.0
+    send_timeout: PositiveSeconds = 10.0
+    deadband: Annotated[float, Meta(ge=0.0, le=1000.0)] = 0.01
+    default_interval_ms: Annotated[int, Meta(ge=1, le=60_000)] = 33
+    min_interval_ms: Annotated[int, Meta(ge=1, le=60_000)] = 16
+    max_interval_ms: Annotated[int, Meta(ge=1, le=60_000)] = 1000
+    compression: bool = False
+
+
+class PhysicsParams(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """One graph's layout parameters (REFERENCE.md section 1 gives the ranges)."""
+
+    enabled: bool = True
+    spring_k: Annotated[float, Meta(ge=0.0001, le=10.0)] = 0.1
+    rest_length: Annotated[float, Meta(ge=0.1, le=10_000.0)] = 30.0
+    repel_k: Annotated[float, Meta(ge=0.0001, le=10_000.0)] = 2.0
+    center_gravity_k: Annotated[float, Meta(ge=0.0, le=10.0)] = 0.01
+    damping: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.85
+    dt: Annotated[float, Meta(gt=0.0, le=1.0)] = 0.016
+    max_velocity: Annotated[float, Meta(ge=0.001, le=1000.0)] = 5.0
+    max_force: Annotated[float, Meta(ge=0.001, le=100_000.0)] = 100.0
+    enable_bounds: bool = True
+    bounds_size: Annotated[float, Meta(ge=1.0, le=100_000.0)] = 5000.0
+    boundary_damping: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.5
+    warmup_iterations: Annotated[int, Meta(ge=0, le=10_000)] = 200
+    softening: Annotated[float, Meta(ge=1e-9, le=10.0)] = 0.0001
+    theta: Annotated[float, Meta(ge=0.1, le=2.0)] = 0.8
+
+
+def _agent_defaults() -> PhysicsParams:
+    return PhysicsParams(
+        spring_k=0.5, repel_k=5.0, damping=0.95, max_velocity=1.0, boundary_damping=0.95
+    )
+
+
+class PhysicsSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    backend: Literal["auto", "cpu", "cuda"] = "auto"
+    rate_hz: Annotated[float, Meta(ge=1.0, le=240.0)] = 60.0
+    settle_energy: Annotated[float, Meta(ge=0.0, le=1e6, description="per-node KE")] = 1e-4
+    max_nodes: Annotated[int, Meta(ge=1, le=(1 << 30) - 1)] = 2_000_000
+    max_edges: Annotated[int, Meta(ge=0, le=1 << 31)] = 20_000_000
+    knowledge: PhysicsParams = msgspec.field(default_factory=PhysicsParams)
+    agents: PhysicsParams = msgspec.field(default_factory=_agent_defaults)
+
+
+class KnowledgeSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    path: str = ""
+
+
+class McpEndpoint(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    name: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+    host: Annotated[str, Meta(min_length=1, max_length=255)] = "127.0.0.1"
+    port: Port = 9500
+    command: list[str] = []
+    poll_interval: Annotated[float, Meta(ge=0.1, le=3600.0)] = 2.0
+
+
+class McpSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    max_line_bytes: Annotated[int, Meta(ge=1024, le=1 << 30)] = 8 * 1024 * 1024
+    call_timeout: PositiveSeconds = 10.0
+    connect_timeout: PositiveSeconds = 5.0
+    backoff_initial: PositiveSeconds = 0.5
+    backoff_max: PositiveSeconds = 30.0
+    breaker_threshold: Annotated[int, Meta(ge=1, le=1000)] = 5
+    breaker_cooldown: PositiveSeconds = 30.0
+    endpoints: list[McpEndpoint] = []
+
+
+class StateSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    dir: Annotated[str, Meta(min_length=1)] = ".visionflow-state"
+    save_interval: PositiveSeconds = 5.0
+
+
+class SupervisorSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    backoff_initial: PositiveSeconds = 0.5
+    backoff_max: PositiveSeconds = 30.0
+    backoff_jitter: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.2
+    restart_budget: Annotated[int, Meta(ge=0, le=1000)] = 5
+    restart_window: PositiveSeconds = 60.0
+
+
+class Settings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    log: LogSettings = msgspec.field(default_factory=LogSettings)
+    websocket: WebSocketSettings = msgspec.field(default_factory=WebSocketSettings)
+    physics: PhysicsSettings = msgspec.field(default_factory=PhysicsSettings)
+    knowledge: KnowledgeSettings = msgspec.field(default_factory=KnowledgeSettings)
+    mcp: McpSettings = msgspec.field(default_factory=McpSettings)
+    state: StateSettings = msgspec.field(default_factory=StateSettings)
+    supervisor: SupervisorSettings = msgspec.field(default_factory=SupervisorSettings)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _rule_for(info: msgspec.inspect.Type) -> str:
+    """A human sentence for the type and constraints of one field."""
+    mi = msgspec.inspect
+    if isinstance(info, mi.BoolType):
+        return "must be true or false"
+    if isinstance(info, mi.IntType | mi.FloatType):
+        kind = "an integer" if isinstance(info, mi.IntType) else "a number"
+        parts = []
+        if info.ge is not None:
+            parts.append(f">= {info.ge:g}")
+        if info.gt is not None:
+            parts.append(f"> {info.gt:g}")
+        if info.le is not None:
+            parts.append(f"<= {info.le:g}")
+        if info.lt is not None:
+            parts.append(f"< {info.lt:g}")
+        return f"must be {kind}" + (f" {' and '.join(parts)}" if parts else "")
+    if isinstance(info, mi.StrType):
+        rule = "must be a string"
+        if info.min_length:
+            rule += f" of at least {info.min_length} character(s)"
+        if info.max_length is not None:
+            rule += f" of at most {info.max_length} characters"
+        if info.pattern:
+            rule += f" matching {info.pattern}"
+        return rule
+    if isinstance(info, mi.LiteralType):
+        return "must be one of " + ", ".join(repr(v) for v in info.values)
+    if isinstance(info, mi.ListType):
+        item = _rule_for(_unwrap(info.item_type)).removeprefix("must be ")
+        return f"must be a list (each item {item})"
+    return f"must be a {type(info).__name__.removesuffix('Type').lower()}"
+
+
+def _unwrap(info: msgspec.inspect.Type) -> msgspec.inspect.Type:
+    while isinstance(info, msgspec.inspect.Metadata):
+        info = info.type
+    return info
+
+
+def _is_struct(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, Struct)
+
+
+def _validate_value(tp: Any, value: object, path: str, issues: list[ConfigIssue]) -> None:
+    if _is_struct(tp):
+        _validate_struct(tp, value, path, issues)
+        return
+    if getattr(tp, "__origin__", None) is list and _is_struct(tp.__args__[0]):
+        if not isinstance(value, list):
+            issues.append(ConfigIssue(path, value, "must be a list of tables ([[...]])"))
+            return
+        for i, item in enumerate(value):
+            _validate_struct(tp.__args__[0], item, f"{path}[{i}]", issues)
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        # msgspec lets nan through an unbounded float; no setting of ours means anything by it.
+        issues.append(ConfigIssue(path, value, "must be a finite number"))
+        return
+    try:
+        msgspec.convert(value, tp, strict=False)
+    except msgspec.ValidationError:
+        issues.append(ConfigIssue(path, value, _rule_for(_unwrap(msgspec.inspect.type_info(tp)))))
+
+
+def _validate_struct(cls: type[Struct], raw: object, path: str, issues: list[ConfigIssue]) -> None:
+    if not isinstance(raw, Mapping):
+        issues.append(ConfigIssue(path or "(top level)", raw, "must be a table"))
+        return
+    known = {f.encode_name: f for f in msgspec.structs.fields(cls)}
+    for key, value in raw.items():
+        sub = f"{path}.{key}" if path else str(key)
+        field = known.get(key)
+        if field is None:
+            close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            allowed = ", ".join(sorted(known))
+            issues.append(
+                ConfigIssue(sub, MISSING, f"unknown setting{hint} (known here: {allowed})")
+            )
+            continue
+        _validate_value(field.type, value, sub, issues)
+    for field in known.values():
+        if field.required and field.encode_name not in raw:
+            sub = f"{path}.{field.encode_name}" if path else field.encode_name
+            issues.append(ConfigIssue(sub, MISSING, "is required"))
+
+
+def _cross_checks(settings: Settings) -> Iterator[ConfigIssue]:
+    ws = settings.websocket
+    if ws.min_interval_ms > ws.max_interval_ms:
+        yield ConfigIssue(
+            "websocket.min_interval_ms",
+            ws.min_interval_ms,
+            f"must be <= websocket.max_interval_ms ({ws.max_interval_ms})",
+        )
+    if not ws.min_interval_ms <= ws.default_interval_ms <= ws.max_interval_ms:
+        yield ConfigIssue(
+            "websocket.default_interval_ms",
+            ws.default_interval_ms,
+            "must lie between websocket.min_interval_ms and websocket.max_interval_ms",
+        )
+    sup = settings.supervisor
+    if sup.backoff_initial > sup.backoff_max:
+        yield ConfigIssue(
+            "supervisor.backoff_initial", sup.backoff_initial, "must be <= supervisor.backoff_max"
+        )
+    if settings.mcp.backoff_initial > settings.mcp.backoff_max:
+        yield ConfigIssue(
+            "mcp.backoff_initial", settings.mcp.backoff_initial, "must be <= mcp.backoff_max"
+        )
+    names: set[str] = set()
+    for i, ep in enumerate(settings.mcp.endpoints):
+        if ep.name in names:
+            yield ConfigIssue(f"mcp.endpoints[{i}].name", ep.name, "must be unique")
+        names.add(ep.name)
+
+
+def validate(raw: Mapping[str, Any], source: str = "settings") -> Settings:
+    """Turn a raw document into Settings, or raise ConfigError listing every issue."""
+    issues: list[ConfigIssue] = []
+    _validate_struct(Settings, raw, "", issues)
+    if issues:
+        raise ConfigError(issues, source)
+    try:
+        settings = msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:  # a rule the walker does not know: still say where
+        raise ConfigError([ConfigIssue("(document)", MISSING, str(exc))], source) from exc
+    issues.extend(_cross_checks(settings))
+    if issues:
+        raise ConfigError(issues, source)
+    return settings
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _parse_env_value(text: str) -> object:
+    """Read an environment value as a TOML value when it is one (numbers, bools, lists)."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _apply_env(raw: dict[str, Any], environ: Mapping[str, str], issues: list[ConfigIssue]) -> None:
+    for name, text in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        if not all(parts):
+            issues.append(ConfigIssue(name, text, "malformed: use VISIONFLOW__SECTION__KEY"))
+            continue
+        node = raw
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                issues.append(ConfigIssue(name, text, f"'{part}' is not a table"))
+                break
+            node = child
+        else:
+            node[parts[-1]] = _parse_env_value(text)
+
+
+def merge(base: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``patch`` into a copy of ``base`` (tables merge, everything else replaces)."""
+    out = dict(base)
+    for key, value in patch.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+class Loaded(Struct, frozen=True):
+    settings: Settings
+    source: str
+    file_found: bool
+
+
+def load(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Loaded:
+    """Read ``path`` (default ./settings.toml), then environment overrides, then ``overrides``.
+
+    A missing file means defaults (the caller says so once in the log); an unreadable or
+    malformed one is a ConfigError.
+    """
+    environ = os.environ if environ is None else environ
+    explicit = path is not None
+    file = Path(path) if path is not None else Path("settings.toml")
+    source = str(file)
+    raw: dict[str, Any] = {}
+    found = False
+    try:
+        text = file.read_text(encoding="utf-8")
+        found = True
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError([ConfigIssue(source, MISSING, "file not found")], source) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigIssue(source, MISSING, f"cannot read: {exc}")], source) from exc
+    if found:
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                [ConfigIssue(source, MISSING, f"not valid TOML: {exc}")], source
+            ) from exc
+    issues: list[ConfigIssue] = []
+    _apply_env(raw, environ, issues)
+    if overrides:
+        raw = merge(raw, overrides)
+    if issues:
+        raise ConfigError(issues, source)
+    return Loaded(validate(raw, source), source, found)
+
+
+def to_dict(settings: Settings) -> dict[str, Any]:
+    result = msgspec.to_builtins(settings)
+    assert isinstance(result, dict)
+    return result
+
+
+def to_toml(settings: Settings) -> str:
+    """Render effective settings as TOML (for ``check-config``)."""
+    return _render_table(to_dict(settings), [])
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return msgspec.json.encode(value).decode()
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot render {value!r} as TOML")
+
+
+def _render_table(table: Mapping[str, Any], path: list[str]) -> str:
+    lines: list[str] = []
+    nested: list[tuple[str, Any]] = []
+    for key, value in table.items():
+        if isinstance(value, Mapping) or (
+            isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value)
+        ):
+            nested.append((key, value))
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    out = []
+    if path and lines:
+        out.append(f"[{'.'.join(path)}]")
+    out.extend(lines)
+    for key, value in nested:
+        if isinstance(value, list):
+            for item in value:
+                out.append(f"\n[[{'.'.join([*path, key])}]]")
+                out.extend(f"{k} = {_toml_value(v)}" for k, v in item.items())
+        else:
+            block = _render_table(value, [*path, key])
+            out.append("\n" + block if out else block)
+    return "\n".join(out)

@@ -1,0 +1,76 @@
+"""The Starlette application: health, readiness and metrics routes (more mount here).
+
+Routes read the shared service context; they never block the event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from visionflow.metrics import CONTENT_TYPE, Metrics
+from visionflow.settings import Settings
+from visionflow.supervisor import HealthRegistry
+from visionflow.web.errors import http_exception_handler
+
+
+@dataclass
+class ServiceContext:
+    """What request handlers may reach: settings, health, metrics and the subsystems."""
+
+    settings: Settings
+    registry: HealthRegistry
+    metrics: Metrics
+
+
+def _ctx(request: Request) -> ServiceContext:
+    ctx = request.app.state.ctx
+    assert isinstance(ctx, ServiceContext)
+    return ctx
+
+
+async def healthz(request: Request) -> Response:
+    # Liveness: the event loop answers. Whether the parts work is /readyz and /api/health.
+    return JSONResponse({"status": "alive"})
+
+
+async def readyz(request: Request) -> Response:
+    ready, reasons = _ctx(request).registry.readiness()
+    body: dict[str, Any] = {"ready": ready, "reasons": reasons}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+async def api_health(request: Request) -> Response:
+    body = _ctx(request).registry.as_json()
+    return JSONResponse(body, status_code=503 if body["status"] == "failing" else 200)
+
+
+async def metrics(request: Request) -> Response:
+    ctx = _ctx(request)
+    for name, sub in ctx.registry.subsystems.items():
+        ctx.metrics.subsystem_up.labels(subsystem=name).set(1 if sub.state == "running" else 0)
+    return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
+
+
+def base_routes() -> list[BaseRoute]:
+    return [
+        Route("/healthz", healthz, methods=["GET", "HEAD"]),
+        Route("/readyz", readyz, methods=["GET", "HEAD"]),
+        Route("/api/health", api_health, methods=["GET", "HEAD"]),
+        Route("/metrics", metrics, methods=["GET", "HEAD"]),
+    ]
+
+
+def create_app(ctx: ServiceContext, extra_routes: list[BaseRoute] | None = None) -> Starlette:
+    app = Starlette(
+        routes=[*base_routes(), *(extra_routes or [])],
+        exception_handlers={HTTPException: http_exception_handler},
+    )
+    app.state.ctx = ctx
+    return app

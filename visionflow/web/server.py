@@ -1,0 +1,101 @@
+"""The HTTP listener: hypercorn serving the Starlette app on a socket we bind ourselves.
+
+Binding here (not in hypercorn) lets a busy port fail start-up with one clear line, lets port 0
+report the port it got, and lets us set socket options hypercorn does not know.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from typing import Any
+
+import anyio
+import anyio.abc
+import sniffio
+from hypercorn.config import Config, Sockets
+from hypercorn.utils import wrap_app
+from loguru import logger
+
+from visionflow.errors import StartupError
+from visionflow.settings import Settings
+
+log = logger.bind(subsystem="http")
+
+# A viewer that stops reading must not wedge shutdown: unacknowledged data fails the socket
+# after this long (accepted sockets inherit it from the listener on Linux).
+TCP_USER_TIMEOUT_MS = 20_000
+
+
+def bind_socket(host: str, port: int, backlog: int = 512) -> socket.socket:
+    """Bind and listen, or raise StartupError with one line saying why."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise StartupError(f"cannot listen on {host}:{port}: unknown host ({exc})") from exc
+    family, kind, proto, _, addr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if hasattr(socket, "TCP_USER_TIMEOUT"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, TCP_USER_TIMEOUT_MS)
+        sock.bind(addr)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise StartupError(f"cannot listen on {host}:{port}: {reason}") from exc
+    return sock
+
+
+class HttpServer:
+    """Critical child: serves until ``stopping`` is set, then drains within the grace."""
+
+    def __init__(self, app: Any, settings: Settings, stopping: anyio.Event) -> None:
+        self._app = app
+        self._settings = settings
+        self._stopping = stopping
+        self.port: int | None = None
+        self.url: str | None = None
+
+    def _config(self) -> Config:
+        config = Config()
+        config.graceful_timeout = self._settings.server.shutdown_grace
+        config.errorlog = logging.getLogger("hypercorn.error")
+        config.accesslog = (
+            logging.getLogger("hypercorn.access") if self._settings.log.access_log else None
+        )
+        config.websocket_max_message_size = self._settings.websocket.max_inbound_bytes
+        config.h2_max_inbound_frame_size = 1 << 16
+        return config
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        server = self._settings.server
+        sock = bind_socket(server.host, server.port)
+        self.port = int(sock.getsockname()[1])
+        host = server.host if ":" not in server.host else f"[{server.host}]"
+        self.url = f"http://{host}:{self.port}"
+        config = self._config()
+        app = wrap_app(self._app, config.wsgi_max_body_size, "asgi")
+        sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
+        log.info("listening on {}", self.url)
+        # The socket is already listening, so connections queue from this point on.
+        task_status.started(self.port)
+        try:
+            if sniffio.current_async_library() == "trio":
+                from hypercorn.trio.run import worker_serve as trio_serve
+
+                await trio_serve(app, config, sockets=sockets, shutdown_trigger=self._stopping.wait)
+            else:
+                from hypercorn.asyncio.run import worker_serve as asyncio_serve
+
+                await asyncio_serve(
+                    app, config, sockets=sockets, shutdown_trigger=self._stopping.wait
+                )
+        finally:
+            sock.close()
+        log.info("stopped")
