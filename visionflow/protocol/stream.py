@@ -1,0 +1,111 @@
+"""Per-connection stream state: which frame (if any) a viewer gets this tick. Sans-IO.
+
+A :class:`ViewerStream` holds O(1) state per connection: its wire format, its filter, the
+sequence of the last frame it was given, a "needs keyframe" flag and the *token* of its baseline
+(the positions it was last sent, kept in the hub's bounded :class:`BaselineStore`). All the
+arrays and bytes live in the per-tick :class:`FrameCache`, so viewers in the same state share
+one encode and the very same ``bytes`` object.
+
+Rules (PROTOCOL.md section 2):
+
+- the first frame, the first after :meth:`ViewerStream.frame_dropped`, after a filter change or
+  :meth:`ViewerStream.restart`, and whenever the baseline was evicted, is a keyframe;
+- otherwise a delta: nodes that moved more than the deadband since last sent here, plus new
+  nodes; a node that disappeared forces a keyframe instead;
+- nothing when nothing moved; sequences strictly increase (a tick already given is skipped).
+
+How the hub uses it, per tick::
+
+    cache = FrameCache(snapshot, baselines, deadband=settings.websocket.deadband)
+    for viewer in subscribed_viewers_due_this_tick:
+        if viewer.has_unsent_frame():       # newest wins: the queued frame will be replaced,
+            viewer.stream.frame_dropped()   # so what we send now must be a keyframe
+        frame = viewer.stream.next_frame(cache)
+        if frame is not None:
+            viewer.enqueue(frame.data)
+        # if the frame can't be delivered after all: viewer.stream.frame_dropped()
+"""
+
+from __future__ import annotations
+
+from visionflow.protocol.baselines import Baseline
+from visionflow.protocol.framecache import DeltaOutcome, Encoded, FrameCache
+from visionflow.protocol.frames import WireFormat
+from visionflow.protocol.snapshot import NodeFilter
+
+__all__ = ["ViewerStream"]
+
+
+class ViewerStream:
+    """Keyframe/delta state of one connection. Not thread-safe; one per connection."""
+
+    __slots__ = ("_baseline", "_filter", "_format", "_last_sequence", "_needs_keyframe")
+
+    def __init__(
+        self, fmt: WireFormat = WireFormat.PROTOCOL2, node_filter: NodeFilter = NodeFilter.ALL
+    ) -> None:
+        self._format = fmt
+        self._filter = node_filter
+        self._last_sequence: int | None = None
+        self._baseline: int | None = None
+        self._needs_keyframe = True
+
+    @property
+    def format(self) -> WireFormat:
+        return self._format
+
+    @property
+    def node_filter(self) -> NodeFilter:
+        return self._filter
+
+    @property
+    def last_sequence(self) -> int | None:
+        """Sequence of the last frame handed out, or None before the first."""
+        return self._last_sequence
+
+    @property
+    def baseline_token(self) -> int | None:
+        """Token of this connection's baseline (connections with equal tokens share deltas)."""
+        return self._baseline
+
+    @property
+    def needs_keyframe(self) -> bool:
+        return self._needs_keyframe or self._baseline is None
+
+    def next_frame(self, cache: FrameCache) -> Encoded | None:
+        """The frame to send for ``cache``'s tick, or None to send nothing.
+
+        The returned frame is assumed delivered; call :meth:`frame_dropped` if it is not.
+        """
+        sequence = cache.sequence
+        if self._last_sequence is not None and sequence <= self._last_sequence:
+            return None
+        if not self._needs_keyframe and self._baseline is not None:
+            baseline = cache.baselines.get(self._baseline)
+            if baseline is not None and baseline.node_filter is self._filter:
+                outcome = cache.delta(self._format, baseline)
+                if outcome is DeltaOutcome.NOTHING_MOVED:
+                    return None
+                if isinstance(outcome, Encoded):
+                    return self._sent(outcome.baseline, outcome)
+        return self._sent(None, cache.keyframe(self._format, self._filter))
+
+    def _sent(self, baseline: Baseline | None, frame: Encoded) -> Encoded:
+        self._baseline = (baseline or frame.baseline).token
+        self._last_sequence = frame.sequence
+        self._needs_keyframe = False
+        return frame
+
+    def frame_dropped(self) -> None:
+        """The last frame given out was not delivered: the next frame must be a keyframe."""
+        self._needs_keyframe = True
+
+    def restart(self) -> None:
+        """(Re)subscription or ``requestInitialData``: send a keyframe next."""
+        self._needs_keyframe = True
+
+    def set_filter(self, node_filter: NodeFilter) -> None:
+        """Change the subscription; a different filter needs a keyframe."""
+        if node_filter is not self._filter:
+            self._filter = node_filter
+            self._needs_keyframe = True
