@@ -121,16 +121,17 @@ RpcEvent = (
 )
 
 
+# ``jsonrpc`` has no default on purpose: omit_defaults would drop a defaulted "2.0".
 class _Request(msgspec.Struct, omit_defaults=True):
+    jsonrpc: str
     method: str
-    jsonrpc: str = "2.0"
     id: int | str | msgspec.UnsetType = msgspec.UNSET
     params: Any = msgspec.UNSET
 
 
 class _Reply(msgspec.Struct, omit_defaults=True):
+    jsonrpc: str
     id: int | str | None
-    jsonrpc: str = "2.0"
     result: Any = msgspec.UNSET
     error: Any = msgspec.UNSET
 
@@ -190,24 +191,28 @@ class RpcSession:
             raise LocalProtocolError(f"more than {self._max_pending} calls in flight")
         request_id = next(self._ids)
         data = encode_line(
-            _Request(method, id=request_id, params=msgspec.UNSET if params is None else params)
+            _Request(
+                "2.0", method, id=request_id, params=msgspec.UNSET if params is None else params
+            )
         )
         self._pending[request_id] = method
         return request_id, data
 
     def send_notification(self, method: str, params: Any = None) -> bytes:
         self._check_open()
-        return encode_line(_Request(method, params=msgspec.UNSET if params is None else params))
+        return encode_line(
+            _Request("2.0", method, params=msgspec.UNSET if params is None else params)
+        )
 
     def send_result(self, request_id: RequestId, result: Any) -> bytes:
         """Answer an :class:`IncomingRequest`."""
         self._check_open()
-        return encode_line(_Reply(request_id, result=result))
+        return encode_line(_Reply("2.0", request_id, result=result))
 
     def send_error(self, request_id: RequestId, code: int, message: str) -> bytes:
         """Refuse an :class:`IncomingRequest` (e.g. -32601 for a method we do not serve)."""
         self._check_open()
-        return encode_line(_Reply(request_id, error={"code": code, "message": message}))
+        return encode_line(_Reply("2.0", request_id, error={"code": code, "message": message}))
 
     def forget(self, request_id: int) -> bool:
         """Stop waiting for ``request_id`` (its caller timed out or was cancelled).

@@ -1,0 +1,389 @@
+"""One MCP connection over TCP: the thin async shell around :class:`RpcSession`.
+
+``async with connect_mcp(host, port) as client:`` connects, performs the MCP handshake
+(``initialize``, ``notifications/initialized``, ``tools/list`` into a :class:`ToolCatalog`) and
+runs a reader task. Every call has a deadline (:class:`RpcTimeoutError`); when the link drops,
+every pending call fails at once with :class:`RpcTransportError`. Reconnecting, backoff and
+circuit breaking belong to the caller: this object lives and dies with one connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.abc
+from loguru import logger
+
+from visionflow import __version__
+from visionflow.errors import (
+    RemoteProtocolError,
+    RpcError,
+    RpcRemoteError,
+    RpcTimeoutError,
+    RpcTransportError,
+)
+
+from .claudeflow import (
+    Agent,
+    SpawnedAgent,
+    SwarmStatus,
+    ToolCall,
+    ToolCatalog,
+    ToolError,
+    ToolOutput,
+    is_no_swarm,
+    parse_agent_list,
+    parse_spawn,
+    parse_swarm_id,
+    parse_swarm_status,
+    unwrap_tool_result,
+)
+from .framing import DEFAULT_MAX_LINE_BYTES
+from .rpc import (
+    ErrorResponse,
+    IncomingRequest,
+    InvalidMessage,
+    Notification,
+    Response,
+    RpcEvent,
+    RpcSession,
+    SkippedLine,
+    StrayError,
+    UnknownResponse,
+)
+
+__all__ = ["PROTOCOL_VERSION", "McpClient", "connect_mcp"]
+
+log = logger.bind(subsystem="mcp")
+
+PROTOCOL_VERSION = "2024-11-05"
+
+NotificationHandler = Callable[[Notification], None]
+
+_LINK_ERRORS = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
+
+
+@dataclass(slots=True)
+class _Waiter:
+    event: anyio.Event
+    result: Any = None
+    error: RpcError | None = None
+
+
+class McpClient:
+    """A connected, initialised MCP session. Build it with :func:`connect_mcp`."""
+
+    def __init__(
+        self,
+        stream: anyio.abc.ByteStream,
+        *,
+        endpoint: str,
+        call_timeout: float,
+        max_line_bytes: int,
+        on_notification: NotificationHandler | None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.call_timeout = call_timeout
+        self._stream = stream
+        self._session = RpcSession(max_line_bytes=max_line_bytes)
+        self._waiters: dict[int, _Waiter] = {}
+        self._send_lock = anyio.Lock()
+        self._on_notification = on_notification
+        self._closed = anyio.Event()
+        self.close_reason: RpcError | None = None
+        self.server_info: dict[str, Any] = {}
+        self.protocol_version: str | None = None
+        self.catalog = ToolCatalog(())
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    async def wait_closed(self) -> RpcError:
+        """Wait until the link is gone; returns why (a supervisor awaits this)."""
+        await self._closed.wait()
+        assert self.close_reason is not None
+        return self.close_reason
+
+    def _abort(self, reason: RpcError) -> None:
+        """Mark the link dead and fail every pending call at once. Idempotent."""
+        if self.close_reason is None:
+            self.close_reason = reason
+        for failed in self._session.fail_all(self.close_reason):
+            waiter = self._waiters.get(failed.id)
+            if waiter is not None:
+                waiter.error = failed.error
+                waiter.event.set()
+        self._closed.set()
+
+    # -- calls ------------------------------------------------------------------------------
+
+    async def call(
+        self,
+        method: str,
+        params: Any = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 — expiry must raise RpcTimeoutError
+    ) -> Any:
+        """Send a request and wait for its result.
+
+        Raises RpcTimeoutError after ``timeout`` (default ``call_timeout``) seconds,
+        RpcTransportError when the link is or goes down, RpcRemoteError for an error reply.
+        """
+        limit = self.call_timeout if timeout is None else timeout
+        request_id, data = self._session.send_request(method, params)
+        waiter = _Waiter(anyio.Event())
+        self._waiters[request_id] = waiter
+        try:
+            with anyio.fail_after(limit):
+                await self._send(data)
+                await waiter.event.wait()
+        except TimeoutError:
+            raise RpcTimeoutError(
+                f"{self.endpoint}: {method} got no answer in {limit:g}s"
+            ) from None
+        finally:
+            del self._waiters[request_id]
+            self._session.forget(request_id)  # a late reply becomes an UnknownResponse
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.result
+
+    async def notify(self, method: str, params: Any = None) -> None:
+        await self._send(self._session.send_notification(method, params))
+
+    async def _send(self, data: bytes) -> None:
+        async with self._send_lock:
+            if self.close_reason is not None:
+                raise self.close_reason
+            try:
+                await self._stream.send(data)
+            except _LINK_ERRORS as exc:
+                error = RpcTransportError(f"{self.endpoint}: write failed: {exc!r}")
+                self._abort(error)
+                raise error from exc
+            except anyio.get_cancelled_exc_class():
+                # A half-written line would corrupt every later message: drop the link.
+                self._abort(RpcTransportError(f"{self.endpoint}: write interrupted"))
+                raise
+
+    # -- tools ------------------------------------------------------------------------------
+
+    async def call_tool(
+        self,
+        name: str | ToolCall,
+        arguments: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 — see call()
+    ) -> ToolOutput:
+        """``tools/call``, unwrapped. Raises ToolError for a tool-level failure."""
+        if isinstance(name, ToolCall):
+            tool, arguments = name.name, name.arguments
+        else:
+            tool = name
+        result = await self.call(
+            "tools/call", {"name": tool, "arguments": arguments or {}}, timeout=timeout
+        )
+        return unwrap_tool_result(tool, result)
+
+    async def list_agents(self, *, swarm_id: str | None = None) -> list[Agent]:
+        """Live agents, placeholders dropped."""
+        output = await self.call_tool(self.catalog.agent_list(swarm_id=swarm_id))
+        return parse_agent_list(output)
+
+    async def swarm_status(self, *, swarm_id: str | None = None) -> SwarmStatus | None:
+        """The swarm's status, or None when the server has none (either dialect)."""
+        try:
+            output = await self.call_tool(self.catalog.swarm_status(swarm_id=swarm_id))
+        except ToolError as exc:
+            if is_no_swarm(exc):
+                return None
+            raise
+        return parse_swarm_status(output)
+
+    async def init_swarm(
+        self, topology: str, *, max_agents: int | None = None, strategy: str | None = None
+    ) -> str:
+        call = self.catalog.swarm_init(topology, max_agents=max_agents, strategy=strategy)
+        return parse_swarm_id(await self.call_tool(call))
+
+    async def spawn_agent(
+        self,
+        agent_type: str,
+        *,
+        name: str | None = None,
+        capabilities: list[str] | None = None,
+        swarm_id: str | None = None,
+    ) -> SpawnedAgent:
+        call = self.catalog.agent_spawn(
+            agent_type, name=name, capabilities=capabilities, swarm_id=swarm_id
+        )
+        return parse_spawn(await self.call_tool(call))
+
+    async def submit_task(
+        self, description: str, *, priority: str | None = None, swarm_id: str | None = None
+    ) -> ToolOutput:
+        return await self.call_tool(
+            self.catalog.task(description, priority=priority, swarm_id=swarm_id)
+        )
+
+    # -- handshake and reader -----------------------------------------------------------------
+
+    async def _handshake(self, client_name: str) -> None:
+        result = await self.call(
+            "initialize",
+            {
+                "protocolVersion": PROTOCOL_VERSION,
+                "capabilities": {},
+                "clientInfo": {"name": client_name, "version": __version__},
+            },
+        )
+        if not isinstance(result, dict):
+            raise RemoteProtocolError(f"{self.endpoint}: initialize result is not an object")
+        info = result.get("serverInfo")
+        self.server_info = info if isinstance(info, dict) else {}
+        version = result.get("protocolVersion")
+        self.protocol_version = version if isinstance(version, str) else None
+        await self.notify("notifications/initialized")
+        self.catalog = ToolCatalog.from_tools_list(await self.call("tools/list"))
+
+    async def refresh_tools(self) -> ToolCatalog:
+        """Re-read ``tools/list`` (also a liveness probe: 2.x has no ``ping``)."""
+        self.catalog = ToolCatalog.from_tools_list(await self.call("tools/list"))
+        return self.catalog
+
+    async def _read_loop(self) -> None:
+        reason: RpcError = RpcTransportError(f"{self.endpoint}: connection closed")
+        try:
+            while True:
+                try:
+                    chunk = await self._stream.receive()
+                except anyio.EndOfStream:
+                    reason = RpcTransportError(f"{self.endpoint}: server closed the connection")
+                    return
+                for event in self._session.receive_data(chunk):
+                    await self._dispatch(event)
+        except _LINK_ERRORS as exc:
+            reason = RpcTransportError(f"{self.endpoint}: read failed: {exc!r}")
+            reason.__cause__ = exc
+        except RpcError as exc:  # answering a server ping failed: the link is already gone
+            reason = exc
+        except RemoteProtocolError as exc:
+            log.warning("{}: closing connection: {}", self.endpoint, exc)
+            reason = RpcTransportError(f"{self.endpoint}: {exc}")
+            reason.__cause__ = exc
+        finally:
+            self._abort(reason)
+
+    async def _dispatch(self, event: RpcEvent) -> None:
+        match event:
+            case Response(id=request_id, result=result):
+                self._resolve(request_id, result, None)
+            case ErrorResponse(id=request_id, error=error):
+                self._resolve(request_id, None, error)
+            case Notification():
+                self._notify_handler(event)
+            case IncomingRequest(id=request_id, method=method):
+                # MCP lets the server ping us; we serve nothing else.
+                reply = (
+                    self._session.send_result(request_id, {})
+                    if method == "ping"
+                    else self._session.send_error(request_id, -32601, f"Method not found: {method}")
+                )
+                await self._send(reply)
+            case StrayError(error=error):
+                log.warning("{}: error reply without id: {}", self.endpoint, error)
+            case UnknownResponse(id=request_id):
+                log.debug("{}: reply to unknown or abandoned id {!r}", self.endpoint, request_id)
+            case InvalidMessage(reason=reason):
+                log.warning("{}: ignored message: {}", self.endpoint, reason)
+            case SkippedLine(preview=preview, reason=reason):
+                log.warning(
+                    "{}: skipped non-JSON-RPC line {!r} ({})", self.endpoint, preview, reason
+                )
+
+    def _resolve(self, request_id: int, result: Any, error: RpcRemoteError | None) -> None:
+        waiter = self._waiters.get(request_id)
+        if waiter is None:  # pragma: no cover — session and waiters are kept in step
+            return
+        waiter.result, waiter.error = result, error
+        waiter.event.set()
+
+    def _notify_handler(self, event: Notification) -> None:
+        log.debug("{}: notification {}", self.endpoint, event.method)
+        if self._on_notification is None:
+            return
+        try:
+            self._on_notification(event)
+        except Exception as exc:  # noqa: BLE001 — boundary: a bad callback must not kill the link
+            log.opt(exception=exc).error(
+                "{}: notification handler failed on {}", self.endpoint, event.method
+            )
+
+
+@asynccontextmanager
+async def connect_mcp(
+    host: str,
+    port: int,
+    *,
+    connect_timeout: float = 5.0,
+    call_timeout: float = 10.0,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    client_name: str = "visionflow",
+    on_notification: NotificationHandler | None = None,
+) -> AsyncIterator[McpClient]:
+    """Connect, handshake and yield a ready :class:`McpClient`; closes the link on exit.
+
+    Raises RpcTransportError (connect failed, link lost), RpcTimeoutError (handshake too
+    slow), RpcRemoteError or RemoteProtocolError (the server refused or spoke garbage).
+    """
+    endpoint = f"{host}:{port}"
+    try:
+        with anyio.fail_after(connect_timeout):
+            stream = await anyio.connect_tcp(host, port)
+    except TimeoutError:
+        raise RpcTransportError(
+            f"{endpoint}: connect timed out after {connect_timeout:g}s"
+        ) from None
+    except OSError as exc:
+        raise RpcTransportError(f"{endpoint}: connect failed: {exc}") from exc
+    client = McpClient(
+        stream,
+        endpoint=endpoint,
+        call_timeout=call_timeout,
+        max_line_bytes=max_line_bytes,
+        on_notification=on_notification,
+    )
+    error: BaseException | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client._read_loop)
+            try:
+                await client._handshake(client_name)
+                yield client
+            finally:
+                tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The reader never raises, so a group holds the body's one exception: hand the caller
+        # that exception, not a group it would need ``except*`` for.
+        error = _sole(group)
+        if error is group:
+            raise
+    finally:
+        client._abort(RpcTransportError(f"{endpoint}: client closed"))
+        await anyio.aclose_forcefully(stream)
+    if error is not None:
+        raise error  # outside the handler, so it is not chained onto the group
+
+
+def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
