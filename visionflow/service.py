@@ -13,10 +13,12 @@ import anyio.abc
 from loguru import logger
 
 from visionflow import __version__
+from visionflow.live_settings import LiveSettings
 from visionflow.metrics import Metrics
 from visionflow.settings import Settings
 from visionflow.supervisor import HealthRegistry, RestartPolicy, Supervisor
-from visionflow.web.app import ServiceContext, create_app
+from visionflow.web.app import create_app
+from visionflow.web.context import ServiceContext
 from visionflow.web.server import HttpServer
 
 log = logger.bind(subsystem="main")
@@ -45,7 +47,9 @@ class Service:
 
     def __post_init__(self) -> None:
         self.ctx = ServiceContext(
-            settings=self.settings, registry=HealthRegistry(__version__), metrics=Metrics()
+            live=LiveSettings.from_settings(self.settings),
+            registry=HealthRegistry(__version__),
+            metrics=Metrics(),
         )
 
     def request_stop(self) -> None:
@@ -55,6 +59,7 @@ class Service:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         grace = self.settings.server.shutdown_grace
+        await anyio.to_thread.run_sync(self.ctx.live.load_overrides)
         async with anyio.create_task_group() as tg:
             supervisor = Supervisor(
                 tg,

@@ -373,7 +373,12 @@ def to_dict(settings: Settings) -> dict[str, Any]:
 
 def to_toml(settings: Settings) -> str:
     """Render effective settings as TOML (for ``check-config``)."""
-    return _render_table(to_dict(settings), [])
+    return to_toml_table(to_dict(settings))
+
+
+def to_toml_table(doc: Mapping[str, Any]) -> str:
+    """Render a document of tables, arrays of tables and plain values as TOML."""
+    return _render_table(doc, [])
 
 
 def _toml_value(value: object) -> str:

@@ -5,7 +5,6 @@ Routes read the shared service context; they never block the event loop.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
@@ -14,25 +13,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from visionflow.metrics import CONTENT_TYPE, Metrics
-from visionflow.settings import Settings
-from visionflow.supervisor import HealthRegistry
+from visionflow.metrics import CONTENT_TYPE
+from visionflow.web import routes_settings
+from visionflow.web.context import ServiceContext
+from visionflow.web.context import context_of as _ctx
 from visionflow.web.errors import http_exception_handler
-
-
-@dataclass
-class ServiceContext:
-    """What request handlers may reach: settings, health, metrics and the subsystems."""
-
-    settings: Settings
-    registry: HealthRegistry
-    metrics: Metrics
-
-
-def _ctx(request: Request) -> ServiceContext:
-    ctx = request.app.state.ctx
-    assert isinstance(ctx, ServiceContext)
-    return ctx
 
 
 async def healthz(request: Request) -> Response:
@@ -69,7 +54,7 @@ def base_routes() -> list[BaseRoute]:
 
 def create_app(ctx: ServiceContext, extra_routes: list[BaseRoute] | None = None) -> Starlette:
     app = Starlette(
-        routes=[*base_routes(), *(extra_routes or [])],
+        routes=[*base_routes(), *routes_settings.routes(), *(extra_routes or [])],
         exception_handlers={HTTPException: http_exception_handler},
     )
     app.state.ctx = ctx

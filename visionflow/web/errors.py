@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -24,8 +26,9 @@ def error_response(
     message: str,
     path: str | None = None,
     headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
-    body = {"error": {"code": code, "message": message, "path": path}}
+    body = {"error": {"code": code, "message": message, "path": path, **extra}}
     return JSONResponse(body, status_code=status, headers=headers)
 
 

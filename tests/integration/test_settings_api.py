@@ -1,0 +1,132 @@
+"""GET/PATCH /api/settings against a real hypercorn on an ephemeral port."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from visionflow import settings as s
+from visionflow.live_settings import OVERRIDES_FILE
+from visionflow.service import Service
+
+
+async def _run(raw: dict[str, Any]) -> AsyncIterator[tuple[Service, httpx.AsyncClient]]:
+    svc = Service(s.validate(raw))
+    async with anyio.create_task_group() as tg:
+        with anyio.fail_after(10):
+            await tg.start(svc.run)
+        async with httpx.AsyncClient(base_url=str(svc.http.url), timeout=5) as client:
+            yield svc, client
+        svc.request_stop()
+
+
+@pytest.fixture
+async def api(
+    anyio_backend: str, tmp_path: Path
+) -> AsyncIterator[tuple[Service, httpx.AsyncClient]]:
+    raw = {"server": {"port": 0, "max_request_bytes": 4096}, "state": {"dir": str(tmp_path)}}
+    async for pair in _run(raw):
+        yield pair
+
+
+@pytest.mark.anyio
+async def test_get_settings(api: tuple[Service, httpx.AsyncClient]) -> None:
+    _, client = api
+    r = await client.get("/api/settings")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["settings"]["physics"]["knowledge"]["damping"] == 0.85
+    assert body["overrides"] == {}
+
+
+@pytest.mark.anyio
+async def test_patch_applies_persists_and_notifies(
+    api: tuple[Service, httpx.AsyncClient], tmp_path: Path
+) -> None:
+    svc, client = api
+    seen: list[float] = []
+    svc.ctx.live.subscribe(lambda st: seen.append(st.physics.knowledge.damping))
+    r = await client.patch("/api/settings", json={"physics": {"knowledge": {"damping": 0.5}}})
+    assert r.status_code == 200, r.text
+    assert r.json()["settings"]["physics"]["knowledge"]["damping"] == 0.5
+    assert r.json()["settings"]["physics"]["agents"]["damping"] == 0.95
+    assert svc.ctx.live.current.physics.knowledge.damping == 0.5
+    assert seen == [0.5]
+    saved = tomllib.loads((tmp_path / OVERRIDES_FILE).read_text())
+    assert saved == {"physics": {"knowledge": {"damping": 0.5}}}
+
+
+@pytest.mark.anyio
+async def test_patch_reports_every_error_and_applies_nothing(
+    api: tuple[Service, httpx.AsyncClient], tmp_path: Path
+) -> None:
+    svc, client = api
+    r = await client.patch(
+        "/api/settings",
+        json={
+            "physics": {"knowledge": {"damping": 1.7, "theta": 0.5, "dampng": 1}},
+            "server": {"port": 1},
+        },
+    )
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert err["code"] == "invalid_settings"
+    paths = {i["path"] for i in err["issues"]}
+    assert paths == {"physics.knowledge.damping", "physics.knowledge.dampng", "server.port"}
+    assert "cannot change while running" in err["message"]
+    assert svc.ctx.live.current.physics.knowledge.theta == 0.8  # the valid part was not applied
+    assert not (tmp_path / OVERRIDES_FILE).exists()
+
+
+@pytest.mark.anyio
+async def test_patch_bad_bodies(api: tuple[Service, httpx.AsyncClient]) -> None:
+    _, client = api
+    r = await client.patch("/api/settings", content=b"{not json")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "bad_json"
+    r = await client.patch("/api/settings", content=b"[1, 2]")
+    assert r.status_code == 400 and "JSON object" in r.json()["error"]["message"]
+    r = await client.patch("/api/settings", content=b"{" + b" " * 5000 + b"}")
+    assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+
+
+@pytest.mark.anyio
+async def test_patch_needs_token_when_set(anyio_backend: str, tmp_path: Path) -> None:
+    raw = {"server": {"port": 0, "token": "s3cret"}, "state": {"dir": str(tmp_path)}}
+    async for _, client in _run(raw):
+        body = {"physics": {"agents": {"spring_k": 1.0}}}
+        r = await client.patch("/api/settings", json=body)
+        assert r.status_code == 401
+        assert r.json()["error"]["code"] == "unauthorized"
+        r = await client.patch(
+            "/api/settings", json=body, headers={"Authorization": "Bearer wrong"}
+        )
+        assert r.status_code == 401
+        r = await client.patch(
+            "/api/settings", json=body, headers={"Authorization": "Bearer s3cret"}
+        )
+        assert r.status_code == 200
+
+
+@pytest.mark.anyio
+async def test_overrides_survive_a_restart(anyio_backend: str, tmp_path: Path) -> None:
+    raw = {"server": {"port": 0}, "state": {"dir": str(tmp_path)}}
+    async for _, client in _run(raw):
+        r = await client.patch("/api/settings", json={"physics": {"rate_hz": 30}})
+        assert r.status_code == 200
+    async for svc, _ in _run(raw):
+        assert svc.ctx.live.current.physics.rate_hz == 30
+
+
+@pytest.mark.anyio
+async def test_corrupt_overrides_file_is_ignored(anyio_backend: str, tmp_path: Path) -> None:
+    (tmp_path / OVERRIDES_FILE).write_text("[physics\nrate_hz = ")
+    raw = {"server": {"port": 0}, "state": {"dir": str(tmp_path)}}
+    async for svc, client in _run(raw):
+        assert svc.ctx.live.current.physics.rate_hz == 60
+        assert (await client.get("/api/health")).json()["status"] == "ok"

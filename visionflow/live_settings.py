@@ -1,0 +1,163 @@
+"""Settings that change while the service runs (``PATCH /api/settings``).
+
+The effective settings are file + environment + a runtime overrides file kept under
+``state.dir``. A patch is validated as a whole (every error at once, nothing applied on error),
+written atomically, and announced to subscribers (the physics engine re-reads its parameters on
+its next step). Keys that only take effect at start-up are refused with a message saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+from loguru import logger
+
+from visionflow.errors import MISSING, ConfigError, ConfigIssue
+from visionflow.settings import Settings, merge, to_dict, to_toml_table, validate
+
+log = logger.bind(subsystem="settings")
+
+OVERRIDES_FILE = "settings-overrides.toml"
+
+# Key paths (prefixes) a running service applies without a restart.
+RUNTIME_KEYS = (
+    "physics.knowledge.",
+    "physics.agents.",
+    "physics.rate_hz",
+    "physics.settle_energy",
+    "websocket.deadband",
+    "websocket.default_interval_ms",
+    "websocket.min_interval_ms",
+    "websocket.max_interval_ms",
+    "websocket.max_lag",
+    "log.level",
+)
+
+
+def _leaves(doc: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key, value in doc.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.extend(_leaves(value, path + "."))
+        else:
+            out.append((path, value))
+    return out
+
+
+def _runtime_issues(patch: Mapping[str, Any]) -> list[ConfigIssue]:
+    return [
+        ConfigIssue(path, value, "cannot change while running: edit settings.toml and restart")
+        for path, value in _leaves(patch)
+        if not any(path == k or path.startswith(k) for k in RUNTIME_KEYS)
+    ]
+
+
+Listener = Callable[[Settings], None]
+
+
+class LiveSettings:
+    """Holds the current Settings; ``base`` is file + environment, ``overrides`` the patches."""
+
+    def __init__(self, base: Mapping[str, Any], state_dir: Path) -> None:
+        self._base = dict(base)
+        self._overrides: dict[str, Any] = {}
+        self._path = state_dir / OVERRIDES_FILE
+        self._listeners: list[Listener] = []
+        self.current: Settings = validate(self._base)
+        self.revision = 0
+        self._lock = anyio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LiveSettings:
+        return cls(to_dict(settings), Path(settings.state.dir))
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def load_overrides(self) -> None:
+        """Apply the overrides saved by an earlier run; a bad file is reported and ignored."""
+        try:
+            doc = tomllib.loads(self._path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            log.warning("ignoring {}: unreadable ({})", self._path, exc)
+            return
+        try:
+            self._apply(doc, persist=False)
+        except ConfigError as exc:
+            log.warning("ignoring {}: {}", self._path, exc.render())
+            return
+        log.info("applied runtime overrides from {}", self._path)
+
+    async def patch(self, patch: object) -> Settings:
+        """Validate, save and apply ``patch``; raise ConfigError (nothing applied) if refused."""
+        if not isinstance(patch, Mapping):
+            raise ConfigError([ConfigIssue("(body)", MISSING, "must be a JSON object")], "patch")
+        async with self._lock:  # one patch at a time: each merges over the one before
+            overrides, settings = self._prepare(patch)
+            await anyio.to_thread.run_sync(self._write, overrides)
+            return self._commit(overrides, settings)
+
+    def _apply(self, patch: Mapping[str, Any], *, persist: bool) -> Settings:
+        overrides, settings = self._prepare(patch)
+        if persist:
+            self._write(overrides)
+        return self._commit(overrides, settings)
+
+    def _prepare(self, patch: Mapping[str, Any]) -> tuple[dict[str, Any], Settings]:
+        issues = _runtime_issues(patch)
+        overrides = merge(self._overrides, patch)
+        settings = self.current
+        try:
+            settings = validate(merge(self._base, overrides), "patch")
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+        if issues:
+            raise ConfigError(issues, "patch")
+        return overrides, settings
+
+    def _commit(self, overrides: dict[str, Any], settings: Settings) -> Settings:
+        self._overrides = overrides
+        self.current = settings
+        self.revision += 1
+        for listener in self._listeners:
+            listener(settings)
+        return settings
+
+    def _write(self, overrides: Mapping[str, Any]) -> None:
+        """Atomic: a crash leaves the old file or the new one, never half of one."""
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self._path.parent, prefix=".overrides-")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write("# Written by PATCH /api/settings; applied over settings.toml.\n")
+                    f.write(to_toml_table(overrides))
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, self._path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise ConfigError(
+                [ConfigIssue(str(self._path), MISSING, f"cannot save overrides: {exc.strerror}")],
+                "patch",
+            ) from exc
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "settings": msgspec.to_builtins(self.current),
+            "overrides": self._overrides,
+            "revision": self.revision,
+            "runtime_keys": list(RUNTIME_KEYS),
+        }

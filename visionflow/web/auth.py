@@ -1,0 +1,34 @@
+"""Access token and Origin checks shared by REST routes and the WebSocket endpoint."""
+
+from __future__ import annotations
+
+import hmac
+
+from starlette.datastructures import Headers, QueryParams
+
+
+def presented_token(headers: Headers, query: QueryParams | None = None) -> str | None:
+    """The token a client presented: ``Authorization: Bearer`` first, then ``?token=``."""
+    auth = headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    if query is not None:
+        return query.get("token")
+    return None
+
+
+def token_ok(expected: str, presented: str | None) -> bool:
+    """No token configured means open; otherwise a constant-time comparison."""
+    if not expected:
+        return True
+    if presented is None:
+        return False
+    return hmac.compare_digest(expected.encode(), presented.encode())
+
+
+def origin_ok(allowed: list[str], origin: str | None) -> bool:
+    """An empty allow-list admits any Origin; a listed one must match exactly (no slash)."""
+    if not allowed:
+        return True
+    return origin is not None and origin.rstrip("/") in {o.rstrip("/") for o in allowed}
