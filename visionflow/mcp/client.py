@@ -118,7 +118,7 @@ class McpClient:
         for failed in self._session.fail_all(self.close_reason):
             waiter = self._waiters.get(failed.id)
             if waiter is not None:
-                waiter.error = failed.error
+                waiter.error = _fresh(failed.error)
                 waiter.event.set()
         self._closed.set()
 
@@ -161,7 +161,7 @@ class McpClient:
     async def _send(self, data: bytes) -> None:
         async with self._send_lock:
             if self.close_reason is not None:
-                raise self.close_reason
+                raise _fresh(self.close_reason)
             try:
                 await self._stream.send(data)
             except _LINK_ERRORS as exc:
@@ -298,7 +298,9 @@ class McpClient:
                 )
                 await self._send(reply)
             case StrayError(error=error):
-                log.warning("{}: error reply without id: {}", self.endpoint, error)
+                # 2.x answers our notifications/initialized this way on every connect.
+                level = "DEBUG" if error.code == -32601 else "WARNING"
+                log.log(level, "{}: error reply without id: {}", self.endpoint, error)
             case UnknownResponse(id=request_id):
                 log.debug("{}: reply to unknown or abandoned id {!r}", self.endpoint, request_id)
             case InvalidMessage(reason=reason):
@@ -380,6 +382,14 @@ async def connect_mcp(
         await anyio.aclose_forcefully(stream)
     if error is not None:
         raise error  # outside the handler, so it is not chained onto the group
+
+
+def _fresh(error: RpcError) -> RpcTransportError:
+    """A new exception per failed caller (one instance raised in many tasks would collect
+    every task's traceback), keeping the original as its cause."""
+    fresh = RpcTransportError(str(error))
+    fresh.__cause__ = error.__cause__ or error
+    return fresh
 
 
 def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:

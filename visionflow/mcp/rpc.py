@@ -231,7 +231,10 @@ class RpcSession:
 
     def _check_open(self) -> None:
         if self._closed is not None:
-            raise self._closed
+            # A fresh exception per caller: one instance raised in many tasks would collect
+            # all their tracebacks.
+            closed = self._closed
+            raise RpcTransportError(str(closed)) from (closed.__cause__ or closed)
 
     # -- incoming ---------------------------------------------------------------------------
 
