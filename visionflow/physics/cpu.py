@@ -68,6 +68,9 @@ MORTON_BITS = 21  # per axis; 63 bits in all, fits an int64
 _STACK = 512  # explicit build stack: <= 8 entries per level and 21 levels
 LIST_CAP = 2048  # interaction-list entries per thread (32 KiB of float32); a full one is flushed
 
+_thread_id = numba.get_thread_id  # type: ignore[attr-defined]
+_MAX_THREADS = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+
 # fastmath without 'nnan'/'ninf' so isfinite checks and NaN propagation stay honest.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
@@ -474,7 +477,7 @@ def _bh_forces(  # type: ignore[no-untyped-def]
     theta2 = th * th
     cap = lists.shape[2]
     for li in prange(nleaves):
-        lst = lists[numba.get_thread_id()]
+        lst = lists[_thread_id()]
         leaf = leaves[li]
         lo = int(tree[leaf, T_LO])
         hi = int(tree[leaf, T_HI])
@@ -712,8 +715,8 @@ class CpuWorkspace:
         self.nchild = np.zeros(m, np.int64)
         self.leaves = np.zeros(m, np.int64)
         self.same = np.zeros(cap, np.int64)
-        if self.lists.shape[0] < numba.config.NUMBA_NUM_THREADS:
-            self.lists = np.zeros((numba.config.NUMBA_NUM_THREADS, 4, LIST_CAP), np.float32)
+        if self.lists.shape[0] < _MAX_THREADS:
+            self.lists = np.zeros((_MAX_THREADS, 4, LIST_CAP), np.float32)
         self.side = np.zeros(m, np.float64)
         self.tree = np.zeros((m, 8), np.float64)
 
