@@ -1,0 +1,481 @@
+"""The fan-out hub: one frame encode per tick, newest-wins delivery to every viewer.
+
+The hub is a supervised child (``run(*, task_status)``). It follows the physics engine's newest
+snapshot and, per tick, builds one :class:`FrameCache` and asks each *due* viewer's
+:class:`ViewerStream` for its frame, so every frame kind is encoded once per tick however many
+viewers there are. What a viewer is given goes into its :class:`Viewer` outbox, which holds:
+
+- at most ONE position frame: a newer frame replaces an unsent one (counted as dropped, and the
+  viewer's stream is told, so what replaces it is a keyframe);
+- at most :data:`CONTROL_QUEUE_LIMIT` JSON control messages (a viewer that lets more pile up is
+  closed with 1013 rather than silently losing a ``graph_changed``);
+- a close request, which takes priority over everything.
+
+So the hub's memory is bounded whatever viewers do: per viewer one shared ``bytes`` frame and a
+few control strings; baselines live in a bounded :class:`BaselineStore`.
+
+Rates: a viewer subscribed at interval ``I`` gets a frame on the first tick of each ``I``-long
+slot of a clock grid shared by every viewer, so viewers at the same rate receive the same ticks
+and share one delta encode. A viewer whose frame has stayed unsent longer than
+``websocket.max_lag`` is closed with 1013.
+
+The endpoint (:mod:`visionflow.web.ws`) owns the socket: it drains the outbox with one sender
+task per connection. Everything here runs on the event loop; call :meth:`Hub.publish` from it
+too (from a thread, go through ``anyio.from_thread.run_sync``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import secrets
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Final, NamedTuple, Protocol
+
+import anyio
+import anyio.abc
+import numpy as np
+from loguru import logger
+
+from visionflow.errors import VisionflowError
+from visionflow.protocol.baselines import BaselineStore
+from visionflow.protocol.framecache import FrameCache
+from visionflow.protocol.frames import WireFormat
+from visionflow.protocol.messages import Moving, ServerMessage, Settled, encode_server_text
+from visionflow.protocol.snapshot import NodeFilter, Snapshot
+from visionflow.protocol.stream import ViewerStream
+from visionflow.settings import WebSocketSettings
+from visionflow.web.context import ServiceContext
+
+__all__ = [
+    "CONTROL_QUEUE_LIMIT",
+    "CloseRequest",
+    "Hub",
+    "HubFullError",
+    "PinSink",
+    "SnapshotSource",
+    "Viewer",
+]
+
+log = logger.bind(subsystem="ws")
+
+#: Control messages a viewer may leave unread before it is closed with 1013.
+CONTROL_QUEUE_LIMIT: Final = 64
+#: How often the hub looks at the source's ``settled`` flag while no snapshot arrives.
+SETTLED_POLL_S: Final = 0.1
+#: A tick this early for a slot boundary still counts as in it (scheduling jitter).
+SLOT_TOLERANCE_S: Final = 0.002
+#: Distinct viewer states whose baselines are kept (each one: ids + positions of a tick).
+DEFAULT_BASELINES: Final = 32
+
+CLOSE_SHUTDOWN: Final = 1001
+CLOSE_TRY_AGAIN: Final = 1013
+
+
+# --------------------------------------------------------------------------- interfaces
+
+
+class SnapshotSource(Protocol):
+    """What the hub needs from the physics engine."""
+
+    @property
+    def latest(self) -> Snapshot | None:
+        """The newest snapshot (``sequence`` = physics tick), or None before the first."""
+        ...
+
+    @property
+    def settled(self) -> bool:
+        """True while the layout is at rest (the engine publishes nothing then)."""
+        ...
+
+    async def wait_snapshot(self, after: int) -> Snapshot:
+        """The first snapshot with ``sequence > after`` (waits for it)."""
+        ...
+
+
+class PinSink(Protocol):
+    """Where viewers' drags go. Ids carry no flag bits; unknown ids raise ``GraphError``."""
+
+    def pin(self, node_ids: np.ndarray, positions: np.ndarray, owner: int) -> None: ...
+
+    def release(self, node_ids: np.ndarray, owner: int) -> None: ...
+
+    def release_all(self, owner: int) -> None: ...
+
+
+class HubFullError(VisionflowError):
+    """``websocket.max_connections`` viewers are connected already."""
+
+
+class CloseRequest(NamedTuple):
+    code: int
+    reason: str
+
+
+# --------------------------------------------------------------------------- one viewer
+
+
+@dataclass(eq=False)
+class Viewer:
+    """One connection as the hub sees it: its stream state, its rate and its outbox."""
+
+    serial: int
+    client_id: str
+    stream: ViewerStream
+    #: Seconds between frames, or None while not subscribed.
+    interval: float | None = None
+    #: Serve on the next tick whatever the rate: a (re)subscription wants its keyframe now.
+    urgent: bool = False
+    #: Index of the last clock slot (``floor(now / interval)``) this viewer was given a frame in.
+    last_slot: int = -1
+    close_request: CloseRequest | None = None
+    #: The in-flight send's cancel scope (set by the endpoint's sender), cut short on close.
+    send_scope: anyio.CancelScope | None = None
+    #: How long an in-flight send may still run once a close is requested.
+    close_flush: float = 1.0
+    frames_queued: int = 0
+    frames_sent: int = 0
+    frames_dropped: int = 0
+    bytes_sent: int = 0
+    _frame: bytes | None = None
+    _frame_since: float = 0.0
+    _control: deque[str] = field(default_factory=deque)
+    _wake: anyio.Event = field(default_factory=anyio.Event)
+
+    # -- producer side (the hub)
+
+    @property
+    def has_frame(self) -> bool:
+        return self._frame is not None
+
+    @property
+    def control_pending(self) -> int:
+        return len(self._control)
+
+    @property
+    def closing(self) -> bool:
+        return self.close_request is not None
+
+    def lag(self, now: float) -> float:
+        """How long the oldest undelivered frame (through replacements) has waited."""
+        return now - self._frame_since if self._frame is not None else 0.0
+
+    def put_frame(self, data: bytes, now: float) -> bool:
+        """Queue ``data``; True when it replaced an unsent frame (which is then dropped)."""
+        replaced = self._frame is not None
+        if not replaced:
+            self._frame_since = now
+        self._frame = data
+        self.frames_queued += 1
+        self._wake.set()
+        return replaced
+
+    def take_frame_back(self) -> bool:
+        """Withdraw the unsent frame (unsubscribe); True if there was one."""
+        had, self._frame = self._frame is not None, None
+        return had
+
+    def push_control(self, text: str) -> bool:
+        """Queue a control message; False (and nothing queued) when the queue is full."""
+        if len(self._control) >= CONTROL_QUEUE_LIMIT:
+            return False
+        self._control.append(text)
+        self._wake.set()
+        return True
+
+    def request_close(self, code: int, reason: str) -> bool:
+        """Ask the sender to close; the first request wins. True if this one was taken."""
+        if self.close_request is not None:
+            return False
+        self.close_request = CloseRequest(code, reason)
+        self._wake.set()
+        scope = self.send_scope
+        if scope is not None:  # don't let one slow send hold the close back for send_timeout
+            scope.deadline = min(scope.deadline, anyio.current_time() + self.close_flush)
+        return True
+
+    # -- consumer side (the endpoint's sender task)
+
+    def take(self) -> CloseRequest | str | bytes | None:
+        """The next thing to send: a close request, then control messages, then the frame."""
+        if self.close_request is not None:
+            return self.close_request
+        if self._control:
+            return self._control.popleft()
+        frame, self._frame = self._frame, None
+        return frame
+
+    async def wait(self) -> None:
+        """Return once :meth:`take` has something (at once if it has already)."""
+        if self.close_request is None and not self._control and self._frame is None:
+            self._wake = anyio.Event()
+            await self._wake.wait()
+
+
+# --------------------------------------------------------------------------- the hub
+
+
+class Hub:
+    """Fans the physics snapshots out to every connected viewer. See the module docstring."""
+
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        source: SnapshotSource,
+        *,
+        pins: PinSink | None = None,
+        stopping: anyio.Event | None = None,
+        health_name: str = "hub",
+        baseline_capacity: int = DEFAULT_BASELINES,
+    ) -> None:
+        self.ctx = ctx
+        self.source = source
+        self.pins = pins
+        #: Set when the service shuts down (the supervisor's ``stopping``): viewers get 1001.
+        self.stopping = stopping if stopping is not None else anyio.Event()
+        self._health_name = health_name
+        self._baselines = BaselineStore(baseline_capacity)
+        self._viewers: dict[int, Viewer] = {}
+        self._serials = itertools.count(1)
+        self._newest: Snapshot | None = None
+        self._cache: FrameCache | None = None
+        self._kick = anyio.Event()
+        self._settled: bool | None = None
+        #: When the next viewer that is behind the newest tick becomes due (a timer wake-up).
+        self._wake_at = math.inf
+        self.ticks = 0
+
+    # ---------------------------------------------------------------- connections
+
+    @property
+    def settings(self) -> WebSocketSettings:
+        return self.ctx.live.current.websocket
+
+    @property
+    def connections(self) -> int:
+        return len(self._viewers)
+
+    def viewers(self) -> Iterator[Viewer]:
+        return iter(list(self._viewers.values()))
+
+    def connect(
+        self, fmt: WireFormat = WireFormat.PROTOCOL2, node_filter: NodeFilter = NodeFilter.ALL
+    ) -> Viewer:
+        """Register a new viewer (not subscribed yet); raises :class:`HubFullError`."""
+        limit = self.settings.max_connections
+        if len(self._viewers) >= limit:
+            raise HubFullError(f"too many connections (limit {limit}); try again later")
+        serial = next(self._serials)
+        viewer = Viewer(serial, f"{serial}-{secrets.token_hex(4)}", ViewerStream(fmt, node_filter))
+        self._viewers[serial] = viewer
+        self.ctx.metrics.ws_connections.set(len(self._viewers))
+        self._update_health()
+        return viewer
+
+    def disconnect(self, viewer: Viewer) -> None:
+        """Forget ``viewer`` and release its pins. Idempotent."""
+        if self._viewers.pop(viewer.serial, None) is None:
+            return
+        viewer.interval = None
+        self.ctx.metrics.ws_connections.set(len(self._viewers))
+        self._update_health()
+        if self.pins is not None:
+            self.pins.release_all(viewer.serial)
+
+    def clamp_interval_ms(self, requested_ms: float | None) -> float:
+        ws = self.settings
+        if requested_ms is None or not math.isfinite(requested_ms):
+            requested_ms = ws.default_interval_ms
+        return float(min(max(requested_ms, ws.min_interval_ms), ws.max_interval_ms))
+
+    def subscribe(self, viewer: Viewer, interval_ms: float | None = None) -> float:
+        """Start (keyframe next) or re-rate the viewer's stream; returns the interval in ms."""
+        ms = self.clamp_interval_ms(interval_ms)
+        if viewer.interval is None:
+            viewer.stream.restart()
+            viewer.urgent = True
+            self._kick.set()
+        viewer.interval = ms / 1000.0
+        return ms
+
+    def request_keyframe(self, viewer: Viewer) -> None:
+        """``requestInitialData``: the next frame is a keyframe, sent as soon as possible."""
+        viewer.stream.restart()
+        viewer.urgent = True
+        self._kick.set()
+
+    def unsubscribe(self, viewer: Viewer) -> None:
+        viewer.interval = None
+        viewer.urgent = False
+        if viewer.take_frame_back():
+            viewer.stream.frame_dropped()
+
+    # ---------------------------------------------------------------- control messages
+
+    def publish(self, message: ServerMessage) -> None:
+        """Send a control message to every viewer (encoded once)."""
+        text = encode_server_text(message)
+        for viewer in self.viewers():
+            self.send_control(viewer, text)
+
+    def send_control(self, viewer: Viewer, text: str) -> None:
+        """Queue ``text`` for one viewer; one that lets the queue fill up is closed with 1013."""
+        if viewer.closing:
+            return
+        if not viewer.push_control(text):
+            self.close(viewer, CLOSE_TRY_AGAIN, "too many unread control messages")
+
+    def close(self, viewer: Viewer, code: int, reason: str) -> None:
+        """Have ``viewer`` closed with ``code``; it gets no more frames."""
+        if viewer.request_close(code, reason):
+            viewer.interval = None
+            if code not in (1000, CLOSE_SHUTDOWN):
+                log.warning("closing viewer {} with {}: {}", viewer.client_id, code, reason)
+
+    def close_all(self, code: int, reason: str) -> None:
+        for viewer in self.viewers():
+            self.close(viewer, code, reason)
+
+    # ---------------------------------------------------------------- delivery accounting
+
+    def frame_sent(self, viewer: Viewer, nbytes: int) -> None:
+        viewer.frames_sent += 1
+        viewer.bytes_sent += nbytes
+        self.ctx.metrics.frames_sent.inc()
+        self.ctx.metrics.bytes_sent.inc(nbytes)
+
+    def frame_lost(self, viewer: Viewer) -> None:
+        """A frame taken from the outbox was not delivered after all."""
+        viewer.stream.frame_dropped()
+        viewer.frames_dropped += 1
+        self.ctx.metrics.frames_dropped.inc()
+
+    # ---------------------------------------------------------------- the tick
+
+    def offer(self, snapshot: Snapshot) -> None:
+        """Make ``snapshot`` the newest (if it is newer) and wake the tick loop."""
+        if self._newest is None or snapshot.sequence > self._newest.sequence:
+            self._newest = snapshot
+            self._kick.set()
+
+    def tick(self, now: float | None = None) -> int:
+        """Give every due viewer its frame of the newest snapshot; returns frames queued."""
+        snapshot = self._newest
+        if snapshot is None:
+            return 0
+        now = anyio.current_time() if now is None else now
+        ws = self.settings
+        cache = self._cache
+        if cache is not None and cache.snapshot is not snapshot:
+            cache = None
+        queued = 0
+        self._wake_at = math.inf
+        for viewer in self.viewers():
+            if viewer.closing:
+                continue
+            if viewer.lag(now) > ws.max_lag:
+                self.close(viewer, CLOSE_TRY_AGAIN, f"more than {ws.max_lag:g}s behind")
+                continue
+            slot = self._due_slot(viewer, snapshot.sequence, now)
+            if slot is None:
+                if viewer.interval is not None and _behind(viewer, snapshot.sequence):
+                    # Not due yet, but must not miss this tick if it turns out to be the last.
+                    due_at = (viewer.last_slot + 1) * viewer.interval - SLOT_TOLERANCE_S
+                    self._wake_at = min(self._wake_at, due_at)
+                continue
+            if cache is None:
+                cache = self._cache = FrameCache(snapshot, self._baselines, deadband=ws.deadband)
+            if viewer.has_frame:
+                # Newest wins: what we build now replaces the unsent frame, so it is a keyframe.
+                viewer.stream.frame_dropped()
+            frame = viewer.stream.next_frame(cache)
+            viewer.urgent = False
+            viewer.last_slot = slot
+            if frame is None:
+                continue
+            if viewer.put_frame(frame.data, now):
+                viewer.frames_dropped += 1
+                self.ctx.metrics.frames_dropped.inc()
+            queued += 1
+        self.ticks += 1
+        return queued
+
+    def _due_slot(self, viewer: Viewer, sequence: int, now: float) -> int | None:
+        """The clock slot to serve ``viewer`` in now, or None when it is not due."""
+        if viewer.interval is None:
+            return None
+        if not _behind(viewer, sequence):
+            return None  # this tick was given already; sequences strictly increase
+        slot = math.floor((now + SLOT_TOLERANCE_S) / viewer.interval)
+        if viewer.urgent or slot > viewer.last_slot:
+            return slot
+        return None
+
+    # ---------------------------------------------------------------- the child
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Follow the source and tick until the service stops; then close viewers with 1001."""
+        self._kick = anyio.Event()
+        latest = self.source.latest
+        if latest is not None:
+            self.offer(latest)
+        self._settled = self.source.settled
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._follow_source)
+            self._update_health()
+            task_status.started()
+            with anyio.CancelScope() as ticking:
+                tg.start_soon(_cancel_when, self.stopping, ticking)
+                while True:
+                    with anyio.move_on_after(self._wake_at - anyio.current_time()):
+                        await self._kick.wait()
+                    self._kick = anyio.Event()
+                    self.tick()
+                    self._update_health()
+            tg.cancel_scope.cancel()
+        self.close_all(CLOSE_SHUTDOWN, "server shutting down")
+        log.info("hub stopped; {} viewer(s) told to reconnect later", self.connections)
+
+    async def _follow_source(self) -> None:
+        while True:
+            newest = self._newest
+            after = newest.sequence if newest is not None else -1
+            with anyio.move_on_after(SETTLED_POLL_S):
+                snapshot = await self.source.wait_snapshot(after)
+                latest = self.source.latest
+                if latest is not None and latest.sequence > snapshot.sequence:
+                    snapshot = latest  # we were slower than the engine: skip to its newest
+                self.offer(snapshot)
+            self._check_settled()
+
+    def _check_settled(self) -> None:
+        settled = self.source.settled
+        if settled == self._settled:
+            return
+        self._settled = settled
+        newest = self._newest
+        sequence = newest.sequence if newest is not None else 0
+        self.publish(Settled(sequence=sequence) if settled else Moving(sequence=sequence))
+
+    def _update_health(self) -> None:
+        newest = self._newest
+        self.ctx.registry.register(self._health_name).detail.update(
+            connections=len(self._viewers),
+            ticks=self.ticks,
+            sequence=newest.sequence if newest is not None else None,
+            settled=bool(self._settled),
+        )
+
+
+def _behind(viewer: Viewer, sequence: int) -> bool:
+    last = viewer.stream.last_sequence
+    return last is None or sequence > last
+
+
+async def _cancel_when(event: anyio.Event, scope: anyio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
