@@ -1,0 +1,506 @@
+"""``/wss``: the viewer WebSocket endpoint (PROTOCOL.md sections 2-6), as a raw ASGI app.
+
+One connection = one handler with four small tasks:
+
+- the *receiver* reads client messages (size limit -> 1009, token-bucket rate limit -> ``error``
+  then 1008, JSON control messages, binary drags -> pins);
+- the *sender* is the only task that writes: it drains the connection's outbox in the hub
+  (close request, then control messages, then the newest frame), bounds every send by
+  ``websocket.send_timeout`` and sends the heartbeat;
+- two watchers: the service's ``stopping`` event (close 1001) and the idle timeout (no inbound
+  message for ``websocket.idle_timeout`` -> close 1000).
+
+Refused upgrades are accepted and closed at once with the code and reason of PROTOCOL.md
+section 6: a close frame is the only refusal a browser (or a ``websockets`` client) can read;
+hypercorn answers a close before accept with a bare HTTP 403.
+
+Heartbeat: ASGI cannot send WebSocket pings, so the server's heartbeat is a JSON message: an
+unsolicited ``{"type": "pong", "timestamp": null}`` (the JSON analogue of RFC 6455's unsolicited
+Pong), sent when the connection has been silent for ``websocket.heartbeat_interval``. ``pong`` is
+in the server message set, so every client decodes it; a null timestamp matches no ``ping``.
+Clients keep the connection from idling out by sending ``ping`` (the original VisionFlow client
+does).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Final
+
+import anyio
+import anyio.abc
+import numpy as np
+from hypercorn.protocol import ws_stream
+from loguru import logger
+from starlette.datastructures import Headers, QueryParams
+from starlette.routing import WebSocketRoute
+from starlette.types import Message, Receive, Scope, Send
+from wsproto.connection import Connection
+
+from visionflow.errors import FrameDecodeError, GraphError, RemoteProtocolError
+from visionflow.protocol.frames import ID_MASK, WireFormat, decode_client_records
+from visionflow.protocol.messages import (
+    ConnectionEstablished,
+    ErrorMessage,
+    Ping,
+    Pong,
+    Release,
+    RequestInitialData,
+    ServerMessage,
+    Settled,
+    Subscribed,
+    SubscribePositionUpdates,
+    UnsubscribePositionUpdates,
+    decode_client_message,
+    encode_server_text,
+)
+from visionflow.protocol.snapshot import NodeFilter
+from visionflow.settings import Settings
+from visionflow.web.auth import origin_ok, presented_token, token_ok
+from visionflow.web.context import ServiceContext
+from visionflow.web.hub import CloseRequest, Hub, HubFullError, Viewer
+
+__all__ = [
+    "HEARTBEAT",
+    "Admission",
+    "ConnectParams",
+    "InboundLimiter",
+    "WebSocketEndpoint",
+    "configure_compression",
+    "parse_connect",
+    "websocket_route",
+]
+
+log = logger.bind(subsystem="ws")
+
+CLOSE_NORMAL: Final = 1000
+CLOSE_SHUTDOWN: Final = 1001
+CLOSE_POLICY: Final = 1008
+CLOSE_TOO_BIG: Final = 1009
+CLOSE_INTERNAL: Final = 1011
+CLOSE_TRY_AGAIN: Final = 1013
+CLOSE_BAD_TOKEN: Final = 4401
+CLOSE_BAD_PARAM: Final = 4400
+
+#: The server heartbeat (see the module docstring).
+HEARTBEAT: Final = encode_server_text(Pong(timestamp=None))
+#: A close frame's reason holds at most 123 bytes of UTF-8.
+_MAX_REASON: Final = 123
+#: Upper bound on how long an in-flight send may delay a requested close.
+_CLOSE_FLUSH_MAX_S: Final = 1.0
+
+
+# --------------------------------------------------------------------------- compression
+
+
+_compression_allowed = False
+
+
+class _Handshake(ws_stream.Handshake):
+    """hypercorn's handshake, minus the permessage-deflate offer while compression is off."""
+
+    def accept(
+        self, subprotocol: str | None, additional_headers: Iterable[tuple[bytes, bytes]]
+    ) -> tuple[int, list[tuple[bytes, bytes]], Connection]:
+        if not _compression_allowed:
+            self.extensions = None  # as if the client had offered no extension
+        return super().accept(subprotocol, additional_headers)
+
+
+def configure_compression(enabled: bool) -> None:
+    """Let hypercorn negotiate permessage-deflate only when ``websocket.compression`` is true.
+
+    Hypercorn has no setting for it: it accepts deflate whenever the client offers it (every
+    browser does), reading the offer from the raw request before the app sees the scope. So its
+    handshake class is swapped, once per process, for one that drops the offer while compression
+    is off. Position frames barely compress (REFERENCE.md: ratio 1.12 for 66 ms per 100k-node
+    frame), so off is the default.
+    """
+    global _compression_allowed
+    _compression_allowed = enabled
+    ws_stream.Handshake = _Handshake  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- sans-IO parts
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectParams:
+    fmt: WireFormat
+    node_filter: NodeFilter
+    subscribe: bool
+
+
+_BOOLS: Final = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def parse_connect(
+    settings: Settings, headers: Headers, query: QueryParams
+) -> ConnectParams | CloseRequest:
+    """Check an upgrade request (Origin, token, query); the params, or how to refuse it."""
+    server = settings.server
+    origin = headers.get("origin")
+    if not origin_ok(server.allowed_origins, origin):
+        return CloseRequest(CLOSE_POLICY, f"origin {origin!r} is not allowed")
+    if not token_ok(server.token, presented_token(headers, query)):
+        return CloseRequest(CLOSE_BAD_TOKEN, "missing or wrong token (?token= or Bearer header)")
+    protocol = query.get("protocol", "2")
+    if protocol not in ("2", "legacy"):
+        return CloseRequest(CLOSE_BAD_PARAM, f"protocol={protocol!r}: expected 2 or legacy")
+    graph = query.get("graph", "all")
+    try:
+        node_filter = NodeFilter(graph)
+    except ValueError:
+        return CloseRequest(CLOSE_BAD_PARAM, f"graph={graph!r}: expected all, knowledge or agents")
+    subscribe = _BOOLS.get(query.get("subscribe", "true").lower())
+    if subscribe is None:
+        return CloseRequest(CLOSE_BAD_PARAM, "subscribe: expected true or false")
+    fmt = WireFormat.LEGACY if protocol == "legacy" else WireFormat.PROTOCOL2
+    return ConnectParams(fmt, node_filter, subscribe)
+
+
+class Admission(Enum):
+    ACCEPT = "accept"
+    REFUSE = "refuse"  # drop this message silently
+    REFUSE_AND_TELL = "refuse and tell"  # drop it and send one `error`
+    CLOSE = "close"  # the excess went on too long: 1008
+
+
+class InboundLimiter:
+    """Token bucket over inbound messages, with a tolerance for repeated excess.
+
+    Bursts up to two seconds' worth of messages pass. Beyond that a message is refused (the
+    first refusal of an episode is reported to the client); once more than one second's worth
+    has been refused before the bucket filled up again, the connection is to be closed (1008).
+    """
+
+    def __init__(self, rate: float, now: float) -> None:
+        self.rate = float(rate)
+        self.capacity = max(2.0 * self.rate, 1.0)
+        self._tokens = self.capacity
+        self._last = now
+        self.refused = 0
+
+    def admit(self, now: float) -> Admission:
+        self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens >= self.capacity:
+            self.refused = 0  # calm again: a fresh episode
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return Admission.ACCEPT
+        self.refused += 1
+        if self.refused > max(self.rate, 1.0):
+            return Admission.CLOSE
+        return Admission.REFUSE_AND_TELL if self.refused == 1 else Admission.REFUSE
+
+
+def _reason(text: str) -> str:
+    raw = text.encode()
+    if len(raw) <= _MAX_REASON:
+        return text
+    return raw[: _MAX_REASON - 3].decode(errors="ignore") + "..."
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# --------------------------------------------------------------------------- the endpoint
+
+
+@dataclass(eq=False)
+class _Connection:
+    viewer: Viewer
+    send: Send
+    peer: str
+    limiter: InboundLimiter
+    last_inbound: float
+    last_sent: float
+    #: A send was cut short: the peer is not reading.
+    stuck: bool = False
+
+
+class WebSocketEndpoint:
+    """The ``/wss`` ASGI app. Mount with :func:`websocket_route`."""
+
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        hub: Hub,
+        *,
+        graph_revision: Callable[[], int] = lambda: 0,
+    ) -> None:
+        self.ctx = ctx
+        self.hub = hub
+        self.graph_revision = graph_revision
+        configure_compression(ctx.live.current.websocket.compression)
+
+    # ---------------------------------------------------------------- ASGI entry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            return
+        if (await receive())["type"] != "websocket.connect":
+            return
+        settings = self.ctx.live.current
+        peer = _peer(scope)
+        if self.hub.stopping.is_set():
+            await self._refuse(send, CloseRequest(CLOSE_SHUTDOWN, "server shutting down"), peer)
+            return
+        params = parse_connect(settings, Headers(scope=scope), QueryParams(scope["query_string"]))
+        if isinstance(params, CloseRequest):
+            await self._refuse(send, params, peer)
+            return
+        try:
+            viewer = self.hub.connect(params.fmt, params.node_filter)
+        except HubFullError as exc:
+            await self._refuse(send, CloseRequest(CLOSE_TRY_AGAIN, str(exc)), peer)
+            return
+        viewer.close_flush = min(_CLOSE_FLUSH_MAX_S, max(0.1, settings.server.shutdown_grace / 2))
+        now = anyio.current_time()
+        conn = _Connection(
+            viewer,
+            send,
+            peer,
+            InboundLimiter(settings.websocket.max_messages_per_second, now),
+            last_inbound=now,
+            last_sent=now,
+        )
+        log.info(
+            "viewer {} connected from {} (protocol {}, graph {})",
+            viewer.client_id,
+            peer,
+            params.fmt.value,
+            params.node_filter.value,
+        )
+        try:
+            await self._serve(conn, params, receive)
+        except Exception as exc:  # noqa: BLE001 — boundary: per-WebSocket handler
+            log.opt(exception=exc).error("viewer {} failed: {!r}", viewer.client_id, exc)
+            with anyio.move_on_after(viewer.close_flush):
+                await send({"type": "websocket.close", "code": CLOSE_INTERNAL, "reason": ""})
+        finally:
+            self.hub.disconnect(viewer)
+            log.info(
+                "viewer {} gone ({} frames, {} dropped)",
+                viewer.client_id,
+                viewer.frames_sent,
+                viewer.frames_dropped,
+            )
+
+    async def _refuse(self, send: Send, refusal: CloseRequest, peer: str) -> None:
+        log.info("refused a viewer from {} with {}: {}", peer, refusal.code, refusal.reason)
+        with anyio.move_on_after(self.ctx.live.current.websocket.send_timeout):
+            await send({"type": "websocket.accept"})
+            await send(
+                {"type": "websocket.close", "code": refusal.code, "reason": _reason(refusal.reason)}
+            )
+
+    async def _serve(self, conn: _Connection, params: ConnectParams, receive: Receive) -> None:
+        viewer = conn.viewer
+        if not await self._send(conn, {"type": "websocket.accept"}):
+            return
+        self._control(
+            conn,
+            ConnectionEstablished(
+                timestamp=_now_ms(),
+                protocol="legacy" if params.fmt is WireFormat.LEGACY else "2",
+                client_id=viewer.client_id,
+                graph_revision=int(self.graph_revision()),
+            ),
+        )
+        source = self.hub.source
+        latest = source.latest
+        if source.settled and latest is not None:
+            self._control(conn, Settled(sequence=latest.sequence))
+        if params.subscribe:
+            self.hub.subscribe(viewer)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._receiver, conn, receive, tg.cancel_scope)
+            tg.start_soon(self._sender, conn, tg.cancel_scope)
+            tg.start_soon(self._watch_stopping, conn)
+            tg.start_soon(self._watch_idle, conn)
+
+    # ---------------------------------------------------------------- sending
+
+    async def _send(self, conn: _Connection, message: Message) -> bool:
+        """One ASGI send, bounded by ``send_timeout`` (less once a close was requested)."""
+        viewer = conn.viewer
+        now = anyio.current_time()
+        deadline = now + self.ctx.live.current.websocket.send_timeout
+        if viewer.closing:
+            deadline = min(deadline, now + viewer.close_flush)
+        with anyio.CancelScope(deadline=deadline) as scope:
+            viewer.send_scope = scope
+            try:
+                await conn.send(message)
+            finally:
+                viewer.send_scope = None
+        if scope.cancelled_caught:
+            conn.stuck = True
+            return False
+        conn.last_sent = anyio.current_time()
+        return True
+
+    async def _sender(self, conn: _Connection, cancel: anyio.CancelScope) -> None:
+        viewer = conn.viewer
+        heartbeat = self.ctx.live.current.websocket.heartbeat_interval
+        while True:
+            item = viewer.take()
+            if item is None:
+                quiet_left = conn.last_sent + heartbeat - anyio.current_time()
+                if quiet_left > 0:
+                    with anyio.move_on_after(quiet_left):
+                        await viewer.wait()
+                    continue
+                item = HEARTBEAT
+            if isinstance(item, CloseRequest):
+                if not conn.stuck:  # behind a stuck send, a close frame would wait in vain
+                    await self._send(conn, {"type": "websocket.close", **item._asdict()})
+                # hypercorn never reports the client's answer to a close; returning is what
+                # makes it close the TCP connection, as RFC 6455 has the server do.
+                cancel.cancel()
+                return
+            if isinstance(item, bytes):
+                if await self._send(conn, {"type": "websocket.send", "bytes": item}):
+                    self.hub.frame_sent(viewer, len(item))
+                    continue
+                self.hub.frame_lost(viewer)
+            elif await self._send(conn, {"type": "websocket.send", "text": item}):
+                continue
+            if not viewer.closing:
+                self.hub.close(viewer, CLOSE_TRY_AGAIN, "send timed out: the viewer is not reading")
+
+    def _control(self, conn: _Connection, message: ServerMessage) -> None:
+        self.hub.send_control(conn.viewer, encode_server_text(message))
+
+    def _error(self, conn: _Connection, code: str, message: str) -> None:
+        self._control(conn, ErrorMessage(code=code, message=message))
+
+    # ---------------------------------------------------------------- watchers
+
+    async def _watch_stopping(self, conn: _Connection) -> None:
+        await self.hub.stopping.wait()
+        self.hub.close(conn.viewer, CLOSE_SHUTDOWN, "server shutting down")
+
+    async def _watch_idle(self, conn: _Connection) -> None:
+        timeout = self.ctx.live.current.websocket.idle_timeout
+        while True:
+            left = conn.last_inbound + timeout - anyio.current_time()
+            if left <= 0:
+                self.hub.close(conn.viewer, CLOSE_NORMAL, f"idle: no message for {timeout:g}s")
+                return
+            await anyio.sleep(left)
+
+    # ---------------------------------------------------------------- receiving
+
+    async def _receiver(
+        self, conn: _Connection, receive: Receive, cancel: anyio.CancelScope
+    ) -> None:
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.disconnect":
+                break
+            if kind == "websocket.receive" and not conn.viewer.closing:
+                self._on_message(conn, message.get("bytes"), message.get("text"))
+        cancel.cancel()  # the client is gone: nothing left to send to
+
+    def _on_message(self, conn: _Connection, data: bytes | None, text: str | None) -> None:
+        viewer = conn.viewer
+        ws = self.ctx.live.current.websocket
+        now = anyio.current_time()
+        conn.last_inbound = now
+        limit = ws.max_inbound_bytes
+        size = len(data) if data is not None else _utf8_len(text or "", limit)
+        if size > limit:
+            self.hub.close(viewer, CLOSE_TOO_BIG, f"message of {size} bytes over {limit}")
+            return
+        admission = conn.limiter.admit(now)
+        if admission is Admission.CLOSE:
+            self.hub.close(viewer, CLOSE_POLICY, "message rate limit exceeded repeatedly")
+            return
+        if admission is not Admission.ACCEPT:
+            if admission is Admission.REFUSE_AND_TELL:
+                rate = ws.max_messages_per_second
+                self._error(conn, "rate_limited", f"over {rate:g} messages/s: messages dropped")
+            return
+        if data is not None:
+            self._on_drag(conn, data)
+        else:
+            self._on_text(conn, text or "")
+
+    def _on_text(self, conn: _Connection, text: str) -> None:
+        viewer = conn.viewer
+        try:
+            message = decode_client_message(text)
+        except RemoteProtocolError as exc:
+            self._error(conn, "bad_message", str(exc))
+            return
+        if isinstance(message, Ping):
+            self._control(conn, Pong(timestamp=message.timestamp))
+        elif isinstance(message, RequestInitialData):
+            self._subscribed(conn, self.hub.subscribe(viewer))
+            self.hub.request_keyframe(viewer)
+        elif isinstance(message, SubscribePositionUpdates):
+            self._subscribed(conn, self.hub.subscribe(viewer, message.interval))
+        elif isinstance(message, UnsubscribePositionUpdates):
+            self.hub.unsubscribe(viewer)
+        elif isinstance(message, Release):
+            self._release(conn, message.ids)
+
+    def _subscribed(self, conn: _Connection, interval_ms: float) -> None:
+        interval: int | float = int(interval_ms) if interval_ms.is_integer() else interval_ms
+        self._control(conn, Subscribed(interval=interval))
+
+    def _release(self, conn: _Connection, ids: list[int]) -> None:
+        pins = self.hub.pins
+        if pins is None or not ids:
+            return
+        try:
+            pins.release(np.asarray(ids, dtype=np.uint32), conn.viewer.serial)
+        except GraphError as exc:
+            self._error(conn, exc.code or "bad_release", exc.message)
+
+    def _on_drag(self, conn: _Connection, data: bytes) -> None:
+        pins = self.hub.pins
+        if pins is None:
+            self._error(conn, "unsupported", "this server does not accept dragged nodes")
+            return
+        try:
+            records = decode_client_records(data)
+        except FrameDecodeError as exc:
+            self._error(conn, "bad_drag", str(exc))
+            return
+        if records.ids.size == 0:
+            return
+        ids = records.ids & np.uint32(ID_MASK)  # records may carry the type flags; pins do not
+        try:
+            pins.pin(ids, records.positions, conn.viewer.serial)
+        except GraphError as exc:
+            self._error(conn, exc.code or "bad_drag", exc.message)
+
+
+def _utf8_len(text: str, limit: int) -> int:
+    # Encoding copies the text: only do it when the character count leaves the answer open.
+    return len(text) if len(text) * 4 <= limit else len(text.encode())
+
+
+def _peer(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "?"
+
+
+def websocket_route(
+    ctx: ServiceContext,
+    hub: Hub,
+    *,
+    path: str = "/wss",
+    graph_revision: Callable[[], int] = lambda: 0,
+) -> WebSocketRoute:
+    """The ``/wss`` route for ``create_app(ctx, extra_routes=[...])``."""
+    return WebSocketRoute(path, WebSocketEndpoint(ctx, hub, graph_revision=graph_revision))
