@@ -1,0 +1,717 @@
+"""The graph store: nodes with stable u32 ids, edges, revisions, and dense arrays for physics.
+
+Two sides, one lock:
+
+- The *logical* graph (nodes, edges, labels, metadata, pins) is edited on the event loop.  Every
+  edit is validated first and applied whole or not at all; the topology ``revision`` bumps on
+  every node/edge change, ``version`` on every change at all (pins and positions included).
+- The *dense* arrays (index <-> id maps, positions, velocities, pinned, group, CSR adjacency) are
+  owned by the physics thread.  Edits never touch them; ``sync()``, called by the engine before
+  each step, folds pending edits in (new nodes seeded next to their neighbours, removed nodes
+  compacted out, ids unchanged).  Between syncs the engine steps the arrays without the lock.
+
+Ids are allocated from one counter for both kinds, never reused while the process runs, in the
+low 30 bits; the wire id adds the kind flag (PROTOCOL.md section 1).  Because ids only grow and
+new nodes are appended, the dense id array stays sorted and lookups are binary searches.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from visionflow.errors import GraphError
+
+AGENT_FLAG = 0x8000_0000
+KNOWLEDGE_FLAG = 0x4000_0000
+ID_MASK = 0x3FFF_FFFF
+
+ImportMode = Literal["replace", "merge"]
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+U32 = npt.NDArray[np.uint32]
+
+# Spread of a new node around the mean of its placed neighbours, and the sphere scale for a node
+# with none (radius grows with the cube root of the node count, like a uniform ball would).
+SEED_SPREAD = 5.0
+SPHERE_SCALE = 10.0
+
+
+class NodeKind(enum.IntEnum):
+    """Node kind; the value is also the node's physics group (row of the parameter table)."""
+
+    KNOWLEDGE = 0
+    AGENT = 1
+
+    @property
+    def flag(self) -> int:
+        return KNOWLEDGE_FLAG if self is NodeKind.KNOWLEDGE else AGENT_FLAG
+
+
+@dataclass(frozen=True, slots=True)
+class NodeKey:
+    """What identifies a node across restarts: its kind and the id its source gave it."""
+
+    kind: NodeKind
+    external_id: str
+
+
+@dataclass(slots=True)
+class Node:
+    id: int  # raw id, low 30 bits
+    key: NodeKey
+    label: str = ""
+    group: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    pinned: bool = False
+
+    @property
+    def flagged_id(self) -> int:
+        return self.id | self.key.kind.flag
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    source: int  # raw ids
+    target: int
+    weight: float
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    added: int
+    updated: int
+    removed: int
+    edges: int
+    revision: int
+
+
+@dataclass(slots=True)
+class DenseState:
+    """Arrays for the physics engine, in dense index order (ids ascending).
+
+    ``pos``/``vel`` are float64 (n, 3) and are stepped in place by the engine thread.  The CSR
+    adjacency (``indptr``, ``indices``, ``weights``) holds every edge in both directions.
+    """
+
+    ids: U32  # raw ids, sorted ascending
+    flagged: U32  # wire ids (kind flag | raw id)
+    group: npt.NDArray[np.int8]
+    pos: F64
+    vel: F64
+    pinned: npt.NDArray[np.uint8]
+    indptr: I64
+    indices: I64
+    weights: F64
+    revision: int
+    version: int
+
+    @property
+    def n(self) -> int:
+        return int(self.ids.shape[0])
+
+    def index_of(self, raw_ids: npt.ArrayLike) -> I64:
+        """Dense indices of raw ids (-1 where absent)."""
+        q = np.asarray(raw_ids, dtype=np.uint32)
+        idx = np.searchsorted(self.ids, q)
+        idx = np.minimum(idx, max(self.n - 1, 0))
+        ok = (self.n > 0) & (self.ids[idx] == q) if self.n else np.zeros(q.shape, bool)
+        return np.where(ok, idx, -1).astype(np.int64)
+
+
+def _empty_dense() -> DenseState:
+    return DenseState(
+        ids=np.zeros(0, np.uint32),
+        flagged=np.zeros(0, np.uint32),
+        group=np.zeros(0, np.int8),
+        pos=np.zeros((0, 3), np.float64),
+        vel=np.zeros((0, 3), np.float64),
+        pinned=np.zeros(0, np.uint8),
+        indptr=np.zeros(1, np.int64),
+        indices=np.zeros(0, np.int64),
+        weights=np.zeros(0, np.float64),
+        revision=-1,
+        version=-1,
+    )
+
+
+def _mix(x: int) -> int:
+    """splitmix64: a deterministic hash for seeding (no global RNG state)."""
+    x = (x + 0x9E3779B97F4A7C15) & 0xFFFF_FFFF_FFFF_FFFF
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFF_FFFF_FFFF_FFFF
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFF_FFFF_FFFF_FFFF
+    return x ^ (x >> 31)
+
+
+def _unit_vector(raw_id: int) -> tuple[float, float, float]:
+    """A deterministic direction on the unit sphere for a node id."""
+    h = _mix(raw_id)
+    u = (h & 0xFFFFFFFF) / 2.0**32
+    v = (h >> 32) / 2.0**32
+    z = 2.0 * u - 1.0
+    r = math.sqrt(max(0.0, 1.0 - z * z))
+    phi = 2.0 * math.pi * v
+    return (r * math.cos(phi), r * math.sin(phi), z)
+
+
+def _check_weight(value: object, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise GraphError("invalid_weight", "weight must be a number", path)
+    w = float(value)
+    if not math.isfinite(w) or w < 0.0:
+        raise GraphError("invalid_weight", f"weight must be finite and >= 0, got {value!r}", path)
+    return w
+
+
+def _check_position(
+    position: Iterable[float], path: str = "position"
+) -> tuple[float, float, float]:
+    try:
+        x, y, z = (float(c) for c in position)
+    except (TypeError, ValueError) as exc:
+        raise GraphError("invalid_position", "position must be three numbers", path) from exc
+    if not (math.isfinite(x) and math.isfinite(y) and math.isfinite(z)):
+        raise GraphError("invalid_position", "position must be finite", path)
+    return (x, y, z)
+
+
+@dataclass(slots=True)
+class _DocNode:
+    external_id: str
+    label: str | None
+    group: str | None
+    metadata: dict[str, Any] | None
+
+
+def _parse_document(
+    doc: object,
+) -> tuple[list[_DocNode], list[tuple[str, str, float, str]]]:
+    """Validate a PROTOCOL.md section 7 document; every error names the offending item."""
+    if not isinstance(doc, Mapping):
+        raise GraphError("invalid_document", "document must be a JSON object", "")
+    raw_nodes = doc.get("nodes", [])
+    raw_edges = doc.get("edges", [])
+    if not isinstance(raw_nodes, list):
+        raise GraphError("invalid_document", "nodes must be a list", "nodes")
+    if not isinstance(raw_edges, list):
+        raise GraphError("invalid_document", "edges must be a list", "edges")
+    nodes: list[_DocNode] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(raw_nodes):
+        path = f"nodes[{i}]"
+        if not isinstance(item, Mapping):
+            raise GraphError("invalid_node", "node must be a JSON object", path)
+        ext = item.get("id")
+        if not isinstance(ext, str) or not ext:
+            raise GraphError("invalid_node", "id must be a non-empty string", f"{path}.id")
+        if ext in seen:
+            raise GraphError(
+                "duplicate_id", f"id {ext!r} already used by nodes[{seen[ext]}]", f"{path}.id"
+            )
+        seen[ext] = i
+        label = item.get("label")
+        if label is not None and not isinstance(label, str):
+            raise GraphError("invalid_node", "label must be a string", f"{path}.label")
+        group = item.get("group")
+        if group is not None and not isinstance(group, str):
+            raise GraphError("invalid_node", "group must be a string", f"{path}.group")
+        meta = item.get("metadata")
+        if meta is not None and not (
+            isinstance(meta, Mapping) and all(isinstance(k, str) for k in meta)
+        ):
+            raise GraphError("invalid_node", "metadata must be an object", f"{path}.metadata")
+        nodes.append(_DocNode(ext, label, group, dict(meta) if meta is not None else None))
+    edges: list[tuple[str, str, float, str]] = []
+    for i, item in enumerate(raw_edges):
+        path = f"edges[{i}]"
+        if not isinstance(item, Mapping):
+            raise GraphError("invalid_edge", "edge must be a JSON object", path)
+        src = item.get("source")
+        dst = item.get("target")
+        if not isinstance(src, str):
+            raise GraphError("invalid_edge", "source must be a string", f"{path}.source")
+        if not isinstance(dst, str):
+            raise GraphError("invalid_edge", "target must be a string", f"{path}.target")
+        w = _check_weight(item.get("weight", 1.0), f"{path}.weight")
+        edges.append((src, dst, w, path))
+    return nodes, edges
+
+
+class GraphStore:
+    """Nodes, edges and the dense physics arrays; thread-safe (one re-entrant lock).
+
+    Edits are synchronous and cheap (O(size of the edit)); call them from the event loop.
+    ``sync()`` is for the physics thread (or anyone while no engine runs).
+    """
+
+    def __init__(self, *, max_nodes: int = 2_000_000, max_edges: int = 20_000_000) -> None:
+        self.max_nodes = max_nodes
+        self.max_edges = max_edges
+        self.lock = threading.RLock()
+        self._next_id = 1
+        self._nodes: dict[int, Node] = {}
+        self._by_key: dict[NodeKey, int] = {}
+        self._edges: dict[tuple[int, int], float] = {}
+        self._adj: dict[int, set[int]] = {}
+        self.revision = 0  # topology: nodes and edges
+        self.version = 0  # anything, pins and positions included
+        self._structure_dirty = True
+        self._pins_dirty = False
+        # Bounded by the node count: at most one pending position per live node.
+        self._pending_pos: dict[int, tuple[float, float, float]] = {}
+        self._dense = _empty_dense()
+
+    # ------------------------------------------------------------------ queries
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    @property
+    def edge_count(self) -> int:
+        return len(self._edges)
+
+    def node(self, node_id: int) -> Node | None:
+        return self._nodes.get(node_id & ID_MASK)
+
+    def node_by_key(self, kind: NodeKind, external_id: str) -> Node | None:
+        raw = self._by_key.get(NodeKey(kind, external_id))
+        return None if raw is None else self._nodes[raw]
+
+    def nodes(self) -> list[Node]:
+        with self.lock:
+            return list(self._nodes.values())
+
+    def edges(self) -> list[Edge]:
+        with self.lock:
+            return [Edge(s, t, w) for (s, t), w in self._edges.items()]
+
+    def neighbours(self, node_id: int) -> set[int]:
+        with self.lock:
+            return set(self._adj.get(node_id & ID_MASK, ()))
+
+    # ------------------------------------------------------------------ edits
+
+    def _bump(self, topology: bool = True) -> None:
+        self.version += 1
+        if topology:
+            self.revision += 1
+            self._structure_dirty = True
+
+    def _require(self, node_id: int, path: str) -> int:
+        raw = node_id & ID_MASK
+        if raw not in self._nodes:
+            raise GraphError("unknown_node", f"no node with id {node_id}", path)
+        return raw
+
+    def _new_node(
+        self, key: NodeKey, label: str, group: str, metadata: dict[str, Any]
+    ) -> Node:
+        if len(self._nodes) >= self.max_nodes:
+            raise GraphError("too_many_nodes", f"the graph is full ({self.max_nodes} nodes)", "")
+        if self._next_id > ID_MASK:
+            raise GraphError("ids_exhausted", "no node ids left in this process", "")
+        node = Node(self._next_id, key, label, group, metadata)
+        self._next_id += 1
+        self._nodes[node.id] = node
+        self._by_key[key] = node.id
+        self._adj[node.id] = set()
+        return node
+
+    def add_node(
+        self,
+        kind: NodeKind,
+        external_id: str,
+        *,
+        label: str = "",
+        group: str = "",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Add a node; GraphError ``duplicate_id`` if (kind, external_id) exists. Returns raw id."""
+        with self.lock:
+            key = NodeKey(kind, external_id)
+            if key in self._by_key:
+                raise GraphError("duplicate_id", f"node {external_id!r} already exists", "id")
+            node = self._new_node(key, label, group, dict(metadata or {}))
+            self._bump()
+            return node.id
+
+    def upsert_node(
+        self,
+        kind: NodeKind,
+        external_id: str,
+        *,
+        label: str | None = None,
+        group: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Add the node or update the given fields of the existing one; return its raw id."""
+        with self.lock:
+            key = NodeKey(kind, external_id)
+            raw = self._by_key.get(key)
+            if raw is None:
+                node = self._new_node(key, label or "", group or "", dict(metadata or {}))
+                self._bump()
+                return node.id
+            node = self._nodes[raw]
+            if label is not None:
+                node.label = label
+            if group is not None:
+                node.group = group
+            if metadata is not None:
+                node.metadata = dict(metadata)
+            self._bump(topology=False)
+            return raw
+
+    def _drop_node(self, raw: int) -> None:
+        node = self._nodes.pop(raw)
+        del self._by_key[node.key]
+        for other in self._adj.pop(raw):
+            self._edges.pop((raw, other), None)
+            self._edges.pop((other, raw), None)
+            if other != raw:
+                self._adj[other].discard(raw)
+        self._pending_pos.pop(raw, None)
+
+    def remove_node(self, node_id: int) -> None:
+        with self.lock:
+            raw = self._require(node_id, "id")
+            self._drop_node(raw)
+            self._bump()
+
+    def _link(self, s: int, t: int, w: float) -> None:
+        self._edges[(s, t)] = w
+        self._adj[s].add(t)
+        self._adj[t].add(s)
+
+    def set_edge(self, source: int, target: int, weight: float = 1.0) -> None:
+        """Add the edge or change its weight (one edge per ordered pair)."""
+        with self.lock:
+            s = self._require(source, "source")
+            t = self._require(target, "target")
+            w = _check_weight(weight, "weight")
+            if (s, t) not in self._edges and len(self._edges) >= self.max_edges:
+                raise GraphError("too_many_edges", f"the graph is full ({self.max_edges} edges)")
+            self._link(s, t, w)
+            self._bump()
+
+    def remove_edge(self, source: int, target: int) -> None:
+        with self.lock:
+            s = self._require(source, "source")
+            t = self._require(target, "target")
+            if self._edges.pop((s, t), None) is None:
+                raise GraphError("unknown_edge", f"no edge {source} -> {target}", "")
+            if (t, s) not in self._edges:
+                self._adj[s].discard(t)
+                self._adj[t].discard(s)
+            self._bump()
+
+    def import_document(self, doc: object, mode: ImportMode = "merge") -> ImportResult:
+        """Apply a PROTOCOL.md section 7 document (knowledge nodes) whole, or raise GraphError.
+
+        ``merge`` adds new nodes, updates the given fields of known ones (matched by id, so
+        their u32 ids and positions stay) and adds/updates edges.  ``replace`` makes the
+        knowledge graph exactly the document: other knowledge nodes and knowledge-knowledge
+        edges go; agent nodes and their edges stay.
+        """
+        if mode not in ("replace", "merge"):
+            raise GraphError("invalid_mode", "mode must be 'replace' or 'merge'", "mode")
+        doc_nodes, doc_edges = _parse_document(doc)
+        kind = NodeKind.KNOWLEDGE
+        with self.lock:
+            in_doc = {n.external_id for n in doc_nodes}
+            existing = {
+                key.external_id: raw for key, raw in self._by_key.items() if key.kind is kind
+            }
+            known = in_doc if mode == "replace" else in_doc | existing.keys()
+            for src, dst, _w, path in doc_edges:
+                if src not in known:
+                    raise GraphError("unknown_node", f"no node {src!r}", f"{path}.source")
+                if dst not in known:
+                    raise GraphError("unknown_node", f"no node {dst!r}", f"{path}.target")
+            removed_ids = (
+                [raw for ext, raw in existing.items() if ext not in in_doc]
+                if mode == "replace"
+                else []
+            )
+            new_count = sum(1 for n in doc_nodes if n.external_id not in existing)
+            if len(self._nodes) - len(removed_ids) + new_count > self.max_nodes:
+                raise GraphError(
+                    "too_many_nodes", f"the graph would exceed {self.max_nodes} nodes", "nodes"
+                )
+            if self._next_id + new_count - 1 > ID_MASK:
+                raise GraphError("ids_exhausted", "no node ids left in this process", "nodes")
+            removed_set = set(removed_ids)
+            kept_edges = len(self._edges)
+            if mode == "replace":
+                kept_edges = sum(
+                    1
+                    for (s, t) in self._edges
+                    if s not in removed_set
+                    and t not in removed_set
+                    and not (self._nodes[s].key.kind is kind and self._nodes[t].key.kind is kind)
+                )
+            if kept_edges + len(doc_edges) > self.max_edges:
+                raise GraphError(
+                    "too_many_edges", f"the graph would exceed {self.max_edges} edges", "edges"
+                )
+            # validated: from here on nothing can fail
+            for raw in removed_ids:
+                self._drop_node(raw)
+            if mode == "replace":
+                for s, t in [
+                    (s, t)
+                    for (s, t) in self._edges
+                    if self._nodes[s].key.kind is kind and self._nodes[t].key.kind is kind
+                ]:
+                    del self._edges[(s, t)]
+                    if (t, s) not in self._edges:
+                        self._adj[s].discard(t)
+                        self._adj[t].discard(s)
+            added = updated = 0
+            for dn in doc_nodes:
+                key = NodeKey(kind, dn.external_id)
+                raw_or_none = self._by_key.get(key)
+                if raw_or_none is None:
+                    self._new_node(key, dn.label or "", dn.group or "", dn.metadata or {})
+                    added += 1
+                    continue
+                node = self._nodes[raw_or_none]
+                if dn.label is not None:
+                    node.label = dn.label
+                if dn.group is not None:
+                    node.group = dn.group
+                if dn.metadata is not None:
+                    node.metadata = dn.metadata
+                updated += 1
+            for src, dst, w, _path in doc_edges:
+                self._link(self._by_key[NodeKey(kind, src)], self._by_key[NodeKey(kind, dst)], w)
+            self._bump()
+            return ImportResult(added, updated, len(removed_ids), len(doc_edges), self.revision)
+
+    # ------------------------------------------------------------------ pins and positions
+
+    def pin(self, node_id: int, position: Iterable[float] | None = None) -> None:
+        """Pin a node (optionally moving it first); position must be finite."""
+        with self.lock:
+            raw = self._require(node_id, "id")
+            pos = _check_position(position) if position is not None else None
+            self._nodes[raw].pinned = True
+            if pos is not None:
+                self._pending_pos[raw] = pos
+            self._pins_dirty = True
+            self._bump(topology=False)
+
+    def unpin(self, node_id: int) -> None:
+        with self.lock:
+            raw = self._require(node_id, "id")
+            self._nodes[raw].pinned = False
+            self._pins_dirty = True
+            self._bump(topology=False)
+
+    def set_positions(self, positions: Mapping[int, Iterable[float]]) -> int:
+        """Queue positions for existing nodes (e.g. a restored layout); unknown ids are skipped.
+
+        Non-finite positions raise GraphError before anything is queued.  Returns how many.
+        """
+        with self.lock:
+            checked = {
+                raw & ID_MASK: _check_position(p, f"positions[{raw}]")
+                for raw, p in positions.items()
+            }
+            count = 0
+            for raw, p in checked.items():
+                if raw in self._nodes:
+                    self._pending_pos[raw] = p
+                    count += 1
+            if count:
+                self._bump(topology=False)
+            return count
+
+    # ------------------------------------------------------------------ dense side
+
+    def sync(self) -> DenseState:
+        """Fold pending edits into the dense arrays and return them (physics thread only)."""
+        with self.lock:
+            d = self._dense
+            if self._structure_dirty:
+                d = self._rebuild(d)
+                self._structure_dirty = False
+                self._pins_dirty = True
+            if self._pins_dirty:
+                d.pinned[:] = [1 if self._nodes[int(i)].pinned else 0 for i in d.ids]
+                self._pins_dirty = False
+            if self._pending_pos:
+                raws = np.fromiter(self._pending_pos.keys(), np.uint32, len(self._pending_pos))
+                idx = d.index_of(raws)
+                vals = np.array(list(self._pending_pos.values()), np.float64).reshape(-1, 3)
+                ok = idx >= 0
+                d.pos[idx[ok]] = vals[ok]
+                d.vel[idx[ok]] = 0.0
+                self._pending_pos.clear()
+            d.revision = self.revision
+            d.version = self.version
+            self._dense = d
+            return d
+
+    def _rebuild(self, old: DenseState) -> DenseState:
+        ids = np.fromiter(sorted(self._nodes), np.uint32, len(self._nodes))
+        n = ids.shape[0]
+        kinds = np.fromiter((int(self._nodes[int(i)].key.kind) for i in ids), np.int8, n)
+        flagged = ids | np.where(kinds == NodeKind.AGENT, AGENT_FLAG, KNOWLEDGE_FLAG).astype(
+            np.uint32
+        )
+        pos = np.zeros((n, 3), np.float64)
+        vel = np.zeros((n, 3), np.float64)
+        placed = np.zeros(n, bool)
+        if old.n and n:
+            src = old.index_of(ids)
+            keep = src >= 0
+            pos[keep] = old.pos[src[keep]]
+            vel[keep] = old.vel[src[keep]]
+            placed[keep] = True
+        state = DenseState(
+            ids=ids,
+            flagged=flagged,
+            group=kinds,
+            pos=pos,
+            vel=vel,
+            pinned=np.zeros(n, np.uint8),
+            indptr=np.zeros(n + 1, np.int64),
+            indices=np.zeros(0, np.int64),
+            weights=np.zeros(0, np.float64),
+            revision=self.revision,
+            version=self.version,
+        )
+        self._seed(state, placed)
+        self._build_csr(state)
+        return state
+
+    def _seed(self, d: DenseState, placed: npt.NDArray[np.bool_]) -> None:
+        """Place new nodes, in id order: near placed neighbours' mean, else on a sphere."""
+        todo = np.flatnonzero(~placed)
+        if todo.size == 0:
+            return
+        radius = SPHERE_SCALE * max(1.0, d.n ** (1.0 / 3.0))
+        index = {int(r): i for i, r in enumerate(d.ids)} if todo.size > 64 else None
+        for i in todo.tolist():
+            raw = int(d.ids[i])
+            acc = [0.0, 0.0, 0.0]
+            k = 0
+            for other in self._adj[raw]:
+                j = index[other] if index is not None else int(d.index_of([other])[0])
+                if j >= 0 and placed[j]:
+                    acc[0] += d.pos[j, 0]
+                    acc[1] += d.pos[j, 1]
+                    acc[2] += d.pos[j, 2]
+                    k += 1
+            u = _unit_vector(raw)
+            if k:
+                d.pos[i] = [acc[c] / k + SEED_SPREAD * u[c] for c in range(3)]
+            else:
+                shell = 0.5 + 0.5 * ((_mix(raw ^ 0x5EED) & 0xFFFF) / 65535.0)
+                d.pos[i] = [radius * shell * u[c] for c in range(3)]
+            placed[i] = True
+
+    def _build_csr(self, d: DenseState) -> None:
+        from visionflow.physics.cpu import csr_from_edges  # local: keep graph importable alone
+
+        m = len(self._edges)
+        src_raw = np.fromiter((s for s, _ in self._edges), np.uint32, m)
+        dst_raw = np.fromiter((t for _, t in self._edges), np.uint32, m)
+        w = np.fromiter(self._edges.values(), np.float64, m)
+        d.indptr, d.indices, d.weights = csr_from_edges(
+            d.n, d.index_of(src_raw), d.index_of(dst_raw), w
+        )
+
+    # ------------------------------------------------------------------ export
+
+    def export_document(
+        self,
+        positions: Mapping[int, tuple[float, float, float]] | None = None,
+        *,
+        include_agents: bool = False,
+    ) -> dict[str, Any]:
+        """The knowledge graph as a section 7 document, each node with its ``position``.
+
+        ``positions`` maps raw or flagged ids to xyz (e.g. from the engine's latest snapshot);
+        without it the last synced dense positions are used.
+        """
+        with self.lock:
+            pos_of: dict[int, tuple[float, float, float]] = {}
+            if positions is not None:
+                pos_of = {k & ID_MASK: v for k, v in positions.items()}
+            else:
+                d = self._dense
+                pos_of = {
+                    int(r): (float(p[0]), float(p[1]), float(p[2]))
+                    for r, p in zip(d.ids, d.pos, strict=True)
+                }
+            keep = {
+                raw
+                for raw, node in self._nodes.items()
+                if include_agents or node.key.kind is NodeKind.KNOWLEDGE
+            }
+            nodes = []
+            for raw in sorted(keep):
+                node = self._nodes[raw]
+                item: dict[str, Any] = {
+                    "id": node.key.external_id,
+                    "label": node.label,
+                    "group": node.group,
+                    "metadata": node.metadata,
+                }
+                if include_agents:
+                    item["kind"] = node.key.kind.name.lower()
+                if raw in pos_of:
+                    item["position"] = [float(c) for c in pos_of[raw]]
+                nodes.append(item)
+            edges = [
+                {
+                    "source": self._nodes[s].key.external_id,
+                    "target": self._nodes[t].key.external_id,
+                    "weight": w,
+                }
+                for (s, t), w in self._edges.items()
+                if s in keep and t in keep
+            ]
+            return {"nodes": nodes, "edges": edges, "revision": self.revision}
+
+    def graph_data(self) -> dict[str, Any]:
+        """Every node and edge with wire (flagged) ids, for ``/api/graph/data``."""
+        with self.lock:
+            return {
+                "revision": self.revision,
+                "nodes": [
+                    {
+                        "id": node.flagged_id,
+                        "kind": node.key.kind.name.lower(),
+                        "key": node.key.external_id,
+                        "label": node.label,
+                        "group": node.group,
+                        "metadata": node.metadata,
+                        "pinned": node.pinned,
+                    }
+                    for node in self._nodes.values()
+                ],
+                "edges": [
+                    {
+                        "source": self._nodes[s].flagged_id,
+                        "target": self._nodes[t].flagged_id,
+                        "weight": w,
+                    }
+                    for (s, t), w in self._edges.items()
+                ],
+            }
+
+    def keys(self) -> dict[int, NodeKey]:
+        """Raw id -> stable key, for layout persistence."""
+        with self.lock:
+            return {raw: node.key for raw, node in self._nodes.items()}
