@@ -13,10 +13,11 @@ tests, ``NUMBA_ENABLE_CUDASIM=1`` must be set before the first import.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from numba import cuda
+from numba import cuda as _numba_cuda
 
 from visionflow.errors import StartupError
 from visionflow.physics.cpu import CpuWorkspace, StepResult, repair_nonfinite
@@ -37,6 +38,8 @@ from visionflow.physics.params import (
     WARMUP_ITERATIONS,
     ParamTable,
 )
+
+cuda: Any = _numba_cuda  # numba-cuda's partial annotations trip mypy --strict; kernels are untyped
 
 TILE = 128  # bodies per shared-memory tile = threads per block
 
