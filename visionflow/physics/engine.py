@@ -1,0 +1,374 @@
+"""The physics engine: steps the layout in a worker thread and publishes immutable snapshots.
+
+``run`` is a supervised child: it reports started at once, compiles the numba kernels in a
+worker thread (``compiling`` is true meanwhile), then steps at ``physics.rate_hz``.  It stops
+stepping once the layout settles (kinetic energy per node below ``physics.settle_energy`` after
+warm-up) and resumes when the graph, a pin or the parameters change.  Nothing here blocks the
+event loop: every step runs through ``anyio.to_thread.run_sync``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
+
+import anyio
+import anyio.abc
+import numpy as np
+import numpy.typing as npt
+from loguru import logger
+
+from visionflow.errors import StartupError
+from visionflow.graph.store import DenseState, GraphStore
+from visionflow.physics import cpu
+from visionflow.physics.params import ENABLED, WARMUP_ITERATIONS, ParamTable, pack_settings
+from visionflow.settings import PhysicsSettings
+
+if TYPE_CHECKING:
+    from visionflow.metrics import Metrics
+    from visionflow.supervisor import SubsystemHealth
+
+log = logger.bind(subsystem="physics")
+
+Backend = Literal["cpu", "cuda"]
+STEP_HISTORY = 1024  # step times kept for stats (bounded)
+F32 = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One published physics tick.  Arrays are read-only copies, safe to share across tasks.
+
+    ``ids`` are wire ids (kind flag | raw id), ``positions``/``velocities`` float32 (N, 3), all
+    finite.  ``revision`` is the store's topology revision the positions belong to.
+    """
+
+    tick: int
+    ids: npt.NDArray[np.uint32]
+    positions: F32
+    velocities: F32
+    revision: int
+    settled: bool
+
+
+class Stepper(Protocol):
+    def step(
+        self,
+        pos: npt.NDArray[np.float64],
+        vel: npt.NDArray[np.float64],
+        group: npt.NDArray[np.int8],
+        pinned: npt.NDArray[np.uint8],
+        indptr: npt.NDArray[np.int64],
+        indices: npt.NDArray[np.int64],
+        weights: npt.NDArray[np.float64],
+        params: ParamTable,
+        iteration: int,
+    ) -> cpu.StepResult: ...
+
+
+class CpuStepper:
+    def __init__(self) -> None:
+        self.workspace = cpu.CpuWorkspace()
+
+    def step(
+        self,
+        pos: npt.NDArray[np.float64],
+        vel: npt.NDArray[np.float64],
+        group: npt.NDArray[np.int8],
+        pinned: npt.NDArray[np.uint8],
+        indptr: npt.NDArray[np.int64],
+        indices: npt.NDArray[np.int64],
+        weights: npt.NDArray[np.float64],
+        params: ParamTable,
+        iteration: int,
+    ) -> cpu.StepResult:
+        return cpu.step(
+            self.workspace, pos, vel, group, pinned, indptr, indices, weights, params, iteration
+        )
+
+
+def resolve_backend(requested: str) -> Backend:
+    """``auto`` -> cuda when a device is usable, else cpu; ``cuda`` without one -> StartupError."""
+    if requested == "cpu":
+        return "cpu"
+    if requested not in ("auto", "cuda"):
+        raise StartupError(f"physics.backend must be auto, cpu or cuda, not {requested!r}")
+    try:
+        from visionflow.physics import cuda as cuda_backend
+    except ImportError as exc:  # numba-cuda not installed
+        if requested == "cuda":
+            raise StartupError(
+                f"physics.backend = 'cuda' but numba-cuda cannot be imported: {exc}"
+            ) from exc
+        return "cpu"
+    if cuda_backend.device_available():
+        return "cuda"
+    if requested == "cuda":
+        cuda_backend.require_device()  # raises StartupError with the reason
+    return "cpu"
+
+
+def make_stepper(backend: Backend) -> Stepper:
+    if backend == "cuda":
+        from visionflow.physics.cuda import CudaStepper
+
+        return CudaStepper()
+    return CpuStepper()
+
+
+class SnapshotBoard:
+    """Latest snapshot plus an anyio-friendly "newer than tick t" wait (asyncio and trio).
+
+    ``publish`` and ``wait`` run on the event loop only.
+    """
+
+    def __init__(self) -> None:
+        self.latest: Snapshot | None = None
+        self._event: anyio.Event | None = None
+
+    def publish(self, snapshot: Snapshot) -> None:
+        self.latest = snapshot
+        event, self._event = self._event, None
+        if event is not None:
+            event.set()
+
+    async def wait(self, after_tick: int = -1) -> Snapshot:
+        """Return the latest snapshot once its tick is greater than ``after_tick``."""
+        while self.latest is None or self.latest.tick <= after_tick:
+            if self._event is None:
+                self._event = anyio.Event()
+            await self._event.wait()
+        return self.latest
+
+
+def _freeze(a: npt.NDArray[np.float64]) -> F32:
+    out = a.astype(np.float32)
+    if not np.isfinite(out).all():  # only a float64 beyond float32 range can get here
+        np.clip(np.nan_to_num(out, nan=0.0), -3e38, 3e38, out=out)
+    out.setflags(write=False)
+    return out
+
+
+class PhysicsEngine:
+    """Owns the stepping loop over a GraphStore's dense arrays.
+
+    Plain attributes the service wires (or pass ``metrics``/``health`` to have them updated):
+    ``compiling``, ``settled``, ``tick``, ``nodes``, ``edges``, ``nonfinite_resets``,
+    ``step_seconds`` (recent step wall times), ``backend``, ``on_step`` (callback(seconds)).
+    """
+
+    def __init__(
+        self,
+        store: GraphStore,
+        settings: PhysicsSettings,
+        *,
+        metrics: Metrics | None = None,
+        health: SubsystemHealth | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
+        self.health = health
+        self.board = SnapshotBoard()
+        self.backend: Backend | None = None
+        self.compiling = False
+        self.settled = False
+        self.tick = 0
+        self.iteration = 0  # steps since start (drives the warm-up ramp)
+        self.nodes = 0
+        self.edges = 0
+        self.nonfinite_resets = 0
+        self.kinetic_energy = 0.0
+        self.step_seconds: deque[float] = deque(maxlen=STEP_HISTORY)
+        self.on_step: Callable[[float], None] | None = None
+        self._params = pack_settings(settings)
+        self._params_version = 0
+        self._seen: tuple[int, int] = (-1, -1)  # (store version, params version) last stepped
+        self._stepper: Stepper | None = None
+        self._wake: anyio.Event | None = None
+
+    # ------------------------------------------------------------------ control API
+
+    def set_settings(self, settings: PhysicsSettings) -> None:
+        """New parameters / rate / settle threshold; they apply from the next step."""
+        self.settings = settings
+        self._params = pack_settings(settings)
+        self._params_version += 1
+        self.wake()
+
+    def pin(self, node_id: int, position: Iterable[float] | None = None) -> None:
+        """Pin a node (raw or wire id), optionally at a finite position; GraphError if invalid."""
+        self.store.pin(node_id, position)
+        self.wake()
+
+    def unpin(self, node_id: int) -> None:
+        self.store.unpin(node_id)
+        self.wake()
+
+    def restart_warmup(self) -> None:
+        """Ramp forces up again from zero (e.g. after replacing the whole graph)."""
+        self.iteration = 0
+        self.wake()
+
+    def wake(self) -> None:
+        """Leave the settled state at the next tick (store changes are noticed anyway)."""
+        self.settled = False
+        if self._wake is not None:
+            self._wake.set()
+
+    @property
+    def latest(self) -> Snapshot | None:
+        return self.board.latest
+
+    async def wait_snapshot(self, after_tick: int = -1) -> Snapshot:
+        return await self.board.wait(after_tick)
+
+    def step_stats(self) -> dict[str, float]:
+        if not self.step_seconds:
+            return {"count": 0.0, "p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0}
+        a = np.fromiter(self.step_seconds, np.float64) * 1e3
+        return {
+            "count": float(a.size),
+            "p50_ms": float(np.percentile(a, 50)),
+            "p99_ms": float(np.percentile(a, 99)),
+            "max_ms": float(a.max()),
+        }
+
+    # ------------------------------------------------------------------ stepping (thread side)
+
+    def _warmup_done(self, params: ParamTable) -> bool:
+        enabled = params[:, ENABLED] != 0.0
+        need = float(params[enabled, WARMUP_ITERATIONS].max()) if enabled.any() else 0.0
+        return self.iteration >= need
+
+    def step_blocking(self) -> tuple[Snapshot, cpu.StepResult, float]:
+        """One step on the calling thread (the engine calls it via to_thread; tests directly)."""
+        if self._stepper is None:
+            self._stepper = make_stepper(self.backend or "cpu")
+        params = self._params
+        params_version = self._params_version
+        state: DenseState = self.store.sync()
+        t0 = time.perf_counter()
+        result = self._stepper.step(
+            state.pos, state.vel, state.group, state.pinned, state.indptr, state.indices,
+            state.weights, params, self.iteration,
+        )
+        elapsed = time.perf_counter() - t0
+        self.iteration += 1
+        self.tick += 1
+        self._seen = (state.version, params_version)
+        settled = (
+            state.n == 0
+            or (
+                self._warmup_done(params)
+                and result.kinetic_energy < self.settings.settle_energy
+            )
+        )
+        ids = state.flagged.copy()
+        ids.setflags(write=False)
+        snap = Snapshot(
+            tick=self.tick,
+            ids=ids,
+            positions=_freeze(state.pos),
+            velocities=_freeze(state.vel),
+            revision=state.revision,
+            settled=settled,
+        )
+        self.nodes = state.n
+        self.edges = int(state.indices.shape[0] // 2)
+        return snap, result, elapsed
+
+    def _compile(self) -> None:
+        """Run both repulsion paths once on tiny graphs so the first real step is fast."""
+        stepper = make_stepper(self.backend or "cpu")
+        for n in (8, cpu.EXACT_MAX_NODES + 8):
+            rng = np.random.default_rng(0)
+            pos = rng.normal(size=(n, 3)) * 10.0
+            vel = np.zeros((n, 3))
+            src = np.arange(n - 1, dtype=np.int64)
+            indptr, indices, weights = cpu.csr_from_edges(n, src, src + 1, np.ones(n - 1))
+            stepper.step(
+                pos, vel, np.zeros(n, np.int8), np.zeros(n, np.uint8), indptr, indices,
+                weights, self._params, 0,
+            )
+            if self.backend == "cuda":
+                break  # the GPU kernels do not depend on the size
+        self._stepper = stepper
+
+    # ------------------------------------------------------------------ loop (event-loop side)
+
+    def _publish(self, snap: Snapshot, result: cpu.StepResult, elapsed: float) -> None:
+        self.settled = snap.settled
+        self.kinetic_energy = result.kinetic_energy
+        self.step_seconds.append(elapsed)
+        if result.nonfinite_resets:
+            self.nonfinite_resets += result.nonfinite_resets
+            log.warning("re-seeded {} non-finite node(s)", result.nonfinite_resets)
+        if self.metrics is not None:
+            self.metrics.physics_step_seconds.observe(elapsed)
+            self.metrics.physics_nodes.set(self.nodes)
+            self.metrics.physics_edges.set(self.edges)
+            if result.nonfinite_resets:
+                self.metrics.physics_nonfinite_resets.inc(result.nonfinite_resets)
+        if self.on_step is not None:
+            self.on_step(elapsed)
+        self.board.publish(snap)
+        self._report()
+
+    def _report(self) -> None:
+        if self.health is None:
+            return
+        self.health.detail.update(
+            backend=self.backend,
+            compiling=self.compiling,
+            settled=self.settled,
+            nodes=self.nodes,
+            edges=self.edges,
+            tick=self.tick,
+            nonfinite_resets=self.nonfinite_resets,
+            step_p50_ms=round(self.step_stats()["p50_ms"], 3),
+        )
+
+    def _needs_step(self) -> bool:
+        if not self.settled:
+            return True
+        return (self.store.version, self._params_version) != self._seen
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        self.backend = resolve_backend(self.settings.backend)
+        log.info("physics backend: {}", self.backend)
+        self.compiling = True
+        self._report()
+        task_status.started()
+        try:
+            t0 = time.perf_counter()
+            await anyio.to_thread.run_sync(self._compile)
+            log.info("physics kernels ready in {:.1f} s", time.perf_counter() - t0)
+        finally:
+            self.compiling = False
+        self._report()
+        next_at = anyio.current_time()
+        while True:
+            if self._needs_step():
+                self.settled = False
+                snap, result, elapsed = await anyio.to_thread.run_sync(self.step_blocking)
+                self._publish(snap, result, elapsed)
+                if snap.settled:
+                    log.debug("layout settled at tick {}", snap.tick)
+            period = 1.0 / self.settings.rate_hz
+            next_at += period
+            now = anyio.current_time()
+            if next_at < now:  # fell behind (a slow step): don't try to catch up
+                next_at = now
+            self._wake = anyio.Event()
+            with anyio.move_on_after(next_at - now):
+                if self.settled:
+                    await self._wake.wait()  # settled: idle until woken or the next poll
+                else:
+                    await anyio.sleep(next_at - now)
+            self._wake = None
