@@ -61,6 +61,11 @@ I64 = npt.NDArray[np.int64]
 # ~1.1k nodes, well under the 5-8k of a per-body walk.
 EXACT_MAX_NODES = 1024
 
+# Below this many nodes a step runs on one thread: waking the pool costs more than it saves, and
+# on a busy machine every parallel region may wait a scheduler slice for its second thread (40
+# nodes: 0.015 ms per step on one thread, 0.2-2 ms on two while other processes ran).
+PARALLEL_MIN_NODES = 4096
+
 # Bodies per octree leaf (bucket).  Small buckets cost tree walks, big ones direct pair sums;
 # single-thread ms at 10k / 100k nodes: 16 -> 8.0 / 124, 32 -> 6.1 / 78, 64 -> 5.4 / 68.
 LEAF_SIZE = 64
@@ -797,6 +802,29 @@ def step(
     n = pos.shape[0]
     if n == 0:
         return StepResult(0, 0.0)
+    if n < PARALLEL_MIN_NODES:
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)  # thread-local: only this stepping thread is affected
+        try:
+            return _step(ws, pos, vel, group, pinned, indptr, indices, weights, params, iteration)
+        finally:
+            numba.set_num_threads(threads)
+    return _step(ws, pos, vel, group, pinned, indptr, indices, weights, params, iteration)
+
+
+def _step(
+    ws: CpuWorkspace,
+    pos: F64,
+    vel: F64,
+    group: npt.NDArray[np.int8],
+    pinned: npt.NDArray[np.uint8],
+    indptr: I64,
+    indices: I64,
+    weights: F64,
+    params: ParamTable,
+    iteration: int,
+) -> StepResult:
+    n = pos.shape[0]
     ws.ensure(n)
     bad = ws.bad[:n]
     spread = float(np.min(params[:, REST_LENGTH])) * 0.1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 import pytest
 from physics_helpers import FAST, Sim, barabasi_albert
@@ -43,11 +44,12 @@ def test_two_disconnected_cliques_end_up_apart() -> None:
 
 def test_long_path_unfolds() -> None:
     spans = []
+    weak_pull = msgspec.structs.replace(FAST, center_gravity_k=0.001)
     for length in (10, 20, 40):
-        sim = Sim(length, [(i, i + 1) for i in range(length - 1)], spread=1.0, seed=1)
-        sim.run(1500)
+        sim = Sim(length, [(i, i + 1) for i in range(length - 1)], spread=1.0, params=weak_pull)
+        sim.run(4000)
         spans.append(float(np.linalg.norm(sim.pos[-1] - sim.pos[0])))
-    # starts as a ball of radius ~1; the centre pull folds very long paths, so growth is
+    # starts as a ball of radius ~1; even a weak centre pull bends long paths, so growth is
     # sub-linear, but it must grow
     assert spans[0] < spans[1] < spans[2]
     assert spans[2] > 1.5 * spans[0]
