@@ -1,0 +1,173 @@
+"""Graph store: ids and flags, validation, all-or-nothing import, dense arrays."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from visionflow.errors import GraphError
+from visionflow.graph.store import AGENT_FLAG, ID_MASK, KNOWLEDGE_FLAG, GraphStore, NodeKind
+
+DOC = {
+    "nodes": [{"id": "a", "label": "A"}, {"id": "b"}, {"id": "c", "metadata": {"k": "v"}}],
+    "edges": [{"source": "a", "target": "b", "weight": 2.0}, {"source": "b", "target": "c"}],
+}
+
+
+def test_ids_are_stable_flagged_and_never_reused() -> None:
+    s = GraphStore()
+    s.import_document(DOC)
+    agent = s.upsert_node(NodeKind.AGENT, "agent_1", label="coder")
+    a = s.node_by_key(NodeKind.KNOWLEDGE, "a")
+    assert a is not None and a.flagged_id == a.id | KNOWLEDGE_FLAG
+    node = s.node(agent)
+    assert node is not None and node.flagged_id == agent | AGENT_FLAG
+    assert node.flagged_id & ID_MASK == agent
+    s.remove_node(agent)
+    again = s.upsert_node(NodeKind.AGENT, "agent_1")
+    assert again != agent  # never reused
+    assert s.upsert_node(NodeKind.AGENT, "agent_1") == again  # upsert keeps the id
+    s.import_document({"nodes": [{"id": "a", "label": "A2"}]}, mode="merge")
+    a2 = s.node_by_key(NodeKind.KNOWLEDGE, "a")
+    assert a2 is not None and a2.id == a.id and a2.label == "A2"
+
+
+def test_revision_bumps_on_every_topology_change() -> None:
+    s = GraphStore()
+    r0 = s.revision
+    x = s.add_node(NodeKind.KNOWLEDGE, "x")
+    y = s.add_node(NodeKind.KNOWLEDGE, "y")
+    s.set_edge(x, y)
+    s.remove_edge(x, y)
+    s.remove_node(y)
+    assert s.revision == r0 + 5
+    v = s.version
+    s.pin(x, (1.0, 2.0, 3.0))
+    assert s.version == v + 1 and s.revision == r0 + 5
+
+
+@pytest.mark.parametrize(
+    ("doc", "code", "path"),
+    [
+        ({"nodes": [{"id": "a"}, {"id": "a"}]}, "duplicate_id", "nodes[1].id"),
+        ({"nodes": [{"id": "a"}], "edges": [{"source": "a", "target": "z"}]}, "unknown_node",
+         "edges[0].target"),
+        ({"nodes": [{"id": "a"}], "edges": [{"source": "a", "target": "a", "weight": -1}]},
+         "invalid_weight", "edges[0].weight"),
+        ({"nodes": [{"id": "a"}], "edges": [{"source": "a", "target": "a", "weight": math.nan}]},
+         "invalid_weight", "edges[0].weight"),
+        ({"nodes": [{"id": "a"}], "edges": [{"source": "a", "target": "a", "weight": math.inf}]},
+         "invalid_weight", "edges[0].weight"),
+        ({"nodes": [{"id": ""}]}, "invalid_node", "nodes[0].id"),
+        ({"nodes": [{"id": "a", "metadata": []}]}, "invalid_node", "nodes[0].metadata"),
+        ({"nodes": {}}, "invalid_document", "nodes"),
+        ([], "invalid_document", ""),
+    ],
+)
+def test_invalid_documents_are_refused_whole(doc: object, code: str, path: str) -> None:
+    s = GraphStore()
+    s.import_document(DOC)
+    before = (s.revision, s.version, s.export_document())
+    with pytest.raises(GraphError) as info:
+        s.import_document(doc, mode="replace")
+    assert info.value.code == code and info.value.path == path
+    assert (s.revision, s.version, s.export_document()) == before
+
+
+def test_limits_are_refused_whole() -> None:
+    s = GraphStore(max_nodes=3)
+    s.import_document(DOC)
+    with pytest.raises(GraphError) as info:
+        s.import_document({"nodes": [{"id": "d"}]})
+    assert info.value.code == "too_many_nodes" and len(s) == 3
+
+
+def test_replace_keeps_agents_and_matching_ids() -> None:
+    s = GraphStore()
+    s.import_document(DOC)
+    b = s.node_by_key(NodeKind.KNOWLEDGE, "b")
+    assert b is not None
+    agent = s.upsert_node(NodeKind.AGENT, "ag")
+    s.set_edge(agent, b.id)
+    r = s.import_document({"nodes": [{"id": "b"}, {"id": "d"}],
+                           "edges": [{"source": "d", "target": "b"}]}, mode="replace")
+    assert (r.added, r.updated, r.removed) == (1, 1, 2)
+    assert {n.key.external_id for n in s.nodes()} == {"b", "d", "ag"}
+    b2 = s.node_by_key(NodeKind.KNOWLEDGE, "b")
+    assert b2 is not None and b2.id == b.id
+    assert {(e.source, e.target) for e in s.edges()} == {
+        (agent, b.id), (s.node_by_key(NodeKind.KNOWLEDGE, "d").id, b.id)  # type: ignore[union-attr]
+    }
+
+
+def test_edit_validation() -> None:
+    s = GraphStore()
+    x = s.add_node(NodeKind.KNOWLEDGE, "x")
+    with pytest.raises(GraphError, match="already exists"):
+        s.add_node(NodeKind.KNOWLEDGE, "x")
+    with pytest.raises(GraphError) as info:
+        s.set_edge(x, 999)
+    assert info.value.code == "unknown_node" and info.value.path == "target"
+    with pytest.raises(GraphError):
+        s.set_edge(x, x, -1.0)
+    with pytest.raises(GraphError):
+        s.pin(x, (math.nan, 0.0, 0.0))
+    with pytest.raises(GraphError):
+        s.pin(12345)
+
+
+def test_dense_arrays_grow_and_shrink_with_stable_ids() -> None:
+    s = GraphStore()
+    s.import_document({"nodes": [{"id": str(i)} for i in range(100)],
+                       "edges": [{"source": str(i), "target": str(i + 1)} for i in range(99)]})
+    d = s.sync()
+    assert d.n == 100 and d.indices.shape[0] == 198
+    assert np.all(np.isfinite(d.pos)) and len({tuple(p) for p in d.pos.tolist()}) == 100
+    d.pos[:] += 1000.0  # as if the engine had stepped
+    keep_id = int(d.ids[50])
+    keep_pos = d.pos[50].copy()
+    s.import_document({"nodes": [{"id": str(i)} for i in range(40, 60)]}, mode="replace")
+    d2 = s.sync()
+    assert d2.n == 20
+    i = int(d2.index_of([keep_id])[0])
+    np.testing.assert_array_equal(d2.pos[i], keep_pos)  # survivors keep their positions
+    assert d2.indices.shape[0] == 0
+    s.import_document({"nodes": [{"id": "new"}], "edges": [{"source": "new", "target": "50"}]})
+    d3 = s.sync()
+    j = int(d3.index_of([s.node_by_key(NodeKind.KNOWLEDGE, "new").id])[0])  # type: ignore[union-attr]
+    assert np.linalg.norm(d3.pos[j] - keep_pos) < 10.0  # seeded next to its neighbour
+    assert np.all(np.diff(d3.ids.astype(np.int64)) > 0)
+
+
+def test_seeding_is_deterministic() -> None:
+    a, b = GraphStore(), GraphStore()
+    for s in (a, b):
+        s.import_document(DOC)
+    np.testing.assert_array_equal(a.sync().pos, b.sync().pos)
+
+
+def test_pins_and_positions_apply_on_sync() -> None:
+    s = GraphStore()
+    s.import_document(DOC)
+    a = s.node_by_key(NodeKind.KNOWLEDGE, "a")
+    assert a is not None
+    s.pin(a.flagged_id, (1.0, 2.0, 3.0))
+    d = s.sync()
+    i = int(d.index_of([a.id])[0])
+    assert d.pinned[i] == 1 and d.pos[i].tolist() == [1.0, 2.0, 3.0]
+    s.unpin(a.id)
+    assert s.sync().pinned[i] == 0
+
+
+def test_export_round_trip() -> None:
+    s = GraphStore()
+    s.import_document(DOC)
+    s.sync()
+    doc = s.export_document()
+    assert all(len(n["position"]) == 3 for n in doc["nodes"])
+    t = GraphStore()
+    t.import_document(doc)
+    assert t.export_document()["edges"] == doc["edges"]
+    assert [n["label"] for n in t.export_document()["nodes"]] == [n["label"] for n in doc["nodes"]]
