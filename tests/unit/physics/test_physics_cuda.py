@@ -1,0 +1,51 @@
+"""CUDA kernels under numba-cuda's simulator, in subprocesses.
+
+NUMBA_ENABLE_CUDASIM must be set before numba.cuda is first imported, so these runs happen in
+child interpreters and cannot change how the rest of the suite sees numba.cuda.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+ROOT = HERE.parents[2]
+
+
+def _run(args: list[str], sim: bool) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    if sim:
+        env["NUMBA_ENABLE_CUDASIM"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(HERE)])
+    return subprocess.run(
+        [sys.executable, "-W", "error", *args], env=env, cwd=ROOT, capture_output=True,
+        text=True, timeout=110, check=False,
+    )
+
+
+@pytest.mark.slow
+def test_cuda_step_matches_cpu_under_simulator() -> None:
+    proc = _run([str(HERE / "cudasim_equivalence.py")], sim=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_cuda_backend_without_device_is_a_clear_startup_error() -> None:
+    code = (
+        "from visionflow.errors import StartupError\n"
+        "from visionflow.physics.engine import resolve_backend\n"
+        "assert resolve_backend('auto') == 'cpu'\n"
+        "try:\n"
+        "    resolve_backend('cuda')\n"
+        "except StartupError as e:\n"
+        "    print('StartupError:', e)\n"
+        "else:\n"
+        "    raise SystemExit('no error')\n"
+    )
+    proc = _run(["-c", code], sim=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no usable CUDA device" in proc.stdout

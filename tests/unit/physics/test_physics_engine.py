@@ -1,0 +1,107 @@
+"""Engine loop (anyio, both backends): snapshots, settling, pins, non-finite safety."""
+
+from __future__ import annotations
+
+import anyio
+import numpy as np
+import pytest
+
+from visionflow.graph.store import GraphStore, NodeKind
+from visionflow.physics.engine import PhysicsEngine
+from visionflow.settings import PhysicsParams, PhysicsSettings
+
+FAST = PhysicsParams(
+    spring_k=0.5, rest_length=5.0, repel_k=50.0, dt=0.1, max_velocity=20.0, damping=0.8,
+    warmup_iterations=5,
+)
+
+
+def _store(n: int = 30) -> GraphStore:
+    s = GraphStore()
+    s.import_document({
+        "nodes": [{"id": str(i)} for i in range(n)],
+        "edges": [{"source": str(i), "target": str(i + 1)} for i in range(n - 1)],
+    })
+    s.upsert_node(NodeKind.AGENT, "agent")
+    return s
+
+
+def _settings(**kw: object) -> PhysicsSettings:
+    base: dict[str, object] = {
+        "backend": "cpu", "rate_hz": 240.0, "knowledge": FAST, "agents": FAST,
+        "settle_energy": 1e-3,
+    }
+    base.update(kw)
+    return PhysicsSettings(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_snapshots_are_published_immutable_and_finite() -> None:
+    store = _store()
+    engine = PhysicsEngine(store, _settings())
+    async with anyio.create_task_group() as tg:
+        await tg.start(engine.run)
+        snap = await engine.wait_snapshot()
+        later = await engine.wait_snapshot(snap.tick)
+        assert later.tick > snap.tick
+        assert later.positions.dtype == np.float32 and later.positions.shape == (31, 3)
+        assert not later.positions.flags.writeable and not later.ids.flags.writeable
+        assert np.all(np.isfinite(later.positions)) and np.all(np.isfinite(later.velocities))
+        assert {int(i) >> 30 for i in later.ids} == {1, 2}  # knowledge and agent flags
+        assert not engine.compiling
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_settles_then_wakes_on_change_and_pins_hold() -> None:
+    store = _store(10)
+    engine = PhysicsEngine(store, _settings())
+    async with anyio.create_task_group() as tg:
+        await tg.start(engine.run)
+        with anyio.fail_after(60):
+            while not engine.settled:
+                await engine.wait_snapshot(engine.tick)
+        tick = engine.tick
+        await anyio.sleep(0.05)
+        assert engine.tick == tick  # no stepping while settled
+        node = store.node_by_key(NodeKind.KNOWLEDGE, "3")
+        assert node is not None
+        engine.pin(node.flagged_id, (40.0, 0.0, 0.0))
+        snap = await engine.wait_snapshot(tick)
+        for _ in range(5):
+            snap = await engine.wait_snapshot(snap.tick)
+        i = int(np.flatnonzero(snap.ids == node.flagged_id)[0])
+        assert snap.positions[i].tolist() == [40.0, 0.0, 0.0]
+        assert snap.velocities[i].tolist() == [0.0, 0.0, 0.0]
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_nonfinite_positions_are_reset_and_counted() -> None:
+    store = _store(10)
+    engine = PhysicsEngine(store, _settings())
+    engine.step_blocking()
+    state = store.sync()
+    state.pos[2] = np.nan  # corrupt the dense state directly
+    snap, result, _ = engine.step_blocking()
+    assert result.nonfinite_resets == 1
+    assert np.all(np.isfinite(snap.positions))
+
+
+def test_parameters_change_on_next_step() -> None:
+    store = _store(10)
+    engine = PhysicsEngine(store, _settings())
+    engine.step_blocking()
+    frozen = PhysicsParams(enabled=False)
+    engine.set_settings(_settings(knowledge=frozen, agents=frozen))
+    before = store.sync().pos.copy()
+    engine.step_blocking()
+    np.testing.assert_array_equal(store.sync().pos, before)
+
+
+def test_unknown_backend_name_is_a_startup_error() -> None:
+    from visionflow.errors import StartupError
+    from visionflow.physics.engine import resolve_backend
+
+    with pytest.raises(StartupError):
+        resolve_backend("quantum")

@@ -1,0 +1,62 @@
+"""Layout persistence: atomic save, restore by stable key, corrupt files ignored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from visionflow.graph.store import GraphStore, NodeKind
+from visionflow.physics import persist
+
+
+def _store() -> GraphStore:
+    s = GraphStore()
+    s.import_document({"nodes": [{"id": "a"}, {"id": "b"}, {"id": "c"}]})
+    s.upsert_node(NodeKind.AGENT, "a")  # same external id, other kind
+    return s
+
+
+def test_round_trip_by_stable_key(tmp_path: Path) -> None:
+    s = _store()
+    d = s.sync()
+    d.pos[:] = np.arange(12, dtype=np.float64).reshape(4, 3)
+    path = persist.layout_path(tmp_path)
+    assert persist.save_layout(path, s.keys(), d.flagged, d.pos.astype(np.float32)) == 4
+    assert not list(tmp_path.glob(".*tmp"))  # temp file renamed away
+    # a new process: different u32 ids, one node gone, one new
+    t = GraphStore()
+    t.upsert_node(NodeKind.KNOWLEDGE, "zzz")
+    t.import_document({"nodes": [{"id": "c"}, {"id": "a"}]})
+    t.upsert_node(NodeKind.AGENT, "a")
+    report = persist.restore_layout(t, path)
+    assert (report.restored, report.skipped, report.error) == (3, 1, None)
+    dt = t.sync()
+    got = {t.node(int(r)).key: dt.pos[i].tolist() for i, r in enumerate(dt.ids)}  # type: ignore[union-attr]
+    want = {s.node(int(r)).key: d.pos[i].tolist() for i, r in enumerate(d.ids)}  # type: ignore[union-attr]
+    for key in want:
+        if key in got:
+            assert got[key] == want[key]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"{", b'{"version": 1, "nodes": [{"kind": "knowledge", "id": "a", "p": [1, 2',
+     b'{"version": 99, "nodes": []}', b"\x00\xff garbage",
+     b'{"version": 1, "nodes": [{"kind": "alien", "id": "a", "p": [1, 2, 3]}]}',
+     b'{"version": 1, "nodes": [{"kind": "knowledge", "id": "a", "p": [1e999, 2, 3]}]}'],
+)
+def test_corrupt_or_truncated_file_is_reported_and_ignored(tmp_path: Path, content: bytes) -> None:
+    path = persist.layout_path(tmp_path)
+    path.write_bytes(content)
+    s = _store()
+    before = s.version
+    report = persist.restore_layout(s, path)
+    assert report.error is not None and report.restored == 0
+    assert s.version == before
+
+
+def test_missing_file_is_not_an_error(tmp_path: Path) -> None:
+    report = persist.restore_layout(_store(), tmp_path / "nope" / "layout.json")
+    assert report.error is None and report.restored == 0
