@@ -15,6 +15,7 @@ from typing import Any
 
 from visionflow import __version__
 from visionflow.errors import ConfigError, StartupError
+from visionflow.supervisor import find_in_group
 
 EXIT_OK, EXIT_STARTUP, EXIT_CONFIG = 0, 1, 2
 
@@ -32,6 +33,22 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate settings and print the effective ones")
     check.add_argument("path", nargs="?", help="settings file (default ./settings.toml)")
+
+    sim = sub.add_parser("mcp-sim", help="run the claude-flow swarm simulator (an MCP server)")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=9500, help="TCP port (0 picks a free one)")
+    sim.add_argument("--stdio", action="store_true", help="serve one session on stdin/stdout")
+    sim.add_argument("--flavor", choices=["v2", "v3"], default="v2", help="claude-flow dialect")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--tick", type=float, default=1.0, help="seconds between swarm changes")
+    sim.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+    faults = sim.add_argument_group("fault injection")
+    faults.add_argument("--drop-after", type=int, metavar="N", help="drop after N messages")
+    faults.add_argument("--delay", type=float, metavar="S", help="delay every reply")
+    faults.add_argument("--garbage-every", type=int, metavar="N", help="garbage line every N")
+    faults.add_argument("--out-of-order", action="store_true", help="answer out of order")
+    faults.add_argument("--drip", type=int, metavar="BYTES", help="send replies in tiny pieces")
+    faults.add_argument("--huge-line", type=int, metavar="BYTES", help="send one huge line")
     return parser
 
 
@@ -94,7 +111,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import anyio
 
     from visionflow.service import serve
-    from visionflow.supervisor import find_in_group
 
     try:
         anyio.run(serve, loaded.settings, backend=args.backend)
@@ -111,9 +127,55 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_mcp_sim(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    import anyio
+    from loguru import logger
+
+    from visionflow import logs
+    from visionflow.mcp.sim import SimFaults, serve_simulator, serve_simulator_stdio
+
+    if not 0 <= args.port <= 65535:
+        _err(f"--port {args.port}: must be 0-65535")
+        return EXIT_CONFIG
+    faults = SimFaults(
+        drop_after_messages=args.drop_after,
+        reply_delay=args.delay or 0.0,
+        garbage_every=args.garbage_every or 0,
+        out_of_order=args.out_of_order,
+        drip_bytes=args.drip or 0,
+        huge_line_bytes=args.huge_line or 0,
+    )
+    logs.setup("INFO", "human")
+    common = {"flavor": args.flavor, "faults": faults, "seed": args.seed}
+    if args.stdio:
+        logger.remove()  # stdout is the protocol; keep the log on stderr only
+        logs.setup("WARNING", "human")
+        main_fn = partial(serve_simulator_stdio, tick_interval=args.tick, **common)
+    else:
+        main_fn = partial(serve_simulator, args.host, args.port, tick_interval=args.tick, **common)
+    try:
+        anyio.run(main_fn, backend=args.backend)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except OSError as exc:
+        _err(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+        return EXIT_STARTUP
+    except BaseException as exc:
+        if find_in_group(exc, KeyboardInterrupt) is not None:
+            return EXIT_OK
+        error = find_in_group(exc, OSError)
+        if error is None:
+            raise
+        _err(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}")
+        return EXIT_STARTUP
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"serve": cmd_serve, "check-config": cmd_check_config}
+    handlers = {"serve": cmd_serve, "check-config": cmd_check_config, "mcp-sim": cmd_mcp_sim}
     return handlers[args.command](args)
 
 

@@ -11,6 +11,10 @@ from typing import Literal
 
 BreakerState = Literal["closed", "open", "half_open"]
 
+# Clocks are floats: a wait of a few ulps can round to no wait at all and spin a caller that
+# sleeps retry_in() and asks again, so "almost cooled down" counts as cooled down.
+_EPSILON = 1e-6
+
 
 class CircuitBreaker:
     def __init__(self, threshold: int, cooldown: float) -> None:
@@ -23,7 +27,7 @@ class CircuitBreaker:
         self._opened_at = 0.0
 
     def state(self, now: float) -> BreakerState:
-        if self._state == "open" and now - self._opened_at >= self.cooldown:
+        if self._state == "open" and now - self._opened_at >= self.cooldown - _EPSILON:
             return "half_open"
         return self._state
 
@@ -31,7 +35,7 @@ class CircuitBreaker:
         """Seconds until a call may go through (0 when it may now)."""
         if self.state(now) != "open":
             return 0.0
-        return self.cooldown - (now - self._opened_at)
+        return max(0.0, self.cooldown - (now - self._opened_at))
 
     def allow(self, now: float) -> bool:
         """May a call go through now? In half-open this admits the single probe."""

@@ -56,7 +56,7 @@ from .rpc import (
     UnknownResponse,
 )
 
-__all__ = ["PROTOCOL_VERSION", "McpClient", "connect_mcp"]
+__all__ = ["PROTOCOL_VERSION", "McpClient", "connect_mcp", "open_session"]
 
 log = logger.bind(subsystem="mcp")
 
@@ -330,31 +330,19 @@ class McpClient:
 
 
 @asynccontextmanager
-async def connect_mcp(
-    host: str,
-    port: int,
+async def open_session(
+    stream: anyio.abc.ByteStream,
+    endpoint: str,
     *,
-    connect_timeout: float = 5.0,
     call_timeout: float = 10.0,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     client_name: str = "visionflow",
     on_notification: NotificationHandler | None = None,
 ) -> AsyncIterator[McpClient]:
-    """Connect, handshake and yield a ready :class:`McpClient`; closes the link on exit.
+    """Run the MCP handshake over any byte stream and yield a ready :class:`McpClient`.
 
-    Raises RpcTransportError (connect failed, link lost), RpcTimeoutError (handshake too
-    slow), RpcRemoteError or RemoteProtocolError (the server refused or spoke garbage).
+    The stream is closed on exit. Errors come out unwrapped (not as exception groups).
     """
-    endpoint = f"{host}:{port}"
-    try:
-        with anyio.fail_after(connect_timeout):
-            stream = await anyio.connect_tcp(host, port)
-    except TimeoutError:
-        raise RpcTransportError(
-            f"{endpoint}: connect timed out after {connect_timeout:g}s"
-        ) from None
-    except OSError as exc:
-        raise RpcTransportError(f"{endpoint}: connect failed: {exc}") from exc
     client = McpClient(
         stream,
         endpoint=endpoint,
@@ -382,6 +370,43 @@ async def connect_mcp(
         await anyio.aclose_forcefully(stream)
     if error is not None:
         raise error  # outside the handler, so it is not chained onto the group
+
+
+@asynccontextmanager
+async def connect_mcp(
+    host: str,
+    port: int,
+    *,
+    connect_timeout: float = 5.0,
+    call_timeout: float = 10.0,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    client_name: str = "visionflow",
+    on_notification: NotificationHandler | None = None,
+) -> AsyncIterator[McpClient]:
+    """Connect over TCP, handshake and yield a ready :class:`McpClient`; closes on exit.
+
+    Raises RpcTransportError (connect failed, link lost), RpcTimeoutError (handshake too
+    slow), RpcRemoteError or RemoteProtocolError (the server refused or spoke garbage).
+    """
+    endpoint = f"{host}:{port}"
+    try:
+        with anyio.fail_after(connect_timeout):
+            stream = await anyio.connect_tcp(host, port)
+    except TimeoutError:
+        raise RpcTransportError(
+            f"{endpoint}: connect timed out after {connect_timeout:g}s"
+        ) from None
+    except OSError as exc:
+        raise RpcTransportError(f"{endpoint}: connect failed: {exc}") from exc
+    async with open_session(
+        stream,
+        endpoint,
+        call_timeout=call_timeout,
+        max_line_bytes=max_line_bytes,
+        client_name=client_name,
+        on_notification=on_notification,
+    ) as client:
+        yield client
 
 
 def _fresh(error: RpcError) -> RpcTransportError:

@@ -8,6 +8,7 @@ bridge in front of claude-flow shares one server process) and a ticker keeps it 
 from __future__ import annotations
 
 import math
+import os
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from visionflow.errors import RemoteProtocolError
 from .framing import LineFramer, SkippedLine, encode_line
 from .simstate import Flavor, SimDialect, SwarmModel
 
-__all__ = ["SimFaults", "Simulator", "serve_simulator"]
+__all__ = ["SimFaults", "Simulator", "serve_simulator", "serve_simulator_stdio"]
 
 log = logger.bind(subsystem="mcp")
 
@@ -213,3 +214,52 @@ async def serve_simulator(
         tg.start_soon(sim.run_ticker)
         task_status.started(bound)
         await listener.serve(sim.handle, task_group=tg)
+
+
+class _StdioStream(anyio.abc.ByteStream):
+    """stdin/stdout as a byte stream: blocking fd reads and writes in worker threads."""
+
+    def __init__(self, read_fd: int, write_fd: int) -> None:
+        self._read_fd, self._write_fd = read_fd, write_fd
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        # os.read returns as soon as any bytes are there (a buffered read would wait for all).
+        data = await anyio.to_thread.run_sync(
+            os.read, self._read_fd, max_bytes, abandon_on_cancel=True
+        )
+        if not data:
+            raise anyio.EndOfStream
+        return data
+
+    async def send(self, item: bytes) -> None:
+        view = memoryview(item)
+        while view:
+            try:
+                n = await anyio.to_thread.run_sync(os.write, self._write_fd, view)
+            except OSError as exc:
+                raise anyio.BrokenResourceError from exc
+            view = view[n:]
+
+    async def send_eof(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def serve_simulator_stdio(
+    *,
+    flavor: Flavor = "v2",
+    faults: SimFaults | None = None,
+    seed: int = 0,
+    tick_interval: float = 1.0,
+    autopilot: bool = True,
+) -> None:
+    """Serve one session over stdin/stdout (as ``npx claude-flow mcp start`` does) until EOF."""
+    sim = Simulator(
+        flavor=flavor, faults=faults, seed=seed, tick_interval=tick_interval, autopilot=autopilot
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sim.run_ticker)
+        await sim.handle(_StdioStream(0, 1))
+        tg.cancel_scope.cancel()

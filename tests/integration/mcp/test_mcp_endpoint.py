@@ -1,0 +1,157 @@
+"""The endpoint watcher against the simulator over loopback TCP and over stdio."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import anyio.abc
+import pytest
+
+from visionflow import settings as s
+from visionflow.mcp.claudeflow import Agent
+from visionflow.mcp.endpoint import EndpointWatcher
+from visionflow.mcp.sim import Simulator
+from visionflow.metrics import Metrics
+from visionflow.supervisor import HealthRegistry
+
+pytestmark = pytest.mark.anyio
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@asynccontextmanager
+async def listening(sim: Simulator, port: int) -> AsyncIterator[None]:
+    """Serve ``sim`` on ``port`` until the block ends (then every connection is dropped)."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=port)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, sim.handle, tg)
+        yield
+        tg.cancel_scope.cancel()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.updates: list[list[Agent]] = []
+        self.changed = anyio.Event()
+
+    def __call__(self, endpoint: str, agents: list[Agent]) -> None:
+        self.updates.append(agents)
+        self.changed.set()
+        self.changed = anyio.Event()
+
+
+def watcher_for(
+    endpoint: dict[str, object], recorder: Recorder, **mcp: object
+) -> tuple[EndpointWatcher, HealthRegistry, Metrics]:
+    settings = s.validate(
+        {
+            "mcp": {
+                "backoff_initial": 0.05,
+                "backoff_max": 0.2,
+                "breaker_threshold": 50,
+                "call_timeout": 2.0,
+                **mcp,
+                "endpoints": [{"name": "sim", "poll_interval": 0.1, **endpoint}],
+            }
+        }
+    )
+    registry = HealthRegistry("t")
+    metrics = Metrics()
+    health = registry.register("mcp:sim")
+    ep = settings.mcp.endpoints[0]
+    return EndpointWatcher(ep, settings.mcp, health, metrics, recorder), registry, metrics
+
+
+async def wait_for(predicate: object, timeout: float = 5.0) -> None:
+    with anyio.fail_after(timeout):
+        while not predicate():  # type: ignore[operator]
+            await anyio.sleep(0.01)
+
+
+@pytest.mark.parametrize("flavor", ["v2", "v3"])
+async def test_agents_appear_and_come_back_after_restarts(flavor: str) -> None:
+    sim = Simulator(flavor=flavor, tick_interval=0, autopilot=False)  # type: ignore[arg-type]
+    sim.model.spawn("coder", "c1")
+    sim.model.spawn("tester", "t1")
+    port = free_port()
+    rec = Recorder()
+    watcher, registry, metrics = watcher_for({"port": port}, rec)
+    async with anyio.create_task_group() as tg:
+        await tg.start(watcher.run)
+        # nothing listens yet: backoff, degraded, no crash
+        await wait_for(lambda: watcher.status.last_error is not None)
+        assert registry.subsystems["mcp:sim"].state == "backoff"
+        assert registry.status() == "degraded"
+        ids: set[str] | None = None
+        for _ in range(3):
+            async with listening(sim, port):
+                await wait_for(lambda: watcher.client is not None and len(watcher.agents) == 2)
+                seen = {a.id for a in watcher.agents}
+                assert ids is None or seen == ids
+                ids = seen
+                assert registry.subsystems["mcp:sim"].state == "running"
+                assert registry.status() == "ok"
+                assert watcher.status.connected
+                assert watcher.status.server_name == "claude-flow"
+                assert "agent_list" in watcher.status.tools
+                sample = metrics.registry.get_sample_value
+                assert sample("visionflow_mcp_agents", {"endpoint": "sim"}) == 2
+                assert sample("visionflow_mcp_connected", {"endpoint": "sim"}) == 1
+                # a new agent shows within a poll interval or two
+                extra = sim.model.spawn("reviewer", "r1")
+                await wait_for(lambda: len(watcher.agents) == 3)
+                sim.model.terminate(extra.id)
+                await wait_for(lambda: len(watcher.agents) == 2)
+            await wait_for(lambda: watcher.client is None)
+            assert watcher.agents == []  # a dead server's agents are not shown as live
+            assert registry.status() == "degraded"
+        assert watcher.status.connects == 3
+        tg.cancel_scope.cancel()
+
+
+async def test_generic_mcp_server_without_agent_tools_is_healthy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sim = Simulator(flavor="v3", tick_interval=0, autopilot=False)
+    # A server that lists no orchestrator tools (like server-everything).
+    monkeypatch.setattr(sim.dialect, "tools", {})
+    port = free_port()
+    rec = Recorder()
+    watcher, registry, _ = watcher_for({"port": port}, rec)
+    async with anyio.create_task_group() as tg, listening(sim, port):
+        await tg.start(watcher.run)
+        await wait_for(lambda: watcher.status.connected and watcher.status.last_poll is not None)
+        await anyio.sleep(0.2)
+        assert registry.status() == "ok"
+        assert watcher.agents == []
+        assert watcher.status.connects == 1
+        tg.cancel_scope.cancel()
+
+
+async def test_stdio_endpoint_launches_and_relaunches_the_server() -> None:
+    rec = Recorder()
+    command = [sys.executable, "-m", "visionflow", "mcp-sim", "--stdio", "--tick", "0.05"]
+    watcher, registry, _ = watcher_for({"command": command}, rec)
+    async with anyio.create_task_group() as tg:
+        await tg.start(watcher.run)
+        await wait_for(lambda: watcher.status.connected, timeout=20)
+        assert registry.status() == "ok"
+        assert watcher.status.target.endswith("--tick 0.05")
+        client = watcher.client
+        assert client is not None
+        pid = int(client.endpoint.rsplit("pid ", 1)[1].rstrip(")"))
+        # kill the server process: the watcher notices and launches a fresh one
+        os.kill(pid, signal.SIGKILL)
+        await wait_for(lambda: watcher.status.connects == 2, timeout=20)
+        assert watcher.client is not None and f"pid {pid})" not in watcher.client.endpoint
+        tg.cancel_scope.cancel()

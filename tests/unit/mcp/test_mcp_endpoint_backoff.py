@@ -1,0 +1,86 @@
+"""Reconnect backoff and circuit breaker timing of the endpoint watcher, under MockClock."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+import trio.testing
+
+from visionflow import settings as s
+from visionflow.errors import RpcTransportError
+from visionflow.mcp.endpoint import EndpointWatcher
+from visionflow.metrics import Metrics
+from visionflow.supervisor import HealthRegistry
+
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, Any]]:
+    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+
+
+def make_watcher(**mcp: Any) -> tuple[EndpointWatcher, HealthRegistry, list[float]]:
+    settings = s.validate({"mcp": {**mcp, "endpoints": [{"name": "down"}]}})
+    registry = HealthRegistry("t")
+    watcher = EndpointWatcher(
+        settings.mcp.endpoints[0],
+        settings.mcp,
+        registry.register("mcp:down"),
+        Metrics(),
+        lambda name, agents: None,
+    )
+    attempts: list[float] = []
+
+    @asynccontextmanager
+    async def refuse() -> AsyncIterator[Any]:
+        attempts.append(anyio.current_time())
+        raise RpcTransportError("127.0.0.1:9500: connect failed: connection refused")
+        yield  # pragma: no cover
+
+    watcher._open = refuse  # type: ignore[method-assign]
+    return watcher, registry, attempts
+
+
+@pytest.mark.anyio
+async def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
+    watcher, registry, attempts = make_watcher(
+        backoff_initial=1.0, backoff_max=8.0, breaker_threshold=1000
+    )
+    async with anyio.create_task_group() as tg:
+        await tg.start(watcher.run)
+        await anyio.sleep(60)
+        tg.cancel_scope.cancel()
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert len(gaps) >= 6
+    for i, gap in enumerate(gaps[:6]):
+        base = min(8.0, 2.0**i)
+        assert base - 1e-6 <= gap <= min(8.0, base + 1.0) + 1e-6, (i, gap)
+    assert all(gap <= 8.0 + 1e-6 for gap in gaps)
+    sub = registry.subsystems["mcp:down"]
+    assert sub.state == "backoff"
+    assert sub.last_error is not None and "connection refused" in sub.last_error
+    assert registry.status() == "degraded"
+
+
+@pytest.mark.anyio
+async def test_breaker_opens_after_threshold_and_probes_once_per_cooldown() -> None:
+    watcher, registry, attempts = make_watcher(
+        backoff_initial=1.0, backoff_max=2.0, breaker_threshold=3, breaker_cooldown=30.0
+    )
+    async with anyio.create_task_group() as tg:
+        await tg.start(watcher.run)
+        await anyio.sleep(5)
+        assert len(attempts) == 3  # at 0, ~1-2, ~3-5: then the breaker opened
+        assert registry.subsystems["mcp:down"].detail["breaker"] == "open"
+        await anyio.sleep(100)
+        tg.cancel_scope.cancel()
+    # after opening: one probe every cooldown, each failing and re-opening the breaker
+    probes = attempts[3:]
+    assert len(probes) == 3
+    assert probes[0] - attempts[2] == pytest.approx(30.0)
+    assert probes[1] - probes[0] == pytest.approx(30.0)
+    assert watcher.breaker.failures == len(attempts)

@@ -1,0 +1,270 @@
+"""One watched MCP endpoint: a supervised child that keeps a session alive and polls agents.
+
+Connects (TCP, or by launching ``command`` on stdio), polls the agent list and swarm status
+every ``poll_interval``, and reports every change through ``on_agents``. When the link drops it
+reconnects with stamina (exponential backoff with jitter, capped at ``mcp.backoff_max``) behind a
+circuit breaker: after ``mcp.breaker_threshold`` consecutive failures it waits
+``mcp.breaker_cooldown`` and then lets one probe through. Its state, last error, breaker and
+agent count go to health and metrics; a dead server makes health degraded, never failing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.abc
+import msgspec
+import stamina
+from loguru import logger
+
+from visionflow.errors import RemoteProtocolError, RpcError, RpcRemoteError
+from visionflow.metrics import Metrics
+from visionflow.settings import McpEndpoint as EndpointSettings
+from visionflow.settings import McpSettings
+from visionflow.supervisor import SubsystemHealth
+
+from .breaker import CircuitBreaker
+from .claudeflow import Agent, SwarmStatus
+from .client import McpClient, connect_mcp
+from .stdio import launch_mcp
+
+AgentsListener = Callable[[str, list[Agent]], None]
+
+# Failures that end a session and make us reconnect. A JSON-RPC error answer to a poll
+# (RpcRemoteError) does not: the server is alive, it just refused that call.
+_LINK_FAILURES = (RpcError, RemoteProtocolError)
+
+
+class BreakerOpenError(RpcError):
+    """Not an I/O failure: the breaker refused the attempt (stamina then waits its cool-down)."""
+
+
+@dataclass
+class EndpointStatus:
+    """What ``GET /api/bots/status`` shows for one endpoint."""
+
+    name: str
+    target: str
+    connected: bool = False
+    breaker: str = "closed"
+    server_name: str | None = None
+    server_version: str | None = None
+    protocol_version: str | None = None
+    tools: list[str] = field(default_factory=list)
+    last_poll: float | None = None  # wall-clock seconds
+    last_error: str | None = None
+    agent_count: int = 0
+    swarm: dict[str, Any] | None = None
+    connects: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "target": self.target,
+            "connected": self.connected,
+            "breaker": self.breaker,
+            "server": {
+                "name": self.server_name,
+                "version": self.server_version,
+                "protocol_version": self.protocol_version,
+            },
+            "tools": self.tools,
+            "last_poll": self.last_poll,
+            "last_error": self.last_error,
+            "agents": self.agent_count,
+            "swarm": self.swarm,
+            "connects": self.connects,
+        }
+
+
+def _swarm_json(status: SwarmStatus | None) -> dict[str, Any] | None:
+    if status is None:
+        return None
+    doc = msgspec.to_builtins(status)
+    return doc if isinstance(doc, dict) else None
+
+
+class EndpointWatcher:
+    def __init__(
+        self,
+        endpoint: EndpointSettings,
+        mcp: McpSettings,
+        health: SubsystemHealth,
+        metrics: Metrics,
+        on_agents: AgentsListener,
+    ) -> None:
+        self.settings = endpoint
+        self.mcp = mcp
+        self.health = health
+        self.metrics = metrics
+        self.on_agents = on_agents
+        self.breaker = CircuitBreaker(mcp.breaker_threshold, mcp.breaker_cooldown)
+        target = (
+            " ".join(endpoint.command) if endpoint.command else f"{endpoint.host}:{endpoint.port}"
+        )
+        self.status = EndpointStatus(endpoint.name, target)
+        self.client: McpClient | None = None
+        self.agents: list[Agent] = []
+        self.log = logger.bind(subsystem=f"mcp:{endpoint.name}")
+        self._metric_labels = {"endpoint": endpoint.name}
+
+    # -- health ---------------------------------------------------------------------------
+
+    def _publish(self) -> None:
+        now = anyio.current_time()
+        self.status.breaker = self.breaker.state(now)
+        connected = self.client is not None
+        self.status.connected = connected
+        self.health.state = "running" if connected else "backoff"
+        self.health.last_error = self.status.last_error
+        self.health.detail.update(
+            connected=connected,
+            breaker=self.status.breaker,
+            agents=self.status.agent_count,
+            connects=self.status.connects,
+        )
+        self.metrics.mcp_connected.labels(**self._metric_labels).set(1 if connected else 0)
+        self.metrics.mcp_agents.labels(**self._metric_labels).set(self.status.agent_count)
+
+    def _set_agents(self, agents: list[Agent]) -> None:
+        if agents != self.agents:
+            self.agents = agents
+            self.status.agent_count = len(agents)
+            self.on_agents(self.settings.name, agents)
+
+    # -- connection -------------------------------------------------------------------------
+
+    def _open(self) -> AbstractAsyncContextManager[McpClient]:
+        mcp = self.mcp
+        if self.settings.command:
+            return launch_mcp(
+                list(self.settings.command),
+                name=self.settings.name,
+                call_timeout=mcp.call_timeout,
+                max_line_bytes=mcp.max_line_bytes,
+            )
+        return connect_mcp(
+            self.settings.host,
+            self.settings.port,
+            connect_timeout=mcp.connect_timeout,
+            call_timeout=mcp.call_timeout,
+            max_line_bytes=mcp.max_line_bytes,
+        )
+
+    def _backoff_hook(self, exc: Exception) -> bool | float:
+        """stamina's ``on``: retry every link failure; while the breaker is open, wait it out."""
+        if not isinstance(exc, _LINK_FAILURES):
+            return False
+        wait = self.breaker.retry_in(anyio.current_time())
+        return wait if wait > 0 else True
+
+    async def _connect(self, stack: AsyncExitStack) -> McpClient:
+        async for attempt in stamina.retry_context(
+            on=self._backoff_hook,
+            attempts=None,
+            timeout=None,
+            wait_initial=self.mcp.backoff_initial,
+            wait_max=self.mcp.backoff_max,
+            wait_jitter=self.mcp.backoff_initial,
+        ):
+            with attempt:
+                now = anyio.current_time()
+                if not self.breaker.allow(now):
+                    self._publish()
+                    raise BreakerOpenError(
+                        f"circuit open: next probe in {self.breaker.retry_in(now):.1f}s"
+                    )
+                try:
+                    client = await stack.enter_async_context(self._open())
+                    await self._poll_once(client)
+                except _LINK_FAILURES as exc:
+                    self.breaker.record_failure(anyio.current_time())
+                    self.status.last_error = str(exc)
+                    self._publish()
+                    if attempt.num == 1 or attempt.num % 10 == 0:
+                        self.log.warning("cannot connect (attempt {}): {}", attempt.num, exc)
+                    await stack.aclose()
+                    raise
+                return client
+        raise AssertionError("unreachable: stamina retries forever")  # pragma: no cover
+
+    async def _poll_once(self, client: McpClient) -> None:
+        catalog = client.catalog
+        if "agent_list" in catalog.names:
+            agents = await client.list_agents()
+        else:
+            # An MCP server that is not an orchestrator: alive, with no agents to show.
+            await client.refresh_tools()
+            agents = []
+        swarm: SwarmStatus | None = None
+        if "swarm_status" in catalog.names:
+            try:
+                swarm = await client.swarm_status()
+            except RpcRemoteError as exc:
+                self.log.debug("swarm_status refused: {}", exc)
+        self.status.swarm = _swarm_json(swarm)
+        self.status.last_poll = time.time()
+        self._set_agents(agents)
+
+    async def _session(self, client: McpClient) -> None:
+        """Poll until the link fails (returns by raising)."""
+        while True:
+            await anyio.sleep(self.settings.poll_interval)
+            try:
+                await self._poll_once(client)
+            except RpcRemoteError as exc:
+                # The server is up but refused this poll (a tool error): keep the link.
+                self.status.last_error = str(exc)
+                self.log.warning("poll refused: {}", exc)
+                self._publish()
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        # Usable at once: a server that is down is a health state, not a start-up failure.
+        self._publish()
+        task_status.started()
+        try:
+            while True:
+                async with AsyncExitStack() as stack:
+                    client = await self._connect(stack)
+                    self.breaker.record_success()
+                    self.client = client
+                    self.status.connects += 1
+                    self.status.last_error = None
+                    info = client.server_info
+                    self.status.server_name = _str_or_none(info.get("name"))
+                    self.status.server_version = _str_or_none(info.get("version"))
+                    self.status.protocol_version = client.protocol_version
+                    self.status.tools = sorted(client.catalog.names)
+                    self.log.info(
+                        "connected to {} {} ({} tools, {} agents)",
+                        self.status.server_name or "MCP server",
+                        self.status.server_version or "",
+                        len(self.status.tools),
+                        len(self.agents),
+                    )
+                    self._publish()
+                    try:
+                        await self._session(client)
+                    except _LINK_FAILURES as exc:
+                        self.status.last_error = str(exc)
+                        self.log.warning("link lost: {}", exc)
+                    finally:
+                        self.client = None
+                    # What a dead server ran is unknown now: show nothing rather than stale data.
+                    self._set_agents([])
+                    self.breaker.record_failure(anyio.current_time())
+                    self._publish()
+        finally:
+            self.client = None
+            self.metrics.mcp_connected.labels(**self._metric_labels).set(0)
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None

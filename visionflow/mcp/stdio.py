@@ -1,0 +1,110 @@
+"""An MCP server launched as a child process and spoken to over its pipes.
+
+``async with launch_mcp(["npx", "claude-flow", "mcp", "start"]) as client:`` starts the command,
+runs the handshake over stdin/stdout and logs its stderr. When the process dies the link drops
+like a closed socket (RpcTransportError); leaving the block stops the process (SIGTERM, then
+SIGKILL after a grace), so a reconnect starts a fresh one.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import anyio.abc
+from anyio.streams.stapled import StapledByteStream
+from loguru import logger
+
+from visionflow.errors import RpcTransportError
+
+from .client import McpClient, NotificationHandler, _sole, open_session
+from .framing import DEFAULT_MAX_LINE_BYTES
+
+STOP_GRACE = 2.0
+_STDERR_LINE_CAP = 4096  # a child's stderr line is logged up to this many bytes
+
+
+async def _log_stderr(stream: anyio.abc.ByteReceiveStream, name: str) -> None:
+    log = logger.bind(subsystem=f"mcp:{name}")
+    pending = b""
+    try:
+        async for chunk in stream:
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            if len(pending) > _STDERR_LINE_CAP:  # a line without end must not grow forever
+                lines.append(pending)
+                pending = b""
+            for line in lines:
+                text = line[:_STDERR_LINE_CAP].decode("utf-8", "replace").rstrip()
+                if text:
+                    log.info("server stderr: {}", text)
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+        return
+
+
+async def _stop(process: anyio.abc.Process, name: str) -> None:
+    with anyio.CancelScope(shield=True):
+        if process.returncode is None:
+            process.terminate()
+            with anyio.move_on_after(STOP_GRACE):
+                await process.wait()
+        if process.returncode is None:
+            logger.bind(subsystem=f"mcp:{name}").warning("server ignored SIGTERM: killing it")
+            process.kill()
+            await process.wait()
+        await process.aclose()
+
+
+@asynccontextmanager
+async def launch_mcp(
+    command: list[str],
+    *,
+    name: str,
+    call_timeout: float = 10.0,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    on_notification: NotificationHandler | None = None,
+    cwd: str | Path | None = None,
+) -> AsyncIterator[McpClient]:
+    """Start ``command``, handshake over its pipes and yield a ready client."""
+    if not command:
+        raise RpcTransportError(f"{name}: empty command")
+    try:
+        process = await anyio.open_process(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+        )
+    except OSError as exc:
+        raise RpcTransportError(f"{name}: cannot start {command[0]!r}: {exc}") from exc
+    assert process.stdin is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
+    stream = StapledByteStream(process.stdin, process.stdout)
+    error: BaseException | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_log_stderr, process.stderr, name)
+            try:
+                async with open_session(
+                    stream,
+                    f"{name} (pid {process.pid})",
+                    call_timeout=call_timeout,
+                    max_line_bytes=max_line_bytes,
+                    on_notification=on_notification,
+                ) as client:
+                    yield client
+            finally:
+                tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        error = _sole(group)
+        if error is group:
+            raise
+    finally:
+        await _stop(process, name)
+    if error is not None:
+        raise error
