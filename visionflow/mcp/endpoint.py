@@ -33,7 +33,9 @@ from .claudeflow import Agent, SwarmStatus
 from .client import McpClient, connect_mcp
 from .stdio import launch_mcp
 
-AgentsListener = Callable[[str, list[Agent]], None]
+# (endpoint name, agents, live): live=False means the server is unreachable and what it runs
+# is unknown; the agents list is then empty.
+AgentsListener = Callable[[str, list[Agent], bool], None]
 
 # Failures that end a session and make us reconnect. A JSON-RPC error answer to a poll
 # (RpcRemoteError) does not: the server is alive, it just refused that call.
@@ -110,6 +112,7 @@ class EndpointWatcher:
         self.status = EndpointStatus(endpoint.name, target)
         self.client: McpClient | None = None
         self.agents: list[Agent] = []
+        self._live = False
         self.log = logger.bind(subsystem=f"mcp:{endpoint.name}")
         self._metric_labels = {"endpoint": endpoint.name}
 
@@ -132,10 +135,18 @@ class EndpointWatcher:
         self.metrics.mcp_agents.labels(**self._metric_labels).set(self.status.agent_count)
 
     def _set_agents(self, agents: list[Agent]) -> None:
-        if agents != self.agents:
+        if agents != self.agents or not self._live:
             self.agents = agents
+            self._live = True
             self.status.agent_count = len(agents)
-            self.on_agents(self.settings.name, agents)
+            self.on_agents(self.settings.name, agents, True)
+
+    def _lost_agents(self) -> None:
+        # What a dead server runs is unknown: report that, rather than stale data as live.
+        self.agents = []
+        self._live = False
+        self.status.agent_count = 0
+        self.on_agents(self.settings.name, [], False)
 
     # -- connection -------------------------------------------------------------------------
 
@@ -257,8 +268,7 @@ class EndpointWatcher:
                         self.log.warning("link lost: {}", exc)
                     finally:
                         self.client = None
-                    # What a dead server ran is unknown now: show nothing rather than stale data.
-                    self._set_agents([])
+                    self._lost_agents()
                     self.breaker.record_failure(anyio.current_time())
                     self._publish()
         finally:

@@ -44,7 +44,7 @@ class Recorder:
         self.updates: list[list[Agent]] = []
         self.changed = anyio.Event()
 
-    def __call__(self, endpoint: str, agents: list[Agent]) -> None:
+    def __call__(self, endpoint: str, agents: list[Agent], live: bool) -> None:
         self.updates.append(agents)
         self.changed.set()
         self.changed = anyio.Event()

@@ -31,7 +31,7 @@ def make_watcher(**mcp: Any) -> tuple[EndpointWatcher, HealthRegistry, list[floa
         settings.mcp,
         registry.register("mcp:down"),
         Metrics(),
-        lambda name, agents: None,
+        lambda name, agents, live: None,
     )
     attempts: list[float] = []
 

@@ -1,0 +1,182 @@
+"""MCP agents into the graph store: one agent node per (endpoint, agent id), real edges only.
+
+Node ids come from the store and are stable: an agent keeps its node while its server
+is unreachable (marked ``live: false``, never shown as working), and only an agent that the
+server itself stops listing is removed. Edges come from what the server reported: an agent to
+its swarm's hub node, and parent/coordinator links named in its metadata. Nothing is invented:
+a field the server did not report stays ``None``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from visionflow.graph.store import GraphStore, NodeKind
+from visionflow.mcp.claudeflow import Agent
+
+# Metadata keys that name another agent this one reports to (claude-flow and compatible).
+_PARENT_KEYS = ("parentId", "parent_id", "parent", "coordinatorId", "coordinator_id")
+
+
+def agent_key(endpoint: str, agent_id: str) -> str:
+    return f"{endpoint}/agent/{agent_id}"
+
+
+def swarm_key(endpoint: str, swarm_id: str) -> str:
+    return f"{endpoint}/swarm/{swarm_id}"
+
+
+def agent_json(endpoint: str, agent: Agent, node_id: int | None, live: bool) -> dict[str, Any]:
+    """The agent object of ``GET /api/bots/data`` and of the ``agents`` message."""
+    return {
+        "id": node_id,
+        "endpoint": endpoint,
+        "agent_id": agent.id,
+        "name": agent.name,
+        "type": agent.type,
+        "kind": agent.kind,
+        "colour": agent.colour,
+        "status": agent.status,
+        "health": agent.health,
+        "task_count": agent.task_count,
+        "capabilities": list(agent.capabilities),
+        "swarm_id": agent.swarm_id,
+        "created_at": agent.created_at,
+        "last_active": agent.last_active,
+        "domain": agent.domain,
+        "metadata": agent.metadata,
+        "live": live,
+    }
+
+
+class AgentGraph:
+    """Keeps the store's agent nodes in step with what each endpoint reports."""
+
+    def __init__(self, store: GraphStore) -> None:
+        self.store = store
+        self._agents: dict[str, dict[str, Agent]] = {}  # endpoint -> agent id -> agent
+        self._live: dict[str, bool] = {}
+        self._hubs: dict[str, dict[str, int]] = {}  # endpoint -> swarm id -> raw node id
+        self._edges: dict[str, set[tuple[int, int]]] = {}  # endpoint -> edges we made
+
+    def endpoints(self) -> list[str]:
+        return list(self._agents)
+
+    def update(self, endpoint: str, agents: list[Agent], live: bool) -> bool:
+        """Apply one poll (``live``) or mark the endpoint unreachable (``live=False``, agents
+        ignored). Returns whether anything a viewer sees changed."""
+        known = self._agents.setdefault(endpoint, {})
+        was_live = self._live.get(endpoint)
+        self._live[endpoint] = live
+        if not live:
+            if was_live is False:
+                return False
+            for agent in known.values():
+                self._upsert(endpoint, agent, live=False)
+            return bool(known)
+        current = {a.id: a for a in agents}
+        changed = was_live is not True or current.keys() != known.keys()
+        with self.store.lock:
+            for agent_id in known.keys() - current.keys():
+                node = self.store.node_by_key(NodeKind.AGENT, agent_key(endpoint, agent_id))
+                if node is not None:
+                    self.store.remove_node(node.id)
+            for agent in current.values():
+                if known.get(agent.id) != agent or was_live is not True:
+                    self._upsert(endpoint, agent, live=True)
+                    changed = True
+            self._agents[endpoint] = current
+            self._link(endpoint, current)
+        return changed
+
+    def _upsert(self, endpoint: str, agent: Agent, *, live: bool) -> int:
+        label = agent.name or agent.type or agent.id
+        meta = agent_json(endpoint, agent, None, live)
+        del meta["id"]
+        return self.store.upsert_node(
+            NodeKind.AGENT,
+            agent_key(endpoint, agent.id),
+            label=label,
+            group=agent.kind,
+            metadata=meta,
+        )
+
+    def _link(self, endpoint: str, agents: dict[str, Agent]) -> None:
+        """Edges from reported relations; a swarm's hub node exists while a member does.
+
+        The hubs and edges this class made are remembered per endpoint, so a poll costs
+        O(agents), not a scan of a store that may hold a large knowledge graph.
+        """
+        store = self.store
+        swarms = {a.swarm_id for a in agents.values() if a.swarm_id}
+        hubs = self._hubs.setdefault(endpoint, {})
+        for swarm in set(hubs) - swarms:
+            raw = hubs.pop(swarm)
+            if store.node(raw) is not None:
+                store.remove_node(raw)
+        for swarm in swarms - set(hubs):
+            hubs[swarm] = store.upsert_node(
+                NodeKind.AGENT,
+                swarm_key(endpoint, swarm),
+                label=f"swarm {swarm}",
+                group="swarm",
+                metadata={"endpoint": endpoint, "swarm_id": swarm, "hub": True},
+            )
+        wanted: set[tuple[int, int]] = set()
+        for agent in agents.values():
+            node = store.node_by_key(NodeKind.AGENT, agent_key(endpoint, agent.id))
+            if node is None:
+                continue
+            if agent.swarm_id:
+                wanted.add((node.id, hubs[agent.swarm_id]))
+            for key in _PARENT_KEYS:
+                parent = agent.metadata.get(key)
+                if isinstance(parent, str) and parent in agents and parent != agent.id:
+                    other = store.node_by_key(NodeKind.AGENT, agent_key(endpoint, parent))
+                    if other is not None:
+                        wanted.add((node.id, other.id))
+        made = self._edges.setdefault(endpoint, set())
+        for source, target in made - wanted:
+            # An edge goes with its node: only edges between surviving nodes need removing.
+            if store.node(source) is not None and store.node(target) is not None:
+                store.remove_edge(source, target)
+        for source, target in wanted - made:
+            store.set_edge(source, target, 1.0)
+        self._edges[endpoint] = wanted
+
+    def agents_json(self, endpoint: str | None = None) -> list[dict[str, Any]]:
+        out = []
+        for ep, agents in self._agents.items():
+            if endpoint is not None and ep != endpoint:
+                continue
+            live = self._live.get(ep, False)
+            for agent in agents.values():
+                node = self.store.node_by_key(NodeKind.AGENT, agent_key(ep, agent.id))
+                out.append(agent_json(ep, agent, None if node is None else node.flagged_id, live))
+        return out
+
+    def data_json(self) -> dict[str, Any]:
+        """``GET /api/bots/data``: agents, swarm hub nodes and the edges among them."""
+        store = self.store
+        with store.lock:
+            swarms = []
+            for endpoint, hubs in self._hubs.items():
+                for swarm, raw in hubs.items():
+                    node = store.node(raw)
+                    if node is not None:
+                        swarms.append(
+                            {"id": node.flagged_id, "endpoint": endpoint, "swarm_id": swarm}
+                        )
+            edges = []
+            for made in self._edges.values():
+                for source, target in sorted(made):
+                    s_node, t_node = store.node(source), store.node(target)
+                    if s_node is not None and t_node is not None:
+                        edges.append(
+                            {
+                                "source": s_node.flagged_id,
+                                "target": t_node.flagged_id,
+                                "weight": 1.0,
+                            }
+                        )
+        return {"agents": self.agents_json(), "swarms": swarms, "edges": edges}
