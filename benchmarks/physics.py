@@ -1,0 +1,142 @@
+"""Physics benchmark: median ms per layout step on Barabasi-Albert graphs (average degree 4).
+
+Compares our CPU engine with two peers run in the same process on the same graphs:
+networkx.spring_layout (3-D) and igraph's layout_fruchterman_reingold_3d, timed per iteration.
+A peer is skipped at a size where its estimated run would exceed PEER_BUDGET_S.  Also reports
+peak memory of our step at the largest size (tracemalloc peak of numpy allocations and the
+growth of the process's max RSS).
+
+    .venv/bin/pip install networkx igraph     # the project's ``bench`` extra
+    .venv/bin/python benchmarks/physics.py [--sizes 1000,10000,100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from visionflow.physics import cpu
+from visionflow.physics.params import pack
+from visionflow.settings import PhysicsParams
+
+PEER_BUDGET_S = 60.0
+
+
+def ba_edges(n: int, seed: int = 1) -> npt.NDArray[np.int64]:
+    import igraph
+
+    g = igraph.Graph.Barabasi(n, 2)
+    return np.asarray(g.get_edgelist(), dtype=np.int64)
+
+
+def ours(n: int, edges: npt.NDArray[np.int64], steps: int) -> list[float]:
+    indptr, indices, weights = cpu.csr_from_edges(
+        n, edges[:, 0], edges[:, 1], np.ones(len(edges))
+    )
+    rng = np.random.default_rng(0)
+    pos = rng.normal(size=(n, 3)) * 10.0 * n ** (1 / 3)
+    vel = np.zeros((n, 3))
+    group = np.zeros(n, np.int8)
+    pinned = np.zeros(n, np.uint8)
+    params = pack(PhysicsParams(), PhysicsParams())
+    ws = cpu.CpuWorkspace()
+    times = []
+    for it in range(steps + 3):  # three unmeasured steps: compile, allocation, warm caches
+        t0 = time.perf_counter()
+        cpu.step(ws, pos, vel, group, pinned, indptr, indices, weights, params, 200 + it)
+        if it >= 3:
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def per_iteration(run: Callable[[int], object], iterations: int) -> float:
+    t0 = time.perf_counter()
+    run(iterations)
+    return (time.perf_counter() - t0) / iterations
+
+
+def networkx_peer(n: int, edges: npt.NDArray[np.int64]) -> Callable[[int], object]:
+    import networkx as nx
+
+    g = nx.Graph()
+    g.add_nodes_from(range(n))
+    g.add_edges_from(edges.tolist())
+    return lambda k: nx.spring_layout(g, dim=3, iterations=k, seed=1, threshold=0.0)
+
+
+def igraph_peer(n: int, edges: npt.NDArray[np.int64]) -> Callable[[int], object]:
+    import igraph
+
+    g = igraph.Graph(n=n, edges=edges.tolist())
+    return lambda k: g.layout_fruchterman_reingold_3d(niter=k)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1000,10000,100000")
+    args = ap.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    peers = {"networkx": networkx_peer, "igraph": igraph_peer}
+    # growth of one iteration's cost with n (networkx's FR is all-pairs, igraph's uses a grid),
+    # used to predict the next size and skip it before it eats minutes
+    exponent = {"networkx": 2.0, "igraph": 1.2}
+    last: dict[str, tuple[int, float]] = {}
+    rows = []
+    memory = ""
+    graphs = {n: ba_edges(n) for n in sizes}
+    mine_ms: dict[int, float] = {}
+    for n in sizes:  # ours first, so max-RSS growth is not hidden by a peer's earlier peak
+        steps = 50 if n <= 10_000 else 15
+        gc.collect()
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        tracemalloc.start()
+        times = ours(n, graphs[n], steps)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        mine_ms[n] = statistics.median(times) * 1e3
+        if n == max(sizes):
+            memory = (
+                f"peak memory of our step at {n} nodes: tracemalloc peak {peak / 2**20:.1f} MiB, "
+                f"max RSS growth {(rss1 - rss0) / 1024:.1f} MiB, max RSS {rss1 / 1024:.0f} MiB"
+            )
+    for n in sizes:
+        edges = graphs[n]
+        mine = mine_ms[n]
+        row = [f"{n:>7}", f"{mine:9.2f}"]
+        for name, make in peers.items():
+            if name in last:
+                n0, t0 = last[name]
+                predicted = t0 * (n / n0) ** exponent[name]
+                if predicted * 5 > PEER_BUDGET_S:  # 1 probe + 3 timed iterations at least
+                    row.append(f"{f'skipped (~{predicted:.0f} s/it)':>22}")
+                    continue
+            run = make(n, edges)
+            first = per_iteration(run, 1)  # includes set-up; an upper bound per iteration
+            k = max(1, min(50, int(PEER_BUDGET_S / 4 / max(first, 1e-6))))
+            ms = statistics.median(per_iteration(run, k) for _ in range(3)) * 1e3
+            last[name] = (n, ms / 1e3)
+            row.append(f"{ms:10.2f} ({ms / mine:7.1f}x)")
+        rows.append(row)
+        print(f"done {n}", file=sys.stderr, flush=True)
+    print("median ms per step (ratio = peer / ours; higher means ours is faster)")
+    print(f"{'nodes':>7} {'ours':>9} {'networkx':>22} {'igraph':>22}")
+    for row in rows:
+        print(" ".join(row))
+    print(memory)
+    print(f"peers: networkx.spring_layout(dim=3), igraph layout_fruchterman_reingold_3d; "
+          f"a peer is skipped where its run would take more than {PEER_BUDGET_S:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
