@@ -1,5 +1,9 @@
 """The root of the task tree: builds the service, starts every subsystem under the
 supervisor, and shuts down gracefully on SIGINT/SIGTERM.
+
+Children, in start order: ``physics`` (reports started at once, compiles in a thread),
+``layout`` (saves positions), ``hub`` (fans frames out), one ``mcp:NAME`` per endpoint, and the
+critical ``http`` listener last, so that once it answers everything behind it is wired.
 """
 
 from __future__ import annotations
@@ -12,14 +16,24 @@ import anyio
 import anyio.abc
 from loguru import logger
 
-from visionflow import __version__
+from visionflow import __version__, state
+from visionflow.graph.agents import AgentGraph
+from visionflow.graph.store import GraphStore
 from visionflow.live_settings import LiveSettings
+from visionflow.mcp.claudeflow import Agent
+from visionflow.mcp.endpoint import EndpointWatcher
 from visionflow.metrics import Metrics
+from visionflow.physics.engine import PhysicsEngine
+from visionflow.physics.persist import LayoutSaver
 from visionflow.settings import Settings
 from visionflow.supervisor import HealthRegistry, RestartPolicy, Supervisor
+from visionflow.web import routes_bots, routes_graph
 from visionflow.web.app import create_app
 from visionflow.web.context import ServiceContext
+from visionflow.web.feed import EngineFeed
+from visionflow.web.hub import Hub
 from visionflow.web.server import HttpServer
+from visionflow.web.ws import websocket_route
 
 log = logger.bind(subsystem="main")
 
@@ -37,37 +51,98 @@ def restart_policy(settings: Settings) -> RestartPolicy:
 
 @dataclass
 class Service:
-    """One running VisionFlow: its context, supervisor and HTTP listener."""
+    """One running VisionFlow: its context, supervisor and subsystems."""
 
     settings: Settings
     ctx: ServiceContext = field(init=False)
+    engine: PhysicsEngine = field(init=False)
     http: HttpServer = field(init=False)
     stop_requested: anyio.Event = field(default_factory=anyio.Event)
     on_ready: Callable[[Service], None] | None = None
 
     def __post_init__(self) -> None:
+        physics = self.settings.physics
+        store = GraphStore(max_nodes=physics.max_nodes, max_edges=physics.max_edges)
         self.ctx = ServiceContext(
             live=LiveSettings.from_settings(self.settings),
             registry=HealthRegistry(__version__),
             metrics=Metrics(),
+            store=store,
+            agents=AgentGraph(store),
         )
+        self.engine = PhysicsEngine(
+            store,
+            physics,
+            metrics=self.ctx.metrics,
+            health=self.ctx.registry.register("physics"),
+        )
+        self.ctx.engine = self.engine
+        self.ctx.live.subscribe(lambda s: self.engine.set_settings(s.physics))
+        self._pending_layout: state.PendingLayout | None = None
 
     def request_stop(self) -> None:
         self.stop_requested.set()
 
+    def _on_agents(self, endpoint: str, agents: list[Agent], live: bool) -> None:
+        self.ctx.on_agents(endpoint, agents, live)
+        if self._pending_layout is not None:
+            self._pending_layout.apply(self.ctx.store)
+
+    def _restore(self) -> None:
+        """Blocking (a worker thread): the saved graph, then the saved layout."""
+        state_dir = self.settings.state.dir
+        error = state.load_graph(self.ctx.store, state_dir)
+        if error is not None:
+            log.warning(error)
+        pending = state.PendingLayout(state_dir)
+        if pending.error is not None:
+            log.warning("layout not restored: {}", pending.error)
+        restored = pending.apply(self.ctx.store)
+        if restored:
+            log.info("restored the positions of {} node(s)", restored)
+        self._pending_layout = pending
+
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        grace = self.settings.server.shutdown_grace
-        await anyio.to_thread.run_sync(self.ctx.live.load_overrides)
+        settings = self.settings
+        grace = settings.server.shutdown_grace
+        ctx = self.ctx
+        await anyio.to_thread.run_sync(ctx.live.load_overrides)
+        await anyio.to_thread.run_sync(self._restore)
         async with anyio.create_task_group() as tg:
             supervisor = Supervisor(
-                tg,
-                self.ctx.registry,
-                restart_policy(self.settings),
-                on_restart=self.ctx.metrics.on_restart,
+                tg, ctx.registry, restart_policy(settings), on_restart=ctx.metrics.on_restart
             )
-            self.http = HttpServer(create_app(self.ctx), self.settings, supervisor.stopping)
+            feed = EngineFeed(self.engine)
+            hub = Hub(ctx, feed, pins=feed, stopping=supervisor.stopping)
+            ctx.hub = hub
+            saver = LayoutSaver(
+                self.engine, ctx.store, settings.state.dir, settings.state.save_interval
+            )
+            await supervisor.start("physics", self.engine.run)
+            await supervisor.start("layout", saver.run)
+            await supervisor.start("hub", hub.run)
+            for endpoint in settings.mcp.endpoints:
+                name = f"mcp:{endpoint.name}"
+                watcher = EndpointWatcher(
+                    endpoint,
+                    settings.mcp,
+                    ctx.registry.register(name),
+                    ctx.metrics,
+                    self._on_agents,
+                )
+                ctx.watchers[endpoint.name] = watcher
+                await supervisor.start(name, watcher.run)
+            app = create_app(
+                ctx,
+                extra_routes=[
+                    *routes_graph.routes(),
+                    *routes_bots.routes(),
+                    websocket_route(ctx, hub, graph_revision=lambda: ctx.store.revision),
+                ],
+            )
+            self.http = HttpServer(app, settings, supervisor.stopping)
             await supervisor.start("http", self.http.run, critical=True)
             log.info("ready at {} (health: {}/api/health)", self.http.url, self.http.url)
             if self.on_ready is not None:
@@ -77,8 +152,10 @@ class Service:
             await self.stop_requested.wait()
             log.info("shutting down (grace {:g}s)", grace)
             supervisor.begin_shutdown()
+            # The listener drains requests and viewers (closed with 1001); the other children
+            # hold nothing to drain and are cancelled (the layout saver still saves on the way).
             with anyio.move_on_after(grace):
-                await supervisor.wait_stopped()
+                await supervisor.wait_stopped("http")
             tg.cancel_scope.cancel()
         log.info("stopped")
 

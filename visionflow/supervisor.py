@@ -175,6 +175,7 @@ class Supervisor:
         self._active = 0
         self._idle = anyio.Event()
         self._idle.set()
+        self._done: dict[str, anyio.Event] = {}
 
     async def start(
         self,
@@ -196,9 +197,15 @@ class Supervisor:
         self.stopping.set()
         self._registry.shutting_down = True
 
-    async def wait_stopped(self) -> None:
-        """Wait until every supervised child has returned."""
-        await self._idle.wait()
+    async def wait_stopped(self, *names: str) -> None:
+        """Wait until the named children (default: every child) have returned."""
+        if not names:
+            await self._idle.wait()
+            return
+        for name in names:
+            done = self._done.get(name)
+            if done is not None:
+                await done.wait()
 
     async def _supervise(
         self,
@@ -223,6 +230,7 @@ class Supervisor:
 
         self._active += 1
         self._idle = anyio.Event() if self._active == 1 else self._idle
+        done = self._done[name] = anyio.Event()
         try:
             while True:
                 health.state = "starting"
@@ -284,6 +292,7 @@ class Supervisor:
                     health.state = "stopped"
                     return
         finally:
+            done.set()
             self._active -= 1
             if self._active == 0:
                 self._idle.set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import anyio
 import httpx
@@ -13,8 +14,10 @@ from visionflow.service import Service
 
 
 @pytest.fixture
-async def service(anyio_backend: str) -> AsyncIterator[Service]:
-    settings = s.validate({"server": {"port": 0, "shutdown_grace": 2.0}})
+async def service(anyio_backend: str, tmp_path: Path) -> AsyncIterator[Service]:
+    settings = s.validate(
+        {"server": {"port": 0, "shutdown_grace": 2.0}, "state": {"dir": str(tmp_path)}}
+    )
     svc = Service(settings)
     async with anyio.create_task_group() as tg:
         with anyio.fail_after(10):

@@ -227,10 +227,15 @@ class McpClient:
         return parse_spawn(await self.call_tool(call))
 
     async def submit_task(
-        self, description: str, *, priority: str | None = None, swarm_id: str | None = None
+        self,
+        description: str,
+        *,
+        priority: str | None = None,
+        strategy: str | None = None,
+        swarm_id: str | None = None,
     ) -> ToolOutput:
         return await self.call_tool(
-            self.catalog.task(description, priority=priority, swarm_id=swarm_id)
+            self.catalog.task(description, priority=priority, strategy=strategy, swarm_id=swarm_id)
         )
 
     # -- handshake and reader -----------------------------------------------------------------

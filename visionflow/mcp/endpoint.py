@@ -113,6 +113,7 @@ class EndpointWatcher:
         self.client: McpClient | None = None
         self.agents: list[Agent] = []
         self._live = False
+        self._poll_now = anyio.Event()
         self.log = logger.bind(subsystem=f"mcp:{endpoint.name}")
         self._metric_labels = {"endpoint": endpoint.name}
 
@@ -222,10 +223,16 @@ class EndpointWatcher:
         self.status.last_poll = time.time()
         self._set_agents(agents)
 
+    def poll_soon(self) -> None:
+        """Poll now instead of at the next interval (after a spawn, say)."""
+        self._poll_now.set()
+
     async def _session(self, client: McpClient) -> None:
         """Poll until the link fails (returns by raising)."""
         while True:
-            await anyio.sleep(self.settings.poll_interval)
+            with anyio.move_on_after(self.settings.poll_interval):
+                await self._poll_now.wait()
+            self._poll_now = anyio.Event()
             try:
                 await self._poll_once(client)
             except RpcRemoteError as exc:

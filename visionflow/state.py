@@ -1,0 +1,83 @@
+"""What survives a restart: the imported knowledge graph and the layout, under ``state.dir``.
+
+The graph is saved (atomically) after every import, the layout by the physics LayoutSaver.
+At start the graph is loaded first, then the saved positions are applied to the nodes that
+exist; positions of nodes that are not back yet (agents of a server that has not answered)
+are kept and applied when those nodes appear. A corrupt or unreadable file is reported and
+ignored, never fatal.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+from loguru import logger
+
+from visionflow.errors import GraphError
+from visionflow.graph.store import GraphStore, NodeKey
+from visionflow.physics.persist import layout_path, load_layout, write_atomic
+
+log = logger.bind(subsystem="state")
+
+GRAPH_FILE = "graph.json"
+
+
+def graph_path(state_dir: str) -> Path:
+    return Path(state_dir) / GRAPH_FILE
+
+
+def save_graph(store: GraphStore, state_dir: str) -> None:
+    """Blocking: call from a worker thread."""
+    doc = store.export_document({})  # positions live in the layout file
+    for node in doc["nodes"]:
+        node.pop("position", None)
+    write_atomic(graph_path(state_dir), msgspec.json.encode(doc))
+
+
+def load_graph(store: GraphStore, state_dir: str) -> str | None:
+    """Blocking. Import the saved knowledge graph; returns an error description or None."""
+    path = graph_path(state_dir)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror}"
+    try:
+        result = store.import_document(msgspec.json.decode(data), "replace")
+    except (msgspec.DecodeError, GraphError) as exc:
+        return f"ignoring {path}: {exc}"
+    log.info(
+        "restored {} knowledge node(s) and {} edge(s) from {}", result.added, result.edges, path
+    )
+    return None
+
+
+class PendingLayout:
+    """Saved positions not yet applied, keyed by stable node key (bounded by the file)."""
+
+    def __init__(self, state_dir: str) -> None:
+        report = load_layout(layout_path(state_dir))
+        self.error = report.error
+        self._pending: dict[NodeKey, tuple[float, float, float]] = dict(report.positions)
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def apply(self, store: GraphStore) -> int:
+        """Queue the positions of pending nodes that now exist; returns how many."""
+        if not self._pending:
+            return 0
+        with store.lock:
+            found: dict[NodeKey, int] = {}
+            for key in self._pending:
+                node = store.node_by_key(key.kind, key.external_id)
+                if node is not None:
+                    found[key] = node.id
+            if not found:
+                return 0
+            count = store.set_positions({raw: self._pending[k] for k, raw in found.items()})
+            for key in found:
+                del self._pending[key]
+        return count

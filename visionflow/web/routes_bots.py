@@ -1,0 +1,195 @@
+"""Swarm routes known to the original's scripts: ``/api/bots/*``.
+
+Reads come from the agent graph and the endpoint watchers; writes go to the chosen endpoint's
+live MCP session with the argument names that server's tool schemas use.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from visionflow.errors import RemoteProtocolError, RpcError, RpcRemoteError
+from visionflow.mcp.client import McpClient
+from visionflow.mcp.endpoint import EndpointWatcher
+from visionflow.web.context import ServiceContext, context_of
+from visionflow.web.errors import error_response
+from visionflow.web.routes_settings import read_json_body, require_token
+
+Name = Annotated[str, Meta(min_length=1, max_length=128)]
+
+
+class InitializeSwarm(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    topology: Literal["hierarchical", "mesh", "ring", "star"]
+    max_agents: Annotated[int, Meta(ge=1, le=1000)] = 8
+    strategy: Name = "balanced"
+    agent_types: Annotated[list[Name], Meta(max_length=100)] = []
+    endpoint: Name | None = None
+
+
+class SpawnAgent(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    type: Name
+    name: Name | None = None
+    swarm_id: Name | None = None
+    capabilities: Annotated[list[Name], Meta(max_length=100)] = []
+    endpoint: Name | None = None
+
+
+class SubmitTask(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    task: Annotated[str, Meta(min_length=1, max_length=100_000)]
+    priority: Literal["low", "medium", "high", "critical"] | None = None
+    strategy: Name | None = None
+    swarm_id: Name | None = None
+    endpoint: Name | None = None
+
+
+def _watcher(ctx: ServiceContext, name: str | None) -> EndpointWatcher | Response:
+    if not ctx.watchers:
+        return error_response(
+            503, "no_endpoint", "no MCP endpoint is configured ([[mcp.endpoints]])"
+        )
+    if name is None:
+        return next(iter(ctx.watchers.values()))
+    watcher = ctx.watchers.get(name)
+    if watcher is None:
+        known = ", ".join(ctx.watchers)
+        return error_response(
+            400, "unknown_endpoint", f"no endpoint {name!r} (known: {known})", "endpoint"
+        )
+    return watcher
+
+
+def _client(watcher: EndpointWatcher) -> McpClient | Response:
+    client = watcher.client
+    if client is None:
+        reason = watcher.status.last_error or "not connected yet"
+        return error_response(
+            503, "endpoint_down", f"MCP endpoint {watcher.settings.name!r} is down: {reason}"
+        )
+    return client
+
+
+def _rpc_failure(watcher: EndpointWatcher, exc: Exception) -> Response:
+    name = watcher.settings.name
+    if isinstance(exc, RpcRemoteError):
+        return error_response(502, "refused_by_server", f"{name}: {exc.message}")
+    return error_response(503, "endpoint_down", f"{name}: {exc}")
+
+
+async def _body(request: Request, ctx: ServiceContext, kind: type[Any]) -> Any:
+    """Token check, size limit, JSON and schema validation; a Response when refused."""
+    refused = require_token(ctx, request)
+    if refused is not None:
+        return refused
+    raw = await read_json_body(request, ctx.live.current.server.max_request_bytes)
+    if isinstance(raw, Response):
+        return raw
+    try:
+        return msgspec.convert(raw, kind, strict=True)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        path = text.rsplit(" - at `$.", 1)[1].rstrip("`") if " - at `$." in text else None
+        return error_response(400, "invalid_body", text, path)
+
+
+async def bots_data(request: Request) -> Response:
+    ctx = context_of(request)
+    return JSONResponse(ctx.agents.data_json())
+
+
+async def bots_status(request: Request) -> Response:
+    ctx = context_of(request)
+    return JSONResponse({"endpoints": [w.status.as_json() for w in ctx.watchers.values()]})
+
+
+async def initialize_swarm(request: Request) -> Response:
+    ctx = context_of(request)
+    body = await _body(request, ctx, InitializeSwarm)
+    if isinstance(body, Response):
+        return body
+    watcher = _watcher(ctx, body.endpoint)
+    if isinstance(watcher, Response):
+        return watcher
+    client = _client(watcher)
+    if isinstance(client, Response):
+        return client
+    try:
+        swarm_id = await client.init_swarm(
+            body.topology, max_agents=body.max_agents, strategy=body.strategy
+        )
+        spawned = [
+            await client.spawn_agent(agent_type, swarm_id=swarm_id)
+            for agent_type in body.agent_types
+        ]
+    except (RpcError, RemoteProtocolError) as exc:
+        return _rpc_failure(watcher, exc)
+    watcher.poll_soon()
+    return JSONResponse(
+        {
+            "endpoint": watcher.settings.name,
+            "swarmId": swarm_id,
+            "agents": [msgspec.to_builtins(a) for a in spawned],
+        }
+    )
+
+
+async def spawn_agent(request: Request) -> Response:
+    ctx = context_of(request)
+    body = await _body(request, ctx, SpawnAgent)
+    if isinstance(body, Response):
+        return body
+    watcher = _watcher(ctx, body.endpoint)
+    if isinstance(watcher, Response):
+        return watcher
+    client = _client(watcher)
+    if isinstance(client, Response):
+        return client
+    try:
+        spawned = await client.spawn_agent(
+            body.type,
+            name=body.name,
+            capabilities=body.capabilities or None,
+            swarm_id=body.swarm_id,
+        )
+    except (RpcError, RemoteProtocolError) as exc:
+        return _rpc_failure(watcher, exc)
+    watcher.poll_soon()
+    return JSONResponse({"endpoint": watcher.settings.name, "agent": msgspec.to_builtins(spawned)})
+
+
+async def submit_task(request: Request) -> Response:
+    ctx = context_of(request)
+    body = await _body(request, ctx, SubmitTask)
+    if isinstance(body, Response):
+        return body
+    watcher = _watcher(ctx, body.endpoint)
+    if isinstance(watcher, Response):
+        return watcher
+    client = _client(watcher)
+    if isinstance(client, Response):
+        return client
+    try:
+        output = await client.submit_task(
+            body.task, priority=body.priority, strategy=body.strategy, swarm_id=body.swarm_id
+        )
+    except (RpcError, RemoteProtocolError) as exc:
+        return _rpc_failure(watcher, exc)
+    watcher.poll_soon()
+    return JSONResponse(
+        {"endpoint": watcher.settings.name, "tool": output.tool, "result": output.data}
+    )
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/api/bots/data", bots_data, methods=["GET"]),
+        Route("/api/bots/status", bots_status, methods=["GET"]),
+        Route("/api/bots/initialize-swarm", initialize_swarm, methods=["POST"]),
+        Route("/api/bots/spawn-agent", spawn_agent, methods=["POST"]),
+        Route("/api/bots/task", submit_task, methods=["POST"]),
+    ]

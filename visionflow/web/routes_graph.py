@@ -1,0 +1,187 @@
+"""Graph routes: ``/api/graph/data`` (paged), ``/api/graph/import`` and ``/api/graph/export``.
+
+Parsing, validating and applying a document of any size runs in a worker thread: a 100k-node
+import must not stall the event loop (and with it every viewer's frames).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import msgspec
+import numpy as np
+from loguru import logger
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from visionflow.errors import GraphError
+from visionflow.graph.store import ID_MASK, GraphStore
+from visionflow.state import save_graph
+from visionflow.web.context import ServiceContext, context_of
+from visionflow.web.errors import error_response
+from visionflow.web.routes_settings import require_token
+
+log = logger.bind(subsystem="graph")
+
+DEFAULT_PAGE = 10_000
+MAX_PAGE = 100_000
+
+
+class PositionIndex:
+    """Positions of the engine's latest snapshot, looked up by raw node id."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        snap = ctx.engine.latest if ctx.engine is not None else None
+        if snap is None:
+            self._raw = np.empty(0, np.uint32)
+            self._pos = np.empty((0, 3), np.float32)
+            return
+        raw = snap.ids & np.uint32(ID_MASK)
+        order = np.argsort(raw, kind="stable")  # ids are integers: a total order
+        self._raw, self._pos = raw[order], snap.positions[order]
+
+    def get(self, raw_id: int) -> list[float] | None:
+        i = int(np.searchsorted(self._raw, raw_id))
+        if i < self._raw.shape[0] and int(self._raw[i]) == raw_id:
+            return [float(c) for c in self._pos[i]]
+        return None
+
+    def as_mapping(self) -> dict[int, tuple[float, float, float]]:
+        return {
+            int(r): (float(p[0]), float(p[1]), float(p[2]))
+            for r, p in zip(self._raw, self._pos, strict=True)
+        }
+
+
+def _int_param(request: Request, name: str, default: int, maximum: int) -> int | Response:
+    text = request.query_params.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or int(text) > maximum:
+        return error_response(
+            400, "invalid_parameter", f"{name} must be an integer 0-{maximum}", name
+        )
+    return int(text)
+
+
+def _page(store: GraphStore, positions: PositionIndex, offset: int, limit: int) -> dict[str, Any]:
+    with store.lock:
+        nodes = store.nodes()
+        edges = store.edges()
+        revision = store.revision
+        flagged = {n.id: n.flagged_id for n in nodes}
+    return {
+        "revision": revision,
+        "offset": offset,
+        "limit": limit,
+        "node_count": len(nodes),
+        "edge_count": len(edges),
+        "nodes": [
+            {
+                "id": n.id,
+                "flagged_id": n.flagged_id,
+                "kind": n.key.kind.name.lower(),
+                "key": n.key.external_id,
+                "label": n.label,
+                "group": n.group,
+                "metadata": n.metadata,
+                "pinned": n.pinned,
+                "position": positions.get(n.id),
+            }
+            for n in nodes[offset : offset + limit]
+        ],
+        "edges": [
+            {"source": flagged[e.source], "target": flagged[e.target], "weight": e.weight}
+            for e in edges[offset : offset + limit]
+        ],
+    }
+
+
+async def graph_data(request: Request) -> Response:
+    ctx = context_of(request)
+    offset = _int_param(request, "offset", 0, 1 << 31)
+    if isinstance(offset, Response):
+        return offset
+    limit = _int_param(request, "limit", DEFAULT_PAGE, MAX_PAGE)
+    if isinstance(limit, Response):
+        return limit
+    positions = PositionIndex(ctx)
+    body = await anyio.to_thread.run_sync(_page, ctx.store, positions, offset, limit)
+    return Response(msgspec.json.encode(body), media_type="application/json")
+
+
+def _import(store: GraphStore, data: bytes, mode: str) -> dict[str, Any]:
+    try:
+        doc = msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise GraphError("bad_json", f"body is not valid JSON: {exc}", "") from exc
+    result = store.import_document(doc, mode)  # type: ignore[arg-type]
+    return {
+        "added": result.added,
+        "updated": result.updated,
+        "removed": result.removed,
+        "edges": result.edges,
+        "revision": result.revision,
+    }
+
+
+async def graph_import(request: Request) -> Response:
+    ctx = context_of(request)
+    refused = require_token(ctx, request)
+    if refused is not None:
+        return refused
+    mode = request.query_params.get("mode", "merge")
+    if mode not in ("merge", "replace"):
+        return error_response(400, "invalid_parameter", "mode must be merge or replace", "mode")
+    limit = ctx.live.current.server.max_request_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return error_response(413, "too_large", f"document over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return error_response(413, "too_large", f"document over {limit} bytes")
+    try:
+        result = await anyio.to_thread.run_sync(_import, ctx.store, bytes(body), mode)
+    except GraphError as exc:
+        return error_response(400, exc.code, exc.message, exc.path or None)
+    if ctx.engine is not None:
+        if mode == "replace":
+            ctx.engine.restart_warmup()
+        ctx.engine.wake()
+    ctx.announce_graph_changed()
+    try:
+        await anyio.to_thread.run_sync(save_graph, ctx.store, ctx.live.current.state.dir)
+        result["saved"] = True
+    except OSError as exc:
+        # Applied but not durable: say so rather than fail a request that did its work.
+        log.warning("imported graph not saved: {}", exc)
+        result["saved"] = False
+    return JSONResponse(result)
+
+
+async def graph_export(request: Request) -> Response:
+    ctx = context_of(request)
+    positions = PositionIndex(ctx)
+
+    def export() -> bytes:
+        doc = ctx.store.export_document(positions.as_mapping() or None)
+        return msgspec.json.encode(doc)
+
+    data = await anyio.to_thread.run_sync(export)
+    return Response(
+        data,
+        media_type="application/json",
+        headers={"Content-Disposition": 'attachment; filename="visionflow-graph.json"'},
+    )
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/api/graph/data", graph_data, methods=["GET"]),
+        Route("/api/graph/import", graph_import, methods=["POST"]),
+        Route("/api/graph/export", graph_export, methods=["GET"]),
+    ]
