@@ -141,6 +141,7 @@ class EndpointWatcher:
             self._live = True
             self.status.agent_count = len(agents)
             self.on_agents(self.settings.name, agents, True)
+            self._publish()
 
     def _lost_agents(self) -> None:
         # What a dead server runs is unknown: report that, rather than stale data as live.

@@ -6,6 +6,7 @@ report the port it got, and lets us set socket options hypercorn does not know.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import socket
@@ -13,6 +14,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import sniffio
 from hypercorn.config import Config, Sockets
 from hypercorn.utils import wrap_app
@@ -93,9 +95,15 @@ class HttpServer:
             else:
                 from hypercorn.asyncio.run import worker_serve as asyncio_serve
 
-                await asyncio_serve(
-                    app, config, sockets=sockets, shutdown_trigger=self._stopping.wait
-                )
+                try:
+                    await asyncio_serve(
+                        app, config, sockets=sockets, shutdown_trigger=self._stopping.wait
+                    )
+                except asyncio.InvalidStateError:
+                    # hypercorn reads a cancelled gather's exception when it is cancelled in
+                    # the middle of its drain: what really happened is our cancellation.
+                    await anyio.lowlevel.checkpoint()
+                    raise
         finally:
             sock.close()
         log.info("stopped")
