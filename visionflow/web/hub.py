@@ -40,6 +40,8 @@ import numpy as np
 from loguru import logger
 
 from visionflow.errors import VisionflowError
+from visionflow.live_settings import LiveSettings
+from visionflow.metrics import Metrics
 from visionflow.protocol.baselines import BaselineStore
 from visionflow.protocol.framecache import FrameCache
 from visionflow.protocol.frames import WireFormat
@@ -47,12 +49,13 @@ from visionflow.protocol.messages import Moving, ServerMessage, Settled, encode_
 from visionflow.protocol.snapshot import NodeFilter, Snapshot
 from visionflow.protocol.stream import ViewerStream
 from visionflow.settings import WebSocketSettings
-from visionflow.web.context import ServiceContext
+from visionflow.supervisor import HealthRegistry
 
 __all__ = [
     "CONTROL_QUEUE_LIMIT",
     "CloseRequest",
     "Hub",
+    "HubContext",
     "HubFullError",
     "PinSink",
     "SnapshotSource",
@@ -103,6 +106,19 @@ class PinSink(Protocol):
     def release(self, node_ids: np.ndarray, owner: int) -> None: ...
 
     def release_all(self, owner: int) -> None: ...
+
+
+class HubContext(Protocol):
+    """The part of the service context the hub and the endpoint use (``ServiceContext`` fits)."""
+
+    @property
+    def live(self) -> LiveSettings: ...
+
+    @property
+    def registry(self) -> HealthRegistry: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
 
 
 class HubFullError(VisionflowError):
@@ -222,7 +238,7 @@ class Hub:
 
     def __init__(
         self,
-        ctx: ServiceContext,
+        ctx: HubContext,
         source: SnapshotSource,
         *,
         pins: PinSink | None = None,

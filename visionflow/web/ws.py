@@ -60,8 +60,7 @@ from visionflow.protocol.messages import (
 from visionflow.protocol.snapshot import NodeFilter
 from visionflow.settings import Settings
 from visionflow.web.auth import origin_ok, presented_token, token_ok
-from visionflow.web.context import ServiceContext
-from visionflow.web.hub import CloseRequest, Hub, HubFullError, Viewer
+from visionflow.web.hub import CloseRequest, Hub, HubContext, HubFullError, Viewer
 
 __all__ = [
     "HEARTBEAT",
@@ -229,7 +228,7 @@ class WebSocketEndpoint:
 
     def __init__(
         self,
-        ctx: ServiceContext,
+        ctx: HubContext,
         hub: Hub,
         *,
         graph_revision: Callable[[], int] = lambda: 0,
@@ -496,7 +495,7 @@ def _peer(scope: Scope) -> str:
 
 
 def websocket_route(
-    ctx: ServiceContext,
+    ctx: HubContext,
     hub: Hub,
     *,
     path: str = "/wss",
