@@ -15,11 +15,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Close
 from websockets.sync.client import ClientConnection, connect
 
-from visionflow import __version__
 from visionflow import settings as s
 from visionflow.errors import GraphError
-from visionflow.live_settings import LiveSettings
-from visionflow.metrics import Metrics
 from visionflow.protocol.frames import (
     AGENT_FLAG,
     HEADER_SIZE,
@@ -29,8 +26,8 @@ from visionflow.protocol.frames import (
     decode_frame,
 )
 from visionflow.protocol.snapshot import Snapshot
-from visionflow.service import restart_policy
-from visionflow.supervisor import HealthRegistry, Supervisor
+from visionflow.service import Service, restart_policy
+from visionflow.supervisor import Supervisor
 from visionflow.web.app import create_app
 from visionflow.web.context import ServiceContext
 from visionflow.web.hub import Hub
@@ -122,11 +119,7 @@ async def running(
     for section, values in (overrides or {}).items():
         doc.setdefault(section, {}).update(values)
     settings = s.validate(doc)
-    ctx = ServiceContext(
-        live=LiveSettings.from_settings(settings),
-        registry=HealthRegistry(__version__),
-        metrics=Metrics(),
-    )
+    ctx = Service(settings).ctx  # whatever the service puts in its context; nothing started
     source = FakeSource()
     pins = FakePins(known=set(range(knowledge)) | {i & ID_MASK for i in range(10_000, 10_100)})
     async with anyio.create_task_group() as tg:

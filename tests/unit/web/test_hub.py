@@ -1,0 +1,190 @@
+"""The hub's per-tick fan-out, outboxes and rates, with a fake snapshot source."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from hubfakes import FakePins, FakeSource, context, ids_of, snap
+
+from visionflow.protocol.frames import FrameKind, WireFormat, decode_frame
+from visionflow.protocol.messages import GraphChanged
+from visionflow.protocol.snapshot import NodeFilter
+from visionflow.web.hub import CONTROL_QUEUE_LIMIT, CloseRequest, Hub, HubFullError, Viewer
+
+pytestmark = pytest.mark.anyio
+
+IDS = ids_of(20, 5)
+
+
+def make_hub(**websocket: object) -> tuple[Hub, FakeSource]:
+    source = FakeSource()
+    return Hub(context(**websocket), source, pins=FakePins()), source
+
+
+def frame_of(viewer: Viewer) -> bytes:
+    item = viewer.take()
+    assert isinstance(item, bytes), item
+    return item
+
+
+async def test_each_frame_kind_is_encoded_once_per_tick() -> None:
+    hub, _ = make_hub()
+    a, b = hub.connect(), hub.connect()
+    legacy = hub.connect(WireFormat.LEGACY)
+    agents = hub.connect(node_filter=NodeFilter.AGENTS)
+    for v in (a, b, legacy, agents):
+        hub.subscribe(v)
+    hub.offer(snap(1, IDS))
+    assert hub.tick(now=0.0) == 4
+    fa, fb, fl, fg = (frame_of(v) for v in (a, b, legacy, agents))
+    assert fa is fb  # one encode, the same bytes object for both viewers
+    assert fl == fa[16:]  # legacy: the records without the header
+    assert len(decode_frame(fg).ids) == 5
+    hub.offer(snap(2, IDS, shift=1.0))
+    hub.tick(now=1.0)
+    da, db = frame_of(a), frame_of(b)
+    assert da is db and decode_frame(da).kind is FrameKind.DELTA
+
+
+async def test_a_newer_frame_replaces_an_unsent_one_and_is_a_keyframe() -> None:
+    hub, _ = make_hub()
+    v = hub.connect()
+    hub.subscribe(v)
+    hub.offer(snap(1, IDS))
+    hub.tick(now=0.0)
+    assert frame_of(v)  # delivered
+    hub.offer(snap(2, IDS, 1.0))
+    hub.tick(now=1.0)  # a delta, left unsent
+    hub.offer(snap(3, IDS, 2.0))
+    hub.tick(now=2.0)
+    assert v.frames_dropped == 1
+    assert hub.ctx.metrics.frames_dropped._value.get() == 1
+    frame = decode_frame(frame_of(v))
+    assert (frame.kind, frame.sequence) == (FrameKind.KEYFRAME, 3)
+    assert v.take() is None  # the outbox held one frame, never two
+    hub.offer(snap(4, IDS, 3.0))
+    hub.tick(now=3.0)
+    assert decode_frame(frame_of(v)).kind is FrameKind.DELTA
+
+
+async def test_rate_follows_a_shared_grid_of_slots() -> None:
+    hub, _ = make_hub()
+    fast, slow, slow2 = hub.connect(), hub.connect(), hub.connect()
+    assert hub.subscribe(fast, 16) == 16
+    hub.subscribe(slow, 100)
+    hub.subscribe(slow2, 100)
+    counts = {id(v): 0 for v in (fast, slow, slow2)}
+    for seq in range(1, 101):  # 1 s of ticks at 100 Hz
+        hub.offer(snap(seq, IDS, shift=seq))
+        hub.tick(now=seq * 0.01 + 0.005)
+        frames = {id(v): v.take() for v in (fast, slow, slow2)}
+        for key, item in frames.items():
+            counts[key] += item is not None
+        assert frames[id(slow)] is frames[id(slow2)]  # same ticks, same state, same bytes
+    assert 55 <= counts[id(fast)] <= 63
+    assert 9 <= counts[id(slow)] <= 11
+
+
+async def test_a_viewer_behind_the_last_tick_gets_it_when_due() -> None:
+    hub, _ = make_hub()
+    v = hub.connect()
+    hub.subscribe(v, 100)
+    hub.offer(snap(1, IDS))
+    hub.tick(now=10.00)
+    frame_of(v)
+    hub.offer(snap(2, IDS, 1.0))  # the layout's last tick, arriving mid-slot
+    hub.tick(now=10.03)
+    assert v.take() is None
+    assert hub._wake_at == pytest.approx(10.1 - 0.002)
+    hub.tick(now=10.1)
+    assert decode_frame(frame_of(v)).sequence == 2
+
+
+async def test_a_viewer_that_stays_behind_is_closed_1013() -> None:
+    hub, _ = make_hub(max_lag=0.5)
+    v = hub.connect()
+    hub.subscribe(v)
+    for seq, now in enumerate((0.0, 0.2, 0.4, 0.6), start=1):
+        hub.offer(snap(seq, IDS, seq))
+        hub.tick(now=now)
+    assert v.close_request == CloseRequest(1013, "more than 0.5s behind")
+    assert v.take() == v.close_request  # a close goes before anything else
+    assert v.interval is None
+
+
+async def test_control_queue_is_bounded() -> None:
+    hub, _ = make_hub()
+    v = hub.connect()
+    for revision in range(CONTROL_QUEUE_LIMIT):
+        hub.publish(GraphChanged(revision=revision))
+    assert v.control_pending == CONTROL_QUEUE_LIMIT and not v.closing
+    hub.publish(GraphChanged(revision=999))
+    assert v.control_pending == CONTROL_QUEUE_LIMIT
+    assert v.close_request is not None and v.close_request.code == 1013
+
+
+async def test_unsubscribe_withdraws_the_frame_and_resubscribing_sends_a_keyframe() -> None:
+    hub, _ = make_hub()
+    v = hub.connect()
+    hub.subscribe(v)
+    hub.offer(snap(1, IDS))
+    hub.tick(now=0.0)
+    frame_of(v)
+    hub.offer(snap(2, IDS, 1.0))
+    hub.tick(now=1.0)
+    hub.unsubscribe(v)
+    assert v.take() is None
+    hub.offer(snap(3, IDS, 2.0))
+    hub.tick(now=2.0)
+    assert v.take() is None
+    hub.subscribe(v)
+    hub.tick(now=2.001)  # urgent: no need to wait for the slot
+    assert decode_frame(frame_of(v)).kind is FrameKind.KEYFRAME
+
+
+async def test_connection_limit_and_pins_released_on_disconnect() -> None:
+    hub, _ = make_hub(max_connections=2)
+    a, b = hub.connect(), hub.connect()
+    with pytest.raises(HubFullError):
+        hub.connect()
+    assert hub.ctx.metrics.ws_connections._value.get() == 2
+    hub.disconnect(a)
+    hub.disconnect(a)
+    assert hub.pins.calls == [("release_all", [], a.serial)]  # type: ignore[union-attr]
+    assert hub.connections == 1 and hub.ctx.metrics.ws_connections._value.get() == 1
+    assert hub.ctx.registry.get("hub").detail["connections"] == 1  # type: ignore[union-attr]
+    hub.connect()
+    assert b.client_id != a.client_id
+
+
+async def test_intervals_are_clamped() -> None:
+    hub, _ = make_hub(min_interval_ms=20, max_interval_ms=500, default_interval_ms=40)
+    assert hub.clamp_interval_ms(None) == 40
+    assert hub.clamp_interval_ms(1) == 20
+    assert hub.clamp_interval_ms(10_000) == 500
+    assert hub.clamp_interval_ms(float("inf")) == 40
+
+
+async def test_run_follows_the_source_announces_settling_and_closes_1001_on_stop() -> None:
+    hub, source = make_hub()
+    v = hub.connect()
+    hub.subscribe(v)
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            await tg.start(hub.run)
+            source.publish(snap(1, IDS))
+            while not v.has_frame:
+                await anyio.sleep(0.01)
+            frame_of(v)
+            source.settled = True
+            while not v.control_pending:
+                await anyio.sleep(0.01)
+            assert v.take() == '{"type":"settled","sequence":1}'
+            source.settled = False
+            source.publish(snap(2, IDS, 1.0))
+            while v.control_pending == 0:
+                await anyio.sleep(0.01)
+            assert v.take() == '{"type":"moving","sequence":2}'
+            hub.stopping.set()
+        assert v.close_request == CloseRequest(1001, "server shutting down")
+        assert hub.ticks >= 2

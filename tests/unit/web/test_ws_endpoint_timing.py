@@ -1,0 +1,127 @@
+"""The endpoint against a fake ASGI server, on trio's MockClock: timers cost no real time."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import numpy as np
+import pytest
+import trio.testing
+from hubfakes import FakeASGI, FakePins, FakeSource, context, ids_of, snap
+
+from visionflow.web.hub import Hub
+from visionflow.web.ws import HEARTBEAT, WebSocketEndpoint
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, Any]]:
+    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+
+
+@asynccontextmanager
+async def connected(
+    pins: FakePins | None = None, query: bytes = b"", **websocket: Any
+) -> AsyncIterator[tuple[Hub, FakeSource, FakeASGI]]:
+    ctx = context(**websocket)
+    source = FakeSource()
+    hub = Hub(ctx, source, pins=pins or FakePins())
+    endpoint = WebSocketEndpoint(ctx, hub)
+    peer = FakeASGI(query)
+    async with anyio.create_task_group() as tg:
+        await tg.start(hub.run)
+        tg.start_soon(endpoint, peer.scope, peer.receive, peer.send)
+        await peer.client_sends({"type": "websocket.connect"})
+        try:
+            yield hub, source, peer
+        finally:
+            tg.cancel_scope.cancel()
+            peer.close()
+
+
+async def until(peer: FakeASGI, predicate: Any) -> None:
+    while not predicate():  # polling costs nothing on the MockClock
+        await anyio.sleep(0.01)
+
+
+async def test_heartbeat_every_quiet_interval_and_idle_close_at_60s() -> None:
+    async with connected() as (hub, _, peer):
+        started = anyio.current_time()
+        await until(peer, lambda: peer.closes())
+        elapsed = anyio.current_time() - started
+        assert 60 <= elapsed < 61
+        assert peer.sent[0] == {"type": "websocket.accept"}
+        assert json.loads(peer.texts()[0])["type"] == "connection_established"
+        assert peer.texts()[1:4] == [HEARTBEAT] * 3  # at 15, 30 and 45 s (60 s races the close)
+        assert set(peer.texts()[1:]) == {HEARTBEAT}
+        close = peer.closes()[0]
+        assert close["code"] == 1000 and "idle" in close["reason"]
+        await until(peer, lambda: hub.connections == 0)
+
+
+async def test_client_messages_keep_the_connection_alive() -> None:
+    async with connected() as (hub, _, peer):
+        for _ in range(5):
+            await anyio.sleep(40)
+            await peer.client_sends({"type": "websocket.receive", "text": '{"type":"ping"}'})
+        assert not peer.closes() and hub.connections == 1
+
+
+async def test_a_send_that_never_completes_is_abandoned_after_send_timeout() -> None:
+    async with connected() as (hub, source, peer):
+        await until(peer, lambda: len(peer.texts()) == 1)
+        peer.stall_frames = True
+        source.publish(snap(1, ids_of(10)))
+        started = anyio.current_time()
+        await until(peer, lambda: hub.connections == 0)
+        assert 10 <= anyio.current_time() - started < 11  # websocket.send_timeout
+        assert hub.ctx.metrics.frames_dropped._value.get() == 1
+
+
+async def test_shutdown_closes_with_1001() -> None:
+    async with connected() as (hub, _, peer):
+        await until(peer, lambda: len(peer.texts()) == 1)
+        hub.stopping.set()
+        await until(peer, lambda: peer.closes())
+        assert peer.closes()[0]["code"] == 1001
+        await until(peer, lambda: hub.connections == 0)
+
+
+async def test_an_unexpected_error_closes_1011_without_details() -> None:
+    drag = np.zeros(1, dtype=[("id", "<u4"), ("p", "<f4", 6)]).tobytes()
+    pins = FakePins(fail_with=RuntimeError("secret internals"))
+    async with connected(pins) as (hub, _, peer):
+        await peer.client_sends({"type": "websocket.receive", "bytes": drag})
+        await until(peer, lambda: peer.closes())
+        assert peer.closes() == [{"type": "websocket.close", "code": 1011, "reason": ""}]
+        assert all("secret" not in text for text in peer.texts())
+        await until(peer, lambda: hub.connections == 0)
+        assert pins.calls == [("release_all", [], 1)]
+
+
+async def test_oversize_message_closes_1009_even_without_the_server_limit() -> None:
+    async with connected(max_inbound_bytes=100) as (_hub, _, peer):
+        await peer.client_sends({"type": "websocket.receive", "text": "é" * 60})  # 120 bytes
+        await until(peer, lambda: peer.closes())
+        assert peer.closes()[0]["code"] == 1009
+
+
+async def test_drags_are_pinned_without_flags_and_refusals_are_reported() -> None:
+    records = np.zeros(2, dtype=[("id", "<u4"), ("p", "<f4", 6)])
+    records["id"] = [0x40000005, 7]
+    pins = FakePins()
+    async with connected(pins, query=b"subscribe=false") as (_, _, peer):
+        await peer.client_sends({"type": "websocket.receive", "bytes": records.tobytes()})
+        records["id"][1] = 999
+        await peer.client_sends({"type": "websocket.receive", "bytes": records.tobytes()})
+        await peer.client_sends(
+            {"type": "websocket.receive", "text": '{"type":"release","ids":[5]}'}
+        )
+        await until(peer, lambda: len(peer.texts()) == 2)
+        assert json.loads(peer.texts()[1])["code"] == "unknown_node"
+        assert pins.calls == [("pin", [5, 7], 1), ("release", [5], 1)]
