@@ -123,3 +123,34 @@ async def test_mutations_need_the_token(tmp_path: Path) -> None:
         r = await c.post("/api/bots/spawn-agent", json={"type": "coder"})
         assert r.status_code == 401
         assert (await c.get("/api/bots/status")).status_code == 200
+
+
+async def test_openapi_describes_every_route(tmp_path: Path) -> None:
+    async with running({"state": {"dir": str(tmp_path)}}) as (svc, client):
+        r = await client.get("/openapi.json")
+        assert r.status_code == 200
+        spec = r.json()
+        assert spec["openapi"].startswith("3.")
+        paths = spec["paths"]
+        for path in [
+            "/healthz",
+            "/readyz",
+            "/api/health",
+            "/metrics",
+            "/api/settings",
+            "/api/graph/data",
+            "/api/graph/import",
+            "/api/graph/export",
+            "/api/bots/data",
+            "/api/bots/status",
+            "/api/bots/initialize-swarm",
+            "/api/bots/spawn-agent",
+            "/api/bots/task",
+            "/wss",
+        ]:
+            assert path in paths, path
+        body = paths["/api/bots/initialize-swarm"]["post"]["requestBody"]
+        ref = body["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+        schema = spec["components"]["schemas"][ref]
+        assert set(schema["properties"]) >= {"topology", "maxAgents", "strategy", "agentTypes"}
+        assert "400" in paths["/api/graph/import"]["post"]["responses"]

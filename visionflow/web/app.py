@@ -14,29 +14,33 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from visionflow.metrics import CONTENT_TYPE
-from visionflow.web import routes_settings
+from visionflow.web import openapi, routes_settings
 from visionflow.web.context import ServiceContext
 from visionflow.web.context import context_of as _ctx
 from visionflow.web.errors import http_exception_handler
 
 
 async def healthz(request: Request) -> Response:
+    """Liveness: 200 while the process answers."""
     # Liveness: the event loop answers. Whether the parts work is /readyz and /api/health.
     return JSONResponse({"status": "alive"})
 
 
 async def readyz(request: Request) -> Response:
+    """Readiness: 200, or 503 with the reasons (also while shutting down)."""
     ready, reasons = _ctx(request).registry.readiness()
     body: dict[str, Any] = {"ready": ready, "reasons": reasons}
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
 async def api_health(request: Request) -> Response:
+    """Overall status and every subsystem's state; 503 when failing."""
     body = _ctx(request).registry.as_json()
     return JSONResponse(body, status_code=503 if body["status"] == "failing" else 200)
 
 
 async def metrics(request: Request) -> Response:
+    """Prometheus metrics (text exposition format)."""
     ctx = _ctx(request)
     for name, sub in ctx.registry.subsystems.items():
         ctx.metrics.subsystem_up.labels(subsystem=name).set(1 if sub.state == "running" else 0)
@@ -54,7 +58,12 @@ def base_routes() -> list[BaseRoute]:
 
 def create_app(ctx: ServiceContext, extra_routes: list[BaseRoute] | None = None) -> Starlette:
     app = Starlette(
-        routes=[*base_routes(), *routes_settings.routes(), *(extra_routes or [])],
+        routes=[
+            *base_routes(),
+            *routes_settings.routes(),
+            *openapi.routes(),
+            *(extra_routes or []),
+        ],
         exception_handlers={HTTPException: http_exception_handler},
     )
     app.state.ctx = ctx

@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 from visionflow.errors import RemoteProtocolError, RpcError, RpcRemoteError
 from visionflow.mcp.client import McpClient
 from visionflow.mcp.endpoint import EndpointWatcher
+from visionflow.web import openapi
 from visionflow.web.context import ServiceContext, context_of
 from visionflow.web.errors import error_response
 from visionflow.web.routes_settings import read_json_body, require_token
@@ -98,16 +99,19 @@ async def _body(request: Request, ctx: ServiceContext, kind: type[Any]) -> Any:
 
 
 async def bots_data(request: Request) -> Response:
+    """Agent nodes, swarm hub nodes and the edges among them, with what each server reported."""
     ctx = context_of(request)
     return JSONResponse(ctx.agents.data_json())
 
 
 async def bots_status(request: Request) -> Response:
+    """Per MCP endpoint: connected, breaker, server name/version, tools, last poll."""
     ctx = context_of(request)
     return JSONResponse({"endpoints": [w.status.as_json() for w in ctx.watchers.values()]})
 
 
 async def initialize_swarm(request: Request) -> Response:
+    """Start a swarm (swarm_init) and spawn one agent per entry of agentTypes."""
     ctx = context_of(request)
     body = await _body(request, ctx, InitializeSwarm)
     if isinstance(body, Response):
@@ -139,6 +143,7 @@ async def initialize_swarm(request: Request) -> Response:
 
 
 async def spawn_agent(request: Request) -> Response:
+    """Spawn one agent with the argument names the server's schema uses."""
     ctx = context_of(request)
     body = await _body(request, ctx, SpawnAgent)
     if isinstance(body, Response):
@@ -163,6 +168,7 @@ async def spawn_agent(request: Request) -> Response:
 
 
 async def submit_task(request: Request) -> Response:
+    """Hand a task to the swarm (task_orchestrate in 2.x, task_create in 3.x)."""
     ctx = context_of(request)
     body = await _body(request, ctx, SubmitTask)
     if isinstance(body, Response):
@@ -186,6 +192,21 @@ async def submit_task(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
+    openapi.BODIES.update(
+        {
+            ("/api/bots/initialize-swarm", "POST"): InitializeSwarm,
+            ("/api/bots/spawn-agent", "POST"): SpawnAgent,
+            ("/api/bots/task", "POST"): SubmitTask,
+        }
+    )
+    for path in ("/api/bots/initialize-swarm", "/api/bots/spawn-agent", "/api/bots/task"):
+        openapi.STATUSES[(path, "POST")] = {
+            "400": "invalid body (the message names the field)",
+            "401": "token required",
+            "413": "body too large",
+            "502": "the MCP server refused the call",
+            "503": "the MCP endpoint is down",
+        }
     return [
         Route("/api/bots/data", bots_data, methods=["GET"]),
         Route("/api/bots/status", bots_status, methods=["GET"]),

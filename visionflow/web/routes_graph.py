@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 from visionflow.errors import GraphError
 from visionflow.graph.store import ID_MASK, GraphStore
 from visionflow.state import save_graph
+from visionflow.web import openapi
 from visionflow.web.context import ServiceContext, context_of
 from visionflow.web.errors import error_response
 from visionflow.web.routes_settings import require_token
@@ -100,6 +101,11 @@ def _page(store: GraphStore, positions: PositionIndex, offset: int, limit: int) 
 
 
 async def graph_data(request: Request) -> Response:
+    """Nodes (id, flagged id, kind, label, group, metadata, position) and edges, paged.
+
+    ``?offset=&limit=`` page both lists (limit up to 100000); ``node_count`` and ``edge_count``
+    say how many there are in all.
+    """
     ctx = context_of(request)
     offset = _int_param(request, "offset", 0, 1 << 31)
     if isinstance(offset, Response):
@@ -128,6 +134,7 @@ def _import(store: GraphStore, data: bytes, mode: str) -> dict[str, Any]:
 
 
 async def graph_import(request: Request) -> Response:
+    """Import a graph document (PROTOCOL.md section 7), all or nothing; ?mode=merge|replace."""
     ctx = context_of(request)
     refused = require_token(ctx, request)
     if refused is not None:
@@ -164,6 +171,7 @@ async def graph_import(request: Request) -> Response:
 
 
 async def graph_export(request: Request) -> Response:
+    """The knowledge graph as an import document, each node with its current position."""
     ctx = context_of(request)
     positions = PositionIndex(ctx)
 
@@ -179,7 +187,46 @@ async def graph_export(request: Request) -> Response:
     )
 
 
+IMPORT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "nodes": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string", "minLength": 1},
+                    "label": {"type": "string"},
+                    "group": {"type": "string"},
+                    "metadata": {"type": "object"},
+                },
+                "required": ["id"],
+            },
+        },
+        "edges": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "source": {"type": "string"},
+                    "target": {"type": "string"},
+                    "weight": {"type": "number", "minimum": 0},
+                },
+                "required": ["source", "target"],
+            },
+        },
+    },
+}
+
+
 def routes() -> list[BaseRoute]:
+    openapi.BODIES[("/api/graph/import", "POST")] = IMPORT_SCHEMA
+    openapi.STATUSES[("/api/graph/import", "POST")] = {
+        "400": "invalid document: nothing applied (path names the item)",
+        "401": "token required",
+        "413": "document over server.max_request_bytes",
+    }
+    openapi.STATUSES[("/api/graph/data", "GET")] = {"400": "bad offset or limit"}
     return [
         Route("/api/graph/data", graph_data, methods=["GET"]),
         Route("/api/graph/import", graph_import, methods=["POST"]),

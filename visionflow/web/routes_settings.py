@@ -8,6 +8,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from visionflow.errors import ConfigError
+from visionflow.web import openapi
 from visionflow.web.auth import presented_token, token_ok
 from visionflow.web.context import ServiceContext, context_of
 from visionflow.web.errors import error_response
@@ -43,10 +44,12 @@ async def read_json_body(request: Request, limit: int) -> object | Response:
 
 
 async def get_settings(request: Request) -> Response:
+    """Effective settings, the runtime overrides and which keys may change at runtime."""
     return JSONResponse(context_of(request).live.as_json())
 
 
 async def patch_settings(request: Request) -> Response:
+    """Change runtime settings (validated whole, saved under state.dir, applied at once)."""
     ctx = context_of(request)
     refused = require_token(ctx, request)
     if refused is not None:
@@ -65,6 +68,17 @@ async def patch_settings(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
+    openapi.BODIES[("/api/settings", "PATCH")] = {
+        "type": "object",
+        "description": "a partial settings document; only runtime keys may change",
+    }
+    openapi.BODIES[("/api/settings", "POST")] = openapi.BODIES[("/api/settings", "PATCH")]
+    for method in ("PATCH", "POST"):
+        openapi.STATUSES[("/api/settings", method)] = {
+            "400": "invalid settings (every issue listed, nothing applied)",
+            "401": "token required",
+            "413": "body too large",
+        }
     return [
         Route("/api/settings", get_settings, methods=["GET"]),
         Route("/api/settings", patch_settings, methods=["PATCH", "POST"]),

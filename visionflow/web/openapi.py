@@ -1,0 +1,101 @@
+"""``/openapi.json``: the HTTP API described from the routes themselves.
+
+Paths and methods come from the mounted routes, summaries from each handler's docstring, and
+request bodies from the msgspec Structs the handlers validate with, so the document cannot drift
+from what the code accepts.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+
+from visionflow import __version__
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "path": {"type": ["string", "null"]},
+            },
+            "required": ["code", "message", "path"],
+        }
+    },
+    "required": ["error"],
+}
+
+#: Request body types of the routes that take one, by (path, method).
+BODIES: dict[tuple[str, str], type[Any] | dict[str, Any]] = {}
+
+#: Documented statuses per (path, method) besides 200.
+STATUSES: dict[tuple[str, str], dict[str, str]] = {}
+
+
+def document(routes: list[BaseRoute]) -> dict[str, Any]:
+    structs = [t for t in BODIES.values() if isinstance(t, type)]
+    _, components = msgspec.json.schema_components(
+        structs, ref_template="#/components/schemas/{name}"
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        if isinstance(route, WebSocketRoute):
+            paths.setdefault(route.path, {})["get"] = {
+                "summary": "WebSocket upgrade: binary position frames and JSON control messages "
+                "(see PROTOCOL.md)",
+                "responses": {"101": {"description": "switching protocols"}},
+            }
+            continue
+        if not isinstance(route, Route) or route.path == "/openapi.json":
+            continue
+        doc = inspect.getdoc(route.endpoint) or ""
+        for method in sorted((route.methods or set()) - {"HEAD"}):
+            key = (route.path, method)
+            op: dict[str, Any] = {
+                "summary": doc.splitlines()[0] if doc else route.path,
+                "responses": {"200": {"description": "OK"}},
+            }
+            if len(doc.splitlines()) > 1:
+                op["description"] = doc
+            for status, text in STATUSES.get(key, {}).items():
+                op["responses"][status] = {
+                    "description": text,
+                    "content": {"application/json": {"schema": ERROR_SCHEMA}},
+                }
+            body = BODIES.get(key)
+            if body is not None:
+                schema = (
+                    {"$ref": f"#/components/schemas/{body.__name__}"}
+                    if isinstance(body, type)
+                    else body
+                )
+                op["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": schema}},
+                }
+            paths.setdefault(route.path, {})[method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "VisionFlow", "version": __version__},
+        "paths": paths,
+        "components": {"schemas": components},
+    }
+
+
+async def openapi(request: Request) -> Response:
+    """The OpenAPI 3.1 description of this service's HTTP API."""
+    return Response(
+        msgspec.json.encode(document(request.app.routes)), media_type="application/json"
+    )
+
+
+def routes() -> list[BaseRoute]:
+    return [Route("/openapi.json", openapi, methods=["GET"])]
