@@ -6,6 +6,8 @@ reconnects with stamina (exponential backoff with jitter, capped at ``mcp.backof
 circuit breaker: after ``mcp.breaker_threshold`` consecutive failures it waits
 ``mcp.breaker_cooldown`` and then lets one probe through. Its state, last error, breaker and
 agent count go to health and metrics; a dead server makes health degraded, never failing.
+When the server announces ``notifications/tools/list_changed`` the tool catalog is re-read
+before the next poll (which is brought forward), so the watcher calls what the server now offers.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -31,6 +34,7 @@ from visionflow.supervisor import SubsystemHealth
 from .breaker import CircuitBreaker
 from .claudeflow import Agent, SwarmStatus
 from .client import McpClient, connect_mcp
+from .rpc import Notification
 from .stdio import launch_mcp
 
 # (endpoint name, agents, live): live=False means the server is unreachable and what it runs
@@ -40,6 +44,9 @@ AgentsListener = Callable[[str, list[Agent], bool], None]
 # Failures that end a session and make us reconnect. A JSON-RPC error answer to a poll
 # (RpcRemoteError) does not: the server is alive, it just refused that call.
 _LINK_FAILURES = (RpcError, RemoteProtocolError)
+
+#: The server's tool set changed: re-read ``tools/list`` before the next poll.
+TOOLS_CHANGED = "notifications/tools/list_changed"
 
 
 class BreakerOpenError(RpcError):
@@ -99,8 +106,12 @@ class EndpointWatcher:
         health: SubsystemHealth,
         metrics: Metrics,
         on_agents: AgentsListener,
+        *,
+        cwd: str | Path | None = None,
     ) -> None:
+        """``cwd``: working directory of a launched (``command``) server; ignored for TCP."""
         self.settings = endpoint
+        self.cwd = cwd
         self.mcp = mcp
         self.health = health
         self.metrics = metrics
@@ -114,6 +125,7 @@ class EndpointWatcher:
         self.agents: list[Agent] = []
         self._live = False
         self._poll_now = anyio.Event()
+        self._tools_stale = False
         self.log = logger.bind(subsystem=f"mcp:{endpoint.name}")
         self._metric_labels = {"endpoint": endpoint.name}
 
@@ -152,6 +164,12 @@ class EndpointWatcher:
 
     # -- connection -------------------------------------------------------------------------
 
+    def _on_notification(self, event: Notification) -> None:
+        """Called by the client's reader (sync, on the event loop): only flags, never awaits."""
+        if event.method == TOOLS_CHANGED:
+            self._tools_stale = True
+            self._poll_now.set()
+
     def _open(self) -> AbstractAsyncContextManager[McpClient]:
         mcp = self.mcp
         if self.settings.command:
@@ -160,6 +178,8 @@ class EndpointWatcher:
                 name=self.settings.name,
                 call_timeout=mcp.call_timeout,
                 max_line_bytes=mcp.max_line_bytes,
+                on_notification=self._on_notification,
+                cwd=self.cwd,
             )
         return connect_mcp(
             self.settings.host,
@@ -167,6 +187,7 @@ class EndpointWatcher:
             connect_timeout=mcp.connect_timeout,
             call_timeout=mcp.call_timeout,
             max_line_bytes=mcp.max_line_bytes,
+            on_notification=self._on_notification,
         )
 
     def _backoff_hook(self, exc: Exception) -> bool | float:
@@ -192,6 +213,8 @@ class EndpointWatcher:
                     raise BreakerOpenError(
                         f"circuit open: next probe in {self.breaker.retry_in(now):.1f}s"
                     )
+                # A fresh handshake reads tools/list: earlier announcements are moot.
+                self._tools_stale = False
                 try:
                     client = await stack.enter_async_context(self._open())
                     await self._poll_once(client)
@@ -207,12 +230,19 @@ class EndpointWatcher:
         raise AssertionError("unreachable: stamina retries forever")  # pragma: no cover
 
     async def _poll_once(self, client: McpClient) -> None:
+        if self._tools_stale:
+            self._tools_stale = False  # cleared first: a change announced meanwhile re-flags
+            await client.refresh_tools()
+            self._tools_refreshed(client)
         catalog = client.catalog
         if "agent_list" in catalog.names:
             agents = await client.list_agents()
         else:
             # An MCP server that is not an orchestrator: alive, with no agents to show.
+            # tools/list is the liveness probe (2.x has no ping) and catches added tools.
             await client.refresh_tools()
+            if client.catalog.names != catalog.names:
+                self._tools_refreshed(client)
             agents = []
         swarm: SwarmStatus | None = None
         if "swarm_status" in catalog.names:
@@ -223,6 +253,12 @@ class EndpointWatcher:
         self.status.swarm = _swarm_json(swarm)
         self.status.last_poll = time.time()
         self._set_agents(agents)
+
+    def _tools_refreshed(self, client: McpClient) -> None:
+        names = sorted(client.catalog.names)
+        if names != self.status.tools:
+            self.log.info("tool catalog changed: now {} tools", len(names))
+            self.status.tools = names
 
     def poll_soon(self) -> None:
         """Poll now instead of at the next interval (after a spawn, say)."""
