@@ -26,6 +26,7 @@ from visionflow.graph.store import DenseState, GraphStore
 from visionflow.physics import cpu
 from visionflow.physics.params import ENABLED, WARMUP_ITERATIONS, ParamTable, pack_settings
 from visionflow.settings import PhysicsSettings
+from visionflow.threads import run_abandonable
 
 if TYPE_CHECKING:
     from visionflow.metrics import Metrics
@@ -347,7 +348,8 @@ class PhysicsEngine:
         task_status.started()
         try:
             t0 = time.perf_counter()
-            await anyio.to_thread.run_sync(self._compile)
+            # A shutdown during a cold compile must not wait for LLVM (see visionflow.threads).
+            await run_abandonable(self._compile, name="numba compile")
             log.info("physics kernels ready in {:.1f} s", time.perf_counter() - t0)
         finally:
             self.compiling = False
