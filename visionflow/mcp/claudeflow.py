@@ -110,7 +110,8 @@ def agent_colour(agent_type: str | None) -> str:
 
 # -- tool results ---------------------------------------------------------------------------------
 
-_STUB_KEYS = frozenset({"success", "tool", "message", "timestamp"})
+# 2.7.47's stub also echoes the call's arguments as ``args`` (seen on the real server).
+_STUB_KEYS = frozenset({"success", "tool", "message", "args", "timestamp"})
 
 
 @dataclass(frozen=True, slots=True)
