@@ -8,8 +8,6 @@ its next step). Keys that only take effect at start-up are refused with a messag
 
 from __future__ import annotations
 
-import os
-import tempfile
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -20,6 +18,7 @@ import msgspec
 from loguru import logger
 
 from visionflow.errors import MISSING, ConfigError, ConfigIssue
+from visionflow.fileio import write_atomic
 from visionflow.settings import Settings, merge, to_dict, to_toml_table, validate
 
 log = logger.bind(subsystem="settings")
@@ -134,20 +133,9 @@ class LiveSettings:
         return settings
 
     def _write(self, overrides: Mapping[str, Any]) -> None:
-        """Atomic: a crash leaves the old file or the new one, never half of one."""
+        text = "# Written by PATCH /api/settings; applied over settings.toml.\n"
         try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self._path.parent, prefix=".overrides-")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    f.write("# Written by PATCH /api/settings; applied over settings.toml.\n")
-                    f.write(to_toml_table(overrides))
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self._path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_atomic(self._path, (text + to_toml_table(overrides)).encode())
         except OSError as exc:
             raise ConfigError(
                 [ConfigIssue(str(self._path), MISSING, f"cannot save overrides: {exc.strerror}")],

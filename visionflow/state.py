@@ -15,8 +15,9 @@ import msgspec
 from loguru import logger
 
 from visionflow.errors import GraphError
+from visionflow.fileio import write_atomic
 from visionflow.graph.store import GraphStore, NodeKey
-from visionflow.physics.persist import layout_path, load_layout, write_atomic
+from visionflow.physics.persist import layout_path, load_layout
 
 log = logger.bind(subsystem="state")
 

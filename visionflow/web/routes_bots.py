@@ -6,6 +6,7 @@ live MCP session with the argument names that server's tool schemas use.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -110,10 +111,13 @@ async def bots_status(request: Request) -> Response:
     return JSONResponse({"endpoints": [w.status.as_json() for w in ctx.watchers.values()]})
 
 
-async def initialize_swarm(request: Request) -> Response:
-    """Start a swarm (swarm_init) and spawn one agent per entry of agentTypes."""
+Action = Callable[[Any, McpClient], Awaitable[dict[str, Any]]]
+
+
+async def _mutate(request: Request, kind: type[Any], action: Action) -> Response:
+    """Validate the body, find the endpoint's live session, run ``action`` on it, poll soon."""
     ctx = context_of(request)
-    body = await _body(request, ctx, InitializeSwarm)
+    body = await _body(request, ctx, kind)
     if isinstance(body, Response):
         return body
     watcher = _watcher(ctx, body.endpoint)
@@ -123,72 +127,50 @@ async def initialize_swarm(request: Request) -> Response:
     if isinstance(client, Response):
         return client
     try:
-        swarm_id = await client.init_swarm(
-            body.topology, max_agents=body.max_agents, strategy=body.strategy
-        )
-        spawned = [
-            await client.spawn_agent(agent_type, swarm_id=swarm_id)
-            for agent_type in body.agent_types
-        ]
+        result = await action(body, client)
     except (RpcError, RemoteProtocolError) as exc:
         return _rpc_failure(watcher, exc)
-    watcher.poll_soon()
-    return JSONResponse(
-        {
-            "endpoint": watcher.settings.name,
-            "swarmId": swarm_id,
-            "agents": [msgspec.to_builtins(a) for a in spawned],
-        }
+    watcher.poll_soon()  # show the change within a round trip, not a poll interval
+    return JSONResponse({"endpoint": watcher.settings.name, **result})
+
+
+async def _initialize(body: InitializeSwarm, client: McpClient) -> dict[str, Any]:
+    swarm_id = await client.init_swarm(
+        body.topology, max_agents=body.max_agents, strategy=body.strategy
     )
+    spawned = [
+        await client.spawn_agent(agent_type, swarm_id=swarm_id) for agent_type in body.agent_types
+    ]
+    return {"swarmId": swarm_id, "agents": [msgspec.to_builtins(a) for a in spawned]}
+
+
+async def _spawn(body: SpawnAgent, client: McpClient) -> dict[str, Any]:
+    spawned = await client.spawn_agent(
+        body.type, name=body.name, capabilities=body.capabilities or None, swarm_id=body.swarm_id
+    )
+    return {"agent": msgspec.to_builtins(spawned)}
+
+
+async def _task(body: SubmitTask, client: McpClient) -> dict[str, Any]:
+    output = await client.submit_task(
+        body.task, priority=body.priority, strategy=body.strategy, swarm_id=body.swarm_id
+    )
+    return {"tool": output.tool, "result": output.data}
+
+
+async def initialize_swarm(request: Request) -> Response:
+    """Start a swarm (swarm_init) and spawn one agent per entry of agentTypes."""
+    return await _mutate(request, InitializeSwarm, _initialize)
 
 
 async def spawn_agent(request: Request) -> Response:
     """Spawn one agent with the argument names the server's schema uses."""
-    ctx = context_of(request)
-    body = await _body(request, ctx, SpawnAgent)
-    if isinstance(body, Response):
-        return body
-    watcher = _watcher(ctx, body.endpoint)
-    if isinstance(watcher, Response):
-        return watcher
-    client = _client(watcher)
-    if isinstance(client, Response):
-        return client
-    try:
-        spawned = await client.spawn_agent(
-            body.type,
-            name=body.name,
-            capabilities=body.capabilities or None,
-            swarm_id=body.swarm_id,
-        )
-    except (RpcError, RemoteProtocolError) as exc:
-        return _rpc_failure(watcher, exc)
-    watcher.poll_soon()
-    return JSONResponse({"endpoint": watcher.settings.name, "agent": msgspec.to_builtins(spawned)})
+    return await _mutate(request, SpawnAgent, _spawn)
 
 
 async def submit_task(request: Request) -> Response:
     """Hand a task to the swarm (task_orchestrate in 2.x, task_create in 3.x)."""
-    ctx = context_of(request)
-    body = await _body(request, ctx, SubmitTask)
-    if isinstance(body, Response):
-        return body
-    watcher = _watcher(ctx, body.endpoint)
-    if isinstance(watcher, Response):
-        return watcher
-    client = _client(watcher)
-    if isinstance(client, Response):
-        return client
-    try:
-        output = await client.submit_task(
-            body.task, priority=body.priority, strategy=body.strategy, swarm_id=body.swarm_id
-        )
-    except (RpcError, RemoteProtocolError) as exc:
-        return _rpc_failure(watcher, exc)
-    watcher.poll_soon()
-    return JSONResponse(
-        {"endpoint": watcher.settings.name, "tool": output.tool, "result": output.data}
-    )
+    return await _mutate(request, SubmitTask, _task)
 
 
 def routes() -> list[BaseRoute]:
