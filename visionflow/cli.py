@@ -116,7 +116,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         anyio.run(serve, loaded.settings, backend=args.backend)
     except KeyboardInterrupt:
         return EXIT_OK
-    except BaseException as exc:  # turn start-up failures into one line; re-raise the rest
+    except (StartupError, BaseExceptionGroup) as exc:  # a start-up failure is one line
         if find_in_group(exc, KeyboardInterrupt) is not None:
             return EXIT_OK
         startup = find_in_group(exc, StartupError)
@@ -159,10 +159,7 @@ def cmd_mcp_sim(args: argparse.Namespace) -> int:
         anyio.run(main_fn, backend=args.backend)
     except KeyboardInterrupt:
         return EXIT_OK
-    except OSError as exc:
-        _err(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
-        return EXIT_STARTUP
-    except BaseException as exc:
+    except (OSError, BaseExceptionGroup) as exc:  # a busy port is one line
         if find_in_group(exc, KeyboardInterrupt) is not None:
             return EXIT_OK
         error = find_in_group(exc, OSError)
