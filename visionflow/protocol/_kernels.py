@@ -77,11 +77,17 @@ def _pack_rows(
     rows: NDArray[np.intp],
 ) -> int:
     n = rows.shape[0]
+    n_nodes = np.uint64(ids.shape[0])
     nonfinite = np.uint32(0)
     badflag = np.uint32(0)
+    outside = 0
     for i in range(n):
-        # Unsigned indices spare numba a negative-index wraparound test on every load (7x faster).
+        # Unsigned indices spare numba a negative-index wraparound test on every load (7x faster),
+        # and make one comparison refuse negative rows as well as rows past the end.
         r = np.uint64(rows[i])
+        if r >= n_nodes:  # never taken on valid input, so predicted for free
+            outside = 1
+            continue
         o = 7 * i
         q = _THREE * r
         d = ids[r]
@@ -107,12 +113,13 @@ def _pack_rows(
             | ((b2 & _EXP_MASK) + _EXP_LSB)
         )
         badflag |= (((d >> _SHIFT_30) + _ONE) & _TWO) ^ _TWO
-    return int(nonfinite >> _SHIFT_31) | int(badflag != 0) << 1
+    return int(nonfinite >> _SHIFT_31) | int(badflag != 0) << 1 | outside << 2
 
 
 #: Bits of the kernels' return value.
 NONFINITE = 1
 BADFLAG = 2
+OUT_OF_RANGE = 4  # pack_rows only: a row < 0 or >= len(ids); its record is left unwritten
 
 
 def pack_all(
@@ -132,5 +139,9 @@ def pack_rows(
     vel: NDArray[np.uint32],
     rows: NDArray[np.intp],
 ) -> int:
-    """Like :func:`pack_all` for the rows ``rows`` only, in that order (rows must be in range)."""
+    """Like :func:`pack_all` for the rows ``rows`` only, in that order.
+
+    A row out of range sets OUT_OF_RANGE and its record is not written (``out`` is then to be
+    discarded); nothing is read outside the arrays.
+    """
     return int(_pack_rows(out, ids, pos, vel, rows))

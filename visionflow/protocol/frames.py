@@ -9,10 +9,16 @@ Encoding takes three parallel arrays, the way the physics engine holds a snapsho
 and returns ``bytes`` ready for one WebSocket binary message. ``rows=`` (an index array) encodes
 a subset without the caller gathering it first; that is how deltas are built.
 
-Speed: the records are interleaved by one fused numba loop (see :mod:`._kernels`) into a reused
-scratch buffer, then copied once into the ``bytes`` that is returned, so a keyframe costs about two
-memcpys of its size. The scratch is reused because a fresh multi-megabyte buffer costs a page fault
-per 4 KiB on first touch (measured ~2 ms for 100k nodes, ten times the encode itself). Encoding
+Speed: the records are interleaved by one fused numba loop (see :mod:`._kernels`) straight into
+the ``bytes`` object that is returned, so a keyframe costs one pass over its size, about a
+``bytes(buffer)`` copy of it. The object is created uninitialised with the C API's
+``PyBytes_FromStringAndSize(NULL, size)`` and filled before anyone else holds a reference,
+which is the one case in which the C API allows writing into a bytes object (see
+:func:`_new_bytes`); it is immutable from the moment it is returned. A ``bytes`` is returned,
+not a view, because hypercorn copies anything else once per viewer (``bytes(message["bytes"])``)
+and the ``/wss`` sender sends frames as ``bytes``. A fresh multi-megabyte allocation can cost a
+page fault per 4 KiB on first touch; glibc's malloc serves repeated frames of a size from memory
+already mapped, so in steady state it does not (``benchmarks/encode.py`` measures it). Encoding
 refuses non-finite floats and ids without exactly one flag with :class:`LocalProtocolError`: the
 caller (the physics snapshot) must have scrubbed them, and a frame never carries them.
 
@@ -22,10 +28,8 @@ with the byte offset where the message went wrong; it never raises anything else
 
 from __future__ import annotations
 
+import ctypes
 import struct
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Final, TypeAlias
@@ -129,31 +133,46 @@ class Frame:
 # --------------------------------------------------------------------------- encoding
 
 
-class _Scratch:
-    """One reusable output buffer, grown to the largest frame seen (so bounded by the graph).
+# PyBytes_FromStringAndSize(NULL, n) returns a new, uninitialised bytes object of n bytes, and
+# "the data must not be modified in any way, unless the object was just created using
+# PyBytes_FromStringAndSize(NULL, size)" (C API docs, PyBytes_AsString). numba runs on CPython
+# only, so the C API is always there. ``pythonapi`` calls hold the GIL.
+_bytes_new = ctypes.pythonapi.PyBytes_FromStringAndSize
+_bytes_new.restype = ctypes.py_object
+_bytes_new.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
+_bytes_data = ctypes.pythonapi.PyBytes_AsString
+_bytes_data.restype = ctypes.c_void_p
+_bytes_data.argtypes = (ctypes.py_object,)
 
-    Guarded by a lock taken without blocking: a second thread encoding at the same moment gets
-    a private temporary buffer instead of waiting.
+
+class _Filling:
+    """Exposes a new bytes object's storage to numpy, and keeps that object alive meanwhile.
+
+    The array made from it has this object as its ``base``, so the memory it points at cannot
+    be freed under it even if it outlived the encoder (it never does: it is a local there).
     """
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._buf: NDArray[np.uint8] = np.empty(0, np.uint8)
+    __slots__ = ("__array_interface__", "owner")
 
-    @contextmanager
-    def take(self, nbytes: int) -> Iterator[NDArray[np.uint8]]:
-        if not self._lock.acquire(blocking=False):
-            yield np.empty(nbytes, np.uint8)
-            return
-        try:
-            if self._buf.shape[0] < nbytes:
-                self._buf = np.empty(nbytes, np.uint8)
-            yield self._buf[:nbytes]
-        finally:
-            self._lock.release()
+    def __init__(self, owner: bytes, nbytes: int) -> None:
+        self.owner = owner
+        self.__array_interface__ = {
+            "data": (_bytes_data(owner), False),
+            "shape": (nbytes,),
+            "typestr": "|u1",
+            "version": 3,
+        }
 
 
-_scratch = _Scratch()
+def _new_bytes(nbytes: int) -> tuple[bytes, NDArray[np.uint8]]:
+    """A new ``bytes`` of ``nbytes`` uninitialised bytes and a writable array over them.
+
+    The caller fills every byte through the array, drops the array, and only then hands the
+    bytes out: from then on nothing writes to it. ``nbytes`` must be > 0 (CPython returns a
+    shared empty object for 0).
+    """
+    data: bytes = _bytes_new(None, nbytes)
+    return data, np.asarray(_Filling(data, nbytes))
 
 
 def _check_ids(ids: object) -> U32Array:
@@ -173,6 +192,8 @@ def _check_vectors(name: str, values: object, n: int) -> F32Array:
     arr = np.asarray(values)
     if arr.shape != (n, 3):
         raise LocalProtocolError(f"{name} must have shape ({n}, 3), got {arr.shape}")
+    if arr.dtype == np.float32:  # the usual case: no conversion, no errstate (~1 us)
+        return np.ascontiguousarray(arr)
     if arr.dtype.kind != "f":
         raise LocalProtocolError(f"{name} must be floats, got dtype {arr.dtype}")
     # A float64 too large for float32 becomes inf here, which the encoder then refuses.
@@ -180,14 +201,12 @@ def _check_vectors(name: str, values: object, n: int) -> F32Array:
         return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def _check_rows(rows: object, n: int) -> RowIndex:
+def _check_rows(rows: object) -> RowIndex:
     arr = np.asarray(rows)
     if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
         raise LocalProtocolError(f"rows must be a 1-D integer array, got {arr.dtype} {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=np.intp)
-    if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n):
-        raise LocalProtocolError(f"rows out of range for {n} nodes")
-    return arr
+    # The range (0 <= row < n) is checked by the packer, on the way.
+    return np.ascontiguousarray(arr, dtype=np.intp)
 
 
 def _explain_refusal(ids: U32Array, pos: F32Array, vel: F32Array, rows: RowIndex | None) -> str:
@@ -219,27 +238,33 @@ def _encode(
     n_nodes = ids_a.shape[0]
     pos = _check_vectors("positions", positions, n_nodes)
     vel = _check_vectors("velocities", velocities, n_nodes)
-    rows_a = None if rows is None else _check_rows(rows, n_nodes)
+    rows_a = None if rows is None else _check_rows(rows)
     count = n_nodes if rows_a is None else rows_a.shape[0]
     if count > _MAX_COUNT:
         raise LocalProtocolError(f"{count} records do not fit a u32 count")
     start = 0 if header is None else HEADER_SIZE
     nbytes = start + RECORD_SIZE * count
-    with _scratch.take(HEADER_SIZE + RECORD_SIZE * count) as buf:
-        out = buf[HEADER_SIZE:].view(np.uint32)
-        pos_bits = pos.view(np.uint32).reshape(-1)
-        vel_bits = vel.view(np.uint32).reshape(-1)
-        if rows_a is None:
-            status = _kernels.pack_all(out, ids_a, pos_bits, vel_bits)
-        else:
-            status = _kernels.pack_rows(out, ids_a, pos_bits, vel_bits, rows_a)
-        if status:
-            raise LocalProtocolError(_explain_refusal(ids_a, pos, vel, rows_a))
-        if header is not None:
-            kind, sequence = header
-            packed = _HEADER.pack(MAGIC, VERSION, kind, count, sequence)
-            buf[:HEADER_SIZE] = np.frombuffer(packed, np.uint8)
-        return buf[HEADER_SIZE - start : HEADER_SIZE - start + nbytes].tobytes()
+    if nbytes == 0:
+        return b""  # a legacy frame without records
+    data, buf = _new_bytes(nbytes)
+    pos_bits = pos.view(np.uint32).reshape(-1)
+    vel_bits = vel.view(np.uint32).reshape(-1)
+    # Aligned: CPython's allocators align objects to 16 bytes and a bytes' data is at offset 32.
+    out = buf[start:].view(np.uint32)
+    if rows_a is None:
+        status = _kernels.pack_all(out, ids_a, pos_bits, vel_bits)
+    else:
+        status = _kernels.pack_rows(out, ids_a, pos_bits, vel_bits, rows_a)
+    if status & _kernels.OUT_OF_RANGE:
+        raise LocalProtocolError(f"rows out of range for {n_nodes} nodes")
+    if status:
+        raise LocalProtocolError(_explain_refusal(ids_a, pos, vel, rows_a))
+    if header is not None:
+        kind, sequence = header
+        packed = _HEADER.pack(MAGIC, VERSION, kind, count, sequence)
+        buf[:HEADER_SIZE] = np.frombuffer(packed, np.uint8)
+    del out, buf  # no writable view of ``data`` survives this function
+    return data
 
 
 def _check_sequence(sequence: int) -> int:

@@ -92,8 +92,9 @@ def test_rows_select_and_order_records() -> None:
     frame = decode_frame(encode_delta(ids, pos, vel, 3, rows=rows))
     assert np.array_equal(frame.ids, ids[rows])
     assert np.array_equal(frame.positions, pos[rows])
-    with pytest.raises(LocalProtocolError, match="out of range"):
-        encode_delta(ids, pos, vel, 3, rows=np.array([6]))
+    for bad in ([6], [-1], np.array([0, 2**63 + 5], np.uint64), np.array([2**64 - 1], np.uint64)):
+        with pytest.raises(LocalProtocolError, match="out of range"):
+            encode_delta(ids, pos, vel, 3, rows=np.asarray(bad))
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -222,3 +223,60 @@ def test_a_frame_never_holds_non_finite_floats(
             encode_keyframe(ids, pos, vel, 1)
     else:
         assert len(decode_frame(encode_keyframe(ids, pos, vel, 1))) == 0
+
+
+# --------------------------------------------------------------------------- the encoded object
+
+
+def test_each_frame_is_a_new_immutable_bytes_unaffected_by_later_encodes() -> None:
+    """Frames are shared by identity between viewers: a later encode must never touch one."""
+    ids, pos, vel = sample(1000)
+    first = encode_keyframe(ids, pos, vel, 1)
+    snapshot = bytes(bytearray(first))  # an independent copy of its contents
+    second = encode_keyframe(ids, pos + np.float32(1), vel, 2)
+    third = encode_delta(ids, pos, vel, 3, rows=np.arange(0, 1000, 3))
+    assert type(first) is bytes and first is not second
+    assert first == snapshot
+    assert decode_frame(second).sequence == 2 and len(decode_frame(third)) == 334
+    with pytest.raises(TypeError):
+        memoryview(first)[0] = 0  # type: ignore[index]
+    assert hash(first) == hash(snapshot)
+
+
+def test_empty_and_tiny_frames() -> None:
+    ids, pos, vel = sample(0)
+    assert encode_legacy(ids, pos, vel) == b""
+    assert len(decode_frame(encode_keyframe(ids, pos, vel, 7))) == 0
+    one = sample(1)
+    assert encode_legacy(*one) == encode_keyframe(*one, 0)[HEADER_SIZE:]
+    assert len(encode_legacy(*one)) == RECORD_SIZE
+
+
+def test_a_refused_encode_leaves_earlier_frames_intact() -> None:
+    ids, pos, vel = sample(50)
+    good = encode_keyframe(ids, pos, vel, 1)
+    copy = bytes(bytearray(good))
+    bad = pos.copy()
+    bad[49, 2] = np.nan
+    for _ in range(20):
+        with pytest.raises(LocalProtocolError):
+            encode_keyframe(ids, bad, vel, 2)
+    assert good == copy
+
+
+def test_concurrent_encodes_from_threads_do_not_mix() -> None:
+    """The packer releases the GIL: frames built at once in several threads stay separate."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ids, pos, vel = sample(20_000)
+
+    def build(k: int) -> tuple[int, bytes]:
+        shifted = pos + np.float32(k)
+        return k, encode_keyframe(ids, shifted, vel, k)
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(build, range(16)))
+    for k, data in results:
+        frame = decode_frame(data)
+        assert frame.sequence == k
+        assert bits_equal(frame.positions, pos + np.float32(k))
