@@ -222,7 +222,7 @@ async def test_twenty_simulator_restarts_reconnect_without_leaks(
             seen = await soak(tmp_path, anyio_backend)
         assert seen.health_samples > RESTARTS
         assert seen.health_bad == []
-        assert seen.health_statuses == {"ok", "degraded"}
+        assert "degraded" in seen.health_statuses <= {"ok", "degraded"}
         # A leak per restart would add ten here. The slack is for what comes and goes on its
         # own: a second keep-alive HTTP connection (two tasks, one socket), the hub's frame
         # tasks once its numba warm-up ends.
