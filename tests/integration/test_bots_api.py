@@ -126,7 +126,7 @@ async def test_mutations_need_the_token(tmp_path: Path) -> None:
 
 
 async def test_openapi_describes_every_route(tmp_path: Path) -> None:
-    async with running({"state": {"dir": str(tmp_path)}}) as (svc, client):
+    async with running({"state": {"dir": str(tmp_path)}}) as (_, client):
         r = await client.get("/openapi.json")
         assert r.status_code == 200
         spec = r.json()

@@ -311,9 +311,7 @@ class GraphStore:
             raise GraphError("unknown_node", f"no node with id {node_id}", path)
         return raw
 
-    def _new_node(
-        self, key: NodeKey, label: str, group: str, metadata: dict[str, Any]
-    ) -> Node:
+    def _new_node(self, key: NodeKey, label: str, group: str, metadata: dict[str, Any]) -> Node:
         if len(self._nodes) >= self.max_nodes:
             raise GraphError("too_many_nodes", f"the graph is full ({self.max_nodes} nodes)", "")
         if self._next_id > ID_MASK:

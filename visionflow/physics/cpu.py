@@ -468,7 +468,20 @@ def _apply_list(lst, nl, lo, m, sx, sy, sz, ox, oy, oz, eps, forces, order, same
 
 @numba.njit(parallel=True, nogil=True, cache=True, fastmath=FASTMATH)
 def _bh_forces(  # type: ignore[no-untyped-def]
-    count, nleaves, leaves, tree, sx, sy, sz, sq, order, group, params, lists, same, forces,
+    count,
+    nleaves,
+    leaves,
+    tree,
+    sx,
+    sy,
+    sz,
+    sq,
+    order,
+    group,
+    params,
+    lists,
+    same,
+    forces,
 ):
     """Walk the tree once per leaf bucket into an interaction list, then apply it to the bucket.
 
@@ -774,8 +787,20 @@ def repulsion(
     old_chunk = numba.set_parallel_chunksize(16)
     try:
         _bh_forces(
-            count, nleaves, ws.leaves, ws.tree, sx, sy, sz, sq, order, group, params,
-            ws.lists, ws.same[:n], forces,
+            count,
+            nleaves,
+            ws.leaves,
+            ws.tree,
+            sx,
+            sy,
+            sz,
+            sq,
+            order,
+            group,
+            params,
+            ws.lists,
+            ws.same[:n],
+            forces,
         )
     finally:
         numba.set_parallel_chunksize(old_chunk)
@@ -839,9 +864,7 @@ def _step(
     return StepResult(resets + after, ke / n)
 
 
-def csr_from_edges(
-    n: int, src: I64, dst: I64, weight: F64
-) -> tuple[I64, I64, F64]:
+def csr_from_edges(n: int, src: I64, dst: I64, weight: F64) -> tuple[I64, I64, F64]:
     """Both-direction CSR adjacency from dense-index edge arrays (integer sort only)."""
     both_src = np.concatenate([src, dst]).astype(np.int64, copy=False)
     both_dst = np.concatenate([dst, src]).astype(np.int64, copy=False)

@@ -256,8 +256,17 @@ class CudaStepper:
         d_indices = cuda.to_device(indices if indices.size else np.zeros(1, np.int64))
         d_weights = cuda.to_device(weights if weights.size else np.zeros(1, np.float64))
         _integrate_kernel[blocks, TILE](
-            d_pos, d_vel, d_forces, d_group, cuda.to_device(pinned), cuda.to_device(indptr),
-            d_indices, d_weights, d_params, float(iteration), d_new,
+            d_pos,
+            d_vel,
+            d_forces,
+            d_group,
+            cuda.to_device(pinned),
+            cuda.to_device(indptr),
+            d_indices,
+            d_weights,
+            d_params,
+            float(iteration),
+            d_new,
         )
         d_new.copy_to_host(pos)
         d_vel.copy_to_host(vel)

@@ -254,19 +254,22 @@ class PhysicsEngine:
         state: DenseState = self.store.sync()
         t0 = time.perf_counter()
         result = self._stepper.step(
-            state.pos, state.vel, state.group, state.pinned, state.indptr, state.indices,
-            state.weights, params, self.iteration,
+            state.pos,
+            state.vel,
+            state.group,
+            state.pinned,
+            state.indptr,
+            state.indices,
+            state.weights,
+            params,
+            self.iteration,
         )
         elapsed = time.perf_counter() - t0
         self.iteration += 1
         self.tick += 1
         self._seen = (state.version, params_version)
-        settled = (
-            state.n == 0
-            or (
-                self._warmup_done(params)
-                and result.kinetic_energy < self.settings.settle_energy
-            )
+        settled = state.n == 0 or (
+            self._warmup_done(params) and result.kinetic_energy < self.settings.settle_energy
         )
         ids = state.flagged.copy()
         ids.setflags(write=False)
@@ -292,8 +295,15 @@ class PhysicsEngine:
             src = np.arange(n - 1, dtype=np.int64)
             indptr, indices, weights = cpu.csr_from_edges(n, src, src + 1, np.ones(n - 1))
             stepper.step(
-                pos, vel, np.zeros(n, np.int8), np.zeros(n, np.uint8), indptr, indices,
-                weights, self._params, 0,
+                pos,
+                vel,
+                np.zeros(n, np.int8),
+                np.zeros(n, np.uint8),
+                indptr,
+                indices,
+                weights,
+                self._params,
+                0,
             )
             if self.backend == "cuda":
                 break  # the GPU kernels do not depend on the size

@@ -52,14 +52,26 @@ def test_revision_bumps_on_every_topology_change() -> None:
     ("doc", "code", "path"),
     [
         ({"nodes": [{"id": "a"}, {"id": "a"}]}, "duplicate_id", "nodes[1].id"),
-        ({"nodes": [{"id": "a"}], "edges": [{"source": "a", "target": "z"}]}, "unknown_node",
-         "edges[0].target"),
-        ({"nodes": [{"id": "a"}], "edges": [{"source": "a", "target": "a", "weight": -1}]},
-         "invalid_weight", "edges[0].weight"),
-        ({"nodes": [{"id": "a"}], "edges": [{"source": "a", "target": "a", "weight": math.nan}]},
-         "invalid_weight", "edges[0].weight"),
-        ({"nodes": [{"id": "a"}], "edges": [{"source": "a", "target": "a", "weight": math.inf}]},
-         "invalid_weight", "edges[0].weight"),
+        (
+            {"nodes": [{"id": "a"}], "edges": [{"source": "a", "target": "z"}]},
+            "unknown_node",
+            "edges[0].target",
+        ),
+        (
+            {"nodes": [{"id": "a"}], "edges": [{"source": "a", "target": "a", "weight": -1}]},
+            "invalid_weight",
+            "edges[0].weight",
+        ),
+        (
+            {"nodes": [{"id": "a"}], "edges": [{"source": "a", "target": "a", "weight": math.nan}]},
+            "invalid_weight",
+            "edges[0].weight",
+        ),
+        (
+            {"nodes": [{"id": "a"}], "edges": [{"source": "a", "target": "a", "weight": math.inf}]},
+            "invalid_weight",
+            "edges[0].weight",
+        ),
         ({"nodes": [{"id": ""}]}, "invalid_node", "nodes[0].id"),
         ({"nodes": [{"id": "a", "metadata": []}]}, "invalid_node", "nodes[0].metadata"),
         ({"nodes": {}}, "invalid_document", "nodes"),
@@ -91,14 +103,17 @@ def test_replace_keeps_agents_and_matching_ids() -> None:
     assert b is not None
     agent = s.upsert_node(NodeKind.AGENT, "ag")
     s.set_edge(agent, b.id)
-    r = s.import_document({"nodes": [{"id": "b"}, {"id": "d"}],
-                           "edges": [{"source": "d", "target": "b"}]}, mode="replace")
+    r = s.import_document(
+        {"nodes": [{"id": "b"}, {"id": "d"}], "edges": [{"source": "d", "target": "b"}]},
+        mode="replace",
+    )
     assert (r.added, r.updated, r.removed) == (1, 1, 2)
     assert {n.key.external_id for n in s.nodes()} == {"b", "d", "ag"}
     b2 = s.node_by_key(NodeKind.KNOWLEDGE, "b")
     assert b2 is not None and b2.id == b.id
     assert {(e.source, e.target) for e in s.edges()} == {
-        (agent, b.id), (s.node_by_key(NodeKind.KNOWLEDGE, "d").id, b.id)  # type: ignore[union-attr]
+        (agent, b.id),
+        (s.node_by_key(NodeKind.KNOWLEDGE, "d").id, b.id),  # type: ignore[union-attr]
     }
 
 
@@ -120,8 +135,12 @@ def test_edit_validation() -> None:
 
 def test_dense_arrays_grow_and_shrink_with_stable_ids() -> None:
     s = GraphStore()
-    s.import_document({"nodes": [{"id": str(i)} for i in range(100)],
-                       "edges": [{"source": str(i), "target": str(i + 1)} for i in range(99)]})
+    s.import_document(
+        {
+            "nodes": [{"id": str(i)} for i in range(100)],
+            "edges": [{"source": str(i), "target": str(i + 1)} for i in range(99)],
+        }
+    )
     d = s.sync()
     assert d.n == 100 and d.indices.shape[0] == 198
     assert np.all(np.isfinite(d.pos)) and len({tuple(p) for p in d.pos.tolist()}) == 100

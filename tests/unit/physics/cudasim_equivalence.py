@@ -23,8 +23,9 @@ def main() -> int:
     assert resolve_backend("cuda") == "cuda"
     params = pack(
         PhysicsParams(warmup_iterations=3),
-        PhysicsParams(repel_k=5.0, spring_k=0.5, warmup_iterations=3, enable_bounds=True,
-                      bounds_size=25.0),
+        PhysicsParams(
+            repel_k=5.0, spring_k=0.5, warmup_iterations=3, enable_bounds=True, bounds_size=25.0
+        ),
     )
     rng = np.random.default_rng(1)
     n = 64

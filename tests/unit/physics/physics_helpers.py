@@ -53,8 +53,16 @@ class Sim:
         r = cpu.StepResult(0, 0.0)
         for _ in range(steps):
             r = cpu.step(
-                self.ws, self.pos, self.vel, self.group, self.pinned, self.indptr,
-                self.indices, self.weights, self.params, self.it,
+                self.ws,
+                self.pos,
+                self.vel,
+                self.group,
+                self.pinned,
+                self.indptr,
+                self.indices,
+                self.weights,
+                self.params,
+                self.it,
             )
             self.it += 1
         return r

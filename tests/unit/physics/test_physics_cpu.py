@@ -132,8 +132,12 @@ def test_pins_hold_and_disabled_group_does_not_move() -> None:
 
 def test_bounds_reflect() -> None:
     p = PhysicsParams(
-        repel_k=1e4, bounds_size=5.0, enable_bounds=True, warmup_iterations=0,
-        dt=0.5, max_velocity=100.0,
+        repel_k=1e4,
+        bounds_size=5.0,
+        enable_bounds=True,
+        warmup_iterations=0,
+        dt=0.5,
+        max_velocity=100.0,
     )
     sim = Sim(40, [], params=p, spread=1.0)
     sim.run(200)

@@ -23,8 +23,13 @@ def _run(args: list[str], sim: bool) -> subprocess.CompletedProcess[str]:
         env["NUMBA_ENABLE_CUDASIM"] = "1"
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(HERE)])
     return subprocess.run(
-        [sys.executable, "-W", "error", *args], env=env, cwd=ROOT, capture_output=True,
-        text=True, timeout=110, check=False,
+        [sys.executable, "-W", "error", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
     )
 
 

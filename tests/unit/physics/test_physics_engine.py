@@ -11,24 +11,34 @@ from visionflow.physics.engine import PhysicsEngine
 from visionflow.settings import PhysicsParams, PhysicsSettings
 
 FAST = PhysicsParams(
-    spring_k=0.5, rest_length=5.0, repel_k=50.0, dt=0.1, max_velocity=20.0, damping=0.8,
+    spring_k=0.5,
+    rest_length=5.0,
+    repel_k=50.0,
+    dt=0.1,
+    max_velocity=20.0,
+    damping=0.8,
     warmup_iterations=5,
 )
 
 
 def _store(n: int = 30) -> GraphStore:
     s = GraphStore()
-    s.import_document({
-        "nodes": [{"id": str(i)} for i in range(n)],
-        "edges": [{"source": str(i), "target": str(i + 1)} for i in range(n - 1)],
-    })
+    s.import_document(
+        {
+            "nodes": [{"id": str(i)} for i in range(n)],
+            "edges": [{"source": str(i), "target": str(i + 1)} for i in range(n - 1)],
+        }
+    )
     s.upsert_node(NodeKind.AGENT, "agent")
     return s
 
 
 def _settings(**kw: object) -> PhysicsSettings:
     base: dict[str, object] = {
-        "backend": "cpu", "rate_hz": 240.0, "knowledge": FAST, "agents": FAST,
+        "backend": "cpu",
+        "rate_hz": 240.0,
+        "knowledge": FAST,
+        "agents": FAST,
         "settle_energy": 1e-3,
     }
     base.update(kw)

@@ -42,10 +42,15 @@ def test_round_trip_by_stable_key(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "content",
-    [b"", b"{", b'{"version": 1, "nodes": [{"kind": "knowledge", "id": "a", "p": [1, 2',
-     b'{"version": 99, "nodes": []}', b"\x00\xff garbage",
-     b'{"version": 1, "nodes": [{"kind": "alien", "id": "a", "p": [1, 2, 3]}]}',
-     b'{"version": 1, "nodes": [{"kind": "knowledge", "id": "a", "p": [1e999, 2, 3]}]}'],
+    [
+        b"",
+        b"{",
+        b'{"version": 1, "nodes": [{"kind": "knowledge", "id": "a", "p": [1, 2',
+        b'{"version": 99, "nodes": []}',
+        b"\x00\xff garbage",
+        b'{"version": 1, "nodes": [{"kind": "alien", "id": "a", "p": [1, 2, 3]}]}',
+        b'{"version": 1, "nodes": [{"kind": "knowledge", "id": "a", "p": [1e999, 2, 3]}]}',
+    ],
 )
 def test_corrupt_or_truncated_file_is_reported_and_ignored(tmp_path: Path, content: bytes) -> None:
     path = persist.layout_path(tmp_path)
