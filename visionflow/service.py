@@ -131,6 +131,7 @@ class Service:
                     ctx.registry.register(name),
                     ctx.metrics,
                     self._on_agents,
+                    cwd=endpoint.cwd or None,
                 )
                 ctx.watchers[endpoint.name] = watcher
                 await supervisor.start(name, watcher.run)

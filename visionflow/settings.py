@@ -102,6 +102,7 @@ class McpEndpoint(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True)
     host: Annotated[str, Meta(min_length=1, max_length=255)] = "127.0.0.1"
     port: Port = 9500
     command: list[str] = []
+    cwd: str = ""
     poll_interval: Annotated[float, Meta(ge=0.1, le=3600.0)] = 2.0
 
 

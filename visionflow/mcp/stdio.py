@@ -40,7 +40,8 @@ async def _log_stderr(stream: anyio.abc.ByteReceiveStream, name: str) -> None:
             for line in lines:
                 text = line[:_STDERR_LINE_CAP].decode("utf-8", "replace").rstrip()
                 if text:
-                    log.info("server stderr: {}", text)
+                    # Servers are chatty there (claude-flow: a line per tool call): debug level.
+                    log.debug("server stderr: {}", text)
     except (anyio.BrokenResourceError, anyio.ClosedResourceError):
         return
 
