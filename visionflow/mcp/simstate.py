@@ -378,6 +378,7 @@ class SimDialect:
                 "success": True,
                 "tool": name,
                 "message": f"Tool {name} executed successfully",
+                "args": args,  # as 2.7.47 echoes them
             }
             return {"content": [{"type": "text", "text": _jsonable_text(payload)}]}
         try:
