@@ -16,14 +16,17 @@ from visionflow.mcp.claudeflow import Agent
 
 # Metadata keys that name another agent this one reports to (claude-flow and compatible).
 _PARENT_KEYS = ("parentId", "parent_id", "parent", "coordinatorId", "coordinator_id")
+# Metadata keys that name the task an agent is working on (a reported assignment).
+_TASK_KEYS = ("currentTask", "current_task", "taskId", "task_id", "assignedTask")
 
 
 def agent_key(endpoint: str, agent_id: str) -> str:
     return f"{endpoint}/agent/{agent_id}"
 
 
-def swarm_key(endpoint: str, swarm_id: str) -> str:
-    return f"{endpoint}/swarm/{swarm_id}"
+def hub_key(endpoint: str, kind: str, ident: str) -> str:
+    """A swarm's or a task's hub node: ``kind`` is "swarm" or "task"."""
+    return f"{endpoint}/{kind}/{ident}"
 
 
 def agent_json(endpoint: str, agent: Agent, node_id: int | None, live: bool) -> dict[str, Any]:
@@ -56,7 +59,8 @@ class AgentGraph:
         self.store = store
         self._agents: dict[str, dict[str, Agent]] = {}  # endpoint -> agent id -> agent
         self._live: dict[str, bool] = {}
-        self._hubs: dict[str, dict[str, int]] = {}  # endpoint -> swarm id -> raw node id
+        # endpoint -> (hub kind, id) -> raw node id
+        self._hubs: dict[str, dict[tuple[str, str], int]] = {}
         self._edges: dict[str, set[tuple[int, int]]] = {}  # endpoint -> edges we made
 
     def endpoints(self) -> list[str]:
@@ -102,33 +106,41 @@ class AgentGraph:
         )
 
     def _link(self, endpoint: str, agents: dict[str, Agent]) -> None:
-        """Edges from reported relations; a swarm's hub node exists while a member does.
+        """Edges from reported relations; a swarm's or task's hub node exists while an agent
+        names it.
 
         The hubs and edges this class made are remembered per endpoint, so a poll costs
         O(agents), not a scan of a store that may hold a large knowledge graph.
         """
         store = self.store
-        swarms = {a.swarm_id for a in agents.values() if a.swarm_id}
+        named: dict[str, set[tuple[str, str]]] = {}  # agent id -> hubs it belongs to
+        for agent in agents.values():
+            refs = {("swarm", agent.swarm_id)} if agent.swarm_id else set()
+            for key in _TASK_KEYS:
+                task = agent.metadata.get(key)
+                if isinstance(task, str | int) and not isinstance(task, bool) and str(task):
+                    refs.add(("task", str(task)))
+            named[agent.id] = refs
+        wanted_hubs = set().union(*named.values()) if named else set()
         hubs = self._hubs.setdefault(endpoint, {})
-        for swarm in set(hubs) - swarms:
-            raw = hubs.pop(swarm)
+        for hub in set(hubs) - wanted_hubs:
+            raw = hubs.pop(hub)
             if store.node(raw) is not None:
                 store.remove_node(raw)
-        for swarm in swarms - set(hubs):
-            hubs[swarm] = store.upsert_node(
+        for kind, ident in wanted_hubs - set(hubs):
+            hubs[(kind, ident)] = store.upsert_node(
                 NodeKind.AGENT,
-                swarm_key(endpoint, swarm),
-                label=f"swarm {swarm}",
-                group="swarm",
-                metadata={"endpoint": endpoint, "swarm_id": swarm, "hub": True},
+                hub_key(endpoint, kind, ident),
+                label=f"{kind} {ident}",
+                group=kind,
+                metadata={"endpoint": endpoint, "hub": kind, f"{kind}_id": ident},
             )
         wanted: set[tuple[int, int]] = set()
         for agent in agents.values():
             node = store.node_by_key(NodeKind.AGENT, agent_key(endpoint, agent.id))
             if node is None:
                 continue
-            if agent.swarm_id:
-                wanted.add((node.id, hubs[agent.swarm_id]))
+            wanted.update((node.id, hubs[hub]) for hub in named[agent.id])
             for key in _PARENT_KEYS:
                 parent = agent.metadata.get(key)
                 if isinstance(parent, str) and parent in agents and parent != agent.id:
@@ -156,16 +168,21 @@ class AgentGraph:
         return out
 
     def data_json(self) -> dict[str, Any]:
-        """``GET /api/bots/data``: agents, swarm hub nodes and the edges among them."""
+        """``GET /api/bots/data``: agents, swarm and task hub nodes, and the edges among them."""
         store = self.store
         with store.lock:
-            swarms = []
-            for endpoint, hubs in self._hubs.items():
-                for swarm, raw in hubs.items():
+            hubs = []
+            for endpoint, endpoint_hubs in self._hubs.items():
+                for (kind, ident), raw in endpoint_hubs.items():
                     node = store.node(raw)
                     if node is not None:
-                        swarms.append(
-                            {"id": node.flagged_id, "endpoint": endpoint, "swarm_id": swarm}
+                        hubs.append(
+                            {
+                                "id": node.flagged_id,
+                                "endpoint": endpoint,
+                                "kind": kind,
+                                "hub_id": ident,
+                            }
                         )
             edges = []
             for made in self._edges.values():
@@ -179,4 +196,4 @@ class AgentGraph:
                                 "weight": 1.0,
                             }
                         )
-        return {"agents": self.agents_json(), "swarms": swarms, "edges": edges}
+        return {"agents": self.agents_json(), "hubs": hubs, "edges": edges}

@@ -57,15 +57,15 @@ def test_edges_only_from_reported_relations() -> None:
     ]
     graph.update("e", agents, live=True)
     data = graph.data_json()
-    assert [s["swarm_id"] for s in data["swarms"]] == ["s1"]
-    hub = data["swarms"][0]["id"]
+    assert [(h["kind"], h["hub_id"]) for h in data["hubs"]] == [("swarm", "s1")]
+    hub = data["hubs"][0]["id"]
     ids = ids_by_agent(graph)
     pairs = {(e["source"], e["target"]) for e in data["edges"]}
     assert pairs == {(ids["lead"], hub), (ids["w1"], hub), (ids["w1"], ids["lead"])}
     # the swarm ends: its hub node and edges go, agents stay
     graph.update("e", [agent("loner")], live=True)
     data = graph.data_json()
-    assert data["swarms"] == [] and data["edges"] == []
+    assert data["hubs"] == [] and data["edges"] == []
     assert len(store) == 1
     assert store.node_by_key(NodeKind.AGENT, "e/swarm/s1") is None
 
@@ -79,3 +79,29 @@ def test_endpoints_are_independent() -> None:
     assert one != two
     graph.update("two", [], live=False)
     assert graph.agents_json("one")[0]["live"]
+
+
+def test_task_assignment_edges_when_reported() -> None:
+    store = GraphStore()
+    graph = AgentGraph(store)
+    graph.update(
+        "e",
+        [
+            agent("a", metadata={"currentTask": "t1"}),
+            agent("b", metadata={"currentTask": "t1"}),
+            agent("c", metadata={"currentTask": None}),
+        ],
+        live=True,
+    )
+    data = graph.data_json()
+    assert [(h["kind"], h["hub_id"]) for h in data["hubs"]] == [("task", "t1")]
+    ids = ids_by_agent(graph)
+    task = data["hubs"][0]["id"]
+    assert {(e["source"], e["target"]) for e in data["edges"]} == {
+        (ids["a"], task),
+        (ids["b"], task),
+    }
+    graph.update(
+        "e", [agent("a", metadata={"currentTask": None}), agent("b"), agent("c")], live=True
+    )
+    assert graph.data_json()["hubs"] == []
