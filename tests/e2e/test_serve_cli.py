@@ -187,3 +187,53 @@ def test_json_logs_are_tagged_with_subsystem(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
         proc.stderr.close()
+
+
+def test_mcp_sim_serves_and_stops_cleanly(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        cli("mcp-sim", "--port", "0", "--flavor", "v3"), stderr=subprocess.PIPE, env=_env()
+    )
+    assert proc.stderr is not None
+    try:
+        port = None
+        for _ in range(20):
+            m = re.search(rb"listening on 127\.0\.0\.1:(\d+)", proc.stderr.readline())
+            if m:
+                port = int(m[1])
+                break
+        assert port, "the simulator never said where it listens"
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            hello = {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2024-11-05",
+                    "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "0"},
+                },
+            }
+            sock.sendall(json.dumps(hello).encode() + b"\n")
+            reply = json.loads(sock.makefile("rb").readline())
+        assert reply["id"] == 1
+        assert reply["result"]["serverInfo"]["version"].startswith("3.")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+
+
+def test_mcp_sim_busy_port_is_one_line_and_exit_1() -> None:
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        r = subprocess.run(
+            cli("mcp-sim", "--port", str(port)), capture_output=True, env=_env(), timeout=30
+        )
+    assert r.returncode == 1
+    assert b"Traceback" not in r.stderr
+    assert f"cannot listen on 127.0.0.1:{port}".encode() in r.stderr
