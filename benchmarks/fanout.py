@@ -4,16 +4,27 @@ Loopback only, bounded in viewers and time (each run: warm-up + a fixed window; 
 the viewers stop by themselves even if this script dies). Three processes:
 
 - the **server**: the real hub, ``/wss`` endpoint and HTTP listener (hypercorn, as the service
-  builds it), fed by a synthetic source publishing a ``--nodes`` graph at ``--hz`` in which
-  *every* node moves every tick (the worst case for deltas: each frame carries every node);
+  builds it), fed by one of two sources (``--source``):
+
+  - ``physics`` (default): the real ``PhysicsEngine`` (cpu backend, ``physics.rate_hz`` =
+    ``--hz``) laying out a ``--nodes`` Barabasi-Albert graph (average degree 4) from scratch in
+    a real ``GraphStore``, with ``physics.settle_energy = 0`` so it never settles, served
+    through the real ``EngineFeed``, exactly as ``Service`` wires them;
+  - ``synthetic``: every node orbits its own point, so *every* node passes the deadband every
+    tick (the worst case for deltas: each frame carries every node), with no physics CPU;
+
 - the **viewers**: ``websockets`` asyncio clients in one process, subscribed at the default rate
   (``websocket.default_interval_ms`` = 33 ms, 30 Hz), each reading every frame;
 - this script, which marks the measurement window in both over their stdin.
 
-Measured over the window: frames per second received per viewer, server CPU per delivered frame
-(``time.process_time`` of the server process / frames sent), frames dropped by the hub, and
-lag = receive time - publish time of that frame's tick (one monotonic clock for all processes on
-Linux), which is how far the viewer is behind the newest tick when its frame arrives.
+Measured over the window: frames per second received per viewer; server CPU per delivered frame
+(CPU of the event-loop thread, which runs the hub, the encoder, hypercorn and the socket sends,
+divided by frames sent; the synthetic source's own work is taken out) and as a share of a core;
+the CPU of the server's other threads (the physics step and numba's worker pool; ~0 for the
+synthetic source); physics ticks per second and the median step time in the window; frames
+dropped by the hub; and lag = receive time - publish time of that frame's tick (the engine's
+``board.publish`` is wrapped to record it; one monotonic clock for all processes on Linux),
+which is how far the viewer is behind the newest tick when its frame arrives.
 """
 
 from __future__ import annotations
@@ -43,7 +54,7 @@ PROCESS_LIMIT_S = 60.0
 # =========================================================================== server process
 
 
-def serve(nodes: int, hz: float, backend: str) -> None:
+def serve(nodes: int, hz: float, backend: str, source_kind: str) -> None:
     import anyio
     import numpy as np
     from loguru import logger
@@ -102,18 +113,60 @@ def serve(nodes: int, hz: float, backend: str) -> None:
                 await self._event.wait()
             return self.latest
 
+    class PhysicsSource:
+        """The real engine and EngineFeed; publish times recorded at ``board.publish``."""
+
+        def __init__(self) -> None:
+            from _graph import ba_store
+
+            from visionflow.physics.engine import PhysicsEngine
+            from visionflow.physics.engine import Snapshot as EngineSnapshot
+            from visionflow.web.feed import EngineFeed
+
+            self.engine = PhysicsEngine(
+                ba_store(nodes),
+                settings.physics,
+                metrics=ctx.metrics,
+                health=ctx.registry.register("physics"),
+            )
+            self.feed = EngineFeed(self.engine)
+            self.cpu = 0.0  # the physics runs in other threads: nothing to take out of the loop's
+            self.published: deque[tuple[int, float]] = deque(maxlen=int(hz * PROCESS_LIMIT_S))
+            self.steps: list[float] = []
+            self.engine.on_step = self.steps.append
+            board = self.engine.board
+            publish = board.publish
+
+            def recorded(snapshot: EngineSnapshot) -> None:
+                self.published.append((snapshot.tick, time.monotonic()))
+                publish(snapshot)
+
+            board.publish = recorded  # type: ignore[method-assign]
+
+        async def run(self) -> None:
+            await self.engine.run()
+
     logger.remove()
     logger.add(sys.stderr, level="WARNING")  # a line per viewer would drown the table
     settings = s.validate(
-        {"server": {"port": 0, "shutdown_grace": 2.0}, "websocket": {"max_connections": 1000}}
+        {
+            "server": {"port": 0, "shutdown_grace": 2.0},
+            "websocket": {"max_connections": 1000},
+            "physics": {"backend": "cpu", "rate_hz": hz, "settle_energy": 0.0},
+        }
     )
     ctx = Context(LiveSettings.from_settings(settings), HealthRegistry(__version__), Metrics())
     warm_up()
 
     async def main() -> None:
-        source = MovingSource()
         stopping = anyio.Event()
-        hub = Hub(ctx, source, stopping=stopping)
+        source: MovingSource | PhysicsSource
+        if source_kind == "physics":
+            source = PhysicsSource()
+            hub = Hub(ctx, source.feed, pins=source.feed, stopping=stopping)
+        else:
+            source = MovingSource()
+            hub = Hub(ctx, source, stopping=stopping)
         app = Starlette(routes=[websocket_route(ctx, hub)])
         http = HttpServer(app, settings, stopping)
 
@@ -121,8 +174,12 @@ def serve(nodes: int, hz: float, backend: str) -> None:
             m = ctx.metrics
             return {
                 "t": time.monotonic(),
-                "cpu": time.process_time() - source.cpu,
+                # mark() runs on the event loop's thread: its CPU is the hub's and hypercorn's
+                "cpu": time.thread_time() - source.cpu,
+                "other_cpu": time.process_time() - time.thread_time(),
                 "source_cpu": source.cpu,
+                "last_tick": source.published[-1][0] if source.published else 0,
+                "steps": len(source.steps) if isinstance(source, PhysicsSource) else 0,
                 "sent": m.frames_sent._value.get(),
                 "dropped": m.frames_dropped._value.get(),
                 "bytes": m.bytes_sent._value.get(),
@@ -148,7 +205,8 @@ def serve(nodes: int, hz: float, backend: str) -> None:
                         print(json.dumps(mark()), flush=True)
                     else:  # "stop" or EOF
                         break
-            print(json.dumps({"published": list(source.published)}), flush=True)
+            steps = source.steps if isinstance(source, PhysicsSource) else []
+            print(json.dumps({"published": list(source.published), "steps": steps}), flush=True)
             stopping.set()  # viewers get 1001, the listener drains
             with anyio.move_on_after(5):
                 await http_done.wait()
@@ -264,8 +322,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def run(viewers: int, nodes: int, hz: float, backend: str) -> dict[str, Any]:
-    server = Child("--serve", "--nodes", str(nodes), "--hz", str(hz), "--backend", backend)
+def run(viewers: int, nodes: int, hz: float, backend: str, source: str) -> dict[str, Any]:
+    server = Child(
+        "--serve", "--nodes", str(nodes), "--hz", str(hz), "--backend", backend, "--source", source
+    )
     clients: Child | None = None
     try:
         port = server.read()["port"]
@@ -275,7 +335,8 @@ def run(viewers: int, nodes: int, hz: float, backend: str) -> dict[str, Any]:
         s0, c0 = server.ask("mark"), clients.ask("mark")
         time.sleep(WINDOW_S)
         s1, c1 = server.ask("mark"), clients.ask("mark")
-        published = dict(map(tuple, server.ask("stop")["published"]))
+        record = server.ask("stop")
+        published = dict(map(tuple, record["published"]))
         got = clients.ask("stop")
     finally:
         server.finish()
@@ -294,6 +355,7 @@ def run(viewers: int, nodes: int, hz: float, backend: str) -> dict[str, Any]:
         for frames in got["received"]
     ]
     sent = s1["sent"] - s0["sent"]
+    steps = record["steps"][s0["steps"] : s1["steps"]]
     return {
         "viewers": viewers,
         "fps_min": min(fps),
@@ -301,6 +363,9 @@ def run(viewers: int, nodes: int, hz: float, backend: str) -> dict[str, Any]:
         "cpu_us": (s1["cpu"] - s0["cpu"]) / max(sent, 1) * 1e6,
         "server_cpu": (s1["cpu"] - s0["cpu"]) / window,
         "source_cpu": (s1["source_cpu"] - s0["source_cpu"]) / window,
+        "other_cpu": (s1["other_cpu"] - s0["other_cpu"]) / window,
+        "tick_hz": (s1["last_tick"] - s0["last_tick"]) / window,
+        "step_ms": statistics.median(steps) * 1e3 if steps else math.nan,
         "viewer_cpu": (c1["cpu"] - c0["cpu"]) / window,
         "dropped": s1["dropped"] - s0["dropped"],
         "sent": sent,
@@ -318,11 +383,12 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=10_000)
     parser.add_argument("--hz", type=float, default=60.0, help="snapshots per second")
     parser.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
+    parser.add_argument("--source", default="physics", choices=["physics", "synthetic"])
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--view", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.nodes, args.hz, args.backend)
+        serve(args.nodes, args.hz, args.backend, args.source)
         return
     if args.view:
         view(args.view, int(args.viewers))
@@ -330,32 +396,41 @@ def main() -> None:
     counts = [int(v) for v in args.viewers.split(",")]
     if max(counts) > 200:
         parser.error("at most 200 viewers: this is a loopback benchmark on a small machine")
+    what = (
+        "real PhysicsEngine on a BA graph (avg degree 4), settle_energy 0 (never settles)"
+        if args.source == "physics"
+        else "synthetic source, every node moving every tick"
+    )
     print(
-        f"fan-out: {args.nodes} nodes, every node moving, source {args.hz:g} Hz, viewers at the "
-        f"default 30 Hz, {args.backend}, {os.cpu_count()} CPUs; window {WINDOW_S:g}s "
-        f"after {WARMUP_S:g}s warm-up"
+        f"fan-out: {args.nodes} nodes, {what}, {args.hz:g} Hz; viewers at the default 30 Hz; "
+        f"{args.backend}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; "
+        f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; window "
+        f"{WINDOW_S:g}s after {WARMUP_S:g}s warm-up"
     )
     header = (
-        f"{'viewers':>7} {'fps/viewer':>12} {'srv us/frame':>12} {'srv CPU':>8} "
-        f"{'source CPU':>10} {'viewers CPU':>11} {'MB/s':>7} {'dropped':>8} "
-        f"{'lag p50':>8} {'p99':>7} {'max ms':>7} {'>100ms':>7}"
+        f"{'viewers':>7} {'fps/viewer':>12} {'srv us/frame':>12} {'loop CPU':>8} "
+        f"{'physics CPU':>11} {'ticks/s':>7} {'step ms':>7} {'viewers CPU':>11} {'MB/s':>7} "
+        f"{'dropped':>7} {'lag p50':>7} {'p99':>6} {'max ms':>6} {'>100ms':>6}"
     )
     print(header)
     for viewers in counts:
-        r = run(viewers, args.nodes, args.hz, args.backend)
+        r = run(viewers, args.nodes, args.hz, args.backend, args.source)
+        physics_cpu = r["other_cpu"] if args.source == "physics" else r["source_cpu"]
         print(
             f"{r['viewers']:>7} {r['fps_min']:>5.1f}/{r['fps_med']:<6.1f} {r['cpu_us']:>12.0f} "
-            f"{r['server_cpu']:>8.0%} {r['source_cpu']:>10.0%} {r['viewer_cpu']:>11.0%} "
-            f"{r['mb_s']:>7.1f} "
-            f"{r['dropped']:>8.0f} {r['lag_p50']:>8.1f} {r['lag_p99']:>7.1f} "
-            f"{r['lag_max']:>7.1f} {r['over_100']:>7}",
+            f"{r['server_cpu']:>8.0%} {physics_cpu:>11.0%} {r['tick_hz']:>7.1f} "
+            f"{r['step_ms']:>7.2f} {r['viewer_cpu']:>11.0%} {r['mb_s']:>7.1f} "
+            f"{r['dropped']:>7.0f} {r['lag_p50']:>7.1f} {r['lag_p99']:>6.1f} "
+            f"{r['lag_max']:>6.1f} {r['over_100']:>6}",
             flush=True,
         )
     print(
-        "fps/viewer: min/median over viewers; srv us/frame and srv CPU: server process CPU "
-        "(hub, encode, hypercorn, kernel sends) per frame delivered to one viewer and per second, "
-        "without the synthetic source's own work (source CPU); lag: receive time - publish time "
-        "of the frame's tick; >100ms: viewers whose worst lag passed 100 ms"
+        "fps/viewer: min/median over viewers. srv us/frame: CPU of the server's event-loop "
+        "thread (hub, encode, hypercorn, socket sends) per frame delivered to one viewer; loop "
+        "CPU: the same per second (share of one core). physics CPU: the server's other threads "
+        "(physics step + numba pool; for --source synthetic, the source's own work). ticks/s, "
+        "step ms: physics ticks published per second, median step time. lag: receive time - "
+        "publish time of the frame's tick; >100ms: viewers whose worst lag passed 100 ms"
     )
 
 
