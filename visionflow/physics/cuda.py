@@ -1,10 +1,28 @@
-"""The same step as ``cpu.step`` written with numba-cuda kernels.
+"""The same step as ``cpu.step`` written with numba-cuda kernels, device-resident.
 
-Repulsion is an exact all-pairs sum tiled through shared memory (every block loads TILE bodies
-at a time), then one thread per node adds springs, centre pull, clamps, warm-up, damping and
-bounds exactly as the CPU kernel does.  Positions and velocities are uploaded before and
-downloaded after each step (the host arrays stay the master copy, so pins, new nodes and
-snapshots work unchanged); non-finite repair runs on the host with the CPU helper.
+Repulsion: below ``ALL_PAIRS_MAX_NODES`` an exact all-pairs sum tiled through shared memory
+(every block loads TILE bodies at a time); above it the Barnes-Hut pipeline of
+``visionflow.physics.cuda_bh`` (Morton codes, radix sort, LBVH, group tree walk), O(n log n).
+Then one thread per node adds springs, centre pull, clamps, warm-up, damping and bounds exactly
+as the CPU kernel does, and flags non-finite results and sums the kinetic energy on the way.
+
+Residency: positions, velocities, groups, pins, the CSR springs and all scratch stay on the
+device between steps.  The host arrays stay the master copy for everything outside ``step``
+(pins, new nodes, snapshots), so each step downloads positions and velocities once (the frame
+encoder needs them) and uploads them only when the host may have changed them:
+
+- topology (group, indptr, indices, weights): re-uploaded when an array is a different object
+  or the node count changed (the store rebuilds them as new arrays on every structural edit);
+- positions, velocities, pins: re-uploaded unless the caller vouched, through
+  ``note_host_version(v)`` right before the step, that nothing wrote them since the previous
+  step (same arrays, same ``v`` as then).  The engine passes the store's ``DenseState.version``,
+  which moves on every edit, pins and positions included.  Without that hint every step
+  uploads them, which is always correct;
+- the parameter table: re-uploaded when its values change.
+
+Non-finite repair: the integrate kernel counts non-finite nodes; only when that count is not 0
+does the host run ``cpu.repair_nonfinite`` on the downloaded arrays (and the next step uploads
+the repaired copy).  Arrays coming from the host are repaired before they are uploaded.
 
 Import this module only when the CUDA backend is wanted: importing numba.cuda is slow and, in
 tests, ``NUMBA_ENABLE_CUDASIM=1`` must be set before the first import.
@@ -20,7 +38,8 @@ import numpy.typing as npt
 from numba import cuda as _numba_cuda
 
 from visionflow.errors import StartupError
-from visionflow.physics.cpu import CpuWorkspace, StepResult, repair_nonfinite
+from visionflow.physics.cpu import StepResult, repair_nonfinite
+from visionflow.physics.cuda_bh import BarnesHut, hash01
 from visionflow.physics.params import (
     BOUNDARY_DAMPING,
     BOUNDS_SIZE,
@@ -35,13 +54,25 @@ from visionflow.physics.params import (
     REST_LENGTH,
     SOFTENING,
     SPRING_K,
+    THETA,
     WARMUP_ITERATIONS,
     ParamTable,
 )
 
 cuda: Any = _numba_cuda  # numba-cuda's partial annotations trip mypy --strict; kernels are untyped
 
+try:  # small graphs launch small grids on purpose; don't warn about it on every size change
+    from numba.cuda.core import config as _cuda_config
+
+    _cuda_config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
+except ImportError:  # the simulator or an older numba-cuda: nothing to silence
+    pass
+
 TILE = 128  # bodies per shared-memory tile = threads per block
+
+# All-pairs below this many nodes: n^2 = 16.8M pair terms at 4096 is well under a millisecond
+# on a data-centre GPU, and it is exact; Barnes-Hut's ~20 launches cost more than that there.
+ALL_PAIRS_MAX_NODES = 4096
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -104,17 +135,11 @@ def _repulsion_kernel(pos, group, params, forces):  # type: ignore[no-untyped-de
                     fz += dz * f
         cuda.syncthreads()
     if i < n:
-        if same > 1:  # coincident nodes: same deterministic push as the CPU kernel
+        if same > 1:  # coincident nodes: same deterministic push as the CPU BH kernel
             push = qi * (same - 1) / eps
-            for k in range(3):
-                s = math.sin(float(i) * 12.9898 + float(k + 1) * 78.233) * 43758.5453
-                h = 2.0 * (s - math.floor(s)) - 1.0
-                if k == 0:
-                    fx += push * h
-                elif k == 1:
-                    fy += push * h
-                else:
-                    fz += push * h
+            fx += push * hash01(i, 1)
+            fy += push * hash01(i, 2)
+            fz += push * hash01(i, 3)
         forces[i, 0] = qi * fx
         forces[i, 1] = qi * fy
         forces[i, 2] = qi * fz
@@ -122,107 +147,219 @@ def _repulsion_kernel(pos, group, params, forces):  # type: ignore[no-untyped-de
 
 @cuda.jit(cache=False)
 def _integrate_kernel(  # type: ignore[no-untyped-def]
-    pos, vel, forces, group, pinned, indptr, indices, weights, params, iteration, newpos
+    pos, vel, forces, group, pinned, indptr, indices, weights, params, iteration, newpos, stats
 ):
+    """``cpu._integrate`` for node i, plus ``stats += (kinetic energy, non-finite count)``."""
     i = cuda.grid(1)
-    if i >= pos.shape[0]:
-        return
-    g = group[i]
-    if pinned[i] != 0 or params[g, ENABLED] == 0.0:
-        for k in range(3):
-            newpos[i, k] = pos[i, k]
-            vel[i, k] = 0.0
-        return
-    xi = pos[i, 0]
-    yi = pos[i, 1]
-    zi = pos[i, 2]
-    fx = forces[i, 0]
-    fy = forces[i, 1]
-    fz = forces[i, 2]
-    for e in range(indptr[i], indptr[i + 1]):
-        j = indices[e]
-        if j == i:
-            continue
-        dx = pos[j, 0] - xi
-        dy = pos[j, 1] - yi
-        dz = pos[j, 2] - zi
-        d = math.sqrt(dx * dx + dy * dy + dz * dz)
-        if d > 0.0:
-            gj = group[j]
-            k_s = 0.5 * (params[g, SPRING_K] + params[gj, SPRING_K])
-            rest = 0.5 * (params[g, REST_LENGTH] + params[gj, REST_LENGTH])
-            f = k_s * (d - rest) * weights[e] / d
-            fx += dx * f
-            fy += dy * f
-            fz += dz * f
-    cg = params[g, CENTER_GRAVITY_K]
-    fx -= cg * xi
-    fy -= cg * yi
-    fz -= cg * zi
-    fmax = params[g, MAX_FORCE]
-    fm2 = fx * fx + fy * fy + fz * fz
-    if fm2 > fmax * fmax:
-        r = fmax / math.sqrt(fm2)
-        fx *= r
-        fy *= r
-        fz *= r
-    warm = params[g, WARMUP_ITERATIONS]
-    if warm > 0.0:
-        ramp = min(1.0, (iteration + 1.0) / warm)
-        ramp *= ramp
-        fx *= ramp
-        fy *= ramp
-        fz *= ramp
-    dt = params[g, DT]
-    damp = params[g, DAMPING]
-    v0 = (vel[i, 0] + fx * dt) * damp
-    v1 = (vel[i, 1] + fy * dt) * damp
-    v2 = (vel[i, 2] + fz * dt) * damp
-    vmax = params[g, MAX_VELOCITY]
-    vm2 = v0 * v0 + v1 * v1 + v2 * v2
-    if vm2 > vmax * vmax:
-        r = vmax / math.sqrt(vm2)
-        v0 *= r
-        v1 *= r
-        v2 *= r
-    p0 = xi + v0 * dt
-    p1 = yi + v1 * dt
-    p2 = zi + v2 * dt
-    if params[g, ENABLE_BOUNDS] != 0.0:
-        bnd = params[g, BOUNDS_SIZE]
-        bd = params[g, BOUNDARY_DAMPING]
-        if p0 > bnd:
-            p0 = bnd
-            v0 = -v0 * bd
-        elif p0 < -bnd:
-            p0 = -bnd
-            v0 = -v0 * bd
-        if p1 > bnd:
-            p1 = bnd
-            v1 = -v1 * bd
-        elif p1 < -bnd:
-            p1 = -bnd
-            v1 = -v1 * bd
-        if p2 > bnd:
-            p2 = bnd
-            v2 = -v2 * bd
-        elif p2 < -bnd:
-            p2 = -bnd
-            v2 = -v2 * bd
-    newpos[i, 0] = p0
-    newpos[i, 1] = p1
-    newpos[i, 2] = p2
-    vel[i, 0] = v0
-    vel[i, 1] = v1
-    vel[i, 2] = v2
+    tid = cuda.threadIdx.x
+    ke_sh = cuda.shared.array(TILE, np.float64)
+    ke = 0.0
+    if i < pos.shape[0]:
+        g = group[i]
+        if pinned[i] != 0 or params[g, ENABLED] == 0.0:
+            p0 = pos[i, 0]
+            p1 = pos[i, 1]
+            p2 = pos[i, 2]
+            v0 = 0.0
+            v1 = 0.0
+            v2 = 0.0
+        else:
+            xi = pos[i, 0]
+            yi = pos[i, 1]
+            zi = pos[i, 2]
+            fx = forces[i, 0]
+            fy = forces[i, 1]
+            fz = forces[i, 2]
+            for e in range(indptr[i], indptr[i + 1]):
+                j = indices[e]
+                if j == i:
+                    continue
+                dx = pos[j, 0] - xi
+                dy = pos[j, 1] - yi
+                dz = pos[j, 2] - zi
+                d = math.sqrt(dx * dx + dy * dy + dz * dz)
+                if d > 0.0:
+                    gj = group[j]
+                    k_s = 0.5 * (params[g, SPRING_K] + params[gj, SPRING_K])
+                    rest = 0.5 * (params[g, REST_LENGTH] + params[gj, REST_LENGTH])
+                    f = k_s * (d - rest) * weights[e] / d
+                    fx += dx * f
+                    fy += dy * f
+                    fz += dz * f
+            cg = params[g, CENTER_GRAVITY_K]
+            fx -= cg * xi
+            fy -= cg * yi
+            fz -= cg * zi
+            fmax = params[g, MAX_FORCE]
+            fm2 = fx * fx + fy * fy + fz * fz
+            if fm2 > fmax * fmax:
+                r = fmax / math.sqrt(fm2)
+                fx *= r
+                fy *= r
+                fz *= r
+            warm = params[g, WARMUP_ITERATIONS]
+            if warm > 0.0:
+                ramp = min(1.0, (iteration + 1.0) / warm)
+                ramp *= ramp
+                fx *= ramp
+                fy *= ramp
+                fz *= ramp
+            dt = params[g, DT]
+            damp = params[g, DAMPING]
+            v0 = (vel[i, 0] + fx * dt) * damp
+            v1 = (vel[i, 1] + fy * dt) * damp
+            v2 = (vel[i, 2] + fz * dt) * damp
+            vmax = params[g, MAX_VELOCITY]
+            vm2 = v0 * v0 + v1 * v1 + v2 * v2
+            if vm2 > vmax * vmax:
+                r = vmax / math.sqrt(vm2)
+                v0 *= r
+                v1 *= r
+                v2 *= r
+            p0 = xi + v0 * dt
+            p1 = yi + v1 * dt
+            p2 = zi + v2 * dt
+            if params[g, ENABLE_BOUNDS] != 0.0:
+                bnd = params[g, BOUNDS_SIZE]
+                bd = params[g, BOUNDARY_DAMPING]
+                if p0 > bnd:
+                    p0 = bnd
+                    v0 = -v0 * bd
+                elif p0 < -bnd:
+                    p0 = -bnd
+                    v0 = -v0 * bd
+                if p1 > bnd:
+                    p1 = bnd
+                    v1 = -v1 * bd
+                elif p1 < -bnd:
+                    p1 = -bnd
+                    v1 = -v1 * bd
+                if p2 > bnd:
+                    p2 = bnd
+                    v2 = -v2 * bd
+                elif p2 < -bnd:
+                    p2 = -bnd
+                    v2 = -v2 * bd
+        newpos[i, 0] = p0
+        newpos[i, 1] = p1
+        newpos[i, 2] = p2
+        vel[i, 0] = v0
+        vel[i, 1] = v1
+        vel[i, 2] = v2
+        finite = True
+        for v in (p0, p1, p2, v0, v1, v2):
+            if not math.isfinite(v):
+                finite = False
+        if finite:
+            ke = 0.5 * (v0 * v0 + v1 * v1 + v2 * v2)
+        else:
+            cuda.atomic.add(stats, 1, 1.0)  # rare: a per-node atomic is fine
+    # block sum of the kinetic energy, one atomic per block
+    ke_sh[tid] = ke
+    cuda.syncthreads()
+    s = TILE // 2
+    while s > 0:
+        if tid < s:
+            ke_sh[tid] += ke_sh[tid + s]
+        cuda.syncthreads()
+        s //= 2
+    if tid == 0:
+        cuda.atomic.add(stats, 0, ke_sh[0])
+
+
+def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
 
 
 class CudaStepper:
-    """Runs ``step`` on the GPU; keeps the host workspace for the non-finite repair."""
+    """Runs ``step`` on the GPU with the graph kept on the device between steps.
 
-    def __init__(self) -> None:
+    ``all_pairs_max_nodes``: exact all-pairs repulsion up to this many nodes, Barnes-Hut above.
+    ``precompile``: compile every kernel now on a tiny graph (the engine compiles before its
+    first real step; tests that do not need it save the time).
+    """
+
+    def __init__(
+        self, *, all_pairs_max_nodes: int = ALL_PAIRS_MAX_NODES, precompile: bool = True
+    ) -> None:
         require_device()
-        self._ws = CpuWorkspace()
+        self.all_pairs_max_nodes = all_pairs_max_nodes
+        self.uploads = 0  # position/velocity uploads so far (residency is observable)
+        self.topology_uploads = 0
+        self._hint: int | None = None
+        self._synced: int | None = None  # host version the device copy matches
+        self._dirty = True  # the host copy is newer than the device copy
+        self._n = -1
+        self._host: tuple[object, ...] = ()
+        self._topo: tuple[object, ...] = ()
+        self._params: ParamTable | None = None
+        self._bh: BarnesHut | None = None
+        self._bad = np.zeros(0, np.uint8)
+        self._zeros2 = np.zeros(2, np.float64)
+        self._d_stats = cuda.device_array(2, np.float64)
+        self._d_params: Any = None
+        self._d: dict[str, Any] = {}
+        if precompile:
+            self._precompile()
+
+    def note_host_version(self, version: int) -> None:
+        """Vouch for the next ``step``: the host arrays were not written since the previous step
+        unless ``version`` differs from the one given then (the engine passes the store's
+        ``DenseState.version``).  Applies to the next step only."""
+        self._hint = version
+
+    def _precompile(self) -> None:
+        rng = np.random.default_rng(0)
+        n = 16
+        src = np.arange(n - 1, dtype=np.int64)
+        both = np.concatenate([src, src + 1])
+        order = np.argsort(np.concatenate([src, src + 1]), kind="stable")
+        indices = np.concatenate([src + 1, src])[order]
+        indptr = np.zeros(n + 1, np.int64)
+        np.cumsum(np.bincount(both, minlength=n), out=indptr[1:])
+        params = np.zeros((2, 15), np.float64)
+        params[:, REPEL_K] = 1.0
+        params[:, SOFTENING] = 1e-4
+        params[:, THETA] = 0.8
+        params[:, DT] = 0.01
+        params[:, MAX_VELOCITY] = 1.0
+        params[:, MAX_FORCE] = 1.0
+        params[:, ENABLED] = 1.0
+        limit = self.all_pairs_max_nodes
+        for self.all_pairs_max_nodes in (n, 0):  # all-pairs, then Barnes-Hut  # noqa: B020
+            self.step(
+                rng.normal(size=(n, 3)),
+                np.zeros((n, 3)),
+                np.zeros(n, np.int8),
+                np.zeros(n, np.uint8),
+                indptr,
+                indices,
+                np.ones(indices.shape[0]),
+                params,
+                0,
+            )
+        self.all_pairs_max_nodes = limit
+        self.uploads = 0
+        self.topology_uploads = 0
+
+    def _upload_topology(
+        self, n: int, group: npt.NDArray[np.int8], indptr: I64, indices: I64, weights: F64
+    ) -> None:
+        d = self._d
+        if n != self._n:
+            for name in ("pos", "new", "vel", "forces"):
+                d[name] = cuda.device_array((n, 3), np.float64)
+            d["pinned"] = cuda.device_array(n, np.uint8)
+            self._bad = np.zeros(n, np.uint8)
+            self._bh = None
+            self._n = n
+        d["group"] = cuda.to_device(group)
+        d["indptr"] = cuda.to_device(indptr)
+        # a device array needs at least one element; the kernel never reads it then
+        d["indices"] = cuda.to_device(indices if indices.size else np.zeros(1, np.int64))
+        d["weights"] = cuda.to_device(weights if weights.size else np.zeros(1, np.float64))
+        self._topo = (group, indptr, indices, weights)
+        self.topology_uploads += 1
 
     def step(
         self,
@@ -236,39 +373,60 @@ class CudaStepper:
         params: ParamTable,
         iteration: int,
     ) -> StepResult:
+        """``cpu.step`` on the device; ``pos``/``vel`` must be C-contiguous (n, 3) float64."""
         n = pos.shape[0]
+        hint, self._hint = self._hint, None
         if n == 0:
             return StepResult(0, 0.0)
-        self._ws.ensure(n)
-        bad = self._ws.bad[:n]
+        d = self._d
+        if n != self._n or not _same((group, indptr, indices, weights), self._topo):
+            self._upload_topology(n, group, indptr, indices, weights)
+            self._dirty = True
         spread = float(np.min(params[:, REST_LENGTH])) * 0.1
-        resets, _ = repair_nonfinite(pos, vel, indptr, indices, bad, spread)
-        d_pos = cuda.to_device(pos)
-        d_vel = cuda.to_device(vel)
-        d_group = cuda.to_device(group)
-        d_params = cuda.to_device(params)
-        d_forces = cuda.device_array((n, 3), np.float64)
-        d_new = cuda.device_array((n, 3), np.float64)
-        blocks = (n + TILE - 1) // TILE
-        _repulsion_kernel[blocks, TILE](d_pos, d_group, d_params, d_forces)
-        # CSR arrays may be empty; the kernel never reads them then, but a device array needs
-        # at least one element.
-        d_indices = cuda.to_device(indices if indices.size else np.zeros(1, np.int64))
-        d_weights = cuda.to_device(weights if weights.size else np.zeros(1, np.float64))
-        _integrate_kernel[blocks, TILE](
-            d_pos,
-            d_vel,
-            d_forces,
-            d_group,
-            cuda.to_device(pinned),
-            cuda.to_device(indptr),
-            d_indices,
-            d_weights,
-            d_params,
+        resets = 0
+        host = (pos, vel, pinned)
+        if self._dirty or hint is None or hint != self._synced or not _same(host, self._host):
+            resets, _ = repair_nonfinite(pos, vel, indptr, indices, self._bad, spread)
+            d["pos"].copy_to_device(pos)
+            d["vel"].copy_to_device(vel)
+            d["pinned"].copy_to_device(pinned)
+            self._host = host
+            self._dirty = False
+            self.uploads += 1
+        if self._params is None or not np.array_equal(params, self._params):
+            self._d_params = cuda.to_device(params)
+            self._params = params.copy()
+        if n <= self.all_pairs_max_nodes or n < 2:
+            _repulsion_kernel[(n + TILE - 1) // TILE, TILE](
+                d["pos"], d["group"], self._d_params, d["forces"]
+            )
+        else:
+            if self._bh is None:
+                self._bh = BarnesHut(n)
+            self._bh.forces(d["pos"], d["group"], self._d_params, d["forces"])
+        self._d_stats.copy_to_device(self._zeros2)
+        _integrate_kernel[(n + TILE - 1) // TILE, TILE](
+            d["pos"],
+            d["vel"],
+            d["forces"],
+            d["group"],
+            d["pinned"],
+            d["indptr"],
+            d["indices"],
+            d["weights"],
+            self._d_params,
             float(iteration),
-            d_new,
+            d["new"],
+            self._d_stats,
         )
-        d_new.copy_to_host(pos)
-        d_vel.copy_to_host(vel)
-        after, ke = repair_nonfinite(pos, vel, indptr, indices, bad, spread)
+        d["pos"], d["new"] = d["new"], d["pos"]
+        stats = self._d_stats.copy_to_host()
+        d["pos"].copy_to_host(pos)
+        d["vel"].copy_to_host(vel)
+        self._synced = hint
+        ke = float(stats[0])
+        after = 0
+        if stats[1] != 0.0:
+            after, ke = repair_nonfinite(pos, vel, indptr, indices, self._bad, spread)
+            self._dirty = True  # the repaired host copy goes up with the next step
         return StepResult(resets + after, ke / n)

@@ -252,6 +252,10 @@ class PhysicsEngine:
         params = self._params
         params_version = self._params_version
         state: DenseState = self.store.sync()
+        # device-resident steppers skip re-uploading arrays the store did not touch
+        note_version = getattr(self._stepper, "note_host_version", None)
+        if note_version is not None:
+            note_version(state.version)
         t0 = time.perf_counter()
         result = self._stepper.step(
             state.pos,

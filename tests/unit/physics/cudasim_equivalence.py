@@ -1,7 +1,8 @@
 """Run by test_physics_cuda.py in a subprocess with NUMBA_ENABLE_CUDASIM=1 (not a test module).
 
-Steps the same 64-node graph with the CPU and the CUDA kernels and prints the largest
-differences; exits non-zero when they disagree.
+Steps the same 64-node graph with the CPU and the CUDA kernels (all-pairs repulsion at this
+size) and prints the largest differences; exits non-zero when they disagree.  With
+VF_CUDA_DEVICE=1 it runs on a real GPU instead of the simulator.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from visionflow.settings import PhysicsParams
 
 
 def main() -> int:
-    assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+    assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" or os.environ.get("VF_CUDA_DEVICE") == "1"
     assert resolve_backend("cuda") == "cuda"
     params = pack(
         PhysicsParams(warmup_iterations=3),
@@ -39,7 +40,7 @@ def main() -> int:
     pinned[3] = 1
     p1, v1, p2, v2 = pos.copy(), vel.copy(), pos.copy(), vel.copy()
     ws = cpu.CpuWorkspace()
-    gpu = CudaStepper()
+    gpu = CudaStepper(precompile=False)
     for it in range(4):
         r1 = cpu.step(ws, p1, v1, group, pinned, indptr, indices, weights, params, it)
         r2 = gpu.step(p2, v2, group, pinned, indptr, indices, weights, params, it)

@@ -2,6 +2,9 @@
 
 NUMBA_ENABLE_CUDASIM must be set before numba.cuda is first imported, so these runs happen in
 child interpreters and cannot change how the rest of the suite sees numba.cuda.
+
+With ``VF_CUDA_DEVICE=1`` the same checks run on the real GPU instead (no simulator, larger
+sizes; see benchmarks/gpu_check.sh), and the no-device test is skipped.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import pytest
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[2]
+ON_DEVICE = os.environ.get("VF_CUDA_DEVICE") == "1"
 
 
 def _run(args: list[str], sim: bool) -> subprocess.CompletedProcess[str]:
@@ -28,17 +32,28 @@ def _run(args: list[str], sim: bool) -> subprocess.CompletedProcess[str]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=100,
         check=False,
     )
 
 
 @pytest.mark.slow
 def test_cuda_step_matches_cpu_under_simulator() -> None:
-    proc = _run([str(HERE / "cudasim_equivalence.py")], sim=True)
+    proc = _run([str(HERE / "cudasim_equivalence.py")], sim=not ON_DEVICE)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("check", ["structure", "forces", "step", "residency"])
+def test_cuda_barnes_hut(check: str) -> None:
+    """Morton + radix sort vs numpy, a valid LBVH, BH forces vs exact, a BH step vs the CPU
+    step, device residency (tests/unit/physics/cuda_bh_checks.py)."""
+    proc = _run([str(HERE / "cuda_bh_checks.py"), check], sim=not ON_DEVICE)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    print(proc.stdout)
+
+
+@pytest.mark.skipif(ON_DEVICE, reason="this machine has a GPU")
 def test_cuda_backend_without_device_is_a_clear_startup_error() -> None:
     code = (
         "from visionflow.errors import StartupError\n"
