@@ -25,7 +25,8 @@ def _run(args: list[str], sim: bool) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     if sim:
         env["NUMBA_ENABLE_CUDASIM"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(HERE)])
+    extra = [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []  # e.g. carried wheels
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(HERE), *extra])
     return subprocess.run(
         [sys.executable, "-W", "error", *args],
         env=env,
