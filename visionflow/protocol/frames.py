@@ -61,6 +61,7 @@ __all__ = [
     "encode_frame",
     "encode_keyframe",
     "encode_legacy",
+    "is_warm",
     "warm_up",
 ]
 
@@ -328,12 +329,22 @@ def encode_frame(
     return _encode((FrameKind(kind), seq), ids, positions, velocities, rows)
 
 
+_warm = False
+
+
+def is_warm() -> bool:
+    """Whether :func:`warm_up` has run in this process (the kernels are compiled)."""
+    return _warm
+
+
 def warm_up() -> None:
     """Compile the numba kernels now (about a second) rather than on the first frame."""
+    global _warm
     ids = np.array([KNOWLEDGE_FLAG], np.uint32)
     vec = np.zeros((1, 3), np.float32)
     encode_keyframe(ids, vec, vec, 0)
     encode_delta(ids, vec, vec, 0, rows=np.array([0], np.intp))
+    _warm = True
 
 
 # --------------------------------------------------------------------------- decoding

@@ -44,7 +44,7 @@ from visionflow.live_settings import LiveSettings
 from visionflow.metrics import Metrics
 from visionflow.protocol.baselines import BaselineStore
 from visionflow.protocol.framecache import FrameCache
-from visionflow.protocol.frames import WireFormat, warm_up
+from visionflow.protocol.frames import WireFormat, is_warm, warm_up
 from visionflow.protocol.messages import Moving, ServerMessage, Settled, encode_server_text
 from visionflow.protocol.snapshot import NodeFilter, Snapshot
 from visionflow.protocol.stream import ViewerStream
@@ -445,7 +445,8 @@ class Hub:
             task_status.started()
             # The frame packer is numba: compile it in a thread, never on the event loop at a
             # first viewer's first frame (and without holding readiness).
-            await anyio.to_thread.run_sync(warm_up)
+            if not is_warm():
+                await anyio.to_thread.run_sync(warm_up)
             tg.start_soon(self._follow_source)
             with anyio.CancelScope() as ticking:
                 tg.start_soon(_cancel_when, self.stopping, ticking)

@@ -13,7 +13,7 @@ from visionflow import settings as s
 from visionflow.errors import GraphError
 from visionflow.live_settings import LiveSettings
 from visionflow.metrics import Metrics
-from visionflow.protocol.frames import AGENT_FLAG, KNOWLEDGE_FLAG
+from visionflow.protocol.frames import AGENT_FLAG, KNOWLEDGE_FLAG, warm_up
 from visionflow.protocol.snapshot import Snapshot
 from visionflow.supervisor import HealthRegistry
 
@@ -28,6 +28,9 @@ class FakeContext:
 
 
 def context(**websocket: Any) -> FakeContext:
+    # Compile the frame packer here, synchronously: a hub that had to compile it in a worker
+    # thread would let trio's MockClock jump ahead meanwhile (a thread counts as blocked).
+    warm_up()
     settings = s.validate({"websocket": websocket, "server": {"shutdown_grace": 2.0}})
     return FakeContext(LiveSettings.from_settings(settings), HealthRegistry(__version__), Metrics())
 
