@@ -39,9 +39,7 @@ def ba_edges(n: int, seed: int = 1) -> npt.NDArray[np.int64]:
 
 
 def ours(n: int, edges: npt.NDArray[np.int64], steps: int) -> list[float]:
-    indptr, indices, weights = cpu.csr_from_edges(
-        n, edges[:, 0], edges[:, 1], np.ones(len(edges))
-    )
+    indptr, indices, weights = cpu.csr_from_edges(n, edges[:, 0], edges[:, 1], np.ones(len(edges)))
     rng = np.random.default_rng(0)
     pos = rng.normal(size=(n, 3)) * 10.0 * n ** (1 / 3)
     vel = np.zeros((n, 3))
@@ -133,8 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print(" ".join(row))
     print(memory)
-    print(f"peers: networkx.spring_layout(dim=3), igraph layout_fruchterman_reingold_3d; "
-          f"a peer is skipped where its run would take more than {PEER_BUDGET_S:.0f} s")
+    print(
+        f"peers: networkx.spring_layout(dim=3), igraph layout_fruchterman_reingold_3d; "
+        f"a peer is skipped where its run would take more than {PEER_BUDGET_S:.0f} s"
+    )
     return 0
 
 
