@@ -21,6 +21,8 @@ if not ON_DEVICE:
     # the simulator's barrier is a polling loop: short GIL slices make it ~10x faster
     sys.setswitchinterval(1e-4)
 
+import cudasim_fix  # noqa: E402
+
 from visionflow.physics import cpu, cuda_bh  # noqa: E402
 from visionflow.physics.cuda import CudaStepper, cuda  # noqa: E402
 from visionflow.physics.params import pack  # noqa: E402
@@ -238,6 +240,7 @@ CHECKS = {
 
 
 def main(argv: list[str]) -> int:
+    cudasim_fix.install()
     for name in argv or list(CHECKS):
         CHECKS[name]()
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
+import cudasim_fix
 import numpy as np
 
 from visionflow.physics import cpu
@@ -21,6 +22,7 @@ from visionflow.settings import PhysicsParams
 
 def main() -> int:
     assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" or os.environ.get("VF_CUDA_DEVICE") == "1"
+    cudasim_fix.install()
     assert resolve_backend("cuda") == "cuda"
     params = pack(
         PhysicsParams(warmup_iterations=3),
