@@ -12,11 +12,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-import socket
 import warnings
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,7 @@ import anyio.abc
 import httpx
 import pytest
 from integration.servicekit import eventually, running
+from simkit import free_port, listening
 
 from visionflow.mcp.endpoint import EndpointWatcher
 from visionflow.mcp.sim import Simulator
@@ -35,12 +33,6 @@ pytestmark = pytest.mark.anyio
 RESTARTS = 20
 #: Descriptors that may legitimately appear once per process (lazy caches), not per restart.
 FD_TOLERANCE = 2
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def open_fds() -> int:
@@ -71,16 +63,6 @@ def live_tasks(backend: str) -> Counter[str]:
 
 def mcp_tasks(names: Counter[str]) -> list[str]:
     return sorted(n for n in names.elements() if "visionflow.mcp." in n and "endpoint" not in n)
-
-
-@asynccontextmanager
-async def listening(sim: Simulator, port: int) -> AsyncIterator[None]:
-    """Serve ``sim`` on ``port`` until the block ends (then every connection is dropped)."""
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=port)
-    async with listener, anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, sim.handle, tg)
-        yield
-        tg.cancel_scope.cancel()
 
 
 def config(tmp_path: Path, port: int, **mcp: Any) -> dict[str, Any]:

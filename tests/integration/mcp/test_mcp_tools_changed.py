@@ -7,13 +7,11 @@ catalog when nothing was announced.
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import pytest
+from simkit import free_port, listening
 
 from visionflow import settings as s
 from visionflow.mcp.endpoint import TOOLS_CHANGED, EndpointWatcher
@@ -24,21 +22,6 @@ from visionflow.metrics import Metrics
 from visionflow.supervisor import HealthRegistry
 
 pytestmark = pytest.mark.anyio
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@asynccontextmanager
-async def listening(sim: Simulator, port: int) -> AsyncIterator[None]:
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=port)
-    async with listener, anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, sim.handle, tg)
-        yield
-        tg.cancel_scope.cancel()
 
 
 class Announcer:
