@@ -355,26 +355,14 @@ async def open_session(
         max_line_bytes=max_line_bytes,
         on_notification=on_notification,
     )
-    error: BaseException | None = None
     try:
-        async with anyio.create_task_group() as tg:
+        async with background_tasks() as tg:
             tg.start_soon(client._read_loop)
-            try:
-                await client._handshake(client_name)
-                yield client
-            finally:
-                tg.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        # The reader never raises, so a group holds the body's one exception: hand the caller
-        # that exception, not a group it would need ``except*`` for.
-        error = _sole(group)
-        if error is group:
-            raise
+            await client._handshake(client_name)
+            yield client
     finally:
         client._abort(RpcTransportError(f"{endpoint}: client closed"))
         await anyio.aclose_forcefully(stream)
-    if error is not None:
-        raise error  # outside the handler, so it is not chained onto the group
 
 
 @asynccontextmanager
@@ -422,8 +410,23 @@ def _fresh(error: RpcError) -> RpcTransportError:
     return fresh
 
 
-def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    exc: BaseException = group
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
+@asynccontextmanager
+async def background_tasks() -> AsyncIterator[anyio.abc.TaskGroup]:
+    """A task group whose tasks are cancelled when the block ends, raising what the block
+    raised as itself rather than wrapped in an exception group (the tasks here never raise).
+    """
+    error: BaseException | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+            try:
+                yield tg
+            finally:
+                tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:  # unwrapped below, not handled
+        error = group
+        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+            error = error.exceptions[0]
+        if error is group:
+            raise
+    if error is not None:
+        raise error  # outside the handler, so it is not chained onto the group

@@ -20,7 +20,7 @@ from loguru import logger
 
 from visionflow.errors import RpcTransportError
 
-from .client import McpClient, NotificationHandler, _sole, open_session
+from .client import McpClient, NotificationHandler, background_tasks, open_session
 from .framing import DEFAULT_MAX_LINE_BYTES
 
 STOP_GRACE = 2.0
@@ -86,26 +86,16 @@ async def launch_mcp(
     assert process.stdout is not None
     assert process.stderr is not None
     stream = StapledByteStream(process.stdin, process.stdout)
-    error: BaseException | None = None
     try:
-        async with anyio.create_task_group() as tg:
+        async with background_tasks() as tg:
             tg.start_soon(_log_stderr, process.stderr, name)
-            try:
-                async with open_session(
-                    stream,
-                    f"{name} (pid {process.pid})",
-                    call_timeout=call_timeout,
-                    max_line_bytes=max_line_bytes,
-                    on_notification=on_notification,
-                ) as client:
-                    yield client
-            finally:
-                tg.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        error = _sole(group)
-        if error is group:
-            raise
+            async with open_session(
+                stream,
+                f"{name} (pid {process.pid})",
+                call_timeout=call_timeout,
+                max_line_bytes=max_line_bytes,
+                on_notification=on_notification,
+            ) as client:
+                yield client
     finally:
         await _stop(process, name)
-    if error is not None:
-        raise error
