@@ -21,7 +21,7 @@ from visionflow.mcp.endpoint import EndpointWatcher
 from visionflow.web import openapi
 from visionflow.web.context import ServiceContext, context_of
 from visionflow.web.errors import error_response
-from visionflow.web.routes_settings import read_json_body, require_token
+from visionflow.web.guards import read_json_body, require_token
 
 Name = Annotated[str, Meta(min_length=1, max_length=128)]
 

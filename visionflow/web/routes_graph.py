@@ -23,7 +23,7 @@ from visionflow.state import save_graph
 from visionflow.web import openapi
 from visionflow.web.context import context_of
 from visionflow.web.errors import error_response
-from visionflow.web.routes_settings import require_token
+from visionflow.web.guards import read_body, require_token
 
 log = logger.bind(subsystem="graph")
 
@@ -145,17 +145,12 @@ async def graph_import(request: Request) -> Response:
     mode = request.query_params.get("mode", "merge")
     if mode not in ("merge", "replace"):
         return error_response(400, "invalid_parameter", "mode must be merge or replace", "mode")
-    limit = ctx.live.current.server.max_request_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return error_response(413, "too_large", f"document over {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return error_response(413, "too_large", f"document over {limit} bytes")
+    body = await read_body(request, ctx.live.current.server.max_request_bytes)
+    if isinstance(body, Response):
+        return body
     try:
-        result = await anyio.to_thread.run_sync(_import, ctx.store, bytes(body), mode)
+        # decoding and validating a large document is CPU work: off the event loop
+        result = await anyio.to_thread.run_sync(_import, ctx.store, body, mode)
     except GraphError as exc:
         return error_response(400, exc.code, exc.message, exc.path or None)
     if ctx.engine is not None:

@@ -2,45 +2,15 @@
 
 from __future__ import annotations
 
-import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from visionflow.errors import ConfigError
 from visionflow.web import openapi
-from visionflow.web.auth import presented_token, token_ok
-from visionflow.web.context import ServiceContext, context_of
+from visionflow.web.context import context_of
 from visionflow.web.errors import error_response
-
-
-def require_token(ctx: ServiceContext, request: Request) -> Response | None:
-    """None when the request may mutate state; else the 401 response to send."""
-    if token_ok(ctx.live.current.server.token, presented_token(request.headers)):
-        return None
-    return error_response(
-        401,
-        "unauthorized",
-        "this route needs 'Authorization: Bearer <token>'",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
-
-
-async def read_json_body(request: Request, limit: int) -> object | Response:
-    """The parsed JSON body, or the error response (413 too large, 400 not JSON)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return error_response(413, "too_large", f"request body over {limit} bytes")
-    chunks = bytearray()
-    async for chunk in request.stream():
-        chunks += chunk
-        if len(chunks) > limit:
-            return error_response(413, "too_large", f"request body over {limit} bytes")
-    try:
-        body: object = msgspec.json.decode(bytes(chunks))
-    except msgspec.DecodeError as exc:
-        return error_response(400, "bad_json", f"body is not valid JSON: {exc}")
-    return body
+from visionflow.web.guards import read_json_body, require_token
 
 
 async def get_settings(request: Request) -> Response:
