@@ -30,9 +30,7 @@ def graph_path(state_dir: str) -> Path:
 
 def save_graph(store: GraphStore, state_dir: str) -> None:
     """Blocking: call from a worker thread."""
-    doc = store.export_document({})  # positions live in the layout file
-    for node in doc["nodes"]:
-        node.pop("position", None)
+    doc = store.export_document({})  # no positions: they live in the layout file
     write_atomic(graph_path(state_dir), msgspec.json.encode(doc))
 
 

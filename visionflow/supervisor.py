@@ -172,10 +172,7 @@ class Supervisor:
         self._on_restart = on_restart
         self._rng = rng or random.Random()
         self.stopping = anyio.Event()
-        self._active = 0
-        self._idle = anyio.Event()
-        self._idle.set()
-        self._done: dict[str, anyio.Event] = {}
+        self._done: dict[str, anyio.Event] = {}  # set when that child's wrapper returns
 
     async def start(
         self,
@@ -199,10 +196,7 @@ class Supervisor:
 
     async def wait_stopped(self, *names: str) -> None:
         """Wait until the named children (default: every child) have returned."""
-        if not names:
-            await self._idle.wait()
-            return
-        for name in names:
+        for name in names or list(self._done):
             done = self._done.get(name)
             if done is not None:
                 await done.wait()
@@ -228,8 +222,6 @@ class Supervisor:
                 released = True
                 task_status.started()
 
-        self._active += 1
-        self._idle = anyio.Event() if self._active == 1 else self._idle
         done = self._done[name] = anyio.Event()
         try:
             while True:
@@ -293,9 +285,6 @@ class Supervisor:
                     return
         finally:
             done.set()
-            self._active -= 1
-            if self._active == 0:
-                self._idle.set()
 
 
 def _describe(exc: BaseException) -> str:
