@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from visionflow import __version__
+from visionflow import __version__, settings
 from visionflow.errors import ConfigError, StartupError
 from visionflow.supervisor import find_in_group
 
@@ -67,17 +67,9 @@ def _ensure_numba_cache_dir() -> None:
     os.environ["NUMBA_CACHE_DIR"] = str(base / "visionflow" / "numba")
 
 
-def _load(path: str | None, overrides: dict[str, Any] | None = None) -> Any:
-    from visionflow import settings
-
-    return settings.load(path, overrides=overrides)
-
-
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from visionflow import settings
-
     try:
-        loaded = _load(args.path)
+        loaded = settings.load(args.path)
     except ConfigError as exc:
         _err(exc.render())
         return EXIT_CONFIG
@@ -94,7 +86,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.port is not None:
         overrides.setdefault("server", {})["port"] = args.port
     try:
-        loaded = _load(args.config, overrides)
+        loaded = settings.load(args.config, overrides=overrides)
     except ConfigError as exc:
         _err(exc.render())
         return EXIT_CONFIG
