@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import numpy as np
+from unit.web.hubfakes import FakeSource
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Close
 from websockets.sync.client import ClientConnection, connect
@@ -33,25 +34,6 @@ from visionflow.web.context import ServiceContext
 from visionflow.web.hub import Hub
 from visionflow.web.server import HttpServer
 from visionflow.web.ws import websocket_route
-
-
-class FakeSource:
-    """Publishes snapshots on demand; what the physics engine will do every tick."""
-
-    def __init__(self) -> None:
-        self.latest: Snapshot | None = None
-        self.settled = False
-        self._published = anyio.Event()
-
-    def publish(self, snapshot: Snapshot) -> None:
-        self.latest = snapshot
-        self._published.set()
-        self._published = anyio.Event()
-
-    async def wait_snapshot(self, after: int) -> Snapshot:
-        while self.latest is None or self.latest.sequence <= after:
-            await self._published.wait()
-        return self.latest
 
 
 @dataclass
