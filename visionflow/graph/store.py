@@ -18,6 +18,7 @@ new nodes are appended, the dense id array stays sorted and lookups are binary s
 from __future__ import annotations
 
 import enum
+import itertools
 import math
 import threading
 from collections.abc import Iterable, Mapping
@@ -682,32 +683,21 @@ class GraphStore:
             ]
             return {"nodes": nodes, "edges": edges, "revision": self.revision}
 
-    def graph_data(self) -> dict[str, Any]:
-        """Every node and edge with wire (flagged) ids, for ``/api/graph/data``."""
+    def page(self, offset: int, limit: int) -> tuple[list[Node], list[tuple[int, int, float]], int]:
+        """Nodes ``[offset, offset+limit)``, edges in the same window, and the revision.
+
+        Edges come as (source, target, weight) with wire (flagged) ids. Insertion order is
+        stable, so consecutive pages of an unchanged revision tile the graph.
+        """
+        end = offset + limit
         with self.lock:
-            return {
-                "revision": self.revision,
-                "nodes": [
-                    {
-                        "id": node.flagged_id,
-                        "kind": node.key.kind.name.lower(),
-                        "key": node.key.external_id,
-                        "label": node.label,
-                        "group": node.group,
-                        "metadata": node.metadata,
-                        "pinned": node.pinned,
-                    }
-                    for node in self._nodes.values()
-                ],
-                "edges": [
-                    {
-                        "source": self._nodes[s].flagged_id,
-                        "target": self._nodes[t].flagged_id,
-                        "weight": w,
-                    }
-                    for (s, t), w in self._edges.items()
-                ],
-            }
+            nodes = list(itertools.islice(self._nodes.values(), offset, end))
+            by_id = self._nodes
+            edges = [
+                (by_id[s].flagged_id, by_id[t].flagged_id, w)
+                for (s, t), w in itertools.islice(self._edges.items(), offset, end)
+            ]
+            return nodes, edges, self.revision
 
     def keys(self) -> dict[int, NodeKey]:
         """Raw id -> stable key, for layout persistence."""

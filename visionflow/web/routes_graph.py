@@ -43,17 +43,49 @@ class PositionIndex:
         order = np.argsort(raw, kind="stable")  # ids are integers: a total order
         self._raw, self._pos = raw[order], snap.positions[order]
 
-    def get(self, raw_id: int) -> list[float] | None:
-        i = int(np.searchsorted(self._raw, raw_id))
-        if i < self._raw.shape[0] and int(self._raw[i]) == raw_id:
-            return [float(c) for c in self._pos[i]]
-        return None
+    def lookup(self, raw_ids: list[int]) -> list[list[float] | None]:
+        """Each id's position, or None for a node the snapshot does not hold yet."""
+        if not raw_ids or self._raw.shape[0] == 0:
+            return [None] * len(raw_ids)
+        want = np.asarray(raw_ids, dtype=np.uint32)
+        at = np.minimum(np.searchsorted(self._raw, want), self._raw.shape[0] - 1)
+        found = (self._raw[at] == want).tolist()
+        rows = self._pos[at].astype(np.float64).tolist()  # one conversion, not one per node
+        return [row if ok else None for row, ok in zip(rows, found, strict=True)]
 
     def as_mapping(self) -> dict[int, tuple[float, float, float]]:
         return {
             int(r): (float(p[0]), float(p[1]), float(p[2]))
             for r, p in zip(self._raw, self._pos, strict=True)
         }
+
+
+class PageNode(msgspec.Struct):
+    id: int
+    flagged_id: int
+    kind: str
+    key: str
+    label: str
+    group: str
+    metadata: dict[str, Any]
+    pinned: bool
+    position: list[float] | None
+
+
+class PageEdge(msgspec.Struct):
+    source: int
+    target: int
+    weight: float
+
+
+class Page(msgspec.Struct):
+    revision: int
+    offset: int
+    limit: int
+    node_count: int
+    edge_count: int
+    nodes: list[PageNode]
+    edges: list[PageEdge]
 
 
 def _int_param(request: Request, name: str, default: int, maximum: int) -> int | Response:
@@ -67,37 +99,33 @@ def _int_param(request: Request, name: str, default: int, maximum: int) -> int |
     return int(text)
 
 
-def _page(store: GraphStore, positions: PositionIndex, offset: int, limit: int) -> dict[str, Any]:
-    with store.lock:
-        nodes = store.nodes()
-        edges = store.edges()
-        revision = store.revision
-        flagged = {n.id: n.flagged_id for n in nodes}
-    return {
-        "revision": revision,
-        "offset": offset,
-        "limit": limit,
-        "node_count": len(nodes),
-        "edge_count": len(edges),
-        "nodes": [
-            {
-                "id": n.id,
-                "flagged_id": n.flagged_id,
-                "kind": n.key.kind.name.lower(),
-                "key": n.key.external_id,
-                "label": n.label,
-                "group": n.group,
-                "metadata": n.metadata,
-                "pinned": n.pinned,
-                "position": positions.get(n.id),
-            }
-            for n in nodes[offset : offset + limit]
+def _page(store: GraphStore, positions: PositionIndex, offset: int, limit: int) -> Page:
+    with store.lock:  # counts and the page from one revision
+        nodes, edges, revision = store.page(offset, limit)
+        node_count, edge_count = len(store), store.edge_count
+    where = positions.lookup([n.id for n in nodes])
+    return Page(
+        revision=revision,
+        offset=offset,
+        limit=limit,
+        node_count=node_count,
+        edge_count=edge_count,
+        nodes=[
+            PageNode(
+                id=n.id,
+                flagged_id=n.flagged_id,
+                kind=n.key.kind.name.lower(),
+                key=n.key.external_id,
+                label=n.label,
+                group=n.group,
+                metadata=n.metadata,
+                pinned=n.pinned,
+                position=pos,
+            )
+            for n, pos in zip(nodes, where, strict=True)
         ],
-        "edges": [
-            {"source": flagged[e.source], "target": flagged[e.target], "weight": e.weight}
-            for e in edges[offset : offset + limit]
-        ],
-    }
+        edges=[PageEdge(s, t, w) for s, t, w in edges],
+    )
 
 
 async def graph_data(request: Request) -> Response:
