@@ -87,6 +87,8 @@ class Service:
         self.ctx.on_agents(endpoint, agents, live)
         if self._pending_layout is not None:
             self._pending_layout.apply(self.ctx.store)
+            if live:
+                self._pending_layout.endpoint_answered(endpoint)
 
     def _restore(self) -> None:
         """Blocking (a worker thread): the saved graph, then the saved layout."""
@@ -100,6 +102,7 @@ class Service:
         restored = pending.apply(self.ctx.store)
         if restored:
             log.info("restored the positions of {} node(s)", restored)
+        pending.keep_agents_of(e.name for e in self.settings.mcp.endpoints)
         self._pending_layout = pending
 
     async def run(
@@ -118,7 +121,11 @@ class Service:
             hub = Hub(ctx, feed, pins=feed, stopping=supervisor.stopping)
             ctx.hub = hub
             saver = LayoutSaver(
-                self.engine, ctx.store, settings.state.dir, settings.state.save_interval
+                self.engine,
+                ctx.store,
+                settings.state.dir,
+                settings.state.save_interval,
+                carried=None if self._pending_layout is None else self._pending_layout.carried,
             )
             await supervisor.start("physics", self.engine.run)
             await supervisor.start("layout", saver.run)

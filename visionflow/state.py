@@ -9,6 +9,7 @@ ignored, never fatal.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import msgspec
@@ -16,7 +17,7 @@ from loguru import logger
 
 from visionflow.errors import GraphError
 from visionflow.fileio import write_atomic
-from visionflow.graph.store import GraphStore, NodeKey
+from visionflow.graph.store import GraphStore, NodeKey, NodeKind
 from visionflow.physics.persist import layout_path, load_layout
 
 log = logger.bind(subsystem="state")
@@ -54,7 +55,14 @@ def load_graph(store: GraphStore, state_dir: str) -> str | None:
 
 
 class PendingLayout:
-    """Saved positions not yet applied, keyed by stable node key (bounded by the file)."""
+    """Saved positions not yet applied, keyed by stable node key (bounded by the file).
+
+    Agents of a server that has not answered yet keep their saved positions, and the layout
+    saver writes them back (``carried``), so a server that stays down for a whole run does not
+    lose its agents' places. Entries that can no longer match are dropped: knowledge nodes
+    missing after the start-up restore (deleted), agents of an endpoint no longer configured,
+    and agents a server did not list once it answered.
+    """
 
     def __init__(self, state_dir: str) -> None:
         report = load_layout(layout_path(state_dir))
@@ -80,3 +88,23 @@ class PendingLayout:
             for key in found:
                 del self._pending[key]
         return count
+
+    def keep_agents_of(self, endpoints: Iterable[str]) -> None:
+        """After the start-up restore: only agents of configured endpoints can still appear."""
+        prefixes = tuple(f"{name}/" for name in endpoints)
+        self._pending = {
+            key: pos
+            for key, pos in self._pending.items()
+            if key.kind is NodeKind.AGENT and prefixes and key.external_id.startswith(prefixes)
+        }
+
+    def endpoint_answered(self, endpoint: str) -> None:
+        """The endpoint listed its agents: those still pending are gone for good."""
+        prefix = f"{endpoint}/"
+        self._pending = {
+            key: pos for key, pos in self._pending.items() if not key.external_id.startswith(prefix)
+        }
+
+    def carried(self) -> dict[NodeKey, tuple[float, float, float]]:
+        """A copy of what is still pending, for the layout saver to write back."""
+        return dict(self._pending)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -66,15 +66,27 @@ def layout_path(state_dir: str | os.PathLike[str]) -> Path:
 
 
 def encode_layout(
-    keys: Mapping[int, NodeKey], ids: npt.NDArray[np.uint32], positions: npt.NDArray[np.floating]
+    keys: Mapping[int, NodeKey],
+    ids: npt.NDArray[np.uint32],
+    positions: npt.NDArray[np.floating],
+    carried: Mapping[NodeKey, tuple[float, float, float]] | None = None,
 ) -> tuple[bytes, int]:
-    """Serialise positions (rows aligned with raw or wire ``ids``) for nodes in ``keys``."""
+    """Serialise positions (rows aligned with raw or wire ``ids``) for nodes in ``keys``.
+
+    ``carried`` adds saved positions of nodes that are absent now but may come back; a node
+    present in the snapshot wins over a carried entry for the same key.
+    """
     entries = []
+    written: set[NodeKey] = set()
     for raw_id, row in zip(ids.tolist(), positions.tolist(), strict=True):
         key = keys.get(int(raw_id) & ID_MASK)
         if key is None or not all(math.isfinite(c) for c in row):
             continue
+        written.add(key)
         entries.append(_Entry(key.kind.name.lower(), key.external_id, (row[0], row[1], row[2])))
+    for key, p in (carried or {}).items():
+        if key not in written:
+            entries.append(_Entry(key.kind.name.lower(), key.external_id, p))
     return msgspec.json.encode(_Layout(FORMAT_VERSION, entries)), len(entries)
 
 
@@ -83,9 +95,10 @@ def save_layout(
     keys: Mapping[int, NodeKey],
     ids: npt.NDArray[np.uint32],
     positions: npt.NDArray[np.floating],
+    carried: Mapping[NodeKey, tuple[float, float, float]] | None = None,
 ) -> int:
     """Save atomically; return the number of nodes written.  OSError propagates (caller logs)."""
-    data, count = encode_layout(keys, ids, positions)
+    data, count = encode_layout(keys, ids, positions, carried)
     write_atomic(path, data)
     return count
 
@@ -144,9 +157,15 @@ class LayoutSaver:
     """
 
     def __init__(
-        self, engine: PhysicsEngine, store: GraphStore, state_dir: str, interval: float
+        self,
+        engine: PhysicsEngine,
+        store: GraphStore,
+        state_dir: str,
+        interval: float,
+        carried: Callable[[], Mapping[NodeKey, tuple[float, float, float]]] | None = None,
     ) -> None:
         self.engine = engine
+        self.carried = carried
         self.store = store
         self.path = layout_path(state_dir)
         self.interval = interval
@@ -158,8 +177,11 @@ class LayoutSaver:
         if snap is None or snap.tick == self.saved_tick:
             return False
         keys = self.store.keys()
+        carried = self.carried() if self.carried is not None else None
         try:
-            await anyio.to_thread.run_sync(save_layout, self.path, keys, snap.ids, snap.positions)
+            await anyio.to_thread.run_sync(
+                save_layout, self.path, keys, snap.ids, snap.positions, carried
+            )
         except OSError as exc:
             self.last_error = f"cannot save layout to {self.path}: {exc}"
             log.warning(self.last_error)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 
-from visionflow.graph.store import GraphStore, NodeKind
+from visionflow.graph.store import GraphStore, NodeKey, NodeKind
 from visionflow.physics import persist
+from visionflow.state import PendingLayout
 
 
 def _store() -> GraphStore:
@@ -65,3 +67,48 @@ def test_corrupt_or_truncated_file_is_reported_and_ignored(tmp_path: Path, conte
 def test_missing_file_is_not_an_error(tmp_path: Path) -> None:
     report = persist.restore_layout(_store(), tmp_path / "nope" / "layout.json")
     assert report.error is None and report.restored == 0
+
+
+def test_carried_positions_are_written_back_unless_the_node_is_present(tmp_path: Path) -> None:
+    s = _store()
+    d = s.sync()
+    path = persist.layout_path(tmp_path)
+    away = NodeKey(NodeKind.AGENT, "sim/agent/x")
+    present = NodeKey(NodeKind.KNOWLEDGE, "a")
+    carried = {away: (7.0, 8.0, 9.0), present: (99.0, 99.0, 99.0)}
+    assert persist.save_layout(path, s.keys(), d.flagged, d.pos, carried) == 5
+    saved = persist.load_layout(path).positions
+    assert saved[away] == (7.0, 8.0, 9.0)
+    assert saved[present] != (99.0, 99.0, 99.0)  # the live position wins
+
+
+def _pending(tmp_path: Path, keys: list[NodeKey]) -> PendingLayout:
+    entries = [
+        {"kind": k.kind.name.lower(), "id": k.external_id, "p": [float(i), 0.0, 0.0]}
+        for i, k in enumerate(keys)
+    ]
+    persist.layout_path(tmp_path).write_bytes(msgspec.json.encode({"version": 1, "nodes": entries}))
+    return PendingLayout(str(tmp_path))
+
+
+def test_pending_layout_keeps_only_what_can_still_appear(tmp_path: Path) -> None:
+    gone_note = NodeKey(NodeKind.KNOWLEDGE, "deleted-note")
+    a1, a2 = NodeKey(NodeKind.AGENT, "sim/agent/1"), NodeKey(NodeKind.AGENT, "sim/agent/2")
+    hub = NodeKey(NodeKind.AGENT, "sim/swarm/s1")
+    other = NodeKey(NodeKind.AGENT, "removed-endpoint/agent/1")
+    pending = _pending(tmp_path, [gone_note, a1, a2, hub, other])
+    store = GraphStore()
+    assert pending.apply(store) == 0
+    pending.keep_agents_of(["sim", "si"])  # "si" must not claim "sim/..." entries
+    assert set(pending.carried()) == {a1, a2, hub}
+    store.upsert_node(NodeKind.AGENT, "sim/agent/1")
+    assert pending.apply(store) == 1
+    assert set(pending.carried()) == {a2, hub}
+    pending.endpoint_answered("sim")  # it listed its agents: agent 2 and the hub are gone
+    assert pending.carried() == {}
+
+
+def test_no_endpoints_means_nothing_is_carried(tmp_path: Path) -> None:
+    pending = _pending(tmp_path, [NodeKey(NodeKind.AGENT, "sim/agent/1")])
+    pending.keep_agents_of([])
+    assert len(pending) == 0
