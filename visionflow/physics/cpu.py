@@ -199,7 +199,7 @@ def _exact_forces(x, y, z, q, group, params, forces):  # type: ignore[no-untyped
             same += 1 if d2 == 0.0 else 0
         qi = q[i]
         if same > 1:
-            push = qi * qi * (same - 1) / eps
+            push = qi * (same - 1) / eps  # times qi below: qi^2 per pair, as in Barnes-Hut
             fx += push * _hash01(i, 1)
             fy += push * _hash01(i, 2)
             fz += push * _hash01(i, 3)

@@ -117,6 +117,19 @@ def test_coincident_nodes_separate() -> None:
         assert d > 1e-3
 
 
+def test_coincident_push_is_the_same_in_exact_and_barnes_hut() -> None:
+    rng = np.random.default_rng(5)
+    pos = rng.normal(size=(2000, 3)) * 50.0
+    pos[:3] = pos[0]  # three nodes on one spot
+    group = np.zeros(2000, np.int8)
+    params = pack(PhysicsParams(repel_k=9.0), PhysicsParams())  # charge != 1
+    ws = cpu.CpuWorkspace()
+    exact = cpu.repulsion(ws, pos, group, params, exact=True)[:3].copy()
+    approx = cpu.repulsion(ws, pos, group, params, exact=False)[:3].copy()
+    err = np.linalg.norm(approx - exact, axis=1) / np.linalg.norm(exact, axis=1)
+    assert err.max() < 0.03
+
+
 def test_pins_hold_and_disabled_group_does_not_move() -> None:
     sim = Sim(20, [(i, i + 1) for i in range(19)], spread=3.0)
     sim.pinned[4] = 1
