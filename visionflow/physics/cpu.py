@@ -587,106 +587,122 @@ def _bh_forces(  # type: ignore[no-untyped-def]
 # --------------------------------------------------------------------------- integration
 
 
+def integrate_node(  # type: ignore[no-untyped-def]
+    i, pos, vel, forces, group, pinned, indptr, indices, weights, params, iteration, newpos
+):
+    """One node's update: springs, centre pull, clamps, warm-up, damping, bounds.
+
+    Plain Python, compiled twice: inlined into the CPU kernel below and, as a CUDA device
+    function, into ``cuda._integrate_kernel``, so both backends run the same rule. It lives in
+    this module because numba's on-disk cache of ``_integrate`` only notices edits to its own
+    file. Positions go to ``newpos`` because springs read the neighbours' old ones.
+    """
+    g = group[i]
+    if pinned[i] != 0 or params[g, ENABLED] == 0.0:
+        for k in range(3):
+            newpos[i, k] = pos[i, k]
+            vel[i, k] = 0.0
+        return
+    xi = pos[i, 0]
+    yi = pos[i, 1]
+    zi = pos[i, 2]
+    fx = forces[i, 0]
+    fy = forces[i, 1]
+    fz = forces[i, 2]
+    sk_i = params[g, SPRING_K]
+    rl_i = params[g, REST_LENGTH]
+    for e in range(indptr[i], indptr[i + 1]):
+        j = indices[e]
+        if j == i:
+            continue
+        dx = pos[j, 0] - xi
+        dy = pos[j, 1] - yi
+        dz = pos[j, 2] - zi
+        d = math.sqrt(dx * dx + dy * dy + dz * dz)
+        if d > 0.0:
+            gj = group[j]
+            k_s = 0.5 * (sk_i + params[gj, SPRING_K])
+            rest = 0.5 * (rl_i + params[gj, REST_LENGTH])
+            f = k_s * (d - rest) * weights[e] / d
+            fx += dx * f
+            fy += dy * f
+            fz += dz * f
+    cg = params[g, CENTER_GRAVITY_K]
+    fx -= cg * xi
+    fy -= cg * yi
+    fz -= cg * zi
+    fmax = params[g, MAX_FORCE]
+    fm2 = fx * fx + fy * fy + fz * fz
+    if fm2 > fmax * fmax:
+        r = fmax / math.sqrt(fm2)
+        fx *= r
+        fy *= r
+        fz *= r
+    warm = params[g, WARMUP_ITERATIONS]
+    if warm > 0.0:
+        ramp = min(1.0, (iteration + 1.0) / warm)
+        ramp *= ramp
+        fx *= ramp
+        fy *= ramp
+        fz *= ramp
+    dt = params[g, DT]
+    damp = params[g, DAMPING]
+    vx = (vel[i, 0] + fx * dt) * damp
+    vy = (vel[i, 1] + fy * dt) * damp
+    vz = (vel[i, 2] + fz * dt) * damp
+    vmax = params[g, MAX_VELOCITY]
+    vm2 = vx * vx + vy * vy + vz * vz
+    if vm2 > vmax * vmax:
+        r = vmax / math.sqrt(vm2)
+        vx *= r
+        vy *= r
+        vz *= r
+    nx = xi + vx * dt
+    ny = yi + vy * dt
+    nz = zi + vz * dt
+    if params[g, ENABLE_BOUNDS] != 0.0:
+        bnd = params[g, BOUNDS_SIZE]
+        bd = params[g, BOUNDARY_DAMPING]
+        if nx > bnd:
+            nx = bnd
+            vx = -vx * bd
+        elif nx < -bnd:
+            nx = -bnd
+            vx = -vx * bd
+        if ny > bnd:
+            ny = bnd
+            vy = -vy * bd
+        elif ny < -bnd:
+            ny = -bnd
+            vy = -vy * bd
+        if nz > bnd:
+            nz = bnd
+            vz = -vz * bd
+        elif nz < -bnd:
+            nz = -bnd
+            vz = -vz * bd
+    newpos[i, 0] = nx
+    newpos[i, 1] = ny
+    newpos[i, 2] = nz
+    vel[i, 0] = vx
+    vel[i, 1] = vy
+    vel[i, 2] = vz
+
+
+_integrate_node = numba.njit(inline="always", nogil=True, cache=True, fastmath=FASTMATH)(
+    integrate_node
+)
+
+
 @numba.njit(parallel=True, nogil=True, cache=True, fastmath=FASTMATH)
 def _integrate(  # type: ignore[no-untyped-def]
     pos, vel, forces, group, pinned, indptr, indices, weights, params, iteration, newpos
 ):
-    """Springs, centre pull, clamps, warm-up, damping, bounds; new positions into ``newpos``.
-
-    Positions are written to a second buffer because springs read the neighbours' old ones.
-    """
-    n = pos.shape[0]
-    for i in prange(n):
-        g = group[i]
-        if pinned[i] != 0 or params[g, ENABLED] == 0.0:
-            for k in range(3):
-                newpos[i, k] = pos[i, k]
-                vel[i, k] = 0.0
-            continue
-        xi = pos[i, 0]
-        yi = pos[i, 1]
-        zi = pos[i, 2]
-        fx = forces[i, 0]
-        fy = forces[i, 1]
-        fz = forces[i, 2]
-        sk_i = params[g, SPRING_K]
-        rl_i = params[g, REST_LENGTH]
-        for e in range(indptr[i], indptr[i + 1]):
-            j = indices[e]
-            if j == i:
-                continue
-            dx = pos[j, 0] - xi
-            dy = pos[j, 1] - yi
-            dz = pos[j, 2] - zi
-            d = math.sqrt(dx * dx + dy * dy + dz * dz)
-            if d > 0.0:
-                gj = group[j]
-                k_s = 0.5 * (sk_i + params[gj, SPRING_K])
-                rest = 0.5 * (rl_i + params[gj, REST_LENGTH])
-                f = k_s * (d - rest) * weights[e] / d
-                fx += dx * f
-                fy += dy * f
-                fz += dz * f
-        cg = params[g, CENTER_GRAVITY_K]
-        fx -= cg * xi
-        fy -= cg * yi
-        fz -= cg * zi
-        fmax = params[g, MAX_FORCE]
-        fm2 = fx * fx + fy * fy + fz * fz
-        if fm2 > fmax * fmax:
-            r = fmax / math.sqrt(fm2)
-            fx *= r
-            fy *= r
-            fz *= r
-        warm = params[g, WARMUP_ITERATIONS]
-        if warm > 0.0:
-            ramp = min(1.0, (iteration + 1.0) / warm)
-            ramp *= ramp
-            fx *= ramp
-            fy *= ramp
-            fz *= ramp
-        dt = params[g, DT]
-        damp = params[g, DAMPING]
-        vx = (vel[i, 0] + fx * dt) * damp
-        vy = (vel[i, 1] + fy * dt) * damp
-        vz = (vel[i, 2] + fz * dt) * damp
-        vmax = params[g, MAX_VELOCITY]
-        vm2 = vx * vx + vy * vy + vz * vz
-        if vm2 > vmax * vmax:
-            r = vmax / math.sqrt(vm2)
-            vx *= r
-            vy *= r
-            vz *= r
-        nx = xi + vx * dt
-        ny = yi + vy * dt
-        nz = zi + vz * dt
-        if params[g, ENABLE_BOUNDS] != 0.0:
-            bnd = params[g, BOUNDS_SIZE]
-            bd = params[g, BOUNDARY_DAMPING]
-            if nx > bnd:
-                nx = bnd
-                vx = -vx * bd
-            elif nx < -bnd:
-                nx = -bnd
-                vx = -vx * bd
-            if ny > bnd:
-                ny = bnd
-                vy = -vy * bd
-            elif ny < -bnd:
-                ny = -bnd
-                vy = -vy * bd
-            if nz > bnd:
-                nz = bnd
-                vz = -vz * bd
-            elif nz < -bnd:
-                nz = -bnd
-                vz = -vz * bd
-        newpos[i, 0] = nx
-        newpos[i, 1] = ny
-        newpos[i, 2] = nz
-        vel[i, 0] = vx
-        vel[i, 1] = vy
-        vel[i, 2] = vz
+    """Every node's update (``integrate_node``) into ``newpos`` and ``vel``."""
+    for i in prange(pos.shape[0]):
+        _integrate_node(
+            i, pos, vel, forces, group, pinned, indptr, indices, weights, params, iteration, newpos
+        )
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
