@@ -38,24 +38,17 @@ import numpy.typing as npt
 from numba import cuda as _numba_cuda
 
 from visionflow.errors import StartupError
-from visionflow.physics.cpu import StepResult, repair_nonfinite
+from visionflow.physics.cpu import StepResult, integrate_node, repair_nonfinite
 from visionflow.physics.cuda_bh import BarnesHut, hash01
 from visionflow.physics.params import (
-    BOUNDARY_DAMPING,
-    BOUNDS_SIZE,
-    CENTER_GRAVITY_K,
-    DAMPING,
     DT,
-    ENABLE_BOUNDS,
     ENABLED,
     MAX_FORCE,
     MAX_VELOCITY,
     REPEL_K,
     REST_LENGTH,
     SOFTENING,
-    SPRING_K,
     THETA,
-    WARMUP_ITERATIONS,
     ParamTable,
 )
 
@@ -145,107 +138,29 @@ def _repulsion_kernel(pos, group, params, forces):  # type: ignore[no-untyped-de
         forces[i, 2] = qi * fz
 
 
+# The CPU kernel's rule, verbatim: both backends integrate the same way.
+_integrate_node = cuda.jit(device=True, inline=True)(integrate_node)
+
+
 @cuda.jit(cache=False)
 def _integrate_kernel(  # type: ignore[no-untyped-def]
     pos, vel, forces, group, pinned, indptr, indices, weights, params, iteration, newpos, stats
 ):
-    """``cpu._integrate`` for node i, plus ``stats += (kinetic energy, non-finite count)``."""
+    """``cpu.integrate_node`` for node i, plus ``stats += (kinetic energy, non-finite count)``."""
     i = cuda.grid(1)
     tid = cuda.threadIdx.x
     ke_sh = cuda.shared.array(TILE, np.float64)
     ke = 0.0
     if i < pos.shape[0]:
-        g = group[i]
-        if pinned[i] != 0 or params[g, ENABLED] == 0.0:
-            p0 = pos[i, 0]
-            p1 = pos[i, 1]
-            p2 = pos[i, 2]
-            v0 = 0.0
-            v1 = 0.0
-            v2 = 0.0
-        else:
-            xi = pos[i, 0]
-            yi = pos[i, 1]
-            zi = pos[i, 2]
-            fx = forces[i, 0]
-            fy = forces[i, 1]
-            fz = forces[i, 2]
-            for e in range(indptr[i], indptr[i + 1]):
-                j = indices[e]
-                if j == i:
-                    continue
-                dx = pos[j, 0] - xi
-                dy = pos[j, 1] - yi
-                dz = pos[j, 2] - zi
-                d = math.sqrt(dx * dx + dy * dy + dz * dz)
-                if d > 0.0:
-                    gj = group[j]
-                    k_s = 0.5 * (params[g, SPRING_K] + params[gj, SPRING_K])
-                    rest = 0.5 * (params[g, REST_LENGTH] + params[gj, REST_LENGTH])
-                    f = k_s * (d - rest) * weights[e] / d
-                    fx += dx * f
-                    fy += dy * f
-                    fz += dz * f
-            cg = params[g, CENTER_GRAVITY_K]
-            fx -= cg * xi
-            fy -= cg * yi
-            fz -= cg * zi
-            fmax = params[g, MAX_FORCE]
-            fm2 = fx * fx + fy * fy + fz * fz
-            if fm2 > fmax * fmax:
-                r = fmax / math.sqrt(fm2)
-                fx *= r
-                fy *= r
-                fz *= r
-            warm = params[g, WARMUP_ITERATIONS]
-            if warm > 0.0:
-                ramp = min(1.0, (iteration + 1.0) / warm)
-                ramp *= ramp
-                fx *= ramp
-                fy *= ramp
-                fz *= ramp
-            dt = params[g, DT]
-            damp = params[g, DAMPING]
-            v0 = (vel[i, 0] + fx * dt) * damp
-            v1 = (vel[i, 1] + fy * dt) * damp
-            v2 = (vel[i, 2] + fz * dt) * damp
-            vmax = params[g, MAX_VELOCITY]
-            vm2 = v0 * v0 + v1 * v1 + v2 * v2
-            if vm2 > vmax * vmax:
-                r = vmax / math.sqrt(vm2)
-                v0 *= r
-                v1 *= r
-                v2 *= r
-            p0 = xi + v0 * dt
-            p1 = yi + v1 * dt
-            p2 = zi + v2 * dt
-            if params[g, ENABLE_BOUNDS] != 0.0:
-                bnd = params[g, BOUNDS_SIZE]
-                bd = params[g, BOUNDARY_DAMPING]
-                if p0 > bnd:
-                    p0 = bnd
-                    v0 = -v0 * bd
-                elif p0 < -bnd:
-                    p0 = -bnd
-                    v0 = -v0 * bd
-                if p1 > bnd:
-                    p1 = bnd
-                    v1 = -v1 * bd
-                elif p1 < -bnd:
-                    p1 = -bnd
-                    v1 = -v1 * bd
-                if p2 > bnd:
-                    p2 = bnd
-                    v2 = -v2 * bd
-                elif p2 < -bnd:
-                    p2 = -bnd
-                    v2 = -v2 * bd
-        newpos[i, 0] = p0
-        newpos[i, 1] = p1
-        newpos[i, 2] = p2
-        vel[i, 0] = v0
-        vel[i, 1] = v1
-        vel[i, 2] = v2
+        _integrate_node(
+            i, pos, vel, forces, group, pinned, indptr, indices, weights, params, iteration, newpos
+        )
+        p0 = newpos[i, 0]
+        p1 = newpos[i, 1]
+        p2 = newpos[i, 2]
+        v0 = vel[i, 0]
+        v1 = vel[i, 1]
+        v2 = vel[i, 2]
         finite = True
         for v in (p0, p1, p2, v0, v1, v2):
             if not math.isfinite(v):
