@@ -104,6 +104,7 @@ def resolve_backend(requested: str) -> Backend:
             raise StartupError(
                 f"physics.backend = 'cuda' but numba-cuda cannot be imported: {exc}"
             ) from exc
+        log.info("physics: no CUDA backend ({}); the layout runs on the CPU", exc)
         return "cpu"
     if cuda_backend.device_available():
         return "cuda"
