@@ -716,10 +716,6 @@ def _copy_rows(src, dst):  # type: ignore[no-untyped-def]
 # --------------------------------------------------------------------------- workspace
 
 
-def _grow(cap: int, n: int) -> int:
-    return max(64, n + n // 2) if n > cap else cap
-
-
 class CpuWorkspace:
     """Scratch buffers for ``step``: grown by 1.5x when needed, shrunk when n falls below 1/4.
 
