@@ -54,39 +54,30 @@ def test_cuda_barnes_hut(check: str) -> None:
     print(proc.stdout)
 
 
+# In a child: 'auto' must fall back to the CPU and 'cuda' must raise StartupError (printed).
+_RESOLVE = (
+    "from visionflow.errors import StartupError\n"
+    "from visionflow.physics.engine import resolve_backend\n"
+    "assert resolve_backend('auto') == 'cpu'\n"
+    "try:\n"
+    "    resolve_backend('cuda')\n"
+    "except StartupError as e:\n"
+    "    print('StartupError:', e)\n"
+    "else:\n"
+    "    raise SystemExit('no error')\n"
+)
+
+
 @pytest.mark.skipif(ON_DEVICE, reason="this machine has a GPU")
 def test_cuda_backend_without_device_is_a_clear_startup_error() -> None:
-    code = (
-        "from visionflow.errors import StartupError\n"
-        "from visionflow.physics.engine import resolve_backend\n"
-        "assert resolve_backend('auto') == 'cpu'\n"
-        "try:\n"
-        "    resolve_backend('cuda')\n"
-        "except StartupError as e:\n"
-        "    print('StartupError:', e)\n"
-        "else:\n"
-        "    raise SystemExit('no error')\n"
-    )
-    proc = _run(["-c", code], sim=False)
+    proc = _run(["-c", _RESOLVE], sim=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "no usable CUDA device" in proc.stdout
 
 
 def test_numba_without_numba_cuda_is_not_used_for_cuda() -> None:
     # numba's own bundled CUDA target cannot compile these kernels on numba >= 0.66.
-    code = (
-        "import sys\n"
-        "sys.modules['numba_cuda'] = None  # as if the package were not installed\n"
-        "from visionflow.errors import StartupError\n"
-        "from visionflow.physics.engine import resolve_backend\n"
-        "assert resolve_backend('auto') == 'cpu'\n"
-        "try:\n"
-        "    resolve_backend('cuda')\n"
-        "except StartupError as e:\n"
-        "    print('StartupError:', e)\n"
-        "else:\n"
-        "    raise SystemExit('no error')\n"
-    )
-    proc = _run(["-c", code], sim=False)
+    hide = "import sys\nsys.modules['numba_cuda'] = None  # as if it were not installed\n"
+    proc = _run(["-c", hide + _RESOLVE], sim=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "visionflow[cuda]" in proc.stdout
