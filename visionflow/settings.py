@@ -86,9 +86,10 @@ def _agent_defaults() -> PhysicsParams:
 class PhysicsSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     backend: Literal["auto", "cpu", "cuda"] = "auto"
     rate_hz: Annotated[float, Meta(ge=1.0, le=240.0)] = 60.0
-    # Mean 0.5|v|^2 per node under which stepping stops. 0.02 is an rms speed of 0.2: 0.003
-    # units per 60 Hz step, 0.006 per 30 Hz frame, under the 0.01 deadband, so a viewer would
-    # barely be sent anything anyway. (1e-4 left a 10k-node layout stepping for many minutes.)
+    # Mean 0.5|v|^2 per node under which stepping stops (with no node over 10x it, see
+    # physics.engine.SETTLE_PEAK_FACTOR). 0.02 is an rms speed of 0.2: 0.003 units per 60 Hz
+    # step, 0.006 per 30 Hz frame, under the 0.01 deadband, so a viewer would barely be sent
+    # anything anyway. (1e-4 left a 10k-node layout stepping for many minutes.)
     settle_energy: Annotated[float, Meta(ge=0.0, le=1e6, description="per-node KE")] = 0.02
     max_nodes: Annotated[int, Meta(ge=1, le=(1 << 30) - 1)] = 2_000_000
     max_edges: Annotated[int, Meta(ge=0, le=1 << 31)] = 20_000_000

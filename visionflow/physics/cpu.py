@@ -107,10 +107,11 @@ def _spread3(v):  # type: ignore[no-untyped-def]
 
 @numba.njit(parallel=True, nogil=True, cache=True)
 def _mark_nonfinite(pos, vel, bad):  # type: ignore[no-untyped-def]
-    """Flag nodes with a non-finite coordinate; return (count, kinetic energy sum)."""
+    """Flag nodes with a non-finite coordinate; return (count, kinetic energy sum and max)."""
     n = pos.shape[0]
     count = 0
     ke = 0.0
+    peak = 0.0
     for i in prange(n):
         ok = True
         for k in range(3):
@@ -118,11 +119,13 @@ def _mark_nonfinite(pos, vel, bad):  # type: ignore[no-untyped-def]
                 ok = False
         if ok:
             bad[i] = 0
-            ke += 0.5 * (vel[i, 0] ** 2 + vel[i, 1] ** 2 + vel[i, 2] ** 2)
+            e = 0.5 * (vel[i, 0] ** 2 + vel[i, 1] ** 2 + vel[i, 2] ** 2)
+            ke += e
+            peak = max(peak, e)
         else:
             bad[i] = 1
             count += 1
-    return count, ke
+    return count, ke, peak
 
 
 @numba.njit(nogil=True, cache=True)
@@ -150,14 +153,15 @@ def _reseed_bad(pos, vel, bad, indptr, indices, spread):  # type: ignore[no-unty
 
 def repair_nonfinite(
     pos: F64, vel: F64, indptr: I64, indices: I64, bad: npt.NDArray[np.uint8], spread: float
-) -> tuple[int, float]:
-    """Re-seed non-finite nodes in place; return (how many, kinetic energy sum afterwards)."""
-    count, ke = _mark_nonfinite(pos, vel, bad)
+) -> tuple[int, float, float]:
+    """Re-seed non-finite nodes in place; return (how many, kinetic energy sum, largest
+    per-node kinetic energy) afterwards."""
+    count, ke, peak = _mark_nonfinite(pos, vel, bad)
     if count:
         _reseed_bad(pos, vel, bad, indptr, indices, spread)
-        count2, ke = _mark_nonfinite(pos, vel, bad)
+        count2, ke, peak = _mark_nonfinite(pos, vel, bad)
         assert count2 == 0
-    return int(count), float(ke)
+    return int(count), float(ke), float(peak)
 
 
 # --------------------------------------------------------------------------- exact repulsion
@@ -763,6 +767,7 @@ class CpuWorkspace:
 class StepResult:
     nonfinite_resets: int
     kinetic_energy: float  # mean 0.5 |v|^2 per node after the step (unit mass)
+    peak_kinetic_energy: float = 0.0  # the largest per-node 0.5 |v|^2 after the step
 
 
 def repulsion(
@@ -865,15 +870,15 @@ def _step(
     ws.ensure(n)
     bad = ws.bad[:n]
     spread = float(np.min(params[:, REST_LENGTH])) * 0.1
-    resets, _ = repair_nonfinite(pos, vel, indptr, indices, bad, spread)
+    resets, _, _ = repair_nonfinite(pos, vel, indptr, indices, bad, spread)
     forces = repulsion(ws, pos, group, params)
     newpos = ws.newpos[:n]
     _integrate(
         pos, vel, forces, group, pinned, indptr, indices, weights, params, float(iteration), newpos
     )
     _copy_rows(newpos, pos)
-    after, ke = repair_nonfinite(pos, vel, indptr, indices, bad, spread)
-    return StepResult(resets + after, ke / n)
+    after, ke, peak = repair_nonfinite(pos, vel, indptr, indices, bad, spread)
+    return StepResult(resets + after, ke / n, peak)
 
 
 def csr_from_edges(n: int, src: I64, dst: I64, weight: F64) -> tuple[I64, I64, F64]:

@@ -154,10 +154,12 @@ _integrate_node = cuda.jit(device=True, inline=True)(integrate_node)
 def _integrate_kernel(  # type: ignore[no-untyped-def]
     pos, vel, forces, group, pinned, indptr, indices, weights, params, iteration, newpos, stats
 ):
-    """``cpu.integrate_node`` for node i, plus ``stats += (kinetic energy, non-finite count)``."""
+    """``cpu.integrate_node`` for node i; ``stats`` gets (kinetic energy sum, non-finite count,
+    largest per-node kinetic energy)."""
     i = cuda.grid(1)
     tid = cuda.threadIdx.x
     ke_sh = cuda.shared.array(TILE, np.float64)
+    peak_sh = cuda.shared.array(TILE, np.float64)
     ke = 0.0
     if i < pos.shape[0]:
         _integrate_node(
@@ -177,17 +179,21 @@ def _integrate_kernel(  # type: ignore[no-untyped-def]
             ke = 0.5 * (v0 * v0 + v1 * v1 + v2 * v2)
         else:
             cuda.atomic.add(stats, 1, 1.0)  # rare: a per-node atomic is fine
-    # block sum of the kinetic energy, one atomic per block
+    # block sum and max of the kinetic energy, one atomic of each per block
     ke_sh[tid] = ke
+    peak_sh[tid] = ke
     cuda.syncthreads()
     s = TILE // 2
     while s > 0:
         if tid < s:
             ke_sh[tid] += ke_sh[tid + s]
+            if peak_sh[tid + s] > peak_sh[tid]:
+                peak_sh[tid] = peak_sh[tid + s]
         cuda.syncthreads()
         s //= 2
     if tid == 0:
         cuda.atomic.add(stats, 0, ke_sh[0])
+        cuda.atomic.max(stats, 2, peak_sh[0])
 
 
 def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
@@ -218,8 +224,8 @@ class CudaStepper:
         self._params: ParamTable | None = None
         self._bh: BarnesHut | None = None
         self._bad = np.zeros(0, np.uint8)
-        self._zeros2 = np.zeros(2, np.float64)
-        self._d_stats = cuda.device_array(2, np.float64)
+        self._zeros3 = np.zeros(3, np.float64)
+        self._d_stats = cuda.device_array(3, np.float64)
         self._d_params: Any = None
         self._d: dict[str, Any] = {}
         if precompile:
@@ -309,7 +315,7 @@ class CudaStepper:
         resets = 0
         host = (pos, vel, pinned)
         if self._dirty or hint is None or hint != self._synced or not _same(host, self._host):
-            resets, _ = repair_nonfinite(pos, vel, indptr, indices, self._bad, spread)
+            resets, _, _ = repair_nonfinite(pos, vel, indptr, indices, self._bad, spread)
             d["pos"].copy_to_device(pos)
             d["vel"].copy_to_device(vel)
             d["pinned"].copy_to_device(pinned)
@@ -327,7 +333,7 @@ class CudaStepper:
             if self._bh is None:
                 self._bh = BarnesHut(n)
             self._bh.forces(d["pos"], d["group"], self._d_params, d["forces"])
-        self._d_stats.copy_to_device(self._zeros2)
+        self._d_stats.copy_to_device(self._zeros3)
         _integrate_kernel[(n + TILE - 1) // TILE, TILE](
             d["pos"],
             d["vel"],
@@ -347,9 +353,9 @@ class CudaStepper:
         d["pos"].copy_to_host(pos)
         d["vel"].copy_to_host(vel)
         self._synced = hint
-        ke = float(stats[0])
+        ke, peak = float(stats[0]), float(stats[2])
         after = 0
         if stats[1] != 0.0:
-            after, ke = repair_nonfinite(pos, vel, indptr, indices, self._bad, spread)
+            after, ke, peak = repair_nonfinite(pos, vel, indptr, indices, self._bad, spread)
             self._dirty = True  # the repaired host copy goes up with the next step
-        return StepResult(resets + after, ke / n)
+        return StepResult(resets + after, ke / n, peak)

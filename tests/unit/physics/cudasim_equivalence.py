@@ -49,6 +49,14 @@ def main() -> int:
         if r1.nonfinite_resets != r2.nonfinite_resets:
             print("resets differ", r1, r2)
             return 1
+        for a, b in (
+            (r1.kinetic_energy, r2.kinetic_energy),
+            (r1.peak_kinetic_energy, r2.peak_kinetic_energy),
+        ):
+            if not abs(a - b) <= 1e-9 * max(1.0, abs(a)):
+                print("kinetic energy differs", r1, r2)
+                return 1
+        assert 0.0 < r1.kinetic_energy <= r1.peak_kinetic_energy
     dp, dv = float(np.abs(p1 - p2).max()), float(np.abs(v1 - v2).max())
     print(f"max |dpos| {dp:.3g} max |dvel| {dv:.3g}")
     return 0 if dp < 1e-6 and dv < 1e-6 and np.isfinite(p2).all() else 1
