@@ -76,6 +76,19 @@ async def test_import_then_data_and_export(tmp_path: Path) -> None:
         ),
         ({"nodes": [{"id": 5}]}, "invalid_node", "nodes[0].id"),
         ([1, 2], "invalid_document", None),
+        (  # a 401-digit integer: msgspec hands it over as a Python int (was a 500)
+            {
+                "nodes": [{"id": "a"}, {"id": "b"}],
+                "edges": [{"source": "a", "target": "b", "weight": 10**400}],
+            },
+            "invalid_weight",
+            "edges[0].weight",
+        ),
+        (
+            {"nodes": [{"id": "a", "position": [0, 3e7, 0]}]},
+            "invalid_position",
+            "nodes[0].position",
+        ),
     ],
 )
 async def test_bad_documents_are_refused_whole(
@@ -104,6 +117,8 @@ async def test_bad_requests(tmp_path: Path) -> None:
         assert r.status_code == 400 and r.json()["error"]["path"] == "mode"
         r = await client.get("/api/graph/data", params={"limit": "-1"})
         assert r.status_code == 400 and r.json()["error"]["path"] == "limit"
+        r = await client.get("/api/graph/data", params={"offset": "\u00b2"})  # isdigit() was True
+        assert r.status_code == 400 and r.json()["error"]["path"] == "offset"
 
 
 async def test_import_needs_the_token(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from visionflow.errors import GraphError
+from visionflow.physics.params import MAX_COORD
 
 AGENT_FLAG = 0x8000_0000
 KNOWLEDGE_FLAG = 0x4000_0000
@@ -44,6 +45,8 @@ U32 = npt.NDArray[np.uint32]
 # with none (radius grows with the cube root of the node count, like a uniform ball would).
 SEED_SPREAD = 5.0
 SPHERE_SCALE = 10.0
+# Edge weights beyond this are refused: a spring force scaled by ~1e308 overflows to inf.
+MAX_WEIGHT = 1e6
 
 
 class NodeKind(enum.IntEnum):
@@ -166,21 +169,34 @@ def _unit_vector(raw_id: int) -> tuple[float, float, float]:
 def _check_weight(value: object, path: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise GraphError("invalid_weight", "weight must be a number", path)
-    w = float(value)
-    if not math.isfinite(w) or w < 0.0:
-        raise GraphError("invalid_weight", f"weight must be finite and >= 0, got {value!r}", path)
-    return w
+    if not (0 <= value <= MAX_WEIGHT):  # exact for any int; NaN fails it too
+        raise GraphError(
+            "invalid_weight", f"weight must be a number from 0 to {MAX_WEIGHT:g}", path
+        )
+    return float(value)
 
 
-def _check_position(
-    position: Iterable[float], path: str = "position"
+def check_position(
+    position: Iterable[object], path: str = "position"
 ) -> tuple[float, float, float]:
+    """Three finite numbers within +-MAX_COORD, or GraphError naming ``path``."""
     try:
-        x, y, z = (float(c) for c in position)
-    except (TypeError, ValueError) as exc:
-        raise GraphError("invalid_position", "position must be three numbers", path) from exc
-    if not (math.isfinite(x) and math.isfinite(y) and math.isfinite(z)):
-        raise GraphError("invalid_position", "position must be finite", path)
+        coords = list(position)
+    except TypeError:
+        coords = []
+    if len(coords) != 3 or not all(
+        isinstance(c, int | float | np.floating | np.integer) and not isinstance(c, bool)
+        for c in coords
+    ):
+        raise GraphError("invalid_position", "position must be three numbers", path)
+    # ints are compared before any float() so a 400-digit one cannot overflow
+    if not all(-MAX_COORD <= c <= MAX_COORD for c in coords):  # type: ignore[operator]
+        raise GraphError(
+            "invalid_position",
+            f"position must be finite, each coordinate from -{MAX_COORD:g} to {MAX_COORD:g}",
+            path,
+        )
+    x, y, z = (float(c) for c in coords)  # type: ignore[arg-type]
     return (x, y, z)
 
 
@@ -190,6 +206,7 @@ class _DocNode:
     label: str | None
     group: str | None
     metadata: dict[str, Any] | None
+    position: tuple[float, float, float] | None = None
 
 
 def _parse_document(
@@ -229,7 +246,14 @@ def _parse_document(
             isinstance(meta, Mapping) and all(isinstance(k, str) for k in meta)
         ):
             raise GraphError("invalid_node", "metadata must be an object", f"{path}.metadata")
-        nodes.append(_DocNode(ext, label, group, dict(meta) if meta is not None else None))
+        where = item.get("position")
+        if where is not None:
+            if not isinstance(where, list):
+                raise GraphError(
+                    "invalid_position", "position must be three numbers", f"{path}.position"
+                )
+            where = check_position(where, f"{path}.position")
+        nodes.append(_DocNode(ext, label, group, dict(meta) if meta is not None else None, where))
     edges: list[tuple[str, str, float, str]] = []
     for i, item in enumerate(raw_edges):
         path = f"edges[{i}]"
@@ -360,12 +384,17 @@ class GraphStore:
                 self._bump()
                 return node.id
             node = self._nodes[raw]
+            relabelled = (label is not None and label != node.label) or (
+                group is not None and group != node.group
+            )
             if label is not None:
                 node.label = label
             if group is not None:
                 node.group = group
             if metadata is not None:
                 node.metadata = dict(metadata)
+            if relabelled:  # viewers refetch labels on graph_changed; the arrays stay as they are
+                self.revision += 1
             self._bump(topology=False)
             return raw
 
@@ -457,7 +486,14 @@ class GraphStore:
                     and t not in removed_set
                     and not (self._nodes[s].key.kind is kind and self._nodes[t].key.kind is kind)
                 )
-            if kept_edges + len(doc_edges) > self.max_edges:
+            pairs = {(src, dst) for src, dst, _w, _path in doc_edges}  # later ones win
+            if mode == "merge":  # restating an edge the store holds adds nothing
+                pairs = {
+                    (src, dst)
+                    for src, dst in pairs
+                    if (existing.get(src), existing.get(dst)) not in self._edges
+                }
+            if kept_edges + len(pairs) > self.max_edges:
                 raise GraphError(
                     "too_many_edges", f"the graph would exceed {self.max_edges} edges", "edges"
                 )
@@ -479,10 +515,14 @@ class GraphStore:
                 key = NodeKey(kind, dn.external_id)
                 raw_or_none = self._by_key.get(key)
                 if raw_or_none is None:
-                    self._new_node(key, dn.label or "", dn.group or "", dn.metadata or {})
+                    node = self._new_node(key, dn.label or "", dn.group or "", dn.metadata or {})
                     added += 1
+                    if dn.position is not None:
+                        self._pending_pos[node.id] = dn.position
                     continue
                 node = self._nodes[raw_or_none]
+                if dn.position is not None:
+                    self._pending_pos[node.id] = dn.position
                 if dn.label is not None:
                     node.label = dn.label
                 if dn.group is not None:
@@ -493,7 +533,8 @@ class GraphStore:
             for src, dst, w, _path in doc_edges:
                 self._link(self._by_key[NodeKey(kind, src)], self._by_key[NodeKey(kind, dst)], w)
             self._bump()
-            return ImportResult(added, updated, len(removed_ids), len(doc_edges), self.revision)
+            distinct = len({(src, dst) for src, dst, _w, _path in doc_edges})
+            return ImportResult(added, updated, len(removed_ids), distinct, self.revision)
 
     # ------------------------------------------------------------------ pins and positions
 
@@ -501,7 +542,7 @@ class GraphStore:
         """Pin a node (optionally moving it first); position must be finite."""
         with self.lock:
             raw = self._require(node_id, "id")
-            pos = _check_position(position) if position is not None else None
+            pos = check_position(position) if position is not None else None
             self._nodes[raw].pinned = True
             if pos is not None:
                 self._pending_pos[raw] = pos
@@ -522,7 +563,7 @@ class GraphStore:
         """
         with self.lock:
             checked = {
-                raw & ID_MASK: _check_position(p, f"positions[{raw}]")
+                raw & ID_MASK: check_position(p, f"positions[{raw}]")
                 for raw, p in positions.items()
             }
             count = 0

@@ -40,6 +40,7 @@ from visionflow.physics.params import (
     DT,
     ENABLE_BOUNDS,
     ENABLED,
+    MAX_COORD,
     MAX_FORCE,
     MAX_VELOCITY,
     REPEL_K,
@@ -685,6 +686,16 @@ def integrate_node(  # type: ignore[no-untyped-def]
         elif nz < -bnd:
             nz = -bnd
             vz = -vz * bd
+    # Hard wall at MAX_COORD whatever the bounds setting: beyond it float32 math overflows.
+    if abs(nx) > MAX_COORD:
+        nx = math.copysign(MAX_COORD, nx)
+        vx = 0.0
+    if abs(ny) > MAX_COORD:
+        ny = math.copysign(MAX_COORD, ny)
+        vy = 0.0
+    if abs(nz) > MAX_COORD:
+        nz = math.copysign(MAX_COORD, nz)
+        vz = 0.0
     newpos[i, 0] = nx
     newpos[i, 1] = ny
     newpos[i, 2] = nz

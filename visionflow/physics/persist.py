@@ -24,8 +24,9 @@ import numpy as np
 import numpy.typing as npt
 from loguru import logger
 
+from visionflow.errors import GraphError
 from visionflow.fileio import write_atomic
-from visionflow.graph.store import ID_MASK, GraphStore, NodeKey, NodeKind
+from visionflow.graph.store import ID_MASK, GraphStore, NodeKey, NodeKind, check_position
 
 if TYPE_CHECKING:
     from visionflow.physics.engine import PhysicsEngine
@@ -117,9 +118,10 @@ def decode_layout(data: bytes) -> dict[NodeKey, tuple[float, float, float]]:
             kind = NodeKind[e.kind.upper()]
         except KeyError:
             raise ValueError(f"nodes[{i}].kind: unknown kind {e.kind!r}") from None
-        if not all(math.isfinite(c) for c in e.p):
-            raise ValueError(f"nodes[{i}].p: non-finite position")
-        out[NodeKey(kind, e.id)] = e.p
+        try:
+            out[NodeKey(kind, e.id)] = check_position(e.p, f"nodes[{i}].p")
+        except GraphError as exc:
+            raise ValueError(str(exc)) from None
     return out
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from visionflow.errors import GraphError
-from visionflow.graph.store import ID_MASK
+from visionflow.graph.store import ID_MASK, check_position
 from visionflow.physics.engine import PhysicsEngine
 from visionflow.physics.engine import Snapshot as EngineSnapshot
 from visionflow.protocol.snapshot import Snapshot
@@ -52,12 +52,13 @@ class EngineFeed:
         """All or nothing: every id is checked before any node is pinned."""
         store = self.engine.store
         raw_ids = [int(i) & ID_MASK for i in node_ids]
+        where = [check_position(p.tolist(), f"records[{k}]") for k, p in enumerate(positions)]
         with store.lock:
             for k, raw in enumerate(raw_ids):
                 if store.node(raw) is None:
                     raise GraphError("unknown_node", f"no node with id {raw}", f"records[{k}]")
-            for raw, pos in zip(raw_ids, positions, strict=True):
-                store.pin(raw, (float(pos[0]), float(pos[1]), float(pos[2])))
+            for raw, pos in zip(raw_ids, where, strict=True):
+                store.pin(raw, pos)
                 self._owner_of[raw] = owner
         self.engine.wake()
 

@@ -26,7 +26,7 @@ def require_token(ctx: ServiceContext, request: Request) -> Response | None:
 async def read_body(request: Request, limit: int) -> bytes | Response:
     """The raw body, or a 413 response once it passes ``limit`` bytes (declared or read)."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         return error_response(413, "too_large", f"request body over {limit} bytes")
     chunks = bytearray()
     async for chunk in request.stream():

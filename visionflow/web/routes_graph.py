@@ -92,7 +92,7 @@ def _int_param(request: Request, name: str, default: int, maximum: int) -> int |
     text = request.query_params.get(name)
     if text is None:
         return default
-    if not text.isdigit() or int(text) > maximum:
+    if not (text.isascii() and text.isdecimal()) or int(text) > maximum:
         return error_response(
             400, "invalid_parameter", f"{name} must be an integer 0-{maximum}", name
         )

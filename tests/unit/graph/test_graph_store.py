@@ -72,6 +72,39 @@ def test_revision_bumps_on_every_topology_change() -> None:
             "invalid_weight",
             "edges[0].weight",
         ),
+        (
+            {"nodes": [{"id": "a"}], "edges": [{"source": "a", "target": "a", "weight": 2e6}]},
+            "invalid_weight",
+            "edges[0].weight",
+        ),
+        (
+            {"nodes": [{"id": "a"}], "edges": [{"source": "a", "target": "a", "weight": 10**400}]},
+            "invalid_weight",
+            "edges[0].weight",
+        ),
+        (
+            {"nodes": [{"id": "a"}], "edges": [{"source": "a", "target": "a", "weight": True}]},
+            "invalid_weight",
+            "edges[0].weight",
+        ),
+        (
+            {"nodes": [{"id": "a", "position": [1e7, 0, 0]}]},
+            "invalid_position",
+            "nodes[0].position",
+        ),
+        (
+            {"nodes": [{"id": "a", "position": [10**400, 0, 0]}]},
+            "invalid_position",
+            "nodes[0].position",
+        ),
+        ({"nodes": [{"id": "a", "position": [1, 2]}]}, "invalid_position", "nodes[0].position"),
+        (
+            {"nodes": [{"id": "a", "position": [True, 0, 0]}]},
+            "invalid_position",
+            "nodes[0].position",
+        ),
+        ({"nodes": [{"id": "a", "position": "1,2,3"}]}, "invalid_position", "nodes[0].position"),
+        ({"nodes": [{"id": "a", "position": {"x": 1}}]}, "invalid_position", "nodes[0].position"),
         ({"nodes": [{"id": ""}]}, "invalid_node", "nodes[0].id"),
         ({"nodes": [{"id": "a", "metadata": []}]}, "invalid_node", "nodes[0].metadata"),
         ({"nodes": {}}, "invalid_document", "nodes"),
@@ -129,6 +162,11 @@ def test_edit_validation() -> None:
         s.set_edge(x, x, -1.0)
     with pytest.raises(GraphError):
         s.pin(x, (math.nan, 0.0, 0.0))
+    with pytest.raises(GraphError) as info:
+        s.pin(x, (0.0, -2e6, 0.0))  # finite but past MAX_COORD
+    assert info.value.code == "invalid_position"
+    with pytest.raises(GraphError):
+        s.set_positions({x: (3e38, 0.0, 0.0)})
     with pytest.raises(GraphError):
         s.pin(12345)
 
@@ -188,5 +226,33 @@ def test_export_round_trip() -> None:
     assert all(len(n["position"]) == 3 for n in doc["nodes"])
     t = GraphStore()
     t.import_document(doc)
+    d = t.sync()  # positions come back with the graph
+    keys = t.keys()
+    got = {keys[int(r)].external_id: p.tolist() for r, p in zip(d.ids, d.pos, strict=True)}
+    assert got == {n["id"]: n["position"] for n in doc["nodes"]}
     assert t.export_document()["edges"] == doc["edges"]
     assert [n["label"] for n in t.export_document()["nodes"]] == [n["label"] for n in doc["nodes"]]
+
+
+def test_merge_counts_only_edges_it_adds() -> None:
+    s = GraphStore(max_edges=2)
+    s.import_document(DOC)
+    restated = {"edges": DOC["edges"] + DOC["edges"]}  # the same two edges, twice
+    result = s.import_document(restated, mode="merge")
+    assert result.edges == 2 and s.edge_count == 2
+    with pytest.raises(GraphError) as info:
+        s.import_document({"edges": [{"source": "a", "target": "c"}]}, mode="merge")
+    assert info.value.code == "too_many_edges"
+
+
+def test_relabel_bumps_the_revision_but_metadata_does_not() -> None:
+    s = GraphStore()
+    raw = s.upsert_node(NodeKind.AGENT, "ag", label="coder")
+    r = s.revision
+    s.upsert_node(NodeKind.AGENT, "ag", metadata={"status": "busy"})  # polled every few seconds
+    assert s.revision == r
+    s.upsert_node(NodeKind.AGENT, "ag", label="coder")  # unchanged
+    assert s.revision == r
+    s.upsert_node(NodeKind.AGENT, "ag", label="reviewer")
+    assert s.revision == r + 1
+    assert s.sync().n == 1 and s.node(raw) is not None

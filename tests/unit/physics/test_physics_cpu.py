@@ -8,7 +8,7 @@ import pytest
 from physics_helpers import FAST, Sim, barabasi_albert
 
 from visionflow.physics import cpu
-from visionflow.physics.params import ENABLED, GROUP_AGENT, pack
+from visionflow.physics.params import CENTER_GRAVITY_K, ENABLED, GROUP_AGENT, MAX_COORD, pack
 from visionflow.settings import PhysicsParams
 
 
@@ -166,3 +166,15 @@ def test_workspace_grows_and_shrinks() -> None:
     assert ws.capacity == big  # no reallocation for the same size
     ws.ensure(10)
     assert ws.capacity < big
+
+
+def test_nothing_passes_the_coordinate_wall() -> None:
+    # Far beyond MAX_COORD the float32 Barnes-Hut turned every node NaN (found in review).
+    sim = Sim(1500, [], spread=10.0)
+    sim.pos[0] = (MAX_COORD - 1.0, 0.0, 0.0)
+    sim.vel[0] = (1e3, 0.0, 0.0)  # flying outwards
+    sim.params[:, CENTER_GRAVITY_K] = 0.0
+    r = sim.run(5)
+    assert r.nonfinite_resets == 0
+    assert sim.pos[0, 0] == MAX_COORD and sim.vel[0, 0] == 0.0
+    assert np.all(np.abs(sim.pos) <= MAX_COORD)

@@ -52,6 +52,7 @@ def test_round_trip_by_stable_key(tmp_path: Path) -> None:
         b"\x00\xff garbage",
         b'{"version": 1, "nodes": [{"kind": "alien", "id": "a", "p": [1, 2, 3]}]}',
         b'{"version": 1, "nodes": [{"kind": "knowledge", "id": "a", "p": [1e999, 2, 3]}]}',
+        b'{"version": 1, "nodes": [{"kind": "knowledge", "id": "a", "p": [1e20, 2, 3]}]}',
     ],
 )
 def test_corrupt_or_truncated_file_is_reported_and_ignored(tmp_path: Path, content: bytes) -> None:
