@@ -37,9 +37,10 @@ log = logger.bind(subsystem="physics")
 Backend = Literal["cpu", "cuda"]
 STEP_HISTORY = 1024  # step times kept for stats (bounded)
 # Settling also needs every node under this multiple of physics.settle_energy: 10x is a speed of
-# 0.63 at the 0.02 default, 0.01 units per 60 Hz step, the delta deadband. On a 3k-node layout
-# from scratch it adds ~15% to the time to settle (the mean crosses 0.02 at step 8.3k, the
-# peak 0.2 at 9.6k).
+# 0.63 at the 0.02 default, 0.01 units per 60 Hz step, the delta deadband. The 10k-node
+# bandwidth benchmark layout settles at the same tick with or without it (5777); a 3k-node
+# layout started from a wide random cloud took ~15% longer (the mean crossed 0.02 at step
+# 8.3k, the peak 0.2 at 9.6k).
 SETTLE_PEAK_FACTOR = 10.0
 # Steps taken after any change before the layout may count as settled again: the change (a
 # released drag, a new node) needs a few steps to turn into motion.
