@@ -228,8 +228,8 @@ def _parse_document(
         if not isinstance(item, Mapping):
             raise GraphError("invalid_node", "node must be a JSON object", path)
         ext = item.get("id")
-        if not isinstance(ext, str) or not ext:
-            raise GraphError("invalid_node", "id must be a non-empty string", f"{path}.id")
+        if not isinstance(ext, str):  # PROTOCOL.md: any string, the empty one included
+            raise GraphError("invalid_node", "id must be a string", f"{path}.id")
         if ext in seen:
             raise GraphError(
                 "duplicate_id", f"id {ext!r} already used by nodes[{seen[ext]}]", f"{path}.id"

@@ -105,7 +105,7 @@ def test_revision_bumps_on_every_topology_change() -> None:
         ),
         ({"nodes": [{"id": "a", "position": "1,2,3"}]}, "invalid_position", "nodes[0].position"),
         ({"nodes": [{"id": "a", "position": {"x": 1}}]}, "invalid_position", "nodes[0].position"),
-        ({"nodes": [{"id": ""}]}, "invalid_node", "nodes[0].id"),
+        ({"nodes": [{"id": None}]}, "invalid_node", "nodes[0].id"),
         ({"nodes": [{"id": "a", "metadata": []}]}, "invalid_node", "nodes[0].metadata"),
         ({"nodes": {}}, "invalid_document", "nodes"),
         ([], "invalid_document", ""),
@@ -256,3 +256,11 @@ def test_relabel_bumps_the_revision_but_metadata_does_not() -> None:
     s.upsert_node(NodeKind.AGENT, "ag", label="reviewer")
     assert s.revision == r + 1
     assert s.sync().n == 1 and s.node(raw) is not None
+
+
+def test_any_string_is_an_id() -> None:
+    s = GraphStore()
+    s.import_document(
+        {"nodes": [{"id": ""}, {"id": " "}], "edges": [{"source": "", "target": " "}]}
+    )
+    assert {n.key.external_id for n in s.nodes()} == {"", " "} and s.edge_count == 1
