@@ -17,8 +17,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from visionflow.errors import GraphError
-from visionflow.graph.store import ID_MASK, GraphStore
+from visionflow.graph.store import ID_MASK, MAX_WEIGHT, GraphStore
 from visionflow.physics.engine import Snapshot as EngineSnapshot
+from visionflow.physics.params import MAX_COORD
 from visionflow.state import save_graph
 from visionflow.web import openapi
 from visionflow.web.context import context_of
@@ -221,10 +222,16 @@ IMPORT_SCHEMA: dict[str, Any] = {
             "items": {
                 "type": "object",
                 "properties": {
-                    "id": {"type": "string", "minLength": 1},
+                    "id": {"type": "string"},
                     "label": {"type": "string"},
                     "group": {"type": "string"},
                     "metadata": {"type": "object"},
+                    "position": {
+                        "type": "array",
+                        "items": {"type": "number", "minimum": -MAX_COORD, "maximum": MAX_COORD},
+                        "minItems": 3,
+                        "maxItems": 3,
+                    },
                 },
                 "required": ["id"],
             },
@@ -236,7 +243,7 @@ IMPORT_SCHEMA: dict[str, Any] = {
                 "properties": {
                     "source": {"type": "string"},
                     "target": {"type": "string"},
-                    "weight": {"type": "number", "minimum": 0},
+                    "weight": {"type": "number", "minimum": 0, "maximum": MAX_WEIGHT},
                 },
                 "required": ["source", "target"],
             },
