@@ -179,8 +179,9 @@ def _exact_forces(x, y, z, q, group, params, forces):  # type: ignore[no-untyped
     """All-pairs repulsion into ``forces`` (overwritten).  O(n^2), exact.
 
     The inner loop is branch-free so it vectorises: the self term has d = 0 and contributes
-    0 * finite.  Coincident other nodes are counted instead, and a node that has some gets a
-    push along its own pseudo-random direction so the pile can come apart.
+    0 * finite.  The charge of coincident nodes (itself included) is summed instead, and a node
+    that has coincident others gets a push along its own pseudo-random direction, of
+    q_i * (their charge) / softening, so the pile can come apart.
     """
     n = x.shape[0]
     for i in prange(n):
@@ -191,7 +192,7 @@ def _exact_forces(x, y, z, q, group, params, forces):  # type: ignore[no-untyped
         fx = 0.0
         fy = 0.0
         fz = 0.0
-        same = 0
+        here = 0.0  # charge at exactly this position, its own included
         for j in range(n):
             dx = xi - x[j]
             dy = yi - y[j]
@@ -201,10 +202,10 @@ def _exact_forces(x, y, z, q, group, params, forces):  # type: ignore[no-untyped
             fx += dx * s
             fy += dy * s
             fz += dz * s
-            same += 1 if d2 == 0.0 else 0
+            here += q[j] if d2 == 0.0 else 0.0
         qi = q[i]
-        if same > 1:
-            push = qi * (same - 1) / eps  # times qi below: qi^2 per pair, as in Barnes-Hut
+        if here > qi:  # exact: a lone node sums to 0.0 + qi
+            push = (here - qi) / eps  # times qi below
             fx += push * _hash01(i, 1)
             fy += push * _hash01(i, 2)
             fz += push * _hash01(i, 3)
@@ -253,7 +254,7 @@ def _morton(pos, x0, y0, z0, extent, codes, order):  # type: ignore[no-untyped-d
         for k in range(3):
             origin = x0 if k == 0 else (y0 if k == 1 else z0)
             t = (pos[i, k] - origin) * scale
-            # written so that NaN (fails both tests) lands in cell 0 instead of undefined int
+            # written so that NaN (fails both tests) lands in the top cell, not an undefined int
             v = int(t) if t >= 0.0 else 0
             v = v if t <= top else top
             c |= _spread3(v) << (2 - k)
@@ -387,6 +388,8 @@ T_CX, T_CY, T_CZ, T_Q, T_SIDE, T_SUB, T_LO, T_HI = range(8)
 def _summarize(count, nlo, nhi, nchild, side, sx, sy, sz, sq, tree):  # type: ignore[no-untyped-def]
     """Reverse pre-order pass filling ``tree``: charge centre, charge, side, subtree size, range.
 
+    A leaf whose bodies all share one position gets side 0 and that position as its centre.
+
     Subtree size is 1 exactly for leaves (an internal node has at least two children).
     """
     for node in range(count - 1, -1, -1):
@@ -394,13 +397,18 @@ def _summarize(count, nlo, nhi, nchild, side, sx, sy, sz, sq, tree):  # type: ig
         tx = 0.0
         ty = 0.0
         tz = 0.0
+        point = False
         if nchild[node] == 0:
-            for s in range(nlo[node], nhi[node]):
+            lo = nlo[node]
+            point = True
+            for s in range(lo, nhi[node]):
                 w = sq[s]
                 tq += w
                 tx += w * sx[s]
                 ty += w * sy[s]
                 tz += w * sz[s]
+                if sx[s] != sx[lo] or sy[s] != sy[lo] or sz[s] != sz[lo]:
+                    point = False
             size = 1
         else:
             size = 1
@@ -414,16 +422,17 @@ def _summarize(count, nlo, nhi, nchild, side, sx, sy, sz, sq, tree):  # type: ig
                 sc = int(tree[c, T_SUB])
                 size += sc
                 c += sc
-        if tq > 0.0:
+        if tq > 0.0 and not point:
             tree[node, T_CX] = tx / tq
             tree[node, T_CY] = ty / tq
             tree[node, T_CZ] = tz / tq
-        else:
+        else:  # a point: its exact position (a weighted mean may be an ulp off)
             tree[node, T_CX] = sx[nlo[node]]
             tree[node, T_CY] = sy[nlo[node]]
             tree[node, T_CZ] = sz[nlo[node]]
         tree[node, T_Q] = tq
-        tree[node, T_SIDE] = side[node]
+        # side 0 marks a leaf whose bodies all sit on one point: exact as a single charge
+        tree[node, T_SIDE] = 0.0 if point else side[node]
         tree[node, T_SUB] = size
         tree[node, T_LO] = nlo[node]
         tree[node, T_HI] = nhi[node]
@@ -435,8 +444,8 @@ def _apply_list(lst, nl, lo, m, sx, sy, sz, ox, oy, oz, eps, forces, order, same
 
     float32, coordinates relative to the bucket's centre (ox, oy, oz) so that differences stay
     accurate: 8 lanes per vector and cheap divisions, the bulk of the Barnes-Hut time.
-    Branch-free so it vectorises: a self term has d = 0 and contributes 0 * finite;
-    coincident entries are counted in ``same`` instead.
+    Branch-free so it vectorises: a self term has d = 0 and contributes 0 * finite; the
+    charge of coincident entries (the body's own included) is added to ``same`` instead.
     """
     lx = lst[0]
     ly = lst[1]
@@ -453,7 +462,7 @@ def _apply_list(lst, nl, lo, m, sx, sy, sz, ox, oy, oz, eps, forces, order, same
         fx = zero
         fy = zero
         fz = zero
-        k = 0
+        k = zero
         for j in range(nl):
             dx = px - lx[j]
             dy = py - ly[j]
@@ -463,7 +472,7 @@ def _apply_list(lst, nl, lo, m, sx, sy, sz, ox, oy, oz, eps, forces, order, same
             fx += dx * f
             fy += dy * f
             fz += dz * f
-            k += 1 if d2 == zero else 0
+            k += lq[j] if d2 == zero else zero
         b = order[s]
         forces[b, 0] += fx
         forces[b, 1] += fy
@@ -514,7 +523,7 @@ def _bh_forces(  # type: ignore[no-untyped-def]
         bz1 = -np.inf
         for t in range(lo, hi):
             eps[t - lo] = params[group[order[t]], SOFTENING]
-            same[t] = 0
+            same[t] = 0.0
             b = order[t]
             forces[b, 0] = 0.0
             forces[b, 1] = 0.0
@@ -560,7 +569,20 @@ def _bh_forces(  # type: ignore[no-untyped-def]
                 if nsub != 1:
                     node += 1
                     continue
-            # a leaf near the bucket (or the bucket itself): its bodies go in one by one
+            # a leaf near the bucket (or the bucket itself): its bodies go in one by one, or
+            # as one entry when they all sit on one point (side 0): a pile of m coincident
+            # bodies would otherwise cost m^2 every step
+            if row[T_SIDE] == 0.0:
+                if nl == cap:
+                    _apply_list(lst, nl, lo, m, sx, sy, sz, ox, oy, oz, eps, forces, order, same)
+                    nl = 0
+                lst[0, nl] = row[T_CX] - ox
+                lst[1, nl] = row[T_CY] - oy
+                lst[2, nl] = row[T_CZ] - oz
+                lst[3, nl] = row[T_Q]
+                nl += 1
+                node += nsub
+                continue
             for t in range(int(row[T_LO]), int(row[T_HI])):
                 if nl == cap:
                     _apply_list(lst, nl, lo, m, sx, sy, sz, ox, oy, oz, eps, forces, order, same)
@@ -579,8 +601,10 @@ def _bh_forces(  # type: ignore[no-untyped-def]
             fx = forces[b, 0]
             fy = forces[b, 1]
             fz = forces[b, 2]
-            if same[s] > 1:  # itself plus coincident others: push apart, own direction each
-                push = qb * (same[s] - 1) / eps[a]
+            # charge of coincident others (float32 sums: a lone body's is exactly its own)
+            others = same[s] - np.float32(qb)
+            if others > 0.0:  # push apart, each along its own direction
+                push = others / eps[a]
                 fx += push * _hash01(b, 1)
                 fy += push * _hash01(b, 2)
                 fz += push * _hash01(b, 3)
@@ -759,7 +783,7 @@ class CpuWorkspace:
         self.nhi = np.zeros(m, np.int64)
         self.nchild = np.zeros(m, np.int64)
         self.leaves = np.zeros(m, np.int64)
-        self.same = np.zeros(cap, np.int64)
+        self.same = np.zeros(cap, np.float64)  # charge coincident with each body
         if self.lists.shape[0] < _MAX_THREADS:
             self.lists = np.zeros((_MAX_THREADS, 4, LIST_CAP), np.float32)
         self.side = np.zeros(m, np.float64)

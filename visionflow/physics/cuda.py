@@ -112,7 +112,7 @@ def _repulsion_kernel(pos, group, params, forces):  # type: ignore[no-untyped-de
     fx = 0.0
     fy = 0.0
     fz = 0.0
-    same = 0
+    here = 0.0  # charge at exactly this position, its own included
     for base in range(0, n, TILE):
         j = base + tid
         if j < n:
@@ -128,7 +128,7 @@ def _repulsion_kernel(pos, group, params, forces):  # type: ignore[no-untyped-de
                 dz = zi - sh[2, t]
                 d2 = dx * dx + dy * dy + dz * dz
                 if d2 == 0.0:
-                    same += 1
+                    here += sh[3, t]
                 else:
                     f = sh[3, t] / ((d2 + eps) * math.sqrt(d2))
                     fx += dx * f
@@ -136,8 +136,8 @@ def _repulsion_kernel(pos, group, params, forces):  # type: ignore[no-untyped-de
                     fz += dz * f
         cuda.syncthreads()
     if i < n:
-        if same > 1:  # coincident nodes: same deterministic push as the CPU BH kernel
-            push = qi * (same - 1) / eps
+        if here > qi:  # coincident nodes: the same deterministic push as the CPU kernels
+            push = (here - qi) / eps
             fx += push * hash01(i, 1)
             fy += push * hash01(i, 2)
             fz += push * hash01(i, 3)

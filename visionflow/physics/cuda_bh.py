@@ -208,7 +208,7 @@ def _morton_kernel(pos, box, codes, index):  # type: ignore[no-untyped-def]
     c = 0
     for k in range(3):
         t = (pos[i, k] - box[k]) * scale
-        # written so that NaN (fails both tests) lands in cell 0, as on the CPU
+        # written so that NaN (fails both tests) lands in the top cell, as on the CPU
         v = int(t) if t >= 0.0 else 0
         v = v if t <= top else top
         c |= _spread10(v) << (2 - k)
@@ -382,6 +382,7 @@ def _summarize_kernel(body, n, left, right, parent, counter, node):  # type: ign
         cuda.threadfence()  # this thread's writes of ``cur`` land before the counter moves
         if cuda.atomic.add(counter, p, 1) == 0:
             return  # first child here: the sibling's thread will finish p
+        cuda.threadfence()  # acquire side: the sibling's writes are read only after this
         sib = right[p] if left[p] == cur else left[p]
         if sib >= nint:
             s = sib - nint
@@ -475,7 +476,7 @@ def _walk_kernel(body, order, n, left, right, node, group, params, forces):  # t
     fx = 0.0
     fy = 0.0
     fz = 0.0
-    same = 0
+    here = 0.0  # charge at exactly this body's position, its own included
     while sp > 0:
         sp -= 1
         c = stack[sp]
@@ -487,7 +488,7 @@ def _walk_kernel(body, order, n, left, right, node, group, params, forces):  # t
                 dz = z - body[j, 2]
                 d2 = dx * dx + dy * dy + dz * dz
                 if d2 == 0.0:
-                    same += 1  # itself, or a coincident body
+                    here += body[j, 3]  # itself, or a coincident body
                 else:
                     f = body[j, 3] / ((d2 + eps) * math.sqrt(d2))
                     fx += dx * f
@@ -506,7 +507,22 @@ def _walk_kernel(body, order, n, left, right, node, group, params, forces):  # t
         ey = max(0.0, cy0 - gy1, gy0 - cy1)
         ez = max(0.0, cz0 - gz1, gz0 - cz1)
         side = max(cx1 - cx0, cy1 - cy0, cz1 - cz0)
-        if side * side < th2 * (ex * ex + ey * ey + ez * ez) or sp + 2 > STACK:
+        if side == 0.0:
+            # every body under this cell sits on one point (its box corner): one exact charge,
+            # not a descent to each of them (a pile of m coincident bodies would cost m^2)
+            if active:
+                dx = x - cx0
+                dy = y - cy0
+                dz = z - cz0
+                d2 = dx * dx + dy * dy + dz * dz
+                if d2 == 0.0:
+                    here += node[c, 3]
+                else:
+                    f = node[c, 3] / ((d2 + eps) * math.sqrt(d2))
+                    fx += dx * f
+                    fy += dy * f
+                    fz += dz * f
+        elif side * side < th2 * (ex * ex + ey * ey + ez * ez) or sp + 2 > STACK:
             # accepted (or, never in practice, a full stack: take the monopole)
             if active:
                 dx = x - node[c, 0]
@@ -524,8 +540,8 @@ def _walk_kernel(body, order, n, left, right, node, group, params, forces):  # t
     if active:
         b = order[t]
         qi = body[t, 3]
-        if same > 1:  # coincident nodes: the same deterministic push as the CPU kernels
-            push = qi * (same - 1) / eps
+        if here > qi:  # coincident nodes: the same deterministic push as the CPU kernels
+            push = (here - qi) / eps
             fx += push * hash01(b, 1)
             fy += push * hash01(b, 2)
             fz += push * hash01(b, 3)

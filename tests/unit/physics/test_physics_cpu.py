@@ -130,6 +130,22 @@ def test_coincident_push_is_the_same_in_exact_and_barnes_hut() -> None:
     assert err.max() < 0.03
 
 
+def test_a_pile_on_one_point_is_one_charge_with_the_exact_push() -> None:
+    # 400 bodies of mixed charge on one point: Barnes-Hut takes the pile as one charge
+    # (it walked to each body before: m^2 work every step) and pushes each like exact does.
+    rng = np.random.default_rng(6)
+    pos = rng.normal(size=(3000, 3)) * 50.0
+    pos[:400] = pos[0]
+    group = (rng.random(3000) < 0.3).astype(np.int8)
+    params = pack(PhysicsParams(repel_k=2.0), PhysicsParams(repel_k=7.0))
+    ws = cpu.CpuWorkspace()
+    exact = cpu.repulsion(ws, pos, group, params, exact=True).copy()
+    approx = cpu.repulsion(ws, pos, group, params, exact=False).copy()
+    err = np.linalg.norm(approx - exact, axis=1) / np.linalg.norm(exact, axis=1)
+    assert err[:400].max() < 0.01
+    assert np.percentile(err, 99) < 0.03
+
+
 def test_pins_hold_and_disabled_group_does_not_move() -> None:
     sim = Sim(20, [(i, i + 1) for i in range(19)], spread=3.0)
     sim.pinned[4] = 1

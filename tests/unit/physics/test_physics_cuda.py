@@ -45,7 +45,7 @@ def test_cuda_step_matches_cpu_under_simulator() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("check", ["structure", "forces", "step", "residency"])
+@pytest.mark.parametrize("check", ["structure", "piles", "forces", "step", "residency"])
 def test_cuda_barnes_hut(check: str) -> None:
     """Morton + radix sort vs numpy, a valid LBVH, BH forces vs exact, a BH step vs the CPU
     step, device residency (tests/unit/physics/cuda_bh_checks.py)."""
