@@ -15,6 +15,7 @@ from pathlib import Path
 import msgspec
 from loguru import logger
 
+from visionflow import jsonsafe
 from visionflow.errors import GraphError
 from visionflow.fileio import write_atomic
 from visionflow.graph.store import GraphStore, NodeKey, NodeKind
@@ -45,7 +46,7 @@ def load_graph(store: GraphStore, state_dir: str) -> str | None:
     except OSError as exc:
         return f"cannot read {path}: {exc.strerror}"
     try:
-        result = store.import_document(msgspec.json.decode(data), "replace")
+        result = store.import_document(jsonsafe.decode(data), "replace")
     except (msgspec.DecodeError, GraphError) as exc:
         return f"ignoring {path}: {exc}"
     log.info(

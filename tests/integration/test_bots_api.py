@@ -99,6 +99,10 @@ async def test_bodies_are_validated(tmp_path: Path) -> None:
         assert r.status_code == 400 and r.json()["error"]["path"] == "task"
         r = await client.post("/api/bots/task", content=b"[")
         assert r.status_code == 400 and r.json()["error"]["code"] == "bad_json"
+        # these two were 500s: msgspec raises RecursionError and UnicodeDecodeError for them
+        for body in (b"[" * 100_000, b'{"task": "\xff\xfe"}'):
+            r = await client.post("/api/bots/task", content=body)
+            assert r.status_code == 400 and r.json()["error"]["code"] == "bad_json", r.text
         r = await client.post("/api/bots/spawn-agent", json={"type": "coder", "endpoint": "x"})
         assert r.status_code == 400 and r.json()["error"]["code"] == "unknown_endpoint"
 

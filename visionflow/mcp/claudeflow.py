@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from visionflow import jsonsafe
 from visionflow.errors import RemoteProtocolError, RpcRemoteError
 
 __all__ = [
@@ -147,7 +148,7 @@ def unwrap_tool_result(tool: str, result: Any) -> ToolOutput:
         raise RemoteProtocolError(f"{tool}: result.content[0].text is missing or not a string")
     is_error = result.get("isError") is True
     try:
-        data = msgspec.json.decode(text)
+        data = jsonsafe.decode(text)
     except msgspec.DecodeError as exc:
         if is_error:
             raise ToolError(tool, text) from None
@@ -289,7 +290,7 @@ def _metadata(raw: str | dict[str, Any] | None, path: str) -> dict[str, Any]:
     if isinstance(raw, dict):
         return raw
     try:
-        value = msgspec.json.decode(raw)
+        value = jsonsafe.decode(raw)
     except msgspec.DecodeError as exc:
         raise RemoteProtocolError(f"{path}.metadata: not a JSON document: {raw[:80]!r}") from exc
     if not isinstance(value, dict):

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from visionflow import jsonsafe
 from visionflow.errors import RemoteProtocolError
 
 __all__ = [
@@ -137,7 +138,7 @@ class LineFramer:
             reason = "not a JSON object"
             return SkippedLine(_preview(stripped), len(line), reason)
         try:
-            return _decoder.decode(stripped)
+            return jsonsafe.decode(stripped, _decoder)
         except msgspec.ValidationError as exc:
             return SkippedLine(_preview(stripped), len(line), f"not a JSON-RPC message: {exc}")
         except msgspec.DecodeError as exc:

@@ -150,7 +150,7 @@ def _as_our_id(raw: int | str) -> int | None:
     """Our ids are ints; some bridges echo them back as strings."""
     if isinstance(raw, int):
         return raw
-    if raw.isascii() and raw.isdigit():
+    if len(raw) <= 19 and raw.isascii() and raw.isdigit():  # int() refuses > 4300 digits
         return int(raw)
     return None
 

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from loguru import logger
 
+from visionflow import jsonsafe
 from visionflow.errors import GraphError
 from visionflow.fileio import write_atomic
 from visionflow.graph.store import ID_MASK, GraphStore, NodeKey, NodeKind, check_position
@@ -46,6 +47,9 @@ class _Entry(msgspec.Struct, array_like=False, forbid_unknown_fields=True):
 class _Layout(msgspec.Struct, forbid_unknown_fields=True):
     version: int
     nodes: list[_Entry]
+
+
+_LAYOUT = msgspec.json.Decoder(_Layout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +111,7 @@ def save_layout(
 def decode_layout(data: bytes) -> dict[NodeKey, tuple[float, float, float]]:
     """Parse a layout file; raise ValueError saying what is wrong."""
     try:
-        layout = msgspec.json.decode(data, type=_Layout)
+        layout = jsonsafe.decode(data, _LAYOUT)
     except msgspec.DecodeError as exc:
         raise ValueError(f"not a layout file: {exc}") from exc
     if layout.version != FORMAT_VERSION:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Final, Literal, TypeAlias
 
 import msgspec
 
+from visionflow import jsonsafe
 from visionflow.errors import RemoteProtocolError
 from visionflow.protocol.frames import ID_MASK
 
@@ -144,7 +145,7 @@ _encoder: Final = msgspec.json.Encoder()
 def decode_client_message(data: bytes | str) -> ClientMessage:
     """Parse one client text frame; raise :class:`RemoteProtocolError` saying what is wrong."""
     try:
-        return _client_decoder.decode(data)
+        return jsonsafe.decode(data, _client_decoder)
     except msgspec.ValidationError as exc:
         raise RemoteProtocolError(_explain(data, exc)) from exc
     except msgspec.DecodeError as exc:
@@ -154,7 +155,7 @@ def decode_client_message(data: bytes | str) -> ClientMessage:
 def _explain(data: bytes | str, exc: msgspec.ValidationError) -> str:
     """Turn msgspec's validation error into one naming the message type (failure path only)."""
     try:
-        raw = msgspec.json.decode(data)
+        raw = jsonsafe.decode(data)
     except msgspec.DecodeError as bad_json:  # validation can stop before a later syntax error
         return f"control message is not valid JSON: {bad_json}"
     if not isinstance(raw, dict):
@@ -171,7 +172,7 @@ def _explain(data: bytes | str, exc: msgspec.ValidationError) -> str:
 def decode_server_message(data: bytes | str) -> ServerMessage:
     """Parse a server message (for tests and Python clients); errors as for client messages."""
     try:
-        return _server_decoder.decode(data)
+        return jsonsafe.decode(data, _server_decoder)
     except msgspec.DecodeError as exc:
         raise RemoteProtocolError(f"bad server message: {exc}") from exc
 

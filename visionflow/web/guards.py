@@ -6,6 +6,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from visionflow import jsonsafe
 from visionflow.web.auth import presented_token, token_ok
 from visionflow.web.context import ServiceContext
 from visionflow.web.errors import error_response
@@ -42,7 +43,7 @@ async def read_json_body(request: Request, limit: int) -> object | Response:
     if isinstance(data, Response):
         return data
     try:
-        body: object = msgspec.json.decode(data)
+        body: object = jsonsafe.decode(data)
     except msgspec.DecodeError as exc:
         return error_response(400, "bad_json", f"body is not valid JSON: {exc}")
     return body

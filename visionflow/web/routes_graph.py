@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from visionflow import jsonsafe
 from visionflow.errors import GraphError
 from visionflow.graph.store import ID_MASK, MAX_WEIGHT, GraphStore
 from visionflow.physics.engine import Snapshot as EngineSnapshot
@@ -152,7 +153,7 @@ async def graph_data(request: Request) -> Response:
 
 def _import(store: GraphStore, data: bytes, mode: str) -> dict[str, Any]:
     try:
-        doc = msgspec.json.decode(data)
+        doc = jsonsafe.decode(data)
     except msgspec.DecodeError as exc:
         raise GraphError("bad_json", f"body is not valid JSON: {exc}", "") from exc
     result = store.import_document(doc, mode)  # type: ignore[arg-type]

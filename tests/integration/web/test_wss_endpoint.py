@@ -152,6 +152,8 @@ async def test_bad_messages_get_errors_and_the_connection_stays() -> None:
             await c.send({"type": "teleport"})
             error = await c.json()
             assert error["type"] == "error" and "teleport" in error["message"]
+            await c.send("[" * 1000)  # was a RecursionError: 1011 and a traceback
+            assert (await c.json())["code"] == "bad_message"
             await c.send(b"\x00" * 27)
             assert (await c.json())["code"] == "bad_drag"
             nan = np.zeros(1, dtype=[("id", "<u4"), ("p", "<f4", 6)])

@@ -78,6 +78,9 @@ def test_result_null_differs_from_absent() -> None:
         (b"[1, 2]", "not a JSON object"),
         (b'{"id": [1]}', "not a JSON-RPC message"),
         (b"\xff\xfe{}", "not a JSON object"),
+        # hostile lines that used to escape as foreign exceptions and crash the watcher
+        (b'{"method": "\xff\xfe"}', "not valid UTF-8"),
+        (b'{"params": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested too deeply"),
     ],
 )
 def test_garbage_becomes_skipped_line(line: bytes, reason: str) -> None:

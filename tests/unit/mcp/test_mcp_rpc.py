@@ -156,6 +156,14 @@ def test_non_numeric_string_id_is_unknown() -> None:
     assert isinstance(event, UnknownResponse) and event.id == "abc"
 
 
+def test_a_5000_digit_string_id_is_unknown_not_a_crash() -> None:
+    session = RpcSession()
+    session.send_request("m")
+    line = b'{"jsonrpc":"2.0","id":"' + b"7" * 5000 + b'","result":1}\n'
+    (event,) = session.receive_data(line)  # int() refuses over 4300 digits: was ValueError
+    assert isinstance(event, UnknownResponse)
+
+
 def test_server_request_surfaces_and_can_be_answered() -> None:
     session = RpcSession()
     (event,) = session.receive_data(b'{"jsonrpc":"2.0","id":"s1","method":"ping"}\n')

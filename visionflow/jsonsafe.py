@@ -1,0 +1,35 @@
+"""JSON from outside (sockets, request bodies, files), with every kind of bad input as one error.
+
+msgspec reports most bad input as ``msgspec.DecodeError``, but not all of it: invalid UTF-8
+inside a string raises ``UnicodeDecodeError``, a ``str`` holding a lone surrogate
+``UnicodeEncodeError``, and nesting past the interpreter's recursion limit ``RecursionError``.
+Untrusted input goes through :func:`decode` so that callers catch one exception type
+(``msgspec.ValidationError`` stays what it is, a subclass of ``DecodeError``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar, overload
+
+import msgspec
+
+T = TypeVar("T")
+
+_ANY: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
+
+
+@overload
+def decode(data: bytes | str) -> Any: ...
+@overload
+def decode(data: bytes | str, decoder: msgspec.json.Decoder[T]) -> T: ...
+
+
+def decode(data: bytes | str, decoder: msgspec.json.Decoder[Any] = _ANY) -> Any:
+    """``decoder.decode(data)``, raising only ``msgspec.DecodeError`` for bad input."""
+    try:
+        return decoder.decode(data)
+    except RecursionError:
+        raise msgspec.DecodeError("JSON nested too deeply") from None
+    except UnicodeError as exc:  # reason: e.g. "invalid start byte", "surrogates not allowed"
+        reason = getattr(exc, "reason", str(exc))
+        raise msgspec.DecodeError(f"JSON text is not valid UTF-8: {reason}") from None
