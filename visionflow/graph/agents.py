@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from visionflow.errors import GraphError
 from visionflow.graph.store import GraphStore, NodeKind
 from visionflow.mcp.claudeflow import Agent
 
@@ -42,7 +43,7 @@ def agent_json(endpoint: str, agent: Agent, node_id: int | None, live: bool) -> 
         "status": agent.status,
         "health": agent.health,
         "task_count": agent.task_count,
-        "capabilities": list(agent.capabilities),
+        "capabilities": None if agent.capabilities is None else list(agent.capabilities),
         "swarm_id": agent.swarm_id,
         "created_at": agent.created_at,
         "last_active": agent.last_active,
@@ -50,6 +51,32 @@ def agent_json(endpoint: str, agent: Agent, node_id: int | None, live: bool) -> 
         "metadata": agent.metadata,
         "live": live,
     }
+
+
+def _relations(
+    endpoint: str, agents: dict[str, Agent]
+) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """Hub nodes and edges (as store keys) from what the agents report, nothing else.
+
+    A swarm's or a task's hub exists while an agent names it; edges go from an agent to its
+    hubs and to the agent it reports to.
+    """
+    hub_refs: set[tuple[str, str]] = set()
+    edges: set[tuple[str, str]] = set()
+    for agent in agents.values():
+        refs = {("swarm", agent.swarm_id)} if agent.swarm_id else set()
+        for key in _TASK_KEYS:
+            task = agent.metadata.get(key)
+            if isinstance(task, str | int) and not isinstance(task, bool) and str(task):
+                refs.add(("task", str(task)))
+        hub_refs |= refs
+        me = agent_key(endpoint, agent.id)
+        edges.update((me, hub_key(endpoint, kind, ident)) for kind, ident in refs)
+        for key in _PARENT_KEYS:
+            parent = agent.metadata.get(key)
+            if isinstance(parent, str) and parent in agents and parent != agent.id:
+                edges.add((me, agent_key(endpoint, parent)))
+    return hub_refs, edges
 
 
 class AgentGraph:
@@ -68,11 +95,15 @@ class AgentGraph:
 
     def update(self, endpoint: str, agents: list[Agent], live: bool) -> bool:
         """Apply one poll (``live``) or mark the endpoint unreachable (``live=False``, agents
-        ignored). Returns whether anything a viewer sees changed."""
+        ignored). Returns whether anything a viewer sees changed.
+
+        All or nothing: GraphError ``graph_full`` when the nodes or edges it would add do not
+        fit under the store's limits, with nothing changed (the next poll tries again).
+        """
         known = self._agents.setdefault(endpoint, {})
         was_live = self._live.get(endpoint)
-        self._live[endpoint] = live
         if not live:
+            self._live[endpoint] = False
             if was_live is False:
                 return False
             for agent in known.values():
@@ -80,7 +111,10 @@ class AgentGraph:
             return bool(known)
         current = {a.id: a for a in agents}
         changed = was_live is not True or current.keys() != known.keys()
+        hub_refs, edge_keys = _relations(endpoint, current)
         with self.store.lock:
+            self._check_room(endpoint, current, hub_refs, edge_keys)
+            self._live[endpoint] = True
             for agent_id in known.keys() - current.keys():
                 node = self.store.node_by_key(NodeKind.AGENT, agent_key(endpoint, agent_id))
                 if node is not None:
@@ -90,8 +124,47 @@ class AgentGraph:
                     self._upsert(endpoint, agent, live=True)
                     changed = True
             self._agents[endpoint] = current
-            self._link(endpoint, current)
+            self._link(endpoint, hub_refs, edge_keys)
         return changed
+
+    def _check_room(
+        self,
+        endpoint: str,
+        current: dict[str, Agent],
+        hub_refs: set[tuple[str, str]],
+        edge_keys: set[tuple[str, str]],
+    ) -> None:
+        """Raise GraphError before any change when the update would not fit the store."""
+        store = self.store
+        hubs = self._hubs.get(endpoint, {})
+        gone = sum(
+            1
+            for agent_id in self._agents.get(endpoint, {}).keys() - current.keys()
+            if store.node_by_key(NodeKind.AGENT, agent_key(endpoint, agent_id)) is not None
+        ) + len(hubs.keys() - hub_refs)
+        new_nodes = len(hub_refs - hubs.keys()) + sum(
+            1 for a in current if store.node_by_key(NodeKind.AGENT, agent_key(endpoint, a)) is None
+        )
+        if len(store) - gone + new_nodes > store.max_nodes:
+            raise GraphError(
+                "graph_full",
+                f"{new_nodes} agent node(s) do not fit: the graph holds {len(store)} of "
+                f"physics.max_nodes = {store.max_nodes}",
+                "",
+            )
+        made = self._edges.get(endpoint, set())
+        new_edges = len(edge_keys - {self._key_pair(s, t) for s, t in made})
+        if store.edge_count + new_edges > store.max_edges:
+            raise GraphError(
+                "graph_full",
+                f"{new_edges} agent edge(s) do not fit: the graph holds {store.edge_count} of "
+                f"physics.max_edges = {store.max_edges}",
+                "",
+            )
+
+    def _key_pair(self, source: int, target: int) -> tuple[str, str] | None:
+        s, t = self.store.node(source), self.store.node(target)
+        return None if s is None or t is None else (s.key.external_id, t.key.external_id)
 
     def _upsert(self, endpoint: str, agent: Agent, *, live: bool) -> int:
         label = agent.name or agent.type or agent.id
@@ -105,29 +178,21 @@ class AgentGraph:
             metadata=meta,
         )
 
-    def _link(self, endpoint: str, agents: dict[str, Agent]) -> None:
-        """Edges from reported relations; a swarm's or task's hub node exists while an agent
-        names it.
+    def _link(
+        self, endpoint: str, hub_refs: set[tuple[str, str]], edge_keys: set[tuple[str, str]]
+    ) -> None:
+        """Make the store's hubs and edges for this endpoint those of ``_relations``.
 
         The hubs and edges this class made are remembered per endpoint, so a poll costs
         O(agents), not a scan of a store that may hold a large knowledge graph.
         """
         store = self.store
-        named: dict[str, set[tuple[str, str]]] = {}  # agent id -> hubs it belongs to
-        for agent in agents.values():
-            refs = {("swarm", agent.swarm_id)} if agent.swarm_id else set()
-            for key in _TASK_KEYS:
-                task = agent.metadata.get(key)
-                if isinstance(task, str | int) and not isinstance(task, bool) and str(task):
-                    refs.add(("task", str(task)))
-            named[agent.id] = refs
-        wanted_hubs = set().union(*named.values()) if named else set()
         hubs = self._hubs.setdefault(endpoint, {})
-        for hub in set(hubs) - wanted_hubs:
+        for hub in set(hubs) - hub_refs:
             raw = hubs.pop(hub)
             if store.node(raw) is not None:
                 store.remove_node(raw)
-        for kind, ident in wanted_hubs - set(hubs):
+        for kind, ident in hub_refs - set(hubs):
             hubs[(kind, ident)] = store.upsert_node(
                 NodeKind.AGENT,
                 hub_key(endpoint, kind, ident),
@@ -136,24 +201,18 @@ class AgentGraph:
                 metadata={"endpoint": endpoint, "hub": kind, f"{kind}_id": ident},
             )
         wanted: set[tuple[int, int]] = set()
-        for agent in agents.values():
-            node = store.node_by_key(NodeKind.AGENT, agent_key(endpoint, agent.id))
-            if node is None:
-                continue
-            wanted.update((node.id, hubs[hub]) for hub in named[agent.id])
-            for key in _PARENT_KEYS:
-                parent = agent.metadata.get(key)
-                if isinstance(parent, str) and parent in agents and parent != agent.id:
-                    other = store.node_by_key(NodeKind.AGENT, agent_key(endpoint, parent))
-                    if other is not None:
-                        wanted.add((node.id, other.id))
+        for source_key, target_key in edge_keys:
+            source = store.node_by_key(NodeKind.AGENT, source_key)
+            target = store.node_by_key(NodeKind.AGENT, target_key)
+            if source is not None and target is not None:
+                wanted.add((source.id, target.id))
         made = self._edges.setdefault(endpoint, set())
-        for source, target in made - wanted:
+        for source_id, target_id in made - wanted:
             # An edge goes with its node: only edges between surviving nodes need removing.
-            if store.node(source) is not None and store.node(target) is not None:
-                store.remove_edge(source, target)
-        for source, target in wanted - made:
-            store.set_edge(source, target, 1.0)
+            if store.node(source_id) is not None and store.node(target_id) is not None:
+                store.remove_edge(source_id, target_id)
+        for source_id, target_id in wanted - made:
+            store.set_edge(source_id, target_id, 1.0)
         self._edges[endpoint] = wanted
 
     def agents_json(self, endpoint: str | None = None) -> list[dict[str, Any]]:

@@ -49,6 +49,13 @@ class CircuitBreaker:
         self.failures = 0
         self._state = "closed"
 
+    def abandon_probe(self, now: float) -> None:
+        """The half-open probe ended without a verdict (cancelled, or an unexpected error):
+        open again, so another probe is admitted after a cooldown instead of never."""
+        if self._state == "half_open":
+            self._state = "open"
+            self._opened_at = now
+
     def record_failure(self, now: float) -> None:
         self.failures += 1
         if self._state == "half_open" or self.failures >= self.threshold:

@@ -196,7 +196,7 @@ class Agent(msgspec.Struct, frozen=True, kw_only=True):
     status: str | None = None
     health: float | None = None
     task_count: int | None = None
-    capabilities: tuple[str, ...] = ()
+    capabilities: tuple[str, ...] | None = None  # None: not reported (not "none")
     swarm_id: str | None = None
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     created_at: str | float | None = None
@@ -258,7 +258,7 @@ def parse_agent(raw: Any, *, path: str = "agent") -> Agent:
                 status=v3.status,
                 health=v3.health,
                 task_count=v3.task_count,
-                capabilities=tuple(v3.capabilities or ()),
+                capabilities=_tuple_or_none(v3.capabilities),
                 swarm_id=v3.swarm_id,
                 created_at=v3.created_at,
                 domain=v3.domain,
@@ -271,7 +271,7 @@ def parse_agent(raw: Any, *, path: str = "agent") -> Agent:
                 type=v2.type,
                 name=v2.name,
                 status=v2.status,
-                capabilities=tuple(v2.capabilities or ()),
+                capabilities=_tuple_or_none(v2.capabilities),
                 swarm_id=v2.swarm_id,
                 metadata=_metadata(v2.metadata, path),
                 created_at=v2.created_at,
@@ -281,6 +281,10 @@ def parse_agent(raw: Any, *, path: str = "agent") -> Agent:
     except msgspec.ValidationError as exc:
         raise RemoteProtocolError(f"{path}: {_where(path, exc)}") from exc
     raise RemoteProtocolError(f"{path}: has neither id (2.x) nor agentId (3.x)")
+
+
+def _tuple_or_none(items: list[str] | None) -> tuple[str, ...] | None:
+    return None if items is None else tuple(items)
 
 
 def _metadata(raw: str | dict[str, Any] | None, path: str) -> dict[str, Any]:

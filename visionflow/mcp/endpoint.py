@@ -25,7 +25,7 @@ import msgspec
 import stamina
 from loguru import logger
 
-from visionflow.errors import RemoteProtocolError, RpcError, RpcRemoteError
+from visionflow.errors import GraphError, RemoteProtocolError, RpcError, RpcRemoteError
 from visionflow.metrics import Metrics
 from visionflow.settings import McpEndpoint as EndpointSettings
 from visionflow.settings import McpSettings
@@ -148,12 +148,23 @@ class EndpointWatcher:
         self.metrics.mcp_agents.labels(**self._metric_labels).set(self.status.agent_count)
 
     def _set_agents(self, agents: list[Agent]) -> None:
-        if agents != self.agents or not self._live:
-            self.agents = agents
-            self._live = True
-            self.status.agent_count = len(agents)
+        if agents == self.agents and self._live:
+            return
+        try:
             self.on_agents(self.settings.name, agents, True)
+        except GraphError as exc:
+            # No room in the graph (physics.max_nodes / max_edges): nothing was applied, the
+            # link is fine, and the next poll tries again.
+            message = f"agents not shown: {exc.message}"
+            if self.status.last_error != message:
+                self.log.warning(message)
+            self.status.last_error = message
             self._publish()
+            return
+        self.agents = agents
+        self._live = True
+        self.status.agent_count = len(agents)
+        self._publish()
 
     def _lost_agents(self) -> None:
         # What a dead server runs is unknown: report that, rather than stale data as live.
@@ -215,10 +226,13 @@ class EndpointWatcher:
                     )
                 # A fresh handshake reads tools/list: earlier announcements are moot.
                 self._tools_stale = False
+                judged = False
                 try:
                     client = await stack.enter_async_context(self._open())
-                    await self._poll_once(client)
+                    await self._poll(client)
+                    judged = True
                 except _LINK_FAILURES as exc:
+                    judged = True
                     self.breaker.record_failure(anyio.current_time())
                     self.status.last_error = str(exc)
                     self._publish()
@@ -226,6 +240,9 @@ class EndpointWatcher:
                         self.log.warning("cannot connect (attempt {}): {}", attempt.num, exc)
                     await stack.aclose()
                     raise
+                finally:
+                    if not judged:  # cancelled, or a bug: a half-open probe must not hang
+                        self.breaker.abandon_probe(anyio.current_time())
                 return client
         raise AssertionError("unreachable: stamina retries forever")  # pragma: no cover
 
@@ -248,8 +265,9 @@ class EndpointWatcher:
         if "swarm_status" in catalog.names:
             try:
                 swarm = await client.swarm_status()
-            except RpcRemoteError as exc:
-                self.log.debug("swarm_status refused: {}", exc)
+            except (RpcRemoteError, RemoteProtocolError) as exc:
+                # optional detail: a refusal or an odd reply must not cost the agent list
+                self.log.debug("swarm_status not used: {}", exc)
         self.status.swarm = _swarm_json(swarm)
         self.status.last_poll = time.time()
         self._set_agents(agents)
@@ -270,13 +288,16 @@ class EndpointWatcher:
             with anyio.move_on_after(self.settings.poll_interval):
                 await self._poll_now.wait()
             self._poll_now = anyio.Event()
-            try:
-                await self._poll_once(client)
-            except RpcRemoteError as exc:
-                # The server is up but refused this poll (a tool error): keep the link.
-                self.status.last_error = str(exc)
-                self.log.warning("poll refused: {}", exc)
-                self._publish()
+            await self._poll(client)
+
+    async def _poll(self, client: McpClient) -> None:
+        try:
+            await self._poll_once(client)
+        except RpcRemoteError as exc:
+            # The server is up but refused this poll (a tool error): keep the link.
+            self.status.last_error = str(exc)
+            self.log.warning("poll refused: {}", exc)
+            self._publish()
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED

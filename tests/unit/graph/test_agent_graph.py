@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import pytest
+
+from visionflow.errors import GraphError
 from visionflow.graph.agents import AgentGraph
 from visionflow.graph.store import AGENT_FLAG, GraphStore, NodeKind
 from visionflow.mcp.claudeflow import Agent
@@ -105,3 +108,32 @@ def test_task_assignment_edges_when_reported() -> None:
         "e", [agent("a", metadata={"currentTask": None}), agent("b"), agent("c")], live=True
     )
     assert graph.data_json()["hubs"] == []
+
+
+def test_an_update_that_does_not_fit_changes_nothing() -> None:
+    # Before: nodes were upserted one by one until the store was full, leaving agent nodes
+    # no one tracked (never removed), and the error crashed the endpoint's watcher.
+    store = GraphStore(max_nodes=6)
+    store.import_document({"nodes": [{"id": "n1"}, {"id": "n2"}, {"id": "n3"}]})
+    graph = AgentGraph(store)
+    before = (store.version, len(store))
+    four = [agent(f"a{i}", swarm_id="s") for i in range(4)]  # 4 agents + a swarm hub
+    with pytest.raises(GraphError) as info:
+        graph.update("ep", four, live=True)
+    assert info.value.code == "graph_full" and "max_nodes = 6" in info.value.message
+    assert (store.version, len(store)) == before and graph.agents_json() == []
+    assert graph.update("ep", four[:2], live=True)  # 2 agents + hub fit
+    assert len(store) == 6 and store.edge_count == 2
+    graph.update("ep", [], live=True)
+    assert len(store) == 3 and store.edge_count == 0
+
+
+def test_agent_edges_must_fit_too() -> None:
+    store = GraphStore(max_edges=1)
+    graph = AgentGraph(store)
+    pair = [agent("a", swarm_id="s"), agent("b", swarm_id="s")]  # two edges to the hub
+    with pytest.raises(GraphError, match="max_edges = 1"):
+        graph.update("ep", pair, live=True)
+    assert len(store) == 0
+    assert graph.update("ep", pair[:1], live=True) and store.edge_count == 1
+    assert not graph.update("ep", pair[:1], live=True)  # the same again fits, unchanged

@@ -50,3 +50,18 @@ def test_failed_probe_opens_for_another_cooldown() -> None:
 def test_bad_parameters() -> None:
     with pytest.raises(ValueError, match="threshold"):
         CircuitBreaker(threshold=0, cooldown=1)
+
+
+def test_an_abandoned_probe_reopens_instead_of_hanging() -> None:
+    # A probe that ends with neither verdict (cancelled, or an unexpected error) used to
+    # leave the breaker half-open for good: allow() was never true again.
+    b = CircuitBreaker(threshold=1, cooldown=10)
+    b.record_failure(0)
+    assert b.allow(10)  # the probe
+    b.abandon_probe(11)
+    assert b.state(15) == "open" and not b.allow(15)
+    assert b.allow(21)  # another probe after a cooldown
+    b.abandon_probe(21)
+    b.record_success()
+    b.abandon_probe(30)  # closed: nothing to abandon
+    assert b.state(30) == "closed"

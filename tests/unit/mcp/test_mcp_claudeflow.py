@@ -158,7 +158,7 @@ def test_v3_agent_normalised() -> None:
     )
     assert agent.domain == "code" and agent.dialect == "v3"
     # Not reported by 3.x: not invented.
-    assert agent.name is None and agent.capabilities == () and agent.metadata == {}
+    assert agent.name is None and agent.capabilities is None and agent.metadata == {}
     assert agent.last_active is None and agent.swarm_id is None
 
 
