@@ -2,12 +2,16 @@
 
 ``async with launch_mcp(["npx", "claude-flow", "mcp", "start"]) as client:`` starts the command,
 runs the handshake over stdin/stdout and logs its stderr. When the process dies the link drops
-like a closed socket (RpcTransportError); leaving the block stops the process (SIGTERM, then
-SIGKILL after a grace), so a reconnect starts a fresh one.
+like a closed socket (RpcTransportError); leaving the block stops the process and everything it
+started (its own process group: SIGTERM, then SIGKILL after a grace), so a reconnect starts a
+fresh one and no wrapped server is left behind.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -46,16 +50,22 @@ async def _log_stderr(stream: anyio.abc.ByteReceiveStream, name: str) -> None:
         return
 
 
+def _signal_group(process: anyio.abc.Process, sig: signal.Signals) -> None:
+    # The server runs in its own session: its group holds whatever it started (npx, sh -c
+    # and the like put the real server one level down), so the group is what gets signalled.
+    with contextlib.suppress(ProcessLookupError):  # nobody left in the group
+        os.killpg(process.pid, sig)
+
+
 async def _stop(process: anyio.abc.Process, name: str) -> None:
     with anyio.CancelScope(shield=True):
-        if process.returncode is None:
-            process.terminate()
-            with anyio.move_on_after(STOP_GRACE):
-                await process.wait()
+        _signal_group(process, signal.SIGTERM)
+        with anyio.move_on_after(STOP_GRACE):
+            await process.wait()
         if process.returncode is None:
             logger.bind(subsystem=f"mcp:{name}").warning("server ignored SIGTERM: killing it")
-            process.kill()
-            await process.wait()
+        _signal_group(process, signal.SIGKILL)  # and anything it left behind
+        await process.wait()
         await process.aclose()
 
 
@@ -79,6 +89,7 @@ async def launch_mcp(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=cwd,
+            start_new_session=True,  # its own process group, stopped as a whole
         )
     except OSError as exc:
         raise RpcTransportError(f"{name}: cannot start {command[0]!r}: {exc}") from exc

@@ -12,6 +12,7 @@ import pytest
 from simkit import free_port, listening
 
 from visionflow import settings as s
+from visionflow.errors import GraphError
 from visionflow.mcp.claudeflow import Agent
 from visionflow.mcp.endpoint import EndpointWatcher
 from visionflow.mcp.sim import Simulator
@@ -136,4 +137,62 @@ async def test_stdio_endpoint_launches_and_relaunches_the_server() -> None:
         os.kill(pid, signal.SIGKILL)
         await wait_for(lambda: watcher.status.connects == 2, timeout=20)
         assert watcher.client is not None and f"pid {pid})" not in watcher.client.endpoint
+        tg.cancel_scope.cancel()
+
+
+def _running(marker: bytes) -> list[int]:
+    """Pids of live processes whose command line contains ``marker``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read()
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    zombie = f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+            except OSError:
+                continue
+            if marker in cmdline and not zombie:
+                found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+async def test_stopping_a_wrapped_stdio_server_leaves_nothing_behind() -> None:
+    # Launchers such as npx or sh -c start the real server (and maybe more) below themselves;
+    # stopping only the direct child used to leave those running with parent pid 1.
+    marker = f"{os.getpid()}.5"  # sleep's argument, unique to this test run
+    sim = f"{sys.executable} -m visionflow mcp-sim --stdio --tick 0"
+    rec = Recorder()
+    watcher, _, _ = watcher_for({"command": ["sh", "-c", f"sleep {marker} & exec {sim}"]}, rec)
+    async with anyio.create_task_group() as tg:
+        await tg.start(watcher.run)
+        await wait_for(lambda: watcher.status.connected, timeout=20)
+        assert _running(f"sleep\0{marker}".encode())
+        tg.cancel_scope.cancel()
+    await wait_for(lambda: not _running(f"sleep\0{marker}".encode()), timeout=5)
+
+
+async def test_a_full_graph_keeps_the_link_and_retries_each_poll() -> None:
+    sim = Simulator(flavor="v2", tick_interval=0, autopilot=False)
+    sim.model.spawn("coder", "c1")
+    port = free_port()
+    refusals = 3
+
+    class FullThenRoomy(Recorder):
+        def __call__(self, endpoint: str, agents: list[Agent], live: bool) -> None:
+            nonlocal refusals
+            if live and refusals:
+                refusals -= 1
+                raise GraphError("graph_full", "1 agent node(s) do not fit", "")
+            super().__call__(endpoint, agents, live)
+
+    rec = FullThenRoomy()
+    watcher, _, _ = watcher_for({"port": port}, rec)
+    async with listening(sim, port), anyio.create_task_group() as tg:
+        await tg.start(watcher.run)
+        await wait_for(lambda: refusals == 0 and watcher.status.last_error is not None)
+        assert "agents not shown" in (watcher.status.last_error or "")
+        await wait_for(lambda: len(watcher.agents) == 1)  # shown once there is room
+        assert watcher.status.connects == 1  # the link never dropped
         tg.cancel_scope.cancel()
