@@ -61,6 +61,8 @@ __all__ = ["PROTOCOL_VERSION", "McpClient", "connect_mcp", "open_session"]
 log = logger.bind(subsystem="mcp")
 
 PROTOCOL_VERSION = "2024-11-05"
+SKIP_LOG_FIRST = 5  # skipped lines logged one by one per connection, then every
+SKIP_LOG_EVERY = 1000  # thousandth
 
 NotificationHandler = Callable[[Notification], None]
 
@@ -98,6 +100,7 @@ class McpClient:
         self.server_info: dict[str, Any] = {}
         self.protocol_version: str | None = None
         self.catalog = ToolCatalog(())
+        self._skipped = 0  # lines that were not JSON-RPC, for the log's rate limit
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -311,9 +314,17 @@ class McpClient:
             case InvalidMessage(reason=reason):
                 log.warning("{}: ignored message: {}", self.endpoint, reason)
             case SkippedLine(preview=preview, reason=reason):
-                log.warning(
-                    "{}: skipped non-JSON-RPC line {!r} ({})", self.endpoint, preview, reason
-                )
+                # A server may print banners, or garbage by the megabyte: the first few are
+                # logged, then one line per SKIP_LOG_EVERY.
+                self._skipped += 1
+                if self._skipped <= SKIP_LOG_FIRST or self._skipped % SKIP_LOG_EVERY == 0:
+                    log.warning(
+                        "{}: skipped non-JSON-RPC line {!r} ({}; {} so far)",
+                        self.endpoint,
+                        preview,
+                        reason,
+                        self._skipped,
+                    )
 
     def _resolve(self, request_id: int, result: Any, error: RpcRemoteError | None) -> None:
         waiter = self._waiters.get(request_id)

@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import pytest
+from loguru import logger
 
 from visionflow.errors import (
     RemoteProtocolError,
@@ -17,7 +18,7 @@ from visionflow.errors import (
     RpcTransportError,
 )
 from visionflow.mcp.claudeflow import ToolError
-from visionflow.mcp.client import McpClient, connect_mcp
+from visionflow.mcp.client import SKIP_LOG_FIRST, McpClient, connect_mcp
 from visionflow.mcp.rpc import Notification
 from visionflow.mcp.sim import SimFaults, serve_simulator
 from visionflow.mcp.simstate import Flavor
@@ -271,3 +272,18 @@ async def test_server_survives_garbage_client() -> None:
             await raw.aclose()
             async with connect_mcp("127.0.0.1", port) as client:
                 await client.refresh_tools()
+
+
+async def test_a_stream_of_garbage_is_not_a_stream_of_warnings() -> None:
+    warnings: list[str] = []
+    sink = logger.add(lambda m: warnings.append(str(m)), level="WARNING", format="{message}")
+    try:
+        with anyio.fail_after(BOUND):
+            async with session("v2", SimFaults(garbage_every=1)) as client:
+                for _ in range(30):
+                    await client.refresh_tools()
+    finally:
+        logger.remove(sink)
+    skipped = [w for w in warnings if "skipped non-JSON-RPC line" in w]
+    assert len(skipped) == SKIP_LOG_FIRST, skipped
+    assert skipped[-1].rstrip().endswith(f"{SKIP_LOG_FIRST} so far)")
