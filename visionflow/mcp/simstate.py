@@ -48,6 +48,9 @@ TOPOLOGIES = ("hierarchical", "mesh", "ring", "star")
 MAX_SIM_AGENTS = 64
 #: Finished tasks remembered; older ones are forgotten so a long run stays bounded.
 MAX_DONE_TASKS = 256
+#: Hard limits for what tool calls can create (the simulator must stay bounded whoever calls).
+MAX_AGENTS = 1000
+MAX_OPEN_TASKS = 1000
 
 
 @dataclass(slots=True)
@@ -128,6 +131,8 @@ class SwarmModel:
     def spawn(
         self, agent_type: str, name: str | None = None, capabilities: list[str] | None = None
     ) -> SimAgent:
+        if len(self.agents) >= MAX_AGENTS:
+            raise _BadArgsError(f"the simulator holds at most {MAX_AGENTS} agents")
         if self.swarm is None:
             self.init_swarm("mesh", 8, "balanced")
         assert self.swarm is not None
@@ -163,6 +168,8 @@ class SwarmModel:
         return agent
 
     def add_task(self, description: str, priority: str = "medium") -> SimTask:
+        if sum(t.status != "completed" for t in self.tasks.values()) >= MAX_OPEN_TASKS:
+            raise _BadArgsError(f"the simulator holds at most {MAX_OPEN_TASKS} open tasks")
         task = SimTask(
             f"task_{self.now_ms()}_{self._suffix()}",
             description,

@@ -17,7 +17,7 @@ from visionflow.mcp.claudeflow import (
     unwrap_tool_result,
 )
 from visionflow.mcp.framing import RawMessage
-from visionflow.mcp.simstate import Flavor, SimDialect, SwarmModel
+from visionflow.mcp.simstate import MAX_AGENTS, MAX_OPEN_TASKS, Flavor, SimDialect, SwarmModel
 
 
 def fake_clock() -> Any:
@@ -219,3 +219,18 @@ def test_catalog_from_sim_builds_working_calls(flavor: Flavor) -> None:
 
 def test_replies_to_client_replies_are_ignored() -> None:
     assert dialect("v2").handle(RawMessage(jsonrpc="2.0", id=1, result={})) == []
+
+
+@pytest.mark.parametrize("flavor", ["v2", "v3"])
+def test_tool_calls_cannot_grow_the_simulator_without_bound(flavor: Flavor) -> None:
+    d = dialect(flavor)
+    for _ in range(MAX_AGENTS):
+        d.model.spawn("coder")
+    reply = call(d, "agent_spawn", {"type" if flavor == "v2" else "agentType": "coder"})
+    text = reply["result"]["content"][0]["text"]
+    assert f"at most {MAX_AGENTS} agents" in text
+    assert len(d.model.agents) == MAX_AGENTS
+    for i in range(MAX_OPEN_TASKS):
+        d.model.add_task(f"t{i}")
+    with pytest.raises(ValueError, match="open tasks"):
+        d.model.add_task("one more")
