@@ -104,6 +104,12 @@ class ViewerStream:
         """(Re)subscription or ``requestInitialData``: send a keyframe next."""
         self._needs_keyframe = True
 
+    def rewind(self, delivered: int | None) -> None:
+        """Frames handed out after sequence ``delivered`` never left (withdrawn unsent): a
+        keyframe next, which may carry any tick after ``delivered`` again."""
+        self._last_sequence = delivered
+        self._needs_keyframe = True
+
     def set_filter(self, node_filter: NodeFilter) -> None:
         """Change the subscription; a different filter needs a keyframe."""
         if node_filter is not self._filter:

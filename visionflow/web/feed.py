@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from visionflow.errors import GraphError
-from visionflow.graph.store import ID_MASK, check_position
+from visionflow.graph.store import ID_MASK
 from visionflow.physics.engine import PhysicsEngine
 from visionflow.physics.engine import Snapshot as EngineSnapshot
 from visionflow.protocol.snapshot import Snapshot
@@ -46,20 +45,17 @@ class EngineFeed:
     async def wait_snapshot(self, after: int) -> Snapshot:
         return self._convert(await self.engine.wait_snapshot(after))
 
+    def refresh(self) -> None:
+        self.engine.wake()  # one step at least, so a new tick
+
     # -- pins ---------------------------------------------------------------------------------
 
     def pin(self, node_ids: NDArray[np.uint32], positions: NDArray[np.float32], owner: int) -> None:
-        """All or nothing: every id is checked before any node is pinned."""
-        store = self.engine.store
-        raw_ids = [int(i) & ID_MASK for i in node_ids]
-        where = [check_position(p.tolist(), f"records[{k}]") for k, p in enumerate(positions)]
-        with store.lock:
-            for k, raw in enumerate(raw_ids):
-                if store.node(raw) is None:
-                    raise GraphError("unknown_node", f"no node with id {raw}", f"records[{k}]")
-            for raw, pos in zip(raw_ids, where, strict=True):
-                store.pin(raw, pos)
-                self._owner_of[raw] = owner
+        """All or nothing: every id and position is checked before any node is pinned."""
+        raw_ids = node_ids & np.uint32(ID_MASK)
+        self.engine.store.pin_many(raw_ids, positions)
+        for raw in raw_ids.tolist():
+            self._owner_of[raw] = owner
         self.engine.wake()
 
     def release(self, node_ids: NDArray[np.uint32], owner: int) -> None:

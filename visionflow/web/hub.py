@@ -97,6 +97,11 @@ class SnapshotSource(Protocol):
         """The first snapshot with ``sequence > after`` (waits for it)."""
         ...
 
+    def refresh(self) -> None:
+        """Publish a new snapshot soon even while at rest (a viewer needs a keyframe, and a
+        connection's sequence numbers must strictly increase)."""
+        ...
+
 
 class PinSink(Protocol):
     """Where viewers' drags go. Ids carry no flag bits; unknown ids raise ``GraphError``."""
@@ -155,7 +160,10 @@ class Viewer:
     frames_sent: int = 0
     frames_dropped: int = 0
     bytes_sent: int = 0
+    #: Sequence of the last frame the sender took (None before the first).
+    sent_sequence: int | None = None
     _frame: bytes | None = None
+    _frame_sequence: int | None = None
     _frame_since: float = 0.0
     _control: deque[str] = field(default_factory=deque)
     _wake: anyio.Event = field(default_factory=anyio.Event)
@@ -178,12 +186,13 @@ class Viewer:
         """How long the oldest undelivered frame (through replacements) has waited."""
         return now - self._frame_since if self._frame is not None else 0.0
 
-    def put_frame(self, data: bytes, now: float) -> bool:
+    def put_frame(self, data: bytes, now: float, sequence: int) -> bool:
         """Queue ``data``; True when it replaced an unsent frame (which is then dropped)."""
         replaced = self._frame is not None
         if not replaced:
             self._frame_since = now
         self._frame = data
+        self._frame_sequence = sequence
         self.frames_queued += 1
         self._wake.set()
         return replaced
@@ -221,6 +230,8 @@ class Viewer:
         if self._control:
             return self._control.popleft()
         frame, self._frame = self._frame, None
+        if frame is not None:
+            self.sent_sequence = self._frame_sequence
         return frame
 
     async def wait(self) -> None:
@@ -318,15 +329,22 @@ class Hub:
 
     def request_keyframe(self, viewer: Viewer) -> None:
         """``requestInitialData``: the next frame is a keyframe, sent as soon as possible."""
+        if viewer.take_frame_back():  # it is replaced by the keyframe
+            viewer.stream.rewind(viewer.sent_sequence)
         viewer.stream.restart()
         viewer.urgent = True
+        newest = self._newest
+        if newest is not None and not _behind(viewer, newest.sequence):
+            self.source.refresh()  # it has our newest tick already: a keyframe needs a new one
         self._kick.set()
 
     def unsubscribe(self, viewer: Viewer) -> None:
         viewer.interval = None
         viewer.urgent = False
         if viewer.take_frame_back():
-            viewer.stream.frame_dropped()
+            # Never sent: after a resubscription the same tick may go out (as a keyframe).
+            # Otherwise a layout at rest would never send this viewer any positions.
+            viewer.stream.rewind(viewer.sent_sequence)
 
     # ---------------------------------------------------------------- control messages
 
@@ -344,11 +362,13 @@ class Hub:
             self.close(viewer, CLOSE_TRY_AGAIN, "too many unread control messages")
 
     def close(self, viewer: Viewer, code: int, reason: str) -> None:
-        """Have ``viewer`` closed with ``code``; it gets no more frames."""
+        """Have ``viewer`` closed with ``code``; it gets no more frames or messages and no
+        longer counts against ``max_connections`` (its socket may take a while to go: on trio
+        hypercorn shields a send to a peer that stopped reading)."""
         if viewer.request_close(code, reason):
-            viewer.interval = None
             if code not in (1000, CLOSE_SHUTDOWN):
                 log.warning("closing viewer {} with {}: {}", viewer.client_id, code, reason)
+            self.disconnect(viewer)
 
     def close_all(self, code: int, reason: str) -> None:
         for viewer in self.viewers():
@@ -411,7 +431,7 @@ class Hub:
             viewer.last_slot = slot
             if frame is None:
                 continue
-            if viewer.put_frame(frame.data, now):
+            if viewer.put_frame(frame.data, now, frame.sequence):
                 viewer.frames_dropped += 1
                 self.ctx.metrics.frames_dropped.inc()
             queued += 1
@@ -457,8 +477,9 @@ class Hub:
                     self.tick()
                     self._update_health()
             tg.cancel_scope.cancel()
+        viewers = self.connections
         self.close_all(CLOSE_SHUTDOWN, "server shutting down")
-        log.info("hub stopped; {} viewer(s) told to reconnect later", self.connections)
+        log.info("hub stopped; {} viewer(s) told to reconnect later", viewers)
 
     async def _follow_source(self) -> None:
         while True:
@@ -471,6 +492,13 @@ class Hub:
                     snapshot = latest  # we were slower than the engine: skip to its newest
                 self.offer(snapshot)
             self._check_settled()
+
+    @property
+    def at_rest(self) -> int | None:
+        """The sequence the layout rests at, as last announced (None while moving)."""
+        if not self._settled or self._newest is None:
+            return None
+        return self._newest.sequence
 
     def _check_settled(self) -> None:
         settled = self.source.settled

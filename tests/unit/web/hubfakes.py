@@ -51,6 +51,7 @@ class FakeSource:
     def __init__(self) -> None:
         self.latest: Snapshot | None = None
         self.settled = False
+        self.refreshes = 0
         self._published = anyio.Event()
 
     def publish(self, snapshot: Snapshot) -> None:
@@ -62,6 +63,9 @@ class FakeSource:
         while self.latest is None or self.latest.sequence <= after:
             await self._published.wait()
         return self.latest
+
+    def refresh(self) -> None:
+        self.refreshes += 1  # a test publishes the next snapshot itself
 
 
 @dataclass

@@ -142,6 +142,51 @@ async def test_unsubscribe_withdraws_the_frame_and_resubscribing_sends_a_keyfram
     assert decode_frame(frame_of(v)).kind is FrameKind.KEYFRAME
 
 
+async def test_a_keyframe_withdrawn_unsent_is_resent_while_the_layout_rests() -> None:
+    # Before: the withdrawn frame's tick counted as given, and a layout at rest makes no
+    # newer one, so the viewer never got any positions.
+    hub, _ = make_hub()
+    v = hub.connect()
+    hub.subscribe(v)
+    hub.offer(snap(1, IDS))
+    hub.tick(now=0.0)  # the keyframe, not yet taken by the sender
+    hub.unsubscribe(v)
+    hub.subscribe(v)
+    hub.tick(now=0.001)  # no new snapshot
+    frame = decode_frame(frame_of(v))
+    assert (frame.kind, frame.sequence) == (FrameKind.KEYFRAME, 1)
+
+
+async def test_request_initial_data_gets_a_keyframe_of_a_new_tick_at_rest() -> None:
+    hub, source = make_hub()
+    v = hub.connect()
+    hub.subscribe(v)
+    hub.offer(snap(1, IDS))
+    hub.tick(now=0.0)
+    assert decode_frame(frame_of(v)).sequence == 1  # sent: tick 1 cannot go again
+    hub.request_keyframe(v)
+    assert source.refreshes == 1  # asks the engine for a new tick
+    hub.offer(snap(2, IDS))  # the same positions
+    hub.tick(now=0.001)
+    frame = decode_frame(frame_of(v))
+    assert (frame.kind, frame.sequence) == (FrameKind.KEYFRAME, 2)
+    hub.offer(snap(3, IDS, 1.0))
+    hub.tick(now=1.0)  # a delta, left unsent
+    hub.request_keyframe(v)  # replaces it: tick 3 never went out, no new tick needed
+    assert source.refreshes == 1
+    hub.tick(now=1.001)
+    frame = decode_frame(frame_of(v))
+    assert (frame.kind, frame.sequence) == (FrameKind.KEYFRAME, 3)
+
+
+async def test_a_closed_viewer_stops_counting_at_once() -> None:
+    hub, _ = make_hub(max_connections=1)
+    v = hub.connect()
+    hub.close(v, 1013, "too slow")
+    assert hub.connections == 0 and v.take() == CloseRequest(1013, "too slow")
+    hub.connect()  # its slot is free though its socket may linger
+
+
 async def test_connection_limit_and_pins_released_on_disconnect() -> None:
     hub, _ = make_hub(max_connections=2)
     a, b = hub.connect(), hub.connect()
