@@ -86,6 +86,8 @@ CLOSE_BAD_PARAM: Final = 4400
 
 #: The server heartbeat (see the module docstring).
 HEARTBEAT: Final = encode_server_text(Pong(timestamp=None))
+#: Nodes one drag message may pin: pinning runs on the event loop (4096 take ~8 ms).
+MAX_DRAG_RECORDS: Final = 4096
 #: A close frame's reason holds at most 123 bytes of UTF-8.
 _MAX_REASON: Final = 123
 #: Upper bound on how long an in-flight send may delay a requested close.
@@ -219,8 +221,6 @@ class _Connection:
     limiter: InboundLimiter
     last_inbound: float
     last_sent: float
-    #: A send was cut short: the peer is not reading.
-    stuck: bool = False
 
 
 class WebSocketEndpoint:
@@ -301,8 +301,7 @@ class WebSocketEndpoint:
 
     async def _serve(self, conn: _Connection, params: ConnectParams, receive: Receive) -> None:
         viewer = conn.viewer
-        if not await self._send(conn, {"type": "websocket.accept"}):
-            return
+        # Queued before the first await: nothing broadcast meanwhile can get ahead of it.
         self._control(
             conn,
             ConnectionEstablished(
@@ -312,10 +311,11 @@ class WebSocketEndpoint:
                 graph_revision=int(self.graph_revision()),
             ),
         )
-        source = self.hub.source
-        latest = source.latest
-        if source.settled and latest is not None:
-            self._control(conn, Settled(sequence=latest.sequence))
+        at_rest = self.hub.at_rest  # the hub's view: it announces changes of it to everyone
+        if at_rest is not None:
+            self._control(conn, Settled(sequence=at_rest))
+        if not await self._send(conn, {"type": "websocket.accept"}):
+            return
         if params.subscribe:
             self.hub.subscribe(viewer)
         async with anyio.create_task_group() as tg:
@@ -339,8 +339,7 @@ class WebSocketEndpoint:
                 await conn.send(message)
             finally:
                 viewer.send_scope = None
-        if scope.cancelled_caught:
-            conn.stuck = True
+        if scope.cancelled_caught:  # cut short: the peer is not reading
             return False
         conn.last_sent = anyio.current_time()
         return True
@@ -358,8 +357,9 @@ class WebSocketEndpoint:
                     continue
                 item = HEARTBEAT
             if isinstance(item, CloseRequest):
-                if not conn.stuck:  # behind a stuck send, a close frame would wait in vain
-                    await self._send(conn, {"type": "websocket.close", **item._asdict()})
+                # Even behind a stuck send: on asyncio the close frame is queued after it (and
+                # without one hypercorn closes with 1011); the try is bounded by close_flush.
+                await self._send(conn, {"type": "websocket.close", **item._asdict()})
                 # hypercorn never reports the client's answer to a close; returning is what
                 # makes it close the TCP connection, as RFC 6455 has the server do.
                 cancel.cancel()
@@ -476,6 +476,9 @@ class WebSocketEndpoint:
             self._error(conn, "bad_drag", str(exc))
             return
         if records.ids.size == 0:
+            return
+        if records.ids.size > MAX_DRAG_RECORDS:  # pinning runs on the event loop
+            self._error(conn, "bad_drag", f"at most {MAX_DRAG_RECORDS} nodes per drag message")
             return
         ids = records.ids & np.uint32(ID_MASK)  # records may carry the type flags; pins do not
         try:

@@ -13,6 +13,7 @@ import pytest
 import trio.testing
 from hubfakes import FakeASGI, FakePins, FakeSource, context, ids_of, snap
 
+from visionflow.protocol.messages import GraphChanged
 from visionflow.web.hub import Hub
 from visionflow.web.ws import HEARTBEAT, WebSocketEndpoint
 
@@ -81,6 +82,37 @@ async def test_a_send_that_never_completes_is_abandoned_after_send_timeout() -> 
         await until(peer, lambda: hub.connections == 0)
         assert 10 <= anyio.current_time() - started < 11  # websocket.send_timeout
         assert hub.ctx.metrics.frames_dropped._value.get() == 1
+        # a close frame is still tried (it was skipped, and hypercorn then closed with 1011)
+        with anyio.fail_after(30):  # mock time: fails at once instead of hanging
+            await until(peer, lambda: peer.closes())
+        assert peer.closes()[0]["code"] == 1013
+
+
+async def test_the_welcome_is_first_even_if_a_broadcast_lands_during_the_accept() -> None:
+    class SlowAccept(FakeASGI):
+        release = anyio.Event()
+
+        async def send(self, message: dict[str, Any]) -> None:
+            if message["type"] == "websocket.accept":
+                await self.release.wait()
+            await super().send(message)
+
+    ctx = context()
+    hub = Hub(ctx, FakeSource(), pins=FakePins())
+    peer = SlowAccept()
+    async with anyio.create_task_group() as tg:
+        await tg.start(hub.run)
+        tg.start_soon(WebSocketEndpoint(ctx, hub), peer.scope, peer.receive, peer.send)
+        await peer.client_sends({"type": "websocket.connect"})
+        await until(peer, lambda: hub.connections == 1)
+        hub.publish(GraphChanged(revision=7))  # while the accept is still being written
+        peer.release.set()
+        with anyio.fail_after(30):  # mock time: fails at once instead of hanging
+            await until(peer, lambda: len(peer.texts()) == 2)
+        kinds = [json.loads(t)["type"] for t in peer.texts()]
+        assert kinds == ["connection_established", "graph_changed"]
+        tg.cancel_scope.cancel()
+        peer.close()
 
 
 async def test_shutdown_closes_with_1001() -> None:
