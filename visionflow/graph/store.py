@@ -549,6 +549,29 @@ class GraphStore:
             self._pins_dirty = True
             self._bump(topology=False)
 
+    def pin_many(
+        self, raw_ids: npt.NDArray[np.uint32], positions: npt.NDArray[np.floating]
+    ) -> None:
+        """Pin many nodes at ``positions`` (rows), all or nothing, with one revision bump.
+
+        GraphError names the first record (``records[k]``) with an unknown id or a position
+        that is not finite or past MAX_COORD; checks are vectorised, a drag may hold thousands.
+        """
+        pos = np.asarray(positions, np.float64).reshape(-1, 3)
+        ok = np.all(np.isfinite(pos) & (np.abs(pos) <= MAX_COORD), axis=1)
+        if not ok.all():
+            k = int(np.argmin(ok))
+            check_position(pos[k].tolist(), f"records[{k}]")  # raises with the reason
+        with self.lock:
+            for k, raw in enumerate(raw_ids.tolist()):
+                if raw not in self._nodes:
+                    raise GraphError("unknown_node", f"no node with id {raw}", f"records[{k}]")
+            for raw, p in zip(raw_ids.tolist(), pos.tolist(), strict=True):
+                self._nodes[raw].pinned = True
+                self._pending_pos[raw] = (p[0], p[1], p[2])
+            self._pins_dirty = True
+            self._bump(topology=False)
+
     def unpin(self, node_id: int) -> None:
         with self.lock:
             raw = self._require(node_id, "id")

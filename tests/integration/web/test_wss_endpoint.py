@@ -20,6 +20,7 @@ from visionflow.protocol.frames import (
     decode_legacy,
 )
 from visionflow.protocol.messages import GraphChanged
+from visionflow.web.ws import MAX_DRAG_RECORDS
 
 pytestmark = pytest.mark.anyio
 
@@ -182,6 +183,21 @@ async def test_bad_messages_get_errors_and_the_connection_stays() -> None:
                     await anyio.sleep(0.02)
             assert h.pins.pinned == {}  # a closed connection's pins are released
             await assert_healthy(h.http.url)
+
+
+async def test_a_drag_of_too_many_nodes_is_refused() -> None:
+    # Pinning runs on the event loop: a 1 MiB drag (37k records) held it for ~300 ms.
+    with anyio.fail_after(20):
+        async with running({}) as h:
+            h.source.publish(snapshot(1, graph(10)))
+            c = await Client.connect(h.url + "?subscribe=false")
+            await welcome(c)
+            many = np.zeros(MAX_DRAG_RECORDS + 1, dtype=[("id", "<u4"), ("p", "<f4", 6)])
+            await c.send(many.tobytes())  # 114 KiB, under max_inbound_bytes
+            error = await c.json()
+            assert error["code"] == "bad_drag" and str(MAX_DRAG_RECORDS) in error["message"]
+            assert h.pins.pinned == {}
+            await c.aclose()
 
 
 async def test_repeated_excess_over_the_rate_limit_closes_1008() -> None:

@@ -43,3 +43,11 @@ def test_pins_belong_to_their_connection() -> None:
     assert [n.pinned for n in store.nodes()] == [False, False]
     d = store.sync()
     assert d.pos.tolist() == [[1, 2, 3], [4, 5, 6]]
+
+
+def test_an_unknown_id_refuses_the_whole_drag() -> None:
+    feed, store, ids = _feed()
+    with pytest.raises(GraphError) as info:
+        feed.pin(np.asarray([ids[0], 99], np.uint32), np.zeros((2, 3), np.float32), owner=1)
+    assert (info.value.code, info.value.path) == ("unknown_node", "records[1]")
+    assert not any(n.pinned for n in store.nodes())
