@@ -3,10 +3,13 @@
 A baseline is the per-node "position last sent" state that PROTOCOL.md's deadband is measured
 against. Connections that were sent exactly the same frames since their last keyframe are in the
 same state, so they share one baseline (and therefore one encoded delta per tick). A connection
-holds only the baseline's integer token, never the object: the store alone decides what stays in
-memory, so memory is bounded by ``capacity`` whatever the viewers do. A connection whose
-baseline was evicted simply gets a keyframe next, which also merges it with every other
-connection getting that tick's keyframe.
+holds only the baseline's integer token, never the object, and tells the store which token it
+holds (:meth:`BaselineStore.hold` / :meth:`BaselineStore.release`): a baseline no connection
+holds any more is dropped at once, so the store keeps what viewers can still use rather than
+what was made last. Memory stays bounded by ``capacity`` whatever the viewers do: past it the
+least recently used baseline goes (unheld ones first), and a connection whose baseline was
+evicted simply gets a keyframe next, which also merges it with every other connection getting
+that tick's keyframe.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class BaselineStore:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.capacity = capacity
         self._items: OrderedDict[int, Baseline] = OrderedDict()
+        self._holders: dict[int, int] = {}  # token -> connections holding it (absent: none)
         self._tokens = itertools.count(1)
 
     def add(
@@ -48,8 +52,11 @@ class BaselineStore:
         """Store a new baseline (the arrays are kept, not copied) and return it."""
         baseline = Baseline(next(self._tokens), node_filter, sequence, ids, positions)
         self._items[baseline.token] = baseline
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
+        if len(self._items) > self.capacity:
+            unheld = next((t for t in self._items if t not in self._holders), None)
+            victim = unheld if unheld is not None else next(iter(self._items))
+            del self._items[victim]
+            self._holders.pop(victim, None)
         return baseline
 
     def get(self, token: int) -> Baseline | None:
@@ -58,6 +65,22 @@ class BaselineStore:
         if baseline is not None:
             self._items.move_to_end(token)
         return baseline
+
+    def hold(self, token: int) -> None:
+        """A connection now holds ``token`` (no-op if it was evicted)."""
+        if token in self._items:
+            self._holders[token] = self._holders.get(token, 0) + 1
+
+    def release(self, token: int) -> None:
+        """A connection let go of ``token``; the last one to do so drops the baseline."""
+        held = self._holders.get(token)
+        if held is None:
+            return
+        if held > 1:
+            self._holders[token] = held - 1
+        else:
+            del self._holders[token]
+            self._items.pop(token, None)
 
     def __len__(self) -> int:
         return len(self._items)

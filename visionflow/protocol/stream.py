@@ -28,7 +28,7 @@ How the hub uses it, per tick::
 
 from __future__ import annotations
 
-from visionflow.protocol.baselines import Baseline
+from visionflow.protocol.baselines import BaselineStore
 from visionflow.protocol.framecache import DeltaOutcome, Encoded, FrameCache
 from visionflow.protocol.frames import WireFormat
 from visionflow.protocol.snapshot import NodeFilter
@@ -87,11 +87,15 @@ class ViewerStream:
                 if outcome is DeltaOutcome.NOTHING_MOVED:
                     return None
                 if isinstance(outcome, Encoded):
-                    return self._sent(outcome.baseline, outcome)
-        return self._sent(None, cache.keyframe(self._format, self._filter))
+                    return self._sent(cache.baselines, outcome)
+        return self._sent(cache.baselines, cache.keyframe(self._format, self._filter))
 
-    def _sent(self, baseline: Baseline | None, frame: Encoded) -> Encoded:
-        self._baseline = (baseline or frame.baseline).token
+    def _sent(self, store: BaselineStore, frame: Encoded) -> Encoded:
+        token = frame.baseline.token
+        if token != self._baseline:
+            store.hold(token)
+            self.release(store)
+            self._baseline = token
         self._last_sequence = frame.sequence
         self._needs_keyframe = False
         return frame
@@ -103,6 +107,12 @@ class ViewerStream:
     def restart(self) -> None:
         """(Re)subscription or ``requestInitialData``: send a keyframe next."""
         self._needs_keyframe = True
+
+    def release(self, store: BaselineStore) -> None:
+        """Let go of the baseline (the connection is gone, or moves to another one)."""
+        if self._baseline is not None:
+            store.release(self._baseline)
+            self._baseline = None
 
     def rewind(self, delivered: int | None) -> None:
         """Frames handed out after sequence ``delivered`` never left (withdrawn unsent): a

@@ -70,8 +70,9 @@ CONTROL_QUEUE_LIMIT: Final = 64
 SETTLED_POLL_S: Final = 0.1
 #: A tick this early for a slot boundary still counts as in it (scheduling jitter).
 SLOT_TOLERANCE_S: Final = 0.002
-#: Distinct viewer states whose baselines are kept (each one: ids + positions of a tick).
-DEFAULT_BASELINES: Final = 32
+#: Distinct viewer states whose baselines are kept (each one: ids + positions of a tick). Only
+#: baselines some viewer holds stay, so this caps the distinct states before keyframes.
+DEFAULT_BASELINES: Final = 64
 
 CLOSE_SHUTDOWN: Final = 1001
 CLOSE_TRY_AGAIN: Final = 1013
@@ -306,6 +307,7 @@ class Hub:
         if self._viewers.pop(viewer.serial, None) is None:
             return
         viewer.interval = None
+        viewer.stream.release(self._baselines)
         self.ctx.metrics.ws_connections.set(len(self._viewers))
         self._update_health()
         if self.pins is not None:

@@ -210,3 +210,32 @@ def test_snapshot_validation() -> None:
     snap = Snapshot.create(1, ids, pos, pos)
     assert not snap.nodes.positions.flags.writeable
     assert pos.flags.writeable  # the caller's array is not frozen
+
+
+def test_a_slow_viewer_keeps_its_baseline_beside_a_fast_one() -> None:
+    # Before: every tick's new baseline pushed older ones out of the LRU, so a viewer at one
+    # frame a second found its baseline evicted and got a keyframe every time.
+    world = World(make_ids(50), capacity=4)
+    fast, slow = ViewerStream(), ViewerStream()
+    kinds: list[FrameKind] = []
+    for tick in range(600):  # 10 s at 60 Hz, one node moving
+        fast.next_frame(world.cache)
+        if tick % 60 == 0:
+            frame = slow.next_frame(world.cache)
+            assert frame is not None
+            kinds.append(frame.kind)
+        world.step({tick % 50: 0.5})
+    assert kinds.count(FrameKind.KEYFRAME) == 1 and len(kinds) == 10
+    assert len(world.baselines) <= 2  # what the two viewers hold, not the last 4 made
+
+
+def test_a_baseline_nobody_holds_is_dropped() -> None:
+    world = World(make_ids(4))
+    v = ViewerStream()
+    v.next_frame(world.cache)
+    token = v.baseline_token
+    world.step({0: 1.0})
+    v.next_frame(world.cache)  # moved on to the delta's baseline
+    assert token not in world.baselines and len(world.baselines) == 1
+    v.release(world.baselines)  # the connection is gone
+    assert len(world.baselines) == 0 and v.baseline_token is None
