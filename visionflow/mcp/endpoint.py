@@ -45,6 +45,9 @@ AgentsListener = Callable[[str, list[Agent], bool], None]
 # (RpcRemoteError) does not: the server is alive, it just refused that call.
 _LINK_FAILURES = (RpcError, RemoteProtocolError)
 
+#: How ``last_error`` starts while the graph has no room for the endpoint's agents.
+_NOT_SHOWN = "agents not shown: "
+
 #: The server's tool set changed: re-read ``tools/list`` before the next poll.
 TOOLS_CHANGED = "notifications/tools/list_changed"
 
@@ -155,7 +158,7 @@ class EndpointWatcher:
         except GraphError as exc:
             # No room in the graph (physics.max_nodes / max_edges): nothing was applied, the
             # link is fine, and the next poll tries again.
-            message = f"agents not shown: {exc.message}"
+            message = f"{_NOT_SHOWN}{exc.message}"
             if self.status.last_error != message:
                 self.log.warning(message)
             self.status.last_error = message
@@ -164,6 +167,8 @@ class EndpointWatcher:
         self.agents = agents
         self._live = True
         self.status.agent_count = len(agents)
+        if (self.status.last_error or "").startswith(_NOT_SHOWN):
+            self.status.last_error = None  # they are shown now
         self._publish()
 
     def _lost_agents(self) -> None:
@@ -229,6 +234,7 @@ class EndpointWatcher:
                 judged = False
                 try:
                     client = await stack.enter_async_context(self._open())
+                    self.status.last_error = None  # connected; a refused first poll sets it again
                     await self._poll(client)
                     judged = True
                 except _LINK_FAILURES as exc:
@@ -312,7 +318,6 @@ class EndpointWatcher:
                     self.breaker.record_success()
                     self.client = client
                     self.status.connects += 1
-                    self.status.last_error = None
                     info = client.server_info
                     self.status.server_name = _str_or_none(info.get("name"))
                     self.status.server_version = _str_or_none(info.get("version"))

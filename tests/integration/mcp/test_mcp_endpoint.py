@@ -195,4 +195,5 @@ async def test_a_full_graph_keeps_the_link_and_retries_each_poll() -> None:
         assert "agents not shown" in (watcher.status.last_error or "")
         await wait_for(lambda: len(watcher.agents) == 1)  # shown once there is room
         assert watcher.status.connects == 1  # the link never dropped
+        assert watcher.status.last_error is None
         tg.cancel_scope.cancel()
