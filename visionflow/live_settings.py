@@ -62,6 +62,14 @@ def _runtime_issues(patch: Mapping[str, Any]) -> list[ConfigIssue]:
 Listener = Callable[[Settings], None]
 
 
+def _checked(sent: Mapping[str, Any], effective: Mapping[str, Any]) -> dict[str, Any]:
+    """``sent``'s shape with the validated values of ``effective`` in it."""
+    return {
+        key: _checked(value, effective[key]) if isinstance(value, Mapping) else effective[key]
+        for key, value in sent.items()
+    }
+
+
 class LiveSettings:
     """Holds the current Settings; ``base`` is file + environment, ``overrides`` the patches."""
 
@@ -103,8 +111,12 @@ class LiveSettings:
             raise ConfigError([ConfigIssue("(body)", MISSING, "must be a JSON object")], "patch")
         async with self._lock:  # one patch at a time: each merges over the one before
             overrides, settings = self._prepare(patch)
-            await anyio.to_thread.run_sync(self._write, overrides)
-            return self._commit(overrides, settings)
+            # Saved and applied together or not at all: a cancelled request must not leave
+            # a saved patch that applies only at the next start.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._write, overrides)
+                self._commit(overrides, settings)
+            return settings
 
     def _apply(self, patch: Mapping[str, Any], *, persist: bool) -> Settings:
         overrides, settings = self._prepare(patch)
@@ -122,7 +134,8 @@ class LiveSettings:
             issues.extend(exc.issues)
         if issues:
             raise ConfigError(issues, "patch")
-        return overrides, settings
+        # Keep the checked values, not what was sent ("30" for 30.0, 1 for true).
+        return _checked(overrides, msgspec.to_builtins(settings)), settings
 
     def _commit(self, overrides: dict[str, Any], settings: Settings) -> Settings:
         self._overrides = overrides
@@ -133,18 +146,20 @@ class LiveSettings:
         return settings
 
     def _write(self, overrides: Mapping[str, Any]) -> None:
+        """Save the overrides; OSError propagates (the server's problem, not the request's)."""
         text = "# Written by PATCH /api/settings; applied over settings.toml.\n"
-        try:
-            write_atomic(self._path, (text + to_toml_table(overrides)).encode())
-        except OSError as exc:
-            raise ConfigError(
-                [ConfigIssue(str(self._path), MISSING, f"cannot save overrides: {exc.strerror}")],
-                "patch",
-            ) from exc
+        write_atomic(self._path, (text + to_toml_table(overrides)).encode())
+
+    @property
+    def overrides_path(self) -> Path:
+        return self._path
 
     def as_json(self) -> dict[str, Any]:
+        settings = msgspec.to_builtins(self.current)
+        if settings["server"]["token"]:  # readable without the token: never show it
+            settings["server"]["token"] = "***"
         return {
-            "settings": msgspec.to_builtins(self.current),
+            "settings": settings,
             "overrides": self._overrides,
             "revision": self.revision,
             "runtime_keys": list(RUNTIME_KEYS),

@@ -61,21 +61,40 @@ def _json_sink(stream: TextIO) -> Any:
     return sink
 
 
+# The service's own sink: (handler id, format, stream, level), so that ``set_level`` can
+# replace it alone (other sinks, a test's say, stay).
+_sink: tuple[int, str, TextIO, str] | None = None
+
+
+def _add_sink(level: str, fmt: str, stream: TextIO) -> int:
+    if fmt == "json":
+        return logger.add(_json_sink(stream), level=level, backtrace=False, diagnose=False)
+    return logger.add(
+        stream,
+        level=level,
+        format=HUMAN_FORMAT,
+        backtrace=False,
+        diagnose=False,
+        colorize=False,
+    )
+
+
+def set_level(level: str) -> None:
+    """Change the level of the sink ``setup`` made (``log.level`` is a runtime setting)."""
+    global _sink
+    if _sink is None or _sink[3] == level:
+        return
+    handler, fmt, stream, _ = _sink
+    logger.remove(handler)
+    _sink = (_add_sink(level, fmt, stream), fmt, stream, level)
+
+
 def setup(level: str = "INFO", fmt: str = "human", stream: TextIO | None = None) -> None:
+    global _sink
     stream = stream or sys.stderr
     logger.remove()
     logger.configure(extra={"subsystem": "main"})
-    if fmt == "json":
-        logger.add(_json_sink(stream), level=level, backtrace=False, diagnose=False)
-    else:
-        logger.add(
-            stream,
-            level=level,
-            format=HUMAN_FORMAT,
-            backtrace=False,
-            diagnose=False,
-            colorize=False,
-        )
+    _sink = (_add_sink(level, fmt, stream), fmt, stream, level)
     handler = InterceptHandler()
     logging.basicConfig(handlers=[handler], level=logging.INFO, force=True)
     for name in ("hypercorn.error", "hypercorn.access", "stamina"):

@@ -16,7 +16,7 @@ import anyio
 import anyio.abc
 from loguru import logger
 
-from visionflow import __version__, state
+from visionflow import __version__, logs, state
 from visionflow.graph.agents import AgentGraph
 from visionflow.graph.store import GraphStore
 from visionflow.live_settings import LiveSettings
@@ -78,6 +78,7 @@ class Service:
         )
         self.ctx.engine = self.engine
         self.ctx.live.subscribe(lambda s: self.engine.set_settings(s.physics))
+        self.ctx.live.subscribe(lambda s: logs.set_level(s.log.level))
         self._pending_layout: state.PendingLayout | None = None
 
     def request_stop(self) -> None:

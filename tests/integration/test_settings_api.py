@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,7 +11,9 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from loguru import logger
 
+from visionflow import logs
 from visionflow import settings as s
 from visionflow.live_settings import OVERRIDES_FILE
 from visionflow.service import Service
@@ -111,6 +114,10 @@ async def test_patch_needs_token_when_set(anyio_backend: str, tmp_path: Path) ->
             "/api/settings", json=body, headers={"Authorization": "Bearer s3cret"}
         )
         assert r.status_code == 200
+        assert "s3cret" not in r.text
+        r = await client.get("/api/settings")  # open to anyone: it must not hand out the token
+        assert r.status_code == 200 and "s3cret" not in r.text
+        assert r.json()["settings"]["server"]["token"] == "***"
 
 
 @pytest.mark.anyio
@@ -130,3 +137,45 @@ async def test_corrupt_overrides_file_is_ignored(anyio_backend: str, tmp_path: P
     async for svc, client in _run(raw):
         assert svc.ctx.live.current.physics.rate_hz == 60
         assert (await client.get("/api/health")).json()["status"] == "ok"
+
+
+@pytest.mark.anyio
+async def test_patch_saves_the_checked_values(
+    api: tuple[Service, httpx.AsyncClient], tmp_path: Path
+) -> None:
+    svc, client = api
+    r = await client.patch("/api/settings", json={"physics": {"rate_hz": "30"}})
+    assert r.status_code == 200, r.text
+    saved = tomllib.loads((tmp_path / OVERRIDES_FILE).read_text())
+    assert saved == {"physics": {"rate_hz": 30.0}}  # not the string that was sent
+    assert svc.ctx.live.current.physics.rate_hz == 30.0
+
+
+@pytest.mark.anyio
+async def test_a_patch_that_cannot_be_saved_is_503_and_not_applied(
+    api: tuple[Service, httpx.AsyncClient], tmp_path: Path
+) -> None:
+    svc, client = api
+    (tmp_path / OVERRIDES_FILE).mkdir()  # the save's rename cannot replace a directory
+    r = await client.patch("/api/settings", json={"physics": {"rate_hz": 30}})
+    assert r.status_code == 503 and r.json()["error"]["code"] == "not_saved", r.text
+    assert svc.ctx.live.current.physics.rate_hz == 60.0
+
+
+@pytest.mark.anyio
+async def test_log_level_changes_at_runtime(
+    api: tuple[Service, httpx.AsyncClient],
+) -> None:
+    _, client = api
+    # The service sink as logs.setup makes it, without removing the other sinks setup would.
+    stream = io.StringIO()
+    logs._sink = (logs._add_sink("INFO", "human", stream), "human", stream, "INFO")
+    try:
+        logger.bind(subsystem="test").debug("hidden")
+        r = await client.patch("/api/settings", json={"log": {"level": "DEBUG"}})
+        assert r.status_code == 200, r.text
+        logger.bind(subsystem="test").debug("shown")
+    finally:
+        logger.remove(logs._sink[0])
+        logs._sink = None
+    assert "shown" in stream.getvalue() and "hidden" not in stream.getvalue()

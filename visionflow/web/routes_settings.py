@@ -34,6 +34,9 @@ async def patch_settings(request: Request) -> Response:
         return error_response(
             400, "invalid_settings", exc.render(), exc.issues[0].path, issues=issues
         )
+    except OSError as exc:  # nothing applied: the change could not be saved
+        path = ctx.live.overrides_path
+        return error_response(503, "not_saved", f"cannot save {path}: {exc.strerror}")
     return JSONResponse(ctx.live.as_json())
 
 
@@ -48,6 +51,7 @@ def routes() -> list[BaseRoute]:
             "400": "invalid settings (every issue listed, nothing applied)",
             "401": "token required",
             "413": "body too large",
+            "503": "the change could not be saved under state.dir (nothing applied)",
         }
     return [
         Route("/api/settings", get_settings, methods=["GET"]),
