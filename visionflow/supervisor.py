@@ -250,11 +250,17 @@ class Supervisor:
                         raise StartupError(f"{name} failed to start: {error}") from exc
                     log.opt(exception=exc).error("crashed: {}", error)
                 else:
-                    health.state = "stopped"
-                    if not self.stopping.is_set():
-                        log.info("returned; not restarting it")
-                    release()
-                    return
+                    if self.stopping.is_set():
+                        health.state = "stopped"
+                        release()
+                        return
+                    # Children run until cancelled: returning on its own is a failure too
+                    # (health said ok for a subsystem that was gone), so restart it.
+                    health.last_error = "returned on its own"
+                    if critical and not released:
+                        health.state = "failed"
+                        raise StartupError(f"{name} returned before it started")
+                    log.error("returned on its own")
 
                 now = anyio.current_time()
                 if now - began >= policy.maximum:

@@ -224,3 +224,42 @@ async def test_no_restart_during_shutdown() -> None:
             await sup.wait_stopped()
     assert len(flaky.starts) == 1
     assert registry.subsystems["a"].state == "stopped"
+
+
+@pytest.mark.anyio
+async def test_a_child_that_returns_on_its_own_is_restarted_not_reported_ok() -> None:
+    # Before: it was marked "stopped" and health stayed ok with the subsystem gone.
+    registry = HealthRegistry("t")
+    starts: list[float] = []
+
+    async def quitter(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        starts.append(anyio.current_time())
+        task_status.started()
+        if len(starts) == 1:
+            await anyio.sleep(0.5)
+            return  # a bug: children run until cancelled
+        await anyio.sleep_forever()
+
+    async with anyio.create_task_group() as tg:
+        sup = Supervisor(tg, registry, POLICY)
+        await sup.start("hub", quitter)
+        await anyio.sleep(0.6)
+        assert registry.subsystems["hub"].state == "backoff"
+        assert registry.status() == "degraded"
+        await anyio.sleep(5)
+        assert len(starts) == 2 and registry.subsystems["hub"].state == "running"
+        assert registry.subsystems["hub"].last_error == "returned on its own"
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_a_critical_child_returning_before_it_started_fails_start_up() -> None:
+    async def gone(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        return
+
+    with pytest.raises(BaseExceptionGroup) as info:
+        async with anyio.create_task_group() as tg:
+            sup = Supervisor(tg, HealthRegistry("t"), POLICY)
+            await sup.start("http", gone, critical=True)
+    error = find_in_group(info.value, StartupError)
+    assert error is not None and "returned before it started" in str(error)
