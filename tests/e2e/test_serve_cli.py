@@ -95,6 +95,26 @@ def test_serve_ready_health_metrics_and_clean_sigterm(served: Served) -> None:
     assert b"received SIGTERM" in tail
 
 
+def test_sigterm_with_a_stalled_request_in_flight_ends_without_tracebacks(
+    served: Served,
+) -> None:
+    # A client that sent a body shorter than its Content-Length holds a request open across
+    # the drain. hypercorn's drain and the service's deadline used to end at the same moment,
+    # and the cancellation printed asyncio tracebacks.
+    wait_ready(served.url, 10)
+    host, port = served.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as stalled:
+        stalled.sendall(b"PATCH /api/settings HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+        time.sleep(0.3)
+        sent = time.monotonic()
+        served.proc.send_signal(signal.SIGTERM)
+        assert served.proc.wait(timeout=3 + 2) == 0
+        assert time.monotonic() - sent < 3 + 1
+    assert served.proc.stderr is not None
+    tail = served.proc.stderr.read()
+    assert b"Traceback" not in tail and b"ERROR" not in tail, tail.decode()[-2000:]
+
+
 def test_busy_port_is_one_line_and_exit_1(tmp_path: Path) -> None:
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))

@@ -52,6 +52,31 @@ def bind_socket(host: str, port: int, backlog: int = 512) -> socket.socket:
     return sock
 
 
+def _quiet_cancelled_callbacks(loop: asyncio.AbstractEventLoop) -> None:
+    """Keep asyncio from logging a traceback for a connection task hypercorn cancelled.
+
+    At the end of its drain hypercorn cancels the connections still open; asyncio's stream
+    callback then asks the cancelled task for its exception, gets CancelledError and reports
+    "Exception in callback" with a traceback. That is a shutdown doing its job, not an error.
+    """
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), asyncio.CancelledError):
+            log.debug("a connection was cancelled at the end of the drain")
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+
+
+#: The part of ``server.shutdown_grace`` hypercorn gets to drain; the rest is for ending it.
+GRACE_SHARE = 0.75
+
+
 class HttpServer:
     """Critical child: serves until ``stopping`` is set, then drains within the grace."""
 
@@ -64,7 +89,10 @@ class HttpServer:
 
     def _config(self) -> Config:
         config = Config()
-        config.graceful_timeout = self._settings.server.shutdown_grace
+        # hypercorn ends its own drain first (cancelling what is still in flight its own way);
+        # if the service's outer deadline (the whole grace) struck first, it would cancel
+        # hypercorn mid-drain, which spills asyncio tracebacks.
+        config.graceful_timeout = self._settings.server.shutdown_grace * GRACE_SHARE
         config.errorlog = logging.getLogger("hypercorn.error")
         config.accesslog = (
             logging.getLogger("hypercorn.access") if self._settings.log.access_log else None
@@ -95,6 +123,7 @@ class HttpServer:
             else:
                 from hypercorn.asyncio.run import worker_serve as asyncio_serve
 
+                _quiet_cancelled_callbacks(asyncio.get_running_loop())
                 try:
                     await asyncio_serve(
                         app, config, sockets=sockets, shutdown_trigger=self._stopping.wait
