@@ -11,6 +11,7 @@ import difflib
 import math
 import os
 import tomllib
+import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -208,7 +209,7 @@ def _validate_value(tp: Any, value: object, path: str, issues: list[ConfigIssue]
         issues.append(ConfigIssue(path, value, "must be a finite number"))
         return
     try:
-        msgspec.convert(value, tp, strict=False)
+        msgspec.convert(value, tp, strict=True)
     except msgspec.ValidationError:
         issues.append(ConfigIssue(path, value, _rule_for(_unwrap(msgspec.inspect.type_info(tp)))))
 
@@ -273,7 +274,7 @@ def validate(raw: Mapping[str, Any], source: str = "settings") -> Settings:
     if issues:
         raise ConfigError(issues, source)
     try:
-        settings = msgspec.convert(raw, Settings, strict=False)
+        settings = msgspec.convert(raw, Settings, strict=True)
     except msgspec.ValidationError as exc:  # a rule the walker does not know: still say where
         raise ConfigError([ConfigIssue("(document)", MISSING, str(exc))], source) from exc
     issues.extend(_cross_checks(settings))
@@ -309,7 +310,25 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str], issues: list[Con
                 break
             node = child
         else:
-            node[parts[-1]] = _parse_env_value(text)
+            # A string setting takes the text as it is unless it is a quoted TOML string: a
+            # token of digits, a host "true" or a path that reads as a TOML date stay strings.
+            value = _parse_env_value(text)
+            if _field_type(Settings, parts) is str and not isinstance(value, str):
+                value = text
+            node[parts[-1]] = value
+
+
+def _field_type(cls: type[Struct], parts: list[str]) -> Any:
+    """The annotated type at ``parts`` under ``cls`` (None when there is no such field)."""
+    tp: Any = cls
+    for part in parts:
+        if not _is_struct(tp):
+            return None
+        fields = {f.encode_name: f.type for f in msgspec.structs.fields(tp)}
+        if part not in fields:
+            return None
+        tp = fields[part]
+    return typing.get_args(tp)[0] if typing.get_origin(tp) is Annotated else tp
 
 
 def merge(base: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:

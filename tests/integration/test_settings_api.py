@@ -145,9 +145,12 @@ async def test_patch_saves_the_checked_values(
 ) -> None:
     svc, client = api
     r = await client.patch("/api/settings", json={"physics": {"rate_hz": "30"}})
+    assert r.status_code == 400 and r.json()["error"]["path"] == "physics.rate_hz"  # a string
+    r = await client.patch("/api/settings", json={"physics": {"rate_hz": 30}})
     assert r.status_code == 200, r.text
-    saved = tomllib.loads((tmp_path / OVERRIDES_FILE).read_text())
-    assert saved == {"physics": {"rate_hz": 30.0}}  # not the string that was sent
+    saved = (tmp_path / OVERRIDES_FILE).read_text()
+    assert tomllib.loads(saved) == {"physics": {"rate_hz": 30.0}}
+    assert "rate_hz = 30.0" in saved  # the float it is, not the int that was sent
     assert svc.ctx.live.current.physics.rate_hz == 30.0
 
 

@@ -148,6 +148,28 @@ def test_env_overrides_nested_keys(tmp_path: Path) -> None:
     assert settings.knowledge.path == "/notes dir"
 
 
+def test_env_text_for_a_string_setting_stays_text() -> None:
+    # "12345678" reads as a TOML integer, "true" as a boolean and 2024-01-01 as a date: a
+    # token, a host or a path made of them were refused as "must be a string".
+    env = {
+        "VISIONFLOW__SERVER__TOKEN": "12345678",
+        "VISIONFLOW__SERVER__HOST": "true",
+        "VISIONFLOW__STATE__DIR": "2024-01-01",
+        "VISIONFLOW__KNOWLEDGE__PATH": '"quoted notes"',  # a TOML string is still unquoted
+    }
+    settings = s.load(None, environ=env).settings
+    assert settings.server.token == "12345678" and settings.server.host == "true"
+    assert settings.state.dir == "2024-01-01" and settings.knowledge.path == "quoted notes"
+
+
+def test_no_loose_conversions(tmp_path: Path) -> None:
+    f = tmp_path / "s.toml"
+    f.write_text('[physics]\nrate_hz = "6e1"\n[physics.knowledge]\nenabled = 1\n')
+    with pytest.raises(ConfigError) as info:
+        s.load(f, environ={})
+    assert set(issues_of(info.value)) == {"physics.rate_hz", "physics.knowledge.enabled"}
+
+
 def test_env_override_errors_name_the_key() -> None:
     with pytest.raises(ConfigError) as info:
         s.load(
