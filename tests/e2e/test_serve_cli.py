@@ -76,6 +76,16 @@ def wait_ready(url: str, timeout: float) -> float:
     raise AssertionError(f"/readyz not 200 within {timeout}s")
 
 
+def sigterm_within_grace(served: Served) -> bytes:
+    """SIGTERM; exit 0 within the fixture's 3 s grace (+1 s); returns the rest of stderr."""
+    sent = time.monotonic()
+    served.proc.send_signal(signal.SIGTERM)
+    assert served.proc.wait(timeout=3 + 2) == 0
+    assert time.monotonic() - sent < 3 + 1
+    assert served.proc.stderr is not None
+    return served.proc.stderr.read()
+
+
 def test_serve_ready_health_metrics_and_clean_sigterm(served: Served) -> None:
     ready_at = wait_ready(served.url, 10)
     assert ready_at - served.started < 5.0
@@ -85,12 +95,7 @@ def test_serve_ready_health_metrics_and_clean_sigterm(served: Served) -> None:
     assert health.json()["subsystems"]["http"]["state"] == "running"
     metrics = httpx.get(f"{served.url}/metrics", timeout=2).text
     assert "visionflow_physics_step_seconds" in metrics
-    sent = time.monotonic()
-    served.proc.send_signal(signal.SIGTERM)
-    assert served.proc.wait(timeout=3 + 2) == 0
-    assert time.monotonic() - sent < 3 + 1
-    assert served.proc.stderr is not None
-    tail = served.proc.stderr.read()
+    tail = sigterm_within_grace(served)
     assert b"Traceback" not in tail
     assert b"received SIGTERM" in tail
 
@@ -106,12 +111,7 @@ def test_sigterm_with_a_stalled_request_in_flight_ends_without_tracebacks(
     with socket.create_connection((host, int(port)), timeout=5) as stalled:
         stalled.sendall(b"PATCH /api/settings HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
         time.sleep(0.3)
-        sent = time.monotonic()
-        served.proc.send_signal(signal.SIGTERM)
-        assert served.proc.wait(timeout=3 + 2) == 0
-        assert time.monotonic() - sent < 3 + 1
-    assert served.proc.stderr is not None
-    tail = served.proc.stderr.read()
+        tail = sigterm_within_grace(served)
     assert b"Traceback" not in tail and b"ERROR" not in tail, tail.decode()[-2000:]
 
 
