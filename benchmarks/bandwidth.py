@@ -1,4 +1,4 @@
-"""Bandwidth benchmark: ``python benchmarks/bandwidth.py [--nodes 10000] [--max-ticks 3600]``.
+"""Bandwidth benchmark: ``python benchmarks/bandwidth.py [--nodes 10000] [--max-ticks 7200]``.
 
 The real stack, no event loop: a Barabasi-Albert graph (average degree 4) imported into a
 GraphStore, a PhysicsEngine with the default settings stepped from scratch with
