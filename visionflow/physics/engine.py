@@ -256,15 +256,14 @@ class PhysicsEngine:
         need = float(params[enabled, WARMUP_ITERATIONS].max()) if enabled.any() else 0.0
         return self.iteration >= need
 
-    def _at_rest(self, result: cpu.StepResult, threshold: float) -> bool:
+    def _at_rest(self, result: cpu.StepResult, threshold: float, rising: bool) -> bool:
         """Settled: mean kinetic energy per node under ``threshold``, no node over
-        ``SETTLE_PEAK_FACTOR`` times it, and at least ``MIN_AWAKE_STEPS`` since the last change.
+        ``SETTLE_PEAK_FACTOR`` times it, that peak not ``rising`` since the previous step, and
+        at least ``MIN_AWAKE_STEPS`` since the last change.
 
         The mean alone would average one moving node away in a large graph: a node released
         after a drag would be left hanging where it was dropped.
         """
-        rising = result.peak_kinetic_energy > self._last_peak
-        self._last_peak = result.peak_kinetic_energy
         return (
             self._awake_steps >= MIN_AWAKE_STEPS
             and not rising
@@ -301,8 +300,10 @@ class PhysicsEngine:
             self._awake_steps = 0
         self._awake_steps += 1
         self._seen = (state.version, params_version)
+        rising = result.peak_kinetic_energy > self._last_peak
+        self._last_peak = result.peak_kinetic_energy
         settled = state.n == 0 or (
-            self._warmup_done(params) and self._at_rest(result, self.settings.settle_energy)
+            self._warmup_done(params) and self._at_rest(result, self.settings.settle_energy, rising)
         )
         ids = state.flagged.copy()
         ids.setflags(write=False)
