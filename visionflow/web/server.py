@@ -60,6 +60,8 @@ def _quiet_cancelled_callbacks(loop: asyncio.AbstractEventLoop) -> None:
     "Exception in callback" with a traceback. That is a shutdown doing its job, not an error.
     """
     previous = loop.get_exception_handler()
+    if getattr(previous, "_visionflow_quiet", False):
+        return  # installed already (the http child restarted on this loop)
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if isinstance(context.get("exception"), asyncio.CancelledError):
@@ -70,6 +72,7 @@ def _quiet_cancelled_callbacks(loop: asyncio.AbstractEventLoop) -> None:
         else:
             loop.default_exception_handler(context)
 
+    handler._visionflow_quiet = True  # type: ignore[attr-defined]
     loop.set_exception_handler(handler)
 
 
