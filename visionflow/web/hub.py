@@ -331,8 +331,7 @@ class Hub:
 
     def request_keyframe(self, viewer: Viewer) -> None:
         """``requestInitialData``: the next frame is a keyframe, sent as soon as possible."""
-        if viewer.take_frame_back():  # it is replaced by the keyframe
-            viewer.stream.rewind(viewer.sent_sequence)
+        self._withdraw(viewer)  # it is replaced by the keyframe
         viewer.stream.restart()
         viewer.urgent = True
         newest = self._newest
@@ -343,9 +342,13 @@ class Hub:
     def unsubscribe(self, viewer: Viewer) -> None:
         viewer.interval = None
         viewer.urgent = False
+        self._withdraw(viewer)
+
+    @staticmethod
+    def _withdraw(viewer: Viewer) -> None:
+        """Take back the unsent frame. It never left, so its tick may go out again (as a
+        keyframe): otherwise a layout at rest would never send this viewer any positions."""
         if viewer.take_frame_back():
-            # Never sent: after a resubscription the same tick may go out (as a keyframe).
-            # Otherwise a layout at rest would never send this viewer any positions.
             viewer.stream.rewind(viewer.sent_sequence)
 
     # ---------------------------------------------------------------- control messages
