@@ -152,6 +152,8 @@ class Viewer:
     urgent: bool = False
     #: Index of the last clock slot (``floor(now / interval)``) this viewer was given a frame in.
     last_slot: int = -1
+    #: When it was last given a frame: a re-rate recomputes ``last_slot`` on the new grid.
+    served_at: float | None = None
     close_request: CloseRequest | None = None
     #: The in-flight send's cancel scope (set by the endpoint's sender), cut short on close.
     send_scope: anyio.CancelScope | None = None
@@ -322,11 +324,17 @@ class Hub:
     def subscribe(self, viewer: Viewer, interval_ms: float | None = None) -> float:
         """Start (keyframe next) or re-rate the viewer's stream; returns the interval in ms."""
         ms = self.clamp_interval_ms(interval_ms)
+        interval = ms / 1000.0
         if viewer.interval is None:
             viewer.stream.restart()
             viewer.urgent = True
             self._kick.set()
-        viewer.interval = ms / 1000.0
+        elif interval != viewer.interval and viewer.served_at is not None:
+            # A slot index means nothing on another grid: left in old units, a slower rate's
+            # slots would not pass it for (old/new) times the uptime, and the stream stopped.
+            viewer.last_slot = math.floor((viewer.served_at + SLOT_TOLERANCE_S) / interval)
+            self._kick.set()  # a viewer behind the newest tick may be due at another time now
+        viewer.interval = interval
         return ms
 
     def request_keyframe(self, viewer: Viewer) -> None:
@@ -434,6 +442,7 @@ class Hub:
             frame = viewer.stream.next_frame(cache)
             viewer.urgent = False
             viewer.last_slot = slot
+            viewer.served_at = now
             if frame is None:
                 continue
             if viewer.put_frame(frame.data, now, frame.sequence):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import anyio
 import pytest
 from hubfakes import FakePins, FakeSource, context, ids_of, snap
@@ -83,6 +85,33 @@ async def test_rate_follows_a_shared_grid_of_slots() -> None:
         assert frames[id(slow)] is frames[id(slow2)]  # same ticks, same state, same bytes
     assert 55 <= counts[id(fast)] <= 63
     assert 9 <= counts[id(slow)] <= 11
+
+
+@pytest.mark.parametrize(("before", "after"), [(33, 100), (100, 500), (33, 34), (100, 33)])
+async def test_a_re_rate_keeps_the_stream_going_at_the_new_rate(before: int, after: int) -> None:
+    # Before: the last slot stayed in units of the old interval, so after a re-rate to a slower
+    # one the new slots did not pass it for (old/new) times the uptime: no frame at all.
+    hub, _ = make_hub()
+    v = hub.connect()
+    hub.subscribe(v, before)
+    seq, now, step = 0, 100.0, 0.01  # the service has been up a while: large slot numbers
+    for _ in range(50):  # 0.5 s of ticks at 100 Hz at the first rate
+        seq, now = seq + 1, now + step
+        hub.offer(snap(seq, IDS, shift=seq))
+        hub.tick(now=now)
+        v.take()
+    hub.subscribe(v, after)
+    got = []
+    for _ in range(300):  # 3 s at the new rate
+        seq, now = seq + 1, now + step
+        hub.offer(snap(seq, IDS, shift=seq))
+        hub.tick(now=now)
+        if v.take() is not None:
+            got.append(now)
+    expected = 3.0 / (after / 1000)
+    assert expected - 2 <= len(got) <= expected + 1, (len(got), expected)
+    gaps = [b - a for a, b in itertools.pairwise(got)]
+    assert min(gaps) >= after / 1000 - 0.011  # no faster than the new rate (one tick of slack)
 
 
 async def test_a_viewer_behind_the_last_tick_gets_it_when_due() -> None:
