@@ -30,24 +30,16 @@ tests, ``NUMBA_ENABLE_CUDASIM=1`` must be set before the first import.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-# numba also bundles an older CUDA target under the same import name; it is deprecated and, on
-# numba >= 0.66, cannot compile two-argument min/max (numba issue 10753), which these kernels
-# use. Only the separate numba-cuda package (which takes over ``numba.cuda``) is good enough.
-if importlib.util.find_spec("numba_cuda") is None:
-    raise ImportError("the numba-cuda package is not installed (pip install 'visionflow[cuda]')")
-
-from numba import cuda as _numba_cuda  # noqa: E402
-
 from visionflow.errors import StartupError
 from visionflow.physics.cpu import StepResult, integrate_node, repair_nonfinite
 from visionflow.physics.cuda_bh import BarnesHut, hash01
+from visionflow.physics.numba_cuda import cuda
 from visionflow.physics.params import (
     DT,
     ENABLED,
@@ -59,8 +51,6 @@ from visionflow.physics.params import (
     THETA,
     ParamTable,
 )
-
-cuda: Any = _numba_cuda  # numba-cuda's partial annotations trip mypy --strict; kernels are untyped
 
 try:  # small graphs launch small grids on purpose; don't warn about it on every size change
     from numba.cuda.core import config as _cuda_config

@@ -42,11 +42,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from numba import cuda as _numba_cuda
 
+from visionflow.physics.numba_cuda import cuda
 from visionflow.physics.params import REPEL_K, SOFTENING, THETA
-
-cuda: Any = _numba_cuda  # numba-cuda's partial annotations trip mypy --strict; kernels are untyped
 
 MORTON_BITS = 10  # per axis: 30-bit codes in a uint32
 RADIX_BITS = 8
