@@ -22,7 +22,12 @@ PYTHONS = ["3.11", "3.12", "3.13"]
 
 # lock name -> extras of pyproject.toml. requirements/build.in adds setuptools, so that the
 # editable install builds with --no-build-isolation from locked versions only.
-LOCKS: dict[str, list[str]] = {"run": [], "test": ["test"], "dev": ["dev", "bench"]}
+LOCKS: dict[str, list[str]] = {
+    "run": [],
+    "cuda": ["cuda"],
+    "test": ["test"],
+    "dev": ["dev", "bench"],
+}
 
 
 def install_locked(session: nox.Session, lock: str) -> None:
@@ -71,7 +76,7 @@ def lowest(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS[0])
 def lock(session: nox.Session) -> None:
-    """Regenerate requirements/{run,test,dev}.txt for every supported Python and platform."""
+    """Regenerate requirements/{run,cuda,test,dev}.txt for every supported Python and platform."""
     session.install("uv")
     for name, extras in LOCKS.items():
         extra_args = [arg for extra in extras for arg in ("--extra", extra)]
