@@ -1,0 +1,50 @@
+"""The source distribution carries what a release needs to be tested, not only installed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_sdist_has_license_tests_settings_docs_and_benchmarks(tmp_path: Path) -> None:
+    build = (
+        "import sys; from setuptools import build_meta; print(build_meta.build_sdist(sys.argv[1]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", build, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    archive = tmp_path / proc.stdout.strip().splitlines()[-1]
+    with tarfile.open(archive) as tar:
+        prefix = tar.getnames()[0].split("/")[0]
+        names = {name.removeprefix(prefix + "/") for name in tar.getnames()}
+        pkg_info = tar.extractfile(f"{prefix}/PKG-INFO")
+        assert pkg_info is not None
+        metadata = pkg_info.read().decode()
+    for needed in (
+        "LICENSE",
+        "README.md",
+        "settings.toml",
+        "noxfile.py",
+        "requirements/test.txt",
+        "tests/conftest.py",
+        "tests/test_packaging.py",
+        "benchmarks/physics.py",
+        "benchmarks/README.md",
+        "docs/protocol.md",
+        "visionflow/cli.py",
+    ):
+        assert needed in names, needed
+    assert "License-Expression: MIT" in metadata
