@@ -26,13 +26,21 @@ ENV_PREFIX = "VISIONFLOW__"
 Port = Annotated[int, Meta(ge=0, le=65535, description="TCP port; 0 picks a free one")]
 Seconds = Annotated[float, Meta(ge=0.0, le=3600.0)]
 PositiveSeconds = Annotated[float, Meta(gt=0.0, le=3600.0)]
+#: ``*``, ``name``, ``.domain``, ``[ipv6]``, each with an optional ``:port``.
+HOST_PATTERN = r"^(\*|\.?[A-Za-z0-9_.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?)$"
+#: ``*`` or ``scheme://host[:port]``.
+ORIGIN_PATTERN = r"^(\*|[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s]+/?)$"
 
 
 class ServerSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     host: Annotated[str, Meta(min_length=1, max_length=255)] = "127.0.0.1"
     port: Port = 4000
     token: Annotated[str, Meta(max_length=1024)] = ""
-    allowed_origins: list[Annotated[str, Meta(min_length=1)]] = []
+    # Host and Origin allow-lists (see visionflow/web/security.py): loopback names by default.
+    allowed_hosts: list[Annotated[str, Meta(pattern=HOST_PATTERN)]] = msgspec.field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "[::1]"]
+    )
+    allowed_origins: list[Annotated[str, Meta(pattern=ORIGIN_PATTERN)]] = []
     shutdown_grace: Annotated[float, Meta(ge=0.0, le=300.0)] = 5.0
     max_request_bytes: Annotated[int, Meta(ge=1024, le=1 << 30)] = 64 * 1024 * 1024
 

@@ -12,6 +12,9 @@ import httpx
 from visionflow import settings as s
 from visionflow.service import Service
 
+#: Mutating routes take JSON only (415 otherwise): the header for bodies sent with ``content=``.
+JSON = {"Content-Type": "application/json"}
+
 
 @asynccontextmanager
 async def running(raw: dict[str, Any]) -> AsyncIterator[tuple[Service, httpx.AsyncClient]]:

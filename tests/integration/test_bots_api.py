@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from servicekit import eventually, running
+from servicekit import JSON, eventually, running
 
 from visionflow.mcp.sim import serve_simulator
 
@@ -97,11 +97,11 @@ async def test_bodies_are_validated(tmp_path: Path) -> None:
         assert r.status_code == 400 and "type" in r.json()["error"]["message"]
         r = await client.post("/api/bots/task", json={"task": ""})
         assert r.status_code == 400 and r.json()["error"]["path"] == "task"
-        r = await client.post("/api/bots/task", content=b"[")
+        r = await client.post("/api/bots/task", content=b"[", headers=JSON)
         assert r.status_code == 400 and r.json()["error"]["code"] == "bad_json"
         # these two were 500s: msgspec raises RecursionError and UnicodeDecodeError for them
         for body in (b"[" * 100_000, b'{"task": "\xff\xfe"}'):
-            r = await client.post("/api/bots/task", content=body)
+            r = await client.post("/api/bots/task", content=body, headers=JSON)
             assert r.status_code == 400 and r.json()["error"]["code"] == "bad_json", r.text
         r = await client.post("/api/bots/spawn-agent", json={"type": "coder", "endpoint": "x"})
         assert r.status_code == 400 and r.json()["error"]["code"] == "unknown_endpoint"

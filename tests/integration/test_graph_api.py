@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from servicekit import eventually, running
+from servicekit import JSON, eventually, running
 
 pytestmark = pytest.mark.anyio
 
@@ -109,7 +109,7 @@ async def test_bad_documents_are_refused_whole(
 async def test_bad_requests(tmp_path: Path) -> None:
     raw = {"state": {"dir": str(tmp_path)}, "server": {"max_request_bytes": 2048}}
     async with running(raw) as (_, client):
-        r = await client.post("/api/graph/import", content=b"{nope")
+        r = await client.post("/api/graph/import", content=b"{nope", headers=JSON)
         assert r.status_code == 400 and r.json()["error"]["code"] == "bad_json"
         r = await client.post("/api/graph/import", json=doc(200))
         assert r.status_code == 413

@@ -12,6 +12,7 @@ import anyio
 import httpx
 import pytest
 from loguru import logger
+from servicekit import JSON
 
 from visionflow import logs
 from visionflow import settings as s
@@ -90,11 +91,11 @@ async def test_patch_reports_every_error_and_applies_nothing(
 @pytest.mark.anyio
 async def test_patch_bad_bodies(api: tuple[Service, httpx.AsyncClient]) -> None:
     _, client = api
-    r = await client.patch("/api/settings", content=b"{not json")
+    r = await client.patch("/api/settings", content=b"{not json", headers=JSON)
     assert r.status_code == 400 and r.json()["error"]["code"] == "bad_json"
-    r = await client.patch("/api/settings", content=b"[1, 2]")
+    r = await client.patch("/api/settings", content=b"[1, 2]", headers=JSON)
     assert r.status_code == 400 and "JSON object" in r.json()["error"]["message"]
-    r = await client.patch("/api/settings", content=b"{" + b" " * 5000 + b"}")
+    r = await client.patch("/api/settings", content=b"{" + b" " * 5000 + b"}", headers=JSON)
     assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
 
 

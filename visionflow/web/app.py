@@ -9,6 +9,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -18,6 +19,7 @@ from visionflow.web import openapi, routes_settings
 from visionflow.web.context import ServiceContext
 from visionflow.web.context import context_of as _ctx
 from visionflow.web.errors import http_exception_handler
+from visionflow.web.guards import RequestGuard
 
 
 async def healthz(request: Request) -> Response:
@@ -65,6 +67,8 @@ def create_app(ctx: ServiceContext, extra_routes: list[BaseRoute] | None = None)
             *(extra_routes or []),
         ],
         exception_handlers={HTTPException: http_exception_handler},
+        # Host, Origin and Content-Type rules before any route (docs/security.md).
+        middleware=[Middleware(RequestGuard, live=ctx.live)],
     )
     app.state.ctx = ctx
     return app

@@ -1,4 +1,4 @@
-"""Access token and Origin checks shared by REST routes and the WebSocket endpoint."""
+"""Access token checks shared by REST routes and the WebSocket endpoint (Origin: security.py)."""
 
 from __future__ import annotations
 
@@ -25,10 +25,3 @@ def token_ok(expected: str, presented: str | None) -> bool:
     if presented is None:
         return False
     return hmac.compare_digest(expected.encode(), presented.encode())
-
-
-def origin_ok(allowed: list[str], origin: str | None) -> bool:
-    """An empty allow-list admits any Origin; a listed one must match exactly (no slash)."""
-    if not allowed:
-        return True
-    return origin is not None and origin.rstrip("/") in {o.rstrip("/") for o in allowed}

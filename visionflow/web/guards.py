@@ -1,15 +1,59 @@
-"""What every mutating route checks first: the token, and a body within the size limit."""
+"""What requests are checked for before they reach a route.
+
+Every request: its Host, and for mutating ones the Origin and Content-Type (the rules are in
+:mod:`visionflow.web.security`; :class:`RequestGuard` applies them). Each mutating route then
+checks the token and reads a body within the size limit.
+"""
 
 from __future__ import annotations
 
 import msgspec
+from loguru import logger
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from visionflow import jsonsafe
+from visionflow.live_settings import LiveSettings
 from visionflow.web.auth import presented_token, token_ok
 from visionflow.web.context import ServiceContext
 from visionflow.web.errors import error_response
+from visionflow.web.security import http_refusal
+
+log = logger.bind(subsystem="http")
+
+
+class RequestGuard:
+    """ASGI middleware: refuse a foreign Host, a cross-site Origin or a non-JSON body first.
+
+    HTTP only: ``/wss`` applies the same rules in its upgrade check, because a WebSocket refusal
+    has to be a close frame (see :mod:`visionflow.web.ws`).
+    """
+
+    def __init__(self, app: ASGIApp, live: LiveSettings) -> None:
+        self.app = app
+        self.live = live
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = Headers(scope=scope)
+            method: str = scope["method"]
+            refusal = http_refusal(
+                self.live.current.server,
+                method,
+                headers.get("host"),
+                headers.get("origin"),
+                headers.get("content-type"),
+            )
+            if refusal is not None:
+                log.info("refused {} {}: {}", method, scope["path"], refusal.message)
+                response = error_response(
+                    refusal.status, refusal.code, refusal.message, refusal.path
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def require_token(ctx: ServiceContext, request: Request) -> Response | None:

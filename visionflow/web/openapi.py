@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from visionflow import __version__
+from visionflow.web.security import is_mutating
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -39,6 +40,23 @@ BODIES: dict[tuple[str, str], type[Any] | dict[str, Any]] = {}
 #: Documented statuses per (path, method) besides 200.
 STATUSES: dict[tuple[str, str], dict[str, str]] = {}
 
+#: What every route may answer before its handler runs (RequestGuard, visionflow/web/security.py).
+GUARD_STATUSES: dict[str, str] = {"403": "Host not in server.allowed_hosts (`host_not_allowed`)"}
+#: ... and what every mutating route may answer besides.
+MUTATING_GUARD_STATUSES: dict[str, str] = {
+    "403": "Host not in server.allowed_hosts (`host_not_allowed`), or an Origin that is neither "
+    "this server nor in server.allowed_origins (`origin_not_allowed`)",
+    "415": "the body is not Content-Type: application/json (`unsupported_media_type`)",
+}
+
+DESCRIPTION = (
+    "Every request needs a Host in server.allowed_hosts (403 otherwise). Mutating requests "
+    "(any method but GET, HEAD, OPTIONS and TRACE) also need an Origin that is absent, this "
+    "server's own or in server.allowed_origins (403), a Content-Type of application/json (415) "
+    "and, when server.token is set, 'Authorization: Bearer <token>' (401). Errors are "
+    '{"error": {"code", "message", "path"}}; for these refusals path names the header.'
+)
+
 
 def document(routes: list[BaseRoute]) -> dict[str, Any]:
     structs = [t for t in BODIES.values() if isinstance(t, type)]
@@ -51,6 +69,10 @@ def document(routes: list[BaseRoute]) -> dict[str, Any]:
             paths.setdefault(route.path, {})["get"] = {
                 "summary": "WebSocket upgrade: binary position frames and JSON control messages "
                 "(see PROTOCOL.md)",
+                "description": "A refused upgrade is accepted and closed at once with a code and "
+                "reason: 1008 for a Host not in server.allowed_hosts or an Origin that is neither "
+                "this server nor in server.allowed_origins (no Origin is fine), 4401 for a "
+                "missing or wrong token, 4400 for a bad parameter, 1013 when full.",
                 "responses": {"101": {"description": "switching protocols"}},
             }
             continue
@@ -65,7 +87,8 @@ def document(routes: list[BaseRoute]) -> dict[str, Any]:
             }
             if len(doc.splitlines()) > 1:
                 op["description"] = doc
-            for status, text in STATUSES.get(key, {}).items():
+            guarded = MUTATING_GUARD_STATUSES if is_mutating(method) else GUARD_STATUSES
+            for status, text in {**guarded, **STATUSES.get(key, {})}.items():
                 op["responses"][status] = {
                     "description": text,
                     "content": {"application/json": {"schema": ERROR_SCHEMA}},
@@ -84,7 +107,7 @@ def document(routes: list[BaseRoute]) -> dict[str, Any]:
             paths.setdefault(route.path, {})[method.lower()] = op
     return {
         "openapi": "3.1.0",
-        "info": {"title": "VisionFlow", "version": __version__},
+        "info": {"title": "VisionFlow", "version": __version__, "description": DESCRIPTION},
         "paths": paths,
         "components": {"schemas": components},
     }

@@ -59,8 +59,9 @@ from visionflow.protocol.messages import (
 )
 from visionflow.protocol.snapshot import NodeFilter
 from visionflow.settings import Settings
-from visionflow.web.auth import origin_ok, presented_token, token_ok
+from visionflow.web.auth import presented_token, token_ok
 from visionflow.web.hub import CloseRequest, Hub, HubContext, HubFullError, Viewer
+from visionflow.web.security import websocket_refusal
 
 __all__ = [
     "HEARTBEAT",
@@ -141,11 +142,11 @@ _BOOLS: Final = {"true": True, "1": True, "yes": True, "false": False, "0": Fals
 def parse_connect(
     settings: Settings, headers: Headers, query: QueryParams
 ) -> ConnectParams | CloseRequest:
-    """Check an upgrade request (Origin, token, query); the params, or how to refuse it."""
+    """Check an upgrade request (Host, Origin, token, query); the params, or how to refuse it."""
     server = settings.server
-    origin = headers.get("origin")
-    if not origin_ok(server.allowed_origins, origin):
-        return CloseRequest(CLOSE_POLICY, f"origin {origin!r} is not allowed")
+    refused = websocket_refusal(server, headers.get("host"), headers.get("origin"))
+    if refused is not None:  # a foreign Host (DNS rebinding) or a cross-site page
+        return CloseRequest(CLOSE_POLICY, refused)
     if not token_ok(server.token, presented_token(headers, query)):
         return CloseRequest(CLOSE_BAD_TOKEN, "missing or wrong token (?token= or Bearer header)")
     protocol = query.get("protocol", "2")

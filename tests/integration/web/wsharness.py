@@ -185,8 +185,9 @@ def stalled_viewer(url: str) -> socket.socket:
     sock.settimeout(5)
     sock.connect((host, port))
     sock.sendall(
-        b"GET /wss HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        f"GET /wss HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n".encode()
+        + b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        + b"Sec-WebSocket-Version: 13\r\n\r\n"
     )
     head = b""
     while b"\r\n\r\n" not in head:

@@ -12,7 +12,8 @@ from visionflow.web.hub import CloseRequest
 from visionflow.web.ws import Admission, ConnectParams, InboundLimiter, parse_connect
 
 SECURED = s.validate({"server": {"token": "tok", "allowed_origins": ["https://viewer.example"]}})
-GOOD = {"origin": "https://viewer.example"}
+HOST = {"host": "127.0.0.1:4000"}
+GOOD = {**HOST, "origin": "https://viewer.example"}
 
 
 def check(query: str, headers: dict[str, str] | None = None) -> ConnectParams | CloseRequest:
@@ -35,8 +36,9 @@ def test_defaults_and_choices() -> None:
     [
         ("", GOOD, 4401),
         ("token=nope", GOOD, 4401),
-        ("token=tok", {}, 1008),
-        ("token=tok", {"origin": "https://evil.example"}, 1008),
+        ("token=tok", {**HOST, "origin": "https://evil.example"}, 1008),
+        ("token=tok", {**GOOD, "host": "evil.example:4000"}, 1008),  # DNS rebinding
+        ("token=tok", {"origin": "https://viewer.example"}, 1008),  # no Host at all
         ("token=tok&protocol=1", GOOD, 4400),
         ("token=tok&graph=people", GOOD, 4400),
         ("token=tok&subscribe=perhaps", GOOD, 4400),
@@ -48,10 +50,20 @@ def test_refusals(query: str, headers: dict[str, str], code: int) -> None:
     assert refusal.code == code and refusal.reason
 
 
-def test_open_server_needs_no_token_and_takes_any_origin() -> None:
+def test_no_origin_is_admitted_even_with_allowed_origins_set() -> None:
+    # Scripts send no Origin; the token is their check (it was 1008).
+    assert isinstance(check("token=tok", HOST), ConnectParams)
+
+
+def test_open_server_needs_no_token_and_takes_its_own_origin_only() -> None:
     open_settings = s.validate({})
-    result = parse_connect(open_settings, Headers({"origin": "x"}), QueryParams(""))
+    own = {**HOST, "origin": "http://127.0.0.1:4000"}
+    result = parse_connect(open_settings, Headers(own), QueryParams(""))
     assert isinstance(result, ConnectParams)
+    assert isinstance(parse_connect(open_settings, Headers(HOST), QueryParams("")), ConnectParams)
+    foreign = {**HOST, "origin": "http://evil.example"}
+    refusal = parse_connect(open_settings, Headers(foreign), QueryParams(""))
+    assert isinstance(refusal, CloseRequest) and refusal.code == 1008
 
 
 def test_limiter_allows_bursts_tells_once_then_closes_on_repeated_excess() -> None:
