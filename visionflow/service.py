@@ -92,19 +92,12 @@ class Service:
                 self._pending_layout.endpoint_answered(endpoint)
 
     def _restore(self) -> None:
-        """Blocking (a worker thread): the saved graph, then the saved layout."""
-        state_dir = self.settings.state.dir
-        error = state.load_graph(self.ctx.store, state_dir)
-        if error is not None:
-            log.warning(error)
-        pending = state.PendingLayout(state_dir)
-        if pending.error is not None:
-            log.warning("layout not restored: {}", pending.error)
-        restored = pending.apply(self.ctx.store)
-        if restored:
-            log.info("restored the positions of {} node(s)", restored)
-        pending.keep_agents_of(e.name for e in self.settings.mcp.endpoints)
-        self._pending_layout = pending
+        """Blocking (a worker thread): saved ids, the saved graph, then the saved layout."""
+        self._pending_layout = state.restore(
+            self.ctx.store,
+            self.settings.state.dir,
+            [e.name for e in self.settings.mcp.endpoints],
+        )
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -127,6 +120,7 @@ class Service:
                 settings.state.dir,
                 settings.state.save_interval,
                 carried=None if self._pending_layout is None else self._pending_layout.carried,
+                health=ctx.registry.register("layout"),
             )
             await supervisor.start("physics", self.engine.run)
             await supervisor.start("layout", saver.run)

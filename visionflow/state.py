@@ -1,10 +1,11 @@
 """What survives a restart: the imported knowledge graph and the layout, under ``state.dir``.
 
 The graph is saved (atomically) after every import, the layout by the physics LayoutSaver.
-At start the graph is loaded first, then the saved positions are applied to the nodes that
-exist; positions of nodes that are not back yet (agents of a server that has not answered)
-are kept and applied when those nodes appear. A corrupt or unreadable file is reported and
-ignored, never fatal.
+At start (``restore``) the layout file is read first: the node ids, id counter and revision it
+keeps go to the store, so the graph loaded next and agents that come back later get their old
+ids. Then the saved positions are applied to the nodes that exist; positions of nodes that are
+not back yet (agents of a server that has not answered) are kept and applied when those nodes
+appear. A corrupt or unreadable file is reported and ignored, never fatal.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class PendingLayout:
     def __init__(self, state_dir: str) -> None:
         report = load_layout(layout_path(state_dir))
         self.error = report.error
+        self.report = report  # ids, id counter and revision, for GraphStore.restore_ids
         self._pending: dict[NodeKey, tuple[float, float, float]] = dict(report.positions)
 
     def __len__(self) -> int:
@@ -109,3 +111,24 @@ class PendingLayout:
     def carried(self) -> dict[NodeKey, tuple[float, float, float]]:
         """A copy of what is still pending, for the layout saver to write back."""
         return dict(self._pending)
+
+
+def restore(store: GraphStore, state_dir: str, endpoints: Iterable[str] = ()) -> PendingLayout:
+    """Blocking (a worker thread), at start-up: saved ids, the saved graph, saved positions.
+
+    ``endpoints`` are the configured MCP endpoints, whose agents may still come back.
+    """
+    pending = PendingLayout(state_dir)
+    if pending.error is not None:
+        log.warning("layout not restored: {}", pending.error)
+    elif not pending.report.missing:
+        report = pending.report
+        store.restore_ids(report.ids, report.next_id, report.revision)
+    error = load_graph(store, state_dir)
+    if error is not None:
+        log.warning(error)
+    restored = pending.apply(store)
+    if restored:
+        log.info("restored the positions of {} node(s)", restored)
+    pending.keep_agents_of(endpoints)
+    return pending

@@ -10,9 +10,11 @@ Two sides, one lock:
   each step, folds pending edits in (new nodes seeded next to their neighbours, removed nodes
   compacted out, ids unchanged).  Between syncs the engine steps the arrays without the lock.
 
-Ids are allocated from one counter for both kinds, never reused while the process runs, in the
-low 30 bits; the wire id adds the kind flag (PROTOCOL.md section 1).  Because ids only grow and
-new nodes are appended, the dense id array stays sorted and lookups are binary searches.
+Ids are allocated from one counter for both kinds, never reused, in the low 30 bits; the wire
+id adds the kind flag (PROTOCOL.md section 1).  They survive a restart: the layout file keeps
+each node's id, the counter and the revision, and ``restore_ids`` hands a node that comes back
+its old id (``IdState``).  The dense id array is sorted on every rebuild, so lookups are binary
+searches.
 """
 
 from __future__ import annotations
@@ -87,6 +89,18 @@ class Edge:
     source: int  # raw ids
     target: int
     weight: float
+
+
+@dataclass(frozen=True, slots=True)
+class IdState:
+    """What keeps ids and the revision stable across a restart (saved with the layout).
+
+    ``reserved``: saved ids of nodes not back yet (an agent whose server has not answered).
+    """
+
+    revision: int
+    next_id: int
+    reserved: dict[NodeKey, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +296,8 @@ class GraphStore:
         self.max_edges = max_edges
         self.lock = threading.RLock()
         self._next_id = 1
+        # Saved ids of nodes not back yet, by key (bounded by the layout file; restore_ids).
+        self._reserved: dict[NodeKey, int] = {}
         self._nodes: dict[int, Node] = {}
         self._by_key: dict[NodeKey, int] = {}
         self._edges: dict[tuple[int, int], float] = {}
@@ -339,10 +355,13 @@ class GraphStore:
     def _new_node(self, key: NodeKey, label: str, group: str, metadata: dict[str, Any]) -> Node:
         if len(self._nodes) >= self.max_nodes:
             raise GraphError("too_many_nodes", f"the graph is full ({self.max_nodes} nodes)", "")
-        if self._next_id > ID_MASK:
-            raise GraphError("ids_exhausted", "no node ids left in this process", "")
-        node = Node(self._next_id, key, label, group, metadata)
-        self._next_id += 1
+        raw = self._reserved.pop(key, None)  # back after a restart: the same id as before
+        if raw is None or raw in self._nodes:
+            if self._next_id > ID_MASK:
+                raise GraphError("ids_exhausted", "no node ids left in this process", "")
+            raw = self._next_id
+            self._next_id += 1
+        node = Node(raw, key, label, group, metadata)
         self._nodes[node.id] = node
         self._by_key[key] = node.id
         self._adj[node.id] = set()
@@ -767,3 +786,27 @@ class GraphStore:
         """Raw id -> stable key, for layout persistence."""
         with self.lock:
             return {raw: node.key for raw, node in self._nodes.items()}
+
+    def id_state(self) -> IdState:
+        """The revision, the id counter and unclaimed saved ids, for layout persistence."""
+        with self.lock:
+            return IdState(self.revision, self._next_id, dict(self._reserved))
+
+    def restore_ids(self, ids: Mapping[NodeKey, int], next_id: int, revision: int) -> None:
+        """At start-up, before the saved graph is loaded: nodes that come back (now or when
+        their server answers) get their saved ids, new ones ids past every saved one.
+
+        The revision continues one past the saved one: this graph may differ from the saved
+        one (agents not back yet), so a viewer's baseline from the last run must not match.
+        """
+        with self.lock:
+            taken = set(self._nodes)
+            self._reserved = {
+                key: raw & ID_MASK
+                for key, raw in ids.items()
+                if key not in self._by_key and raw & ID_MASK not in taken
+            }
+            top = max(self._reserved.values(), default=0)
+            self._next_id = max(self._next_id, next_id, top + 1)
+            self.revision = max(self.revision, revision + 1)
+            self.version += 1

@@ -1,11 +1,21 @@
 """Layout persistence: save positions atomically, restore them for nodes that still exist.
 
-Positions are keyed by each node's stable key (kind + external id), not by its u32 id, which is
-only stable within one process.  The file is JSON (msgspec): ``{"version": 1, "nodes":
-[{"kind": "knowledge", "id": "...", "p": [x, y, z]}, ...]}``.  Saving writes a temporary file in
-the same directory, fsyncs it, renames it over the old one and fsyncs the directory, so a crash
-leaves either the old or the new file.  A corrupt, truncated or foreign file is reported (a
-LoadReport with ``error`` set, and a log line) and ignored: never fatal.
+Positions are keyed by each node's stable key (kind + external id).  The file is JSON (msgspec):
+
+    {"version": 2, "revision": 57, "next_id": 231,
+     "nodes": [{"kind": "knowledge", "id": "...", "n": 17, "p": [x, y, z]}, ...]}
+
+``n`` is the node's u32 id (raw, without the kind flag), ``next_id`` the store's id counter and
+``revision`` its topology revision: with them a restart keeps every saved node's id and moves
+the revision on instead of starting it again at 0 (``GraphStore.restore_ids``).  ``n`` may be
+absent (a carried entry whose id is unknown).  Version 1 files (no ids, no counter) still load:
+their nodes get new ids, as before, and the next save writes version 2.
+
+Saving writes a temporary file in the same directory, fsyncs it, renames it over the old one
+and fsyncs the directory, so a crash leaves either the old or the new file.  A corrupt,
+truncated or foreign file is reported (a LoadReport with ``error`` set, and a log line) and
+ignored: never fatal.  The LayoutSaver reports failing saves once, retries them with a capped
+exponential backoff and shows the ``layout`` subsystem degraded until a save works again.
 """
 
 from __future__ import annotations
@@ -13,7 +23,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,36 +37,55 @@ from loguru import logger
 from visionflow import jsonsafe
 from visionflow.errors import GraphError
 from visionflow.fileio import write_atomic
-from visionflow.graph.store import ID_MASK, GraphStore, NodeKey, NodeKind, check_position
+from visionflow.graph.store import (
+    ID_MASK,
+    GraphStore,
+    IdState,
+    NodeKey,
+    NodeKind,
+    check_position,
+)
 
 if TYPE_CHECKING:
     from visionflow.physics.engine import PhysicsEngine
+    from visionflow.supervisor import SubsystemHealth
 
 log = logger.bind(subsystem="physics")
 
 LAYOUT_FILE = "layout.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: node ids, id counter and revision; 1: positions only
+READABLE_VERSIONS = (1, 2)
+# Retries after a failed save wait save_interval, then twice that, ... up to this (seconds).
+RETRY_MAX = 300.0
 
 
-class _Entry(msgspec.Struct, array_like=False, forbid_unknown_fields=True):
+class _Entry(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     kind: str
     id: str
     p: tuple[float, float, float]
+    n: int | None = None  # version 2: the node's raw u32 id
 
 
-class _Layout(msgspec.Struct, forbid_unknown_fields=True):
+class _Layout(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     version: int
     nodes: list[_Entry]
+    revision: int | None = None  # version 2
+    next_id: int | None = None  # version 2
 
 
 _LAYOUT = msgspec.json.Decoder(_Layout)
 
+Position = tuple[float, float, float]
+
 
 @dataclass(frozen=True, slots=True)
 class LoadReport:
-    positions: dict[NodeKey, tuple[float, float, float]]
-    error: str | None = None  # set when the file was unusable; positions is then empty
+    positions: dict[NodeKey, Position]
+    error: str | None = None  # set when the file was unusable; everything is then empty
     missing: bool = False  # no file yet (first run)
+    ids: dict[NodeKey, int] = field(default_factory=dict)  # empty for a version 1 file
+    next_id: int = 1
+    revision: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,25 +103,38 @@ def encode_layout(
     keys: Mapping[int, NodeKey],
     ids: npt.NDArray[np.uint32],
     positions: npt.NDArray[np.floating],
-    carried: Mapping[NodeKey, tuple[float, float, float]] | None = None,
+    carried: Mapping[NodeKey, Position] | None = None,
+    id_state: IdState | None = None,
 ) -> tuple[bytes, int]:
     """Serialise positions (rows aligned with raw or wire ``ids``) for nodes in ``keys``.
 
     ``carried`` adds saved positions of nodes that are absent now but may come back; a node
-    present in the snapshot wins over a carried entry for the same key.
+    present in the snapshot wins over a carried entry for the same key.  ``id_state`` (the
+    store's) supplies the revision, the id counter and the ids of carried entries.
     """
     entries = []
     written: set[NodeKey] = set()
+    top = 0
     for raw_id, row in zip(ids.tolist(), positions.tolist(), strict=True):
-        key = keys.get(int(raw_id) & ID_MASK)
+        raw = int(raw_id) & ID_MASK
+        key = keys.get(raw)
         if key is None or not all(math.isfinite(c) for c in row):
             continue
         written.add(key)
-        entries.append(_Entry(key.kind.name.lower(), key.external_id, (row[0], row[1], row[2])))
+        top = max(top, raw)
+        entries.append(
+            _Entry(key.kind.name.lower(), key.external_id, (row[0], row[1], row[2]), raw)
+        )
+    reserved = id_state.reserved if id_state is not None else {}
     for key, p in (carried or {}).items():
         if key not in written:
-            entries.append(_Entry(key.kind.name.lower(), key.external_id, p))
-    return msgspec.json.encode(_Layout(FORMAT_VERSION, entries)), len(entries)
+            n = reserved.get(key)
+            top = max(top, n or 0)
+            entries.append(_Entry(key.kind.name.lower(), key.external_id, p, n))
+    next_id = max(top + 1, id_state.next_id if id_state is not None else 1)
+    revision = id_state.revision if id_state is not None else 0
+    layout = _Layout(FORMAT_VERSION, entries, revision=revision, next_id=next_id)
+    return msgspec.json.encode(layout), len(entries)
 
 
 def save_layout(
@@ -100,33 +142,51 @@ def save_layout(
     keys: Mapping[int, NodeKey],
     ids: npt.NDArray[np.uint32],
     positions: npt.NDArray[np.floating],
-    carried: Mapping[NodeKey, tuple[float, float, float]] | None = None,
+    carried: Mapping[NodeKey, Position] | None = None,
+    id_state: IdState | None = None,
 ) -> int:
     """Save atomically; return the number of nodes written.  OSError propagates (caller logs)."""
-    data, count = encode_layout(keys, ids, positions, carried)
+    data, count = encode_layout(keys, ids, positions, carried, id_state)
     write_atomic(path, data)
     return count
 
 
-def decode_layout(data: bytes) -> dict[NodeKey, tuple[float, float, float]]:
-    """Parse a layout file; raise ValueError saying what is wrong."""
+def decode_layout(data: bytes) -> LoadReport:
+    """Parse a layout file (version 1 or 2); raise ValueError saying what is wrong."""
     try:
         layout = jsonsafe.decode(data, _LAYOUT)
     except msgspec.DecodeError as exc:
         raise ValueError(f"not a layout file: {exc}") from exc
-    if layout.version != FORMAT_VERSION:
+    if layout.version not in READABLE_VERSIONS:
         raise ValueError(f"unsupported layout version {layout.version}")
-    out: dict[NodeKey, tuple[float, float, float]] = {}
+    positions: dict[NodeKey, Position] = {}
+    ids: dict[NodeKey, int] = {}
+    owner: dict[int, int] = {}  # raw id -> index of the entry that has it
     for i, e in enumerate(layout.nodes):
         try:
             kind = NodeKind[e.kind.upper()]
         except KeyError:
             raise ValueError(f"nodes[{i}].kind: unknown kind {e.kind!r}") from None
+        key = NodeKey(kind, e.id)
         try:
-            out[NodeKey(kind, e.id)] = check_position(e.p, f"nodes[{i}].p")
+            positions[key] = check_position(e.p, f"nodes[{i}].p")
         except GraphError as exc:
             raise ValueError(str(exc)) from None
-    return out
+        if e.n is None or layout.version < 2:
+            continue  # version 1 had no ids: the node gets a new one, as before
+        if not 1 <= e.n <= ID_MASK:
+            raise ValueError(f"nodes[{i}].n: {e.n} is not a node id (1 to {ID_MASK})")
+        if owner.get(e.n, i) != i:
+            raise ValueError(f"nodes[{i}].n: id {e.n} already used by nodes[{owner[e.n]}]")
+        owner[e.n] = i
+        ids[key] = e.n
+    if layout.version < 2:
+        return LoadReport(positions)
+    revision = layout.revision or 0
+    if revision < 0:
+        raise ValueError(f"revision: {revision} is negative")
+    next_id = max(layout.next_id or 1, max(ids.values(), default=0) + 1)
+    return LoadReport(positions, ids=ids, next_id=next_id, revision=revision)
 
 
 def load_layout(path: Path) -> LoadReport:
@@ -139,11 +199,10 @@ def load_layout(path: Path) -> LoadReport:
         log.warning("cannot read layout {}: {}", path, exc)
         return LoadReport({}, error=f"cannot read {path}: {exc}")
     try:
-        positions = decode_layout(data)
+        return decode_layout(data)
     except ValueError as exc:
         log.warning("ignoring layout {}: {}", path, exc)
         return LoadReport({}, error=f"{path}: {exc}")
-    return LoadReport(positions)
 
 
 def restore_layout(store: GraphStore, path: Path) -> RestoreReport:
@@ -160,6 +219,11 @@ def restore_layout(store: GraphStore, path: Path) -> RestoreReport:
 class LayoutSaver:
     """Supervised child: saves the engine's latest snapshot every ``interval`` seconds and once
     more when cancelled (shutdown).  File work runs in a worker thread.
+
+    A failing save (an unwritable ``state.dir``, a full disk) is logged once as a warning, and
+    again only when the error changes; it is retried after ``interval``, then twice that, up
+    to ``RETRY_MAX``; meanwhile ``health`` says degraded, with the error and the path.  The
+    first save that works again is logged once and clears it.
     """
 
     def __init__(
@@ -168,33 +232,80 @@ class LayoutSaver:
         store: GraphStore,
         state_dir: str,
         interval: float,
-        carried: Callable[[], Mapping[NodeKey, tuple[float, float, float]]] | None = None,
+        carried: Callable[[], Mapping[NodeKey, Position]] | None = None,
+        health: SubsystemHealth | None = None,
     ) -> None:
         self.engine = engine
         self.carried = carried
         self.store = store
         self.path = layout_path(state_dir)
         self.interval = interval
+        self.health = health
         self.saved_tick = -1
         self.last_error: str | None = None
+        self.failures = 0  # consecutive failed saves
+        self._report()
+
+    def next_delay(self) -> float:
+        """Seconds until the next save: ``interval``, or the backoff after failures."""
+        if not self.failures:
+            return self.interval
+        cap = max(self.interval, RETRY_MAX)
+        return min(cap, self.interval * 2.0 ** min(self.failures - 1, 32))
 
     async def save_now(self) -> bool:
         snap = self.engine.latest
         if snap is None or snap.tick == self.saved_tick:
             return False
         keys = self.store.keys()
+        id_state = self.store.id_state()
         carried = self.carried() if self.carried is not None else None
         try:
             await anyio.to_thread.run_sync(
-                save_layout, self.path, keys, snap.ids, snap.positions, carried
+                save_layout, self.path, keys, snap.ids, snap.positions, carried, id_state
             )
         except OSError as exc:
-            self.last_error = f"cannot save layout to {self.path}: {exc}"
-            log.warning(self.last_error)
+            self._failed(exc)
             return False
         self.saved_tick = snap.tick
-        self.last_error = None
+        self._saved()
         return True
+
+    def _failed(self, exc: OSError) -> None:
+        # strerror without the file name: the temporary file's name changes on every try
+        error = exc.strerror or str(exc) or type(exc).__name__
+        self.failures += 1
+        if error != self.last_error:
+            log.warning(
+                "cannot save the layout to {}: {}; health shows layout degraded, retrying "
+                "with backoff (at most every {:g} s) until a save works",
+                self.path,
+                error,
+                max(self.interval, RETRY_MAX),
+            )
+        else:
+            log.debug("layout save failed again ({}): {}", self.failures, error)
+        self.last_error = error
+        self._report()
+
+    def _saved(self) -> None:
+        if self.last_error is not None:
+            log.info(
+                "layout saved to {} again, after {} failed attempt(s)", self.path, self.failures
+            )
+        self.last_error = None
+        self.failures = 0
+        self._report()
+
+    def _report(self) -> None:
+        if self.health is None:
+            return
+        self.health.detail.update(
+            degraded=self.last_error is not None,
+            error=self.last_error,
+            path=str(self.path),
+            failures=self.failures,
+        )
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -202,7 +313,7 @@ class LayoutSaver:
         task_status.started()
         try:
             while True:
-                await anyio.sleep(self.interval)
+                await anyio.sleep(self.next_delay())
                 await self.save_now()
         finally:
             with anyio.CancelScope(shield=True):

@@ -26,6 +26,11 @@ async def agent_positions(client: httpx.AsyncClient) -> dict[str, list[float]] |
     return agents if agents and all(p is not None for p in agents.values()) else None
 
 
+async def agent_ids(client: httpx.AsyncClient) -> dict[str, int]:
+    nodes = (await client.get("/api/graph/data")).json()["nodes"]
+    return {n["key"]: n["id"] for n in nodes if "/agent/" in n["key"]}
+
+
 async def test_agent_positions_survive_a_run_with_their_server_down(tmp_path: Path) -> None:
     sim = Simulator(flavor="v2", tick_interval=0, autopilot=False)
     sim.model.spawn("coder", "keeper")
@@ -43,8 +48,9 @@ async def test_agent_positions_survive_a_run_with_their_server_down(tmp_path: Pa
             if k.kind is NodeKind.AGENT and "/agent/" in k.external_id
         }
 
-    async with listening(sim, port), running(raw):
+    async with listening(sim, port), running(raw) as (_, client):
         await eventually(saved_agents)
+        first_ids = await agent_ids(client)
     first = saved_agents()  # as of the save on shutdown
     assert len(first) == 1
 
@@ -57,5 +63,6 @@ async def test_agent_positions_survive_a_run_with_their_server_down(tmp_path: Pa
 
     async with listening(sim, port), running(raw) as (_, client):
         back = await eventually(lambda: agent_positions(client))
+        assert await agent_ids(client) == first_ids  # the same node id two restarts later
     [(key, saved)] = first.items()
     assert math.dist(back[key.external_id], saved) < 5.0

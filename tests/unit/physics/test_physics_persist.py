@@ -10,7 +10,7 @@ import pytest
 
 from visionflow.graph.store import GraphStore, NodeKey, NodeKind
 from visionflow.physics import persist
-from visionflow.state import PendingLayout
+from visionflow.state import PendingLayout, restore, save_graph
 
 
 def _store() -> GraphStore:
@@ -113,3 +113,128 @@ def test_no_endpoints_means_nothing_is_carried(tmp_path: Path) -> None:
     pending = _pending(tmp_path, [NodeKey(NodeKind.AGENT, "sim/agent/1")])
     pending.keep_agents_of([])
     assert len(pending) == 0
+
+
+# ---------------------------------------------------------------- ids across a restart
+
+
+def _saved_run(state_dir: Path) -> GraphStore:
+    """A first run: an imported graph and agents, saved the way the service saves them."""
+    s = GraphStore()
+    s.upsert_node(NodeKind.AGENT, "sim/agent/0")  # agents first: ids interleave with notes
+    s.import_document(
+        {
+            "nodes": [{"id": f"n{i}"} for i in range(200)],
+            "edges": [{"source": f"n{i}", "target": f"n{i + 1}"} for i in range(199)],
+        }
+    )
+    s.remove_node(s.node_by_key(NodeKind.KNOWLEDGE, "n7").id)  # type: ignore[union-attr]
+    for i in range(1, 4):
+        s.upsert_node(NodeKind.AGENT, f"sim/agent/{i}")
+    save_graph(s, str(state_dir))
+    d = s.sync()
+    persist.save_layout(
+        persist.layout_path(state_dir), s.keys(), d.flagged, d.pos, None, s.id_state()
+    )
+    return s
+
+
+def _ids(s: GraphStore) -> dict[NodeKey, int]:
+    return {n.key: n.id for n in s.nodes()}
+
+
+def test_node_ids_and_revision_survive_a_restart(tmp_path: Path) -> None:
+    first = _saved_run(tmp_path)
+    second = GraphStore()
+    pending = restore(second, str(tmp_path), ["sim"])
+    # the knowledge graph is back at once with the same ids; agents when their server answers
+    agents = {k: v for k, v in _ids(first).items() if k.kind is NodeKind.AGENT}
+    knowledge = {k: v for k, v in _ids(first).items() if k.kind is NodeKind.KNOWLEDGE}
+    assert len(knowledge) == 199 and _ids(second) == knowledge
+    assert set(pending.carried()) == set(agents)
+    for key in sorted(agents, key=lambda k: k.external_id, reverse=True):  # any order
+        second.upsert_node(NodeKind.AGENT, key.external_id)
+    pending.apply(second)
+    assert _ids(second) == _ids(first)
+    # the revision goes on from the saved one; a new node never takes an old id
+    assert second.revision > first.revision
+    fresh = second.add_node(NodeKind.KNOWLEDGE, "new")
+    assert fresh > max(_ids(first).values())  # n7's id is not reused either
+    assert fresh == first.id_state().next_id
+    # dense arrays stay sorted with ids handed out out of order
+    d = second.sync()
+    assert (np.diff(d.ids.astype(np.int64)) > 0).all()
+
+
+def test_agents_not_back_keep_their_ids_through_another_run(tmp_path: Path) -> None:
+    first = _saved_run(tmp_path)
+    agent = NodeKey(NodeKind.AGENT, "sim/agent/2")
+    second = GraphStore()
+    pending = restore(second, str(tmp_path), ["sim"])
+    d = second.sync()  # the server stays down for this whole run
+    persist.save_layout(
+        persist.layout_path(tmp_path),
+        second.keys(),
+        d.flagged,
+        d.pos,
+        pending.carried(),
+        second.id_state(),
+    )
+    third = GraphStore()
+    restore(third, str(tmp_path), ["sim"])
+    raw = third.upsert_node(NodeKind.AGENT, agent.external_id)
+    assert raw == _ids(first)[agent]
+    assert third.revision > second.revision > first.revision
+
+
+def test_version_1_file_still_loads_and_nodes_get_new_ids(tmp_path: Path) -> None:
+    first = GraphStore()
+    first.import_document({"nodes": [{"id": "a"}, {"id": "b"}]})
+    save_graph(first, str(tmp_path))
+    a, b = NodeKey(NodeKind.KNOWLEDGE, "a"), NodeKey(NodeKind.KNOWLEDGE, "b")
+    _pending(tmp_path, [b, a])  # a version 1 file (positions only), as written before ids
+    s = GraphStore()
+    pending = restore(s, str(tmp_path))
+    assert pending.error is None and pending.report.ids == {}
+    assert {n.key: n.id for n in s.nodes()} == {a: 1, b: 2}  # assigned as before
+    d = s.sync()
+    assert d.pos[d.index_of([1, 2])].tolist() == [[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+
+
+@pytest.mark.parametrize(
+    ("nodes", "message"),
+    [
+        ([{"kind": "agent", "id": "x", "n": 0, "p": [0, 0, 0]}], "nodes[0].n"),
+        ([{"kind": "agent", "id": "x", "n": 2**30, "p": [0, 0, 0]}], "nodes[0].n"),
+        (
+            [
+                {"kind": "agent", "id": "x", "n": 5, "p": [0, 0, 0]},
+                {"kind": "agent", "id": "y", "n": 5, "p": [0, 0, 0]},
+            ],
+            "nodes[1].n: id 5 already used by nodes[0]",
+        ),
+        ([{"kind": "agent", "id": "x", "n": "5", "p": [0, 0, 0]}], "not a layout file"),
+    ],
+)
+def test_bad_ids_make_the_file_reported_and_ignored(
+    tmp_path: Path, nodes: list[dict[str, object]], message: str
+) -> None:
+    path = persist.layout_path(tmp_path)
+    path.write_bytes(
+        msgspec.json.encode({"version": 2, "revision": 3, "next_id": 9, "nodes": nodes})
+    )
+    report = persist.load_layout(path)
+    assert report.error is not None and message in report.error
+    assert report.ids == {} and report.positions == {}
+    s = GraphStore()
+    restore(s, str(tmp_path))  # reported and ignored: a fresh start
+    assert s.add_node(NodeKind.AGENT, "x") == 1
+
+
+def test_saved_file_is_version_2_with_ids_counter_and_revision(tmp_path: Path) -> None:
+    s = _saved_run(tmp_path)
+    doc = msgspec.json.decode(persist.layout_path(tmp_path).read_bytes())
+    assert doc["version"] == persist.FORMAT_VERSION == 2
+    assert doc["revision"] == s.revision and doc["next_id"] == s.id_state().next_id
+    by_key = {(e["kind"], e["id"]): e["n"] for e in doc["nodes"]}
+    assert by_key == {(k.kind.name.lower(), k.external_id): raw for k, raw in _ids(s).items()}

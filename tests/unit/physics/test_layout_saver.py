@@ -1,0 +1,145 @@
+"""The layout saver under trio's MockClock: a failing save is reported once, retried with a
+capped exponential backoff, shown in health, and its recovery logged once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+import pytest
+import trio.testing
+from loguru import logger
+
+from visionflow.graph.store import GraphStore, NodeKind
+from visionflow.physics import persist
+from visionflow.physics.engine import PhysicsEngine, Snapshot
+from visionflow.settings import PhysicsSettings
+from visionflow.supervisor import HealthRegistry
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, Any]]:
+    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[tuple[str, str]]]:
+    lines: list[tuple[str, str]] = []
+    sink = logger.add(
+        lambda m: lines.append((m.record["level"].name, m.record["message"])),
+        level="DEBUG",
+        filter=lambda r: r["extra"].get("subsystem") == "physics",
+    )
+    yield lines
+    logger.remove(sink)
+
+
+def _publish(engine: PhysicsEngine, store: GraphStore, tick: int) -> None:
+    d = store.sync()
+    pos = d.pos.astype(np.float32)
+    engine.board.publish(Snapshot(tick, d.flagged.copy(), pos, pos * 0, d.revision, False))
+
+
+class Attempts:
+    """Wraps ``saver.save_now``: records each attempt's virtual time and result."""
+
+    def __init__(self, saver: persist.LayoutSaver) -> None:
+        self.times: list[float] = []
+        self.results: list[bool] = []
+        self.on_attempt: dict[int, Any] = {}  # attempt number -> callback before it
+        self._original = saver.save_now
+        self._changed = anyio.Event()
+        saver.save_now = self.save_now  # type: ignore[method-assign]
+
+    async def save_now(self) -> bool:
+        self.times.append(anyio.current_time())
+        hook = self.on_attempt.get(len(self.times))
+        if hook is not None:
+            hook()
+        ok = await self._original()
+        self.results.append(ok)
+        self._changed.set()
+        return ok
+
+    async def wait_for(self, count: int) -> None:
+        # no deadline here: MockClock would jump to it while a save runs in a worker thread
+        while len(self.results) < count:
+            self._changed = anyio.Event()
+            await self._changed.wait()
+
+
+async def test_failing_saves_back_off_are_reported_once_and_recovery_is_logged(
+    tmp_path: Path, log_lines: list[tuple[str, str]]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    state_dir = blocker / "state"  # under a regular file: cannot be created, even by root
+    store = GraphStore()
+    store.import_document({"nodes": [{"id": "a"}, {"id": "b"}]})
+    engine = PhysicsEngine(store, PhysicsSettings(backend="cpu"))
+    _publish(engine, store, tick=1)
+    registry = HealthRegistry("t")
+    health = registry.register("layout")
+    saver = persist.LayoutSaver(engine, store, str(state_dir), 5.0, health=health)
+    attempts = Attempts(saver)
+
+    def make_writable() -> None:
+        blocker.unlink()
+        blocker.mkdir()
+
+    attempts.on_attempt[11] = make_writable
+    async with anyio.create_task_group() as tg:
+        await tg.start(saver.run)
+        start = anyio.current_time()
+        await attempts.wait_for(10)
+        assert attempts.results == [False] * 10
+        assert registry.status() == "degraded"
+        detail = registry.as_json()["subsystems"]["layout"]["detail"]
+        assert detail["degraded"] is True
+        assert detail["error"] == "Not a directory"
+        assert detail["path"] == str(state_dir / "layout.json")
+        assert detail["failures"] == 10
+
+        await attempts.wait_for(11)  # the state dir is writable again
+        assert attempts.results[-1] is True
+        assert registry.status() == "ok"
+        assert registry.as_json()["subsystems"]["layout"]["detail"]["error"] is None
+        assert persist.load_layout(state_dir / "layout.json").error is None
+
+        _publish(engine, store, tick=2)  # something new to save: the normal interval again
+        await attempts.wait_for(12)
+        tg.cancel_scope.cancel()
+
+    gaps = np.diff([start, *attempts.times[:12]]).round(6).tolist()
+    # 5 s interval; after each failure 5, 10, 20, ... capped at RETRY_MAX (300 s)
+    assert gaps == [5, 5, 10, 20, 40, 80, 160, 300, 300, 300, 300, 5]
+    warnings = [m for level, m in log_lines if level in ("WARNING", "ERROR")]
+    assert len(warnings) == 1, warnings
+    assert str(state_dir / "layout.json") in warnings[0] and "Not a directory" in warnings[0]
+    recovered = [m for level, m in log_lines if level == "INFO" and "again" in m]
+    assert len(recovered) == 1 and "after 10 failed attempt(s)" in recovered[0]
+
+
+async def test_a_different_error_is_reported_again(
+    tmp_path: Path, log_lines: list[tuple[str, str]]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    store = GraphStore()
+    store.add_node(NodeKind.KNOWLEDGE, "a")
+    engine = PhysicsEngine(store, PhysicsSettings(backend="cpu"))
+    _publish(engine, store, tick=1)
+    saver = persist.LayoutSaver(engine, store, str(blocker / "state"), 1.0)
+    assert not await saver.save_now()
+    assert not await saver.save_now()  # the same error: quiet
+    blocker.unlink()
+    (blocker / "state" / "layout.json").mkdir(parents=True)  # a directory where the file goes
+    assert not await saver.save_now()
+    warnings = [m for level, m in log_lines if level == "WARNING"]
+    assert len(warnings) == 2 and "Not a directory" in warnings[0]
+    assert "Is a directory" in warnings[1]
