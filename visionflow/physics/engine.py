@@ -9,11 +9,12 @@ event loop: every step runs through ``anyio.to_thread.run_sync``.
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
 import anyio.abc
@@ -102,24 +103,46 @@ class CpuStepper:
 
 def resolve_backend(requested: str) -> Backend:
     """``auto`` -> cuda when a device is usable, else cpu; ``cuda`` without one -> StartupError."""
+    return choose_backend(requested)[0]
+
+
+def choose_backend(requested: str) -> tuple[Backend, str]:
+    """``resolve_backend``, plus why, for the log line: ``physics backend: cpu (why)``."""
     if requested == "cpu":
-        return "cpu"
+        return "cpu", 'physics.backend = "cpu"'
     if requested not in ("auto", "cuda"):
         raise StartupError(f"physics.backend must be auto, cpu or cuda, not {requested!r}")
     try:
         from visionflow.physics import cuda as cuda_backend
-    except ImportError as exc:  # numba-cuda not installed
+    except ImportError as exc:  # numba-cuda not installed, or broken
         if requested == "cuda":
             raise StartupError(
                 f"physics.backend = 'cuda' but numba-cuda cannot be imported: {exc}"
             ) from exc
-        log.info("physics: no CUDA backend ({}); the layout runs on the CPU", exc)
-        return "cpu"
+        if importlib.util.find_spec("numba_cuda") is None:
+            return "cpu", "numba-cuda not installed"
+        return "cpu", f"numba-cuda installed, but it cannot be imported: {exc}"
     if cuda_backend.device_available():
-        return "cuda"
+        return "cuda", f'physics.backend = "{requested}"'
     if requested == "cuda":
         cuda_backend.require_device()  # raises StartupError with the reason
-    return "cpu"
+    return "cpu", f"numba-cuda installed, but no CUDA device: {no_device_reason()}"
+
+
+def no_device_reason() -> str:
+    """Why numba-cuda finds no usable device, in one line: the driver's own words if it has
+    some (no driver library, CUDA_ERROR_NO_DEVICE, NUMBA_DISABLE_CUDA), else the NVVM check."""
+    try:
+        from numba.cuda.cudadrv import driver, nvvm
+    except ImportError as exc:
+        return f"numba.cuda's driver layer cannot be imported ({exc})"
+    error = getattr(driver.driver, "initialization_error", None)
+    if error:
+        return " ".join(str(error).split())
+    nvvm_available: Any = nvvm.is_available  # untyped in numba-cuda
+    if not nvvm_available():
+        return "libNVVM (part of the CUDA toolkit) was not found"
+    return "numba.cuda.is_available() is false"
 
 
 def make_stepper(backend: Backend) -> Stepper:
@@ -385,8 +408,8 @@ class PhysicsEngine:
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        self.backend = resolve_backend(self.settings.backend)
-        log.info("physics backend: {}", self.backend)
+        self.backend, why = choose_backend(self.settings.backend)
+        log.info("physics backend: {} ({})", self.backend, why)
         self.compiling = True
         self._report()
         task_status.started()

@@ -81,3 +81,23 @@ def test_numba_without_numba_cuda_is_not_used_for_cuda() -> None:
     proc = _run(["-c", hide + _RESOLVE], sim=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "visionflow[cuda]" in proc.stdout
+
+
+# The log line 'physics backend: cpu (why)' takes its reason from choose_backend.
+_CHOOSE = "from visionflow.physics.engine import choose_backend\nprint(choose_backend('auto'))\n"
+
+
+@pytest.mark.skipif(ON_DEVICE, reason="this machine has a GPU")
+def test_cpu_fallback_says_numba_cuda_found_no_device_and_why() -> None:
+    proc = _run(["-c", _CHOOSE], sim=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    prefix = "('cpu', 'numba-cuda installed, but no CUDA device: "
+    assert proc.stdout.startswith(prefix), proc.stdout
+    assert len(proc.stdout) > len(prefix) + 10  # the driver's reason, not an empty one
+
+
+def test_cpu_fallback_says_numba_cuda_is_not_installed() -> None:
+    hide = "import sys\nsys.modules['numba_cuda'] = None  # as if it were not installed\n"
+    proc = _run(["-c", hide + _CHOOSE], sim=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == "('cpu', 'numba-cuda not installed')"

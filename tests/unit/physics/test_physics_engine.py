@@ -5,6 +5,7 @@ from __future__ import annotations
 import anyio
 import numpy as np
 import pytest
+from loguru import logger
 
 from visionflow.graph.store import GraphStore, NodeKind
 from visionflow.physics.engine import PhysicsEngine
@@ -107,6 +108,21 @@ def test_parameters_change_on_next_step() -> None:
     before = store.sync().pos.copy()
     engine.step_blocking()
     np.testing.assert_array_equal(store.sync().pos, before)
+
+
+@pytest.mark.anyio
+async def test_backend_log_line_says_why_the_cpu_is_used() -> None:
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(m.record["message"]), level="INFO")
+    try:
+        engine = PhysicsEngine(_store(5), _settings())
+        async with anyio.create_task_group() as tg:
+            await tg.start(engine.run)
+            await engine.wait_snapshot()
+            tg.cancel_scope.cancel()
+    finally:
+        logger.remove(sink)
+    assert 'physics backend: cpu (physics.backend = "cpu")' in lines
 
 
 def test_unknown_backend_name_is_a_startup_error() -> None:
