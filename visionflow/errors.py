@@ -1,4 +1,4 @@
-"""The one exception tree of VisionFlow (ARCHITECTURE.md section 4).
+"""The one exception tree of VisionFlow (docs/architecture.md section 5).
 
 Foreign exceptions (OSError, anyio stream errors, msgspec errors) are translated into these at
 the edge of the subsystem that met them, with ``raise ... from exc``.
@@ -67,7 +67,7 @@ class RemoteProtocolError(ProtocolError):
 
 
 class FrameDecodeError(RemoteProtocolError):
-    """A binary frame broke PROTOCOL.md; ``offset`` is the byte where it went wrong."""
+    """A binary frame broke docs/protocol.md; ``offset`` is the byte where it went wrong."""
 
     def __init__(self, reason: str, offset: int = 0) -> None:
         self.reason = reason

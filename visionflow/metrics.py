@@ -1,4 +1,4 @@
-"""Prometheus metrics (names are a stable interface: ARCHITECTURE.md section 5).
+"""Prometheus metrics (names are a stable interface: docs/operations.md section 6).
 
 Each service instance owns its own CollectorRegistry so tests can run several side by side.
 """

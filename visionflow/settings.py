@@ -67,7 +67,7 @@ class WebSocketSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen
 
 
 class PhysicsParams(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
-    """One graph's layout parameters (REFERENCE.md section 1 gives the ranges)."""
+    """One graph's layout parameters (docs/architecture.md section 9 gives the ranges)."""
 
     enabled: bool = True
     spring_k: Annotated[float, Meta(ge=0.0001, le=10.0)] = 0.1

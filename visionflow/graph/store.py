@@ -11,7 +11,7 @@ Two sides, one lock:
   compacted out, ids unchanged).  Between syncs the engine steps the arrays without the lock.
 
 Ids are allocated from one counter for both kinds, never reused, in the low 30 bits; the wire
-id adds the kind flag (PROTOCOL.md section 1).  They survive a restart: the layout file keeps
+id adds the kind flag (docs/protocol.md section 1).  They survive a restart: the layout file keeps
 each node's id, the counter and the revision, and ``restore_ids`` hands a node that comes back
 its old id (``IdState``).  The dense id array is sorted on every rebuild, so lookups are binary
 searches.
@@ -226,7 +226,7 @@ class _DocNode:
 def _parse_document(
     doc: object,
 ) -> tuple[list[_DocNode], list[tuple[str, str, float, str]]]:
-    """Validate a PROTOCOL.md section 7 document; every error names the offending item."""
+    """Validate a docs/protocol.md section 7 document; every error names the offending item."""
     if not isinstance(doc, Mapping):
         raise GraphError("invalid_document", "document must be a JSON object", "")
     raw_nodes = doc.get("nodes", [])
@@ -242,7 +242,7 @@ def _parse_document(
         if not isinstance(item, Mapping):
             raise GraphError("invalid_node", "node must be a JSON object", path)
         ext = item.get("id")
-        if not isinstance(ext, str):  # PROTOCOL.md: any string, the empty one included
+        if not isinstance(ext, str):  # docs/protocol.md: any string, the empty one too
             raise GraphError("invalid_node", "id must be a string", f"{path}.id")
         if ext in seen:
             raise GraphError(
@@ -461,7 +461,7 @@ class GraphStore:
             self._bump()
 
     def import_document(self, doc: object, mode: ImportMode = "merge") -> ImportResult:
-        """Apply a PROTOCOL.md section 7 document (knowledge nodes) whole, or raise GraphError.
+        """Apply a docs/protocol.md section 7 document (knowledge nodes) whole, or raise GraphError.
 
         ``merge`` adds new nodes, updates the given fields of known ones (matched by id, so
         their u32 ids and positions stay) and adds/updates edges.  ``replace`` makes the

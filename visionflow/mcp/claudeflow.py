@@ -1,4 +1,4 @@
-"""claude-flow compatibility (REFERENCE.md sections 2 and 3): pure functions, no I/O.
+"""claude-flow compatibility (docs/architecture.md section 10): pure functions, no I/O.
 
 Everything a claude-flow 2.x or 3.x server says passes through here on its way to the graph:
 tool results are unwrapped, agents normalised into one :class:`Agent` shape, placeholders
@@ -71,7 +71,7 @@ class MissingToolError(RpcRemoteError):
         super().__init__(METHOD_NOT_FOUND, f"Tool not found: {tool}")
 
 
-# -- colours and types (REFERENCE.md section 2) -------------------------------------------------
+# -- colours and types (docs/architecture.md section 10) ----------------------------------------
 
 AGENT_COLOURS: Mapping[str, str] = {
     "coordinator": "#00FFFF",

@@ -1,4 +1,4 @@
-"""Sans-IO framer for newline-delimited JSON-RPC (REFERENCE.md section 3).
+"""Sans-IO framer for newline-delimited JSON-RPC (docs/architecture.md section 10).
 
 Feed it bytes in whatever chunks the socket hands over; it returns one event per complete line.
 Lines are split on ``\\n`` *bytes*, which never occur inside a multi-byte UTF-8 sequence, so a

@@ -4,10 +4,10 @@ No sockets, no clock, no await: :meth:`RpcSession.send_request` returns bytes to
 :meth:`RpcSession.receive_data` turns bytes read into events. The async shell (``client.py``)
 owns the socket, the deadlines and the futures.
 
-Tolerated on the same stream (REFERENCE.md section 3): banner/garbage lines, the non-standard
-``server.initialized`` notification, error replies without ``id``, replies out of order, replies
-to ids we never sent or already gave up on, unrelated notifications between replies, and ids
-echoed back as strings.
+Tolerated on the same stream (docs/architecture.md section 10): banner/garbage lines, the
+non-standard ``server.initialized`` notification, error replies without ``id``, replies out of
+order, replies to ids we never sent or already gave up on, unrelated notifications between
+replies, and ids echoed back as strings.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 :class:`SwarmModel` is one living swarm driven by a seeded :class:`random.Random`, so a given
 seed and sequence of calls and ticks always gives the same swarm. :class:`SimDialect` answers
-JSON-RPC messages about it the way claude-flow 2.x or 3.x would (REFERENCE.md section 3):
+JSON-RPC messages about it the way claude-flow 2.x or 3.x would (docs/architecture.md section 10):
 tool names, argument names, result shapes, pretty-printed text payloads, placeholder agents,
 success stubs and ``-32601`` replies.
 """
@@ -35,7 +35,7 @@ AGENT_TYPES = (
     "optimizer",
     "documenter",
 )
-#: What 2.x does to some types on spawn (REFERENCE.md section 2).
+#: What 2.x does to some types on spawn (docs/architecture.md section 10).
 V2_RENAMES = {
     "coordinator": "task-orchestrator",
     "analyst": "code-analyzer",

@@ -1,6 +1,6 @@
 """Baselines: what a group of connections was last sent, kept in a bounded LRU.
 
-A baseline is the per-node "position last sent" state that PROTOCOL.md's deadband is measured
+A baseline is the per-node "position last sent" state the docs/protocol.md deadband is measured
 against. Connections that were sent exactly the same frames since their last keyframe are in the
 same state, so they share one baseline (and therefore one encoded delta per tick). A connection
 holds only the baseline's integer token, never the object, and tells the store which token it

@@ -36,7 +36,7 @@ from visionflow.protocol.snapshot import NodeFilter, NodeSet, Snapshot
 
 __all__ = ["DEFAULT_DEADBAND", "DeltaOutcome", "Encoded", "FrameCache"]
 
-#: ``websocket.deadband`` default (PROTOCOL.md section 2), in layout units.
+#: ``websocket.deadband`` default (docs/protocol.md section 2), in layout units.
 DEFAULT_DEADBAND: Final = 0.01
 
 

@@ -1,4 +1,4 @@
-"""Binary position frames (PROTOCOL.md sections 1-3): a sans-IO numpy codec.
+"""Binary position frames (docs/protocol.md sections 1-3): a sans-IO numpy codec.
 
 Encoding takes three parallel arrays, the way the physics engine holds a snapshot:
 
@@ -22,8 +22,9 @@ already mapped, so in steady state it does not (``benchmarks/encode.py`` measure
 refuses non-finite floats and ids without exactly one flag with :class:`LocalProtocolError`: the
 caller (the physics snapshot) must have scrubbed them, and a frame never carries them.
 
-Decoding validates everything PROTOCOL.md section 2 lists and raises :class:`FrameDecodeError`
-with the byte offset where the message went wrong; it never raises anything else.
+Decoding validates everything docs/protocol.md section 2 lists and raises
+:class:`FrameDecodeError` with the byte offset where the message went wrong; it never raises
+anything else.
 """
 
 from __future__ import annotations
@@ -378,7 +379,7 @@ def _records(view: memoryview, offset: int, count: int) -> Records:
 
 
 def decode_frame(data: bytes | bytearray | memoryview) -> Frame:
-    """Decode one protocol-2 message, validating every rule of PROTOCOL.md section 2."""
+    """Decode one protocol-2 message, validating every rule of docs/protocol.md section 2."""
     view = _as_bytes_view(data)
     size = view.nbytes
     if size < HEADER_SIZE:
@@ -415,7 +416,7 @@ def _decode_headerless(data: bytes | bytearray | memoryview, what: str) -> Recor
 
 
 def decode_legacy(data: bytes | bytearray | memoryview) -> Records:
-    """Decode a legacy frame (headerless records, PROTOCOL.md section 3)."""
+    """Decode a legacy frame (headerless records, docs/protocol.md section 3)."""
     return _decode_headerless(data, "legacy frame")
 
 

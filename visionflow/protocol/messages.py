@@ -1,4 +1,4 @@
-"""JSON control messages (PROTOCOL.md section 5) as msgspec tagged unions. Sans-IO.
+"""JSON control messages (docs/protocol.md section 5) as msgspec tagged unions. Sans-IO.
 
 Every text frame is one JSON object whose string field ``type`` is the union tag. Client
 messages ignore unknown extra fields (VisionFlow clients add some) but not unknown types or

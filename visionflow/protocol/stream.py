@@ -6,7 +6,7 @@ sequence of the last frame it was given, a "needs keyframe" flag and the *token*
 arrays and bytes live in the per-tick :class:`FrameCache`, so viewers in the same state share
 one encode and the very same ``bytes`` object.
 
-Rules (PROTOCOL.md section 2):
+Rules (docs/protocol.md section 2):
 
 - the first frame, the first after :meth:`ViewerStream.frame_dropped`, after a filter change or
   :meth:`ViewerStream.restart`, and whenever the baseline was evicted, is a keyframe;

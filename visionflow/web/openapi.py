@@ -68,7 +68,7 @@ def document(routes: list[BaseRoute]) -> dict[str, Any]:
         if isinstance(route, WebSocketRoute):
             paths.setdefault(route.path, {})["get"] = {
                 "summary": "WebSocket upgrade: binary position frames and JSON control messages "
-                "(see PROTOCOL.md)",
+                "(see docs/protocol.md)",
                 "description": "A refused upgrade is accepted and closed at once with a code and "
                 "reason: 1008 for a Host not in server.allowed_hosts or an Origin that is neither "
                 "this server nor in server.allowed_origins (no Origin is fine), 4401 for a "

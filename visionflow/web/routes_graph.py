@@ -167,7 +167,7 @@ def _import(store: GraphStore, data: bytes, mode: str) -> dict[str, Any]:
 
 
 async def graph_import(request: Request) -> Response:
-    """Import a graph document (PROTOCOL.md section 7), all or nothing; ?mode=merge|replace."""
+    """Import a graph document (docs/protocol.md section 7), all or nothing; ?mode=merge|replace."""
     ctx = context_of(request)
     refused = require_token(ctx, request)
     if refused is not None:

@@ -1,4 +1,4 @@
-"""``/wss``: the viewer WebSocket endpoint (PROTOCOL.md sections 2-6), as a raw ASGI app.
+"""``/wss``: the viewer WebSocket endpoint (docs/protocol.md sections 4-8), as a raw ASGI app.
 
 One connection = one handler with four small tasks:
 
@@ -10,7 +10,7 @@ One connection = one handler with four small tasks:
 - two watchers: the service's ``stopping`` event (close 1001) and the idle timeout (no inbound
   message for ``websocket.idle_timeout`` -> close 1000).
 
-Refused upgrades are accepted and closed at once with the code and reason of PROTOCOL.md
+Refused upgrades are accepted and closed at once with the code and reason of docs/protocol.md
 section 6: a close frame is the only refusal a browser (or a ``websockets`` client) can read;
 hypercorn answers a close before accept with a bare HTTP 403.
 
@@ -118,8 +118,8 @@ def configure_compression(enabled: bool) -> None:
     Hypercorn has no setting for it: it accepts deflate whenever the client offers it (every
     browser does), reading the offer from the raw request before the app sees the scope. So its
     handshake class is swapped, once per process, for one that drops the offer while compression
-    is off. Position frames barely compress (REFERENCE.md: ratio 1.12 for 66 ms per 100k-node
-    frame), so off is the default.
+    is off. Position frames barely compress (docs/protocol.md section 4: ratio 1.12 for 66 ms
+    per 100k-node frame), so off is the default.
     """
     global _compression_allowed
     _compression_allowed = enabled

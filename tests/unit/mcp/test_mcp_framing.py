@@ -1,4 +1,4 @@
-"""LineFramer: bytes in arbitrary chunks -> JSON-RPC messages (REFERENCE.md section 3)."""
+"""LineFramer: bytes in arbitrary chunks -> JSON-RPC messages (docs/architecture.md section 10)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""RpcSession: correlation and every stream quirk of REFERENCE.md section 3."""
+"""RpcSession: correlation and every stream quirk of docs/architecture.md section 10."""
 
 from __future__ import annotations
 

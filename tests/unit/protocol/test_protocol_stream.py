@@ -1,4 +1,4 @@
-"""Per-connection stream state and the per-tick frame cache (PROTOCOL.md section 2)."""
+"""Per-connection stream state and the per-tick frame cache (docs/protocol.md section 2)."""
 
 from __future__ import annotations
 
