@@ -7,10 +7,8 @@ Exit codes: 0 clean stop or valid settings, 1 start-up failure (port busy, ...),
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from visionflow import __version__, settings
@@ -56,17 +54,6 @@ def _err(message: str) -> None:
     print(f"visionflow: {message}", file=sys.stderr)
 
 
-def _ensure_numba_cache_dir() -> None:
-    """numba caches compiled kernels beside the sources; a read-only install needs elsewhere."""
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return
-    package_dir = Path(__file__).resolve().parent
-    if os.access(package_dir, os.W_OK):
-        return
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    os.environ["NUMBA_CACHE_DIR"] = str(base / "visionflow" / "numba")
-
-
 def cmd_check_config(args: argparse.Namespace) -> int:
     try:
         loaded = settings.load(args.path)
@@ -95,7 +82,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from visionflow import logs
 
-    _ensure_numba_cache_dir()
     logs.setup(loaded.settings.log.level, loaded.settings.log.format)
     if not loaded.file_found:
         logger.bind(subsystem="main").info("no {} found: using defaults", loaded.source)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -276,3 +277,60 @@ def test_mcp_sim_busy_port_is_one_line_and_exit_1() -> None:
     assert r.returncode == 1
     assert b"Traceback" not in r.stderr
     assert f"cannot listen on 127.0.0.1:{port}".encode() in r.stderr
+
+
+def test_serve_without_any_writable_kernel_cache_location(tmp_path: Path) -> None:
+    # docker run --user / systemd DynamicUser=: an installed package (no writable __pycache__
+    # beside the sources) and no writable HOME. Paths under a regular file cannot be created,
+    # even by root; the package is copied so that its physics/__pycache__ can be a file too.
+    site = tmp_path / "site"
+    shutil.copytree(
+        ROOT / "visionflow", site / "visionflow", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (site / "visionflow" / "physics" / "__pycache__").write_text("")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "run").mkdir()
+    env = _env(
+        HOME=str(blocker / "home"),
+        XDG_CACHE_HOME=str(blocker / "cache"),
+        NUMBA_CACHE_DIR=str(blocker / "numba"),
+        TMPDIR=str(tmp_path / "tmp"),
+        PYTHONPATH=str(site),
+        PYTHONDONTWRITEBYTECODE="1",
+        VISIONFLOW__SERVER__SHUTDOWN_GRACE="3",
+    )
+    proc = subprocess.Popen(
+        cli("serve", "--port", "0"), cwd=tmp_path / "run", stderr=subprocess.PIPE, env=env
+    )
+    assert proc.stderr is not None
+    try:
+        head = b""
+        url = None
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            head += line
+            m = LISTEN.search(line)
+            if m:
+                url = f"http://{m[1].decode()}:{m[2].decode()}"
+        assert url, head.decode()
+        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        err = head + proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+    text = err.decode()
+    assert "Traceback" not in text, text
+    cache = tmp_path / "tmp" / f"visionflow-numba-{os.getuid()}"
+    warnings = [line for line in text.splitlines() if "numba kernel cache" in line]
+    assert len(warnings) == 1 and str(cache) in warnings[0], text
+    assert str(site / "visionflow" / "physics" / "__pycache__") in warnings[0]  # the copy ran
+    assert re.search(r"physics backend: (cuda|cpu) \(.+\)", text), text

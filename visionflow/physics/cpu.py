@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import prange
 
+from visionflow.physics import KERNEL_CACHE
 from visionflow.physics.params import (
     BOUNDARY_DAMPING,
     BOUNDS_SIZE,
@@ -79,19 +80,21 @@ _MAX_THREADS = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
 
 # fastmath without 'nnan'/'ninf' so isfinite checks and NaN propagation stay honest.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+# False only when no directory at all is writable (visionflow.physics.kernel_cache)
+CACHE = KERNEL_CACHE.enabled
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-@numba.njit(inline="always", nogil=True, cache=True)
+@numba.njit(inline="always", nogil=True, cache=CACHE)
 def _hash01(i, k):  # type: ignore[no-untyped-def]
     """Deterministic pseudo-random number in [-1, 1) from two integers (no global RNG state)."""
     s = math.sin(float(i) * 12.9898 + float(k) * 78.233) * 43758.5453
     return 2.0 * (s - math.floor(s)) - 1.0
 
 
-@numba.njit(inline="always", nogil=True, cache=True)
+@numba.njit(inline="always", nogil=True, cache=CACHE)
 def _spread3(v):  # type: ignore[no-untyped-def]
     """Spread the low 21 bits of v so that two zero bits separate each (Morton interleave)."""
     x = v & 0x1FFFFF
@@ -106,7 +109,7 @@ def _spread3(v):  # type: ignore[no-untyped-def]
 # --------------------------------------------------------------------------- non-finite repair
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=CACHE)
 def _mark_nonfinite(pos, vel, bad):  # type: ignore[no-untyped-def]
     """Flag nodes with a non-finite coordinate; return (count, kinetic energy sum and max)."""
     n = pos.shape[0]
@@ -129,7 +132,7 @@ def _mark_nonfinite(pos, vel, bad):  # type: ignore[no-untyped-def]
     return count, ke, peak
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=CACHE)
 def _reseed_bad(pos, vel, bad, indptr, indices, spread):  # type: ignore[no-untyped-def]
     """Re-seed flagged nodes next to a finite neighbour, else near the origin (rare, serial)."""
     n = pos.shape[0]
@@ -168,13 +171,13 @@ def repair_nonfinite(
 # --------------------------------------------------------------------------- exact repulsion
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=CACHE)
 def _charges(group, params, q):  # type: ignore[no-untyped-def]
     for i in prange(group.shape[0]):
         q[i] = math.sqrt(params[group[i], REPEL_K])
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, fastmath=FASTMATH)
+@numba.njit(parallel=True, nogil=True, cache=CACHE, fastmath=FASTMATH)
 def _exact_forces(x, y, z, q, group, params, forces):  # type: ignore[no-untyped-def]
     """All-pairs repulsion into ``forces`` (overwritten).  O(n^2), exact.
 
@@ -214,7 +217,7 @@ def _exact_forces(x, y, z, q, group, params, forces):  # type: ignore[no-untyped
         forces[i, 2] = qi * fz
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=CACHE)
 def _split_xyz(pos, x, y, z):  # type: ignore[no-untyped-def]
     for i in prange(pos.shape[0]):
         x[i] = pos[i, 0]
@@ -225,7 +228,7 @@ def _split_xyz(pos, x, y, z):  # type: ignore[no-untyped-def]
 # --------------------------------------------------------------------------- Barnes-Hut
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=CACHE)
 def _bounds(pos):  # type: ignore[no-untyped-def]
     n = pos.shape[0]
     x0 = np.inf
@@ -244,7 +247,7 @@ def _bounds(pos):  # type: ignore[no-untyped-def]
     return x0, y0, z0, max(x1 - x0, y1 - y0, z1 - z0)
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=CACHE)
 def _morton(pos, x0, y0, z0, extent, codes, order):  # type: ignore[no-untyped-def]
     n = pos.shape[0]
     top = (1 << MORTON_BITS) - 1
@@ -262,7 +265,7 @@ def _morton(pos, x0, y0, z0, extent, codes, order):  # type: ignore[no-untyped-d
         order[i] = i
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=CACHE)
 def _radix_sort(codes, order, tmp_codes, tmp_order, counts):  # type: ignore[no-untyped-def]
     """Stable LSD radix sort of non-negative int64 keys (16-bit digits) carrying ``order``.
 
@@ -299,7 +302,7 @@ def _radix_sort(codes, order, tmp_codes, tmp_order, counts):  # type: ignore[no-
         order[:] = src_o
 
 
-@numba.njit(inline="always", nogil=True, cache=True)
+@numba.njit(inline="always", nogil=True, cache=CACHE)
 def _lower_bound_digit(codes, lo, hi, shift, digit):  # type: ignore[no-untyped-def]
     """First index in [lo, hi) whose 3-bit digit at ``shift`` is >= digit (digits ascend)."""
     while lo < hi:
@@ -311,7 +314,7 @@ def _lower_bound_digit(codes, lo, hi, shift, digit):  # type: ignore[no-untyped-
     return lo
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=CACHE)
 def _build_tree(codes, extent, nlo, nhi, nchild, side, leaves):  # type: ignore[no-untyped-def]
     """Pre-order octree over sorted Morton codes; return (node count, leaf count).
 
@@ -370,7 +373,7 @@ def _build_tree(codes, extent, nlo, nhi, nchild, side, leaves):  # type: ignore[
     return count, nleaves
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=CACHE)
 def _gather_sorted(pos, q, order, sx, sy, sz, sq):  # type: ignore[no-untyped-def]
     for s in prange(order.shape[0]):
         b = order[s]
@@ -384,7 +387,7 @@ def _gather_sorted(pos, q, order, sx, sy, sz, sq):  # type: ignore[no-untyped-de
 T_CX, T_CY, T_CZ, T_Q, T_SIDE, T_SUB, T_LO, T_HI = range(8)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=CACHE)
 def _summarize(count, nlo, nhi, nchild, side, sx, sy, sz, sq, tree):  # type: ignore[no-untyped-def]
     """Reverse pre-order pass filling ``tree``: charge centre, charge, side, subtree size, range.
 
@@ -438,7 +441,7 @@ def _summarize(count, nlo, nhi, nchild, side, sx, sy, sz, sq, tree):  # type: ig
         tree[node, T_HI] = nhi[node]
 
 
-@numba.njit(inline="always", nogil=True, cache=True, fastmath=FASTMATH)
+@numba.njit(inline="always", nogil=True, cache=CACHE, fastmath=FASTMATH)
 def _apply_list(lst, nl, lo, m, sx, sy, sz, ox, oy, oz, eps, forces, order, same):  # type: ignore[no-untyped-def]
     """Add the interaction list (x, y, z, charge rows) to every body of a bucket.
 
@@ -480,7 +483,7 @@ def _apply_list(lst, nl, lo, m, sx, sy, sz, ox, oy, oz, eps, forces, order, same
         same[s] += k
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, fastmath=FASTMATH)
+@numba.njit(parallel=True, nogil=True, cache=CACHE, fastmath=FASTMATH)
 def _bh_forces(  # type: ignore[no-untyped-def]
     count,
     nleaves,
@@ -728,12 +731,12 @@ def integrate_node(  # type: ignore[no-untyped-def]
     vel[i, 2] = vz
 
 
-_integrate_node = numba.njit(inline="always", nogil=True, cache=True, fastmath=FASTMATH)(
+_integrate_node = numba.njit(inline="always", nogil=True, cache=CACHE, fastmath=FASTMATH)(
     integrate_node
 )
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, fastmath=FASTMATH)
+@numba.njit(parallel=True, nogil=True, cache=CACHE, fastmath=FASTMATH)
 def _integrate(  # type: ignore[no-untyped-def]
     pos, vel, forces, group, pinned, indptr, indices, weights, params, iteration, newpos
 ):
@@ -744,7 +747,7 @@ def _integrate(  # type: ignore[no-untyped-def]
         )
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=CACHE)
 def _copy_rows(src, dst):  # type: ignore[no-untyped-def]
     for i in prange(src.shape[0]):
         dst[i, 0] = src[i, 0]

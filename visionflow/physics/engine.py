@@ -24,7 +24,7 @@ from loguru import logger
 
 from visionflow.errors import StartupError
 from visionflow.graph.store import DenseState, GraphStore
-from visionflow.physics import cpu
+from visionflow.physics import KERNEL_CACHE, cpu
 from visionflow.physics.params import ENABLED, WARMUP_ITERATIONS, ParamTable, pack_settings
 from visionflow.settings import PhysicsSettings
 from visionflow.threads import run_abandonable
@@ -225,6 +225,7 @@ class PhysicsEngine:
         self._seen: tuple[int, int] = (-1, -1)  # (store version, params version) last stepped
         self._stepper: Stepper | None = None
         self._wake: anyio.Event | None = None
+        self._cache_noted = False
 
     # ------------------------------------------------------------------ control API
 
@@ -410,6 +411,9 @@ class PhysicsEngine:
     ) -> None:
         self.backend, why = choose_backend(self.settings.backend)
         log.info("physics backend: {} ({})", self.backend, why)
+        if KERNEL_CACHE.note is not None and not self._cache_noted:
+            self._cache_noted = True  # once per process, not again on a restart
+            log.warning("numba kernel cache: {}", KERNEL_CACHE.note)
         self.compiling = True
         self._report()
         task_status.started()
