@@ -181,3 +181,19 @@ async def test_the_token_still_applies_to_allowed_origins(tmp_path: Path) -> Non
         headers["Authorization"] = "Bearer k"
         r = await client.patch("/api/settings", json={"log": {"level": "DEBUG"}}, headers=headers)
         assert r.status_code == 200, r.text
+
+
+async def test_openapi_lists_the_refusals(tmp_path: Path) -> None:
+    async with running(config(tmp_path)) as (_, client):
+        spec = (await client.get("/openapi.json")).json()
+        assert "allowed_hosts" in spec["info"]["description"]
+        for path, method in [
+            ("/api/bots/task", "post"),
+            ("/api/settings", "patch"),
+            ("/api/graph/import", "post"),
+        ]:
+            responses = spec["paths"][path][method]["responses"]
+            assert {"401", "403", "415"} <= responses.keys(), (path, responses.keys())
+        reads = spec["paths"]["/api/health"]["get"]["responses"]
+        assert "403" in reads and "415" not in reads
+        assert "1008" in spec["paths"]["/wss"]["get"]["description"]
