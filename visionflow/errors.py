@@ -15,16 +15,23 @@ class VisionflowError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ConfigIssue:
-    """One problem in the settings: where, what was given, and the rule it broke."""
+    """One problem in the settings: where, what was given, the rule it broke, and where the
+    value came from (``source``: a file, an environment variable, a patch; "" when it is the
+    source of the :class:`ConfigError` that carries it)."""
 
     path: str
     value: object
     rule: str
+    source: str = ""
 
     def __str__(self) -> str:
+        return self.describe()
+
+    def describe(self, *, with_source: bool = False) -> str:
+        where = f" (from {self.source})" if with_source and self.source else ""
         if self.value is MISSING:
-            return f"{self.path}: {self.rule}"
-        return f"{self.path} = {self.value!r}: {self.rule}"
+            return f"{self.path}{where}: {self.rule}"
+        return f"{self.path} = {self.value!r}{where}: {self.rule}"
 
 
 class _Missing:
@@ -45,9 +52,14 @@ class ConfigError(VisionflowError):
         super().__init__(self.render())
 
     def render(self) -> str:
+        """A head naming ``source``; an issue whose value came from elsewhere says from where."""
         n = len(self.issues)
         head = f"{self.source}: {n} invalid setting{'s' if n != 1 else ''}"
-        return "\n".join([head, *(f"  - {issue}" for issue in self.issues)])
+        lines = (
+            issue.describe(with_source=issue.source not in ("", self.source))
+            for issue in self.issues
+        )
+        return "\n".join([head, *(f"  - {line}" for line in lines)])
 
 
 class StartupError(VisionflowError):

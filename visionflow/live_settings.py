@@ -19,11 +19,21 @@ from loguru import logger
 
 from visionflow.errors import MISSING, ConfigError, ConfigIssue
 from visionflow.fileio import write_atomic
-from visionflow.settings import Settings, merge, to_dict, to_toml_table, validate
+from visionflow.settings import (
+    Settings,
+    merge,
+    record_sources,
+    to_dict,
+    to_toml_table,
+    validate,
+)
 
 log = logger.bind(subsystem="settings")
 
 OVERRIDES_FILE = "settings-overrides.toml"
+#: How errors name where a value came from (the overrides file is named by its path).
+PATCH_SOURCE = "patch"
+BASE_SOURCE = "start-up settings"
 
 # Key paths (prefixes) a running service applies without a restart.
 RUNTIME_KEYS = (
@@ -51,9 +61,10 @@ def _leaves(doc: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def _runtime_issues(patch: Mapping[str, Any]) -> list[ConfigIssue]:
+def _runtime_issues(patch: Mapping[str, Any], source: str) -> list[ConfigIssue]:
+    rule = "cannot change while running: edit settings.toml and restart"
     return [
-        ConfigIssue(path, value, "cannot change while running: edit settings.toml and restart")
+        ConfigIssue(path, value, rule, source)
         for path, value in _leaves(patch)
         if not any(path == k or path.startswith(k) for k in RUNTIME_KEYS)
     ]
@@ -76,6 +87,9 @@ class LiveSettings:
     def __init__(self, base: Mapping[str, Any], state_dir: Path) -> None:
         self._base = dict(base)
         self._overrides: dict[str, Any] = {}
+        # Where each override came from (this run's patches, or the file an earlier run
+        # saved), so that an error blames the patch or the file, not the start-up settings.
+        self._sources: dict[str, str] = {}
         self._path = state_dir / OVERRIDES_FILE
         self._listeners: list[Listener] = []
         self.current: Settings = validate(self._base)
@@ -99,7 +113,7 @@ class LiveSettings:
             log.warning("ignoring {}: unreadable ({})", self._path, exc)
             return
         try:
-            self._apply(doc, persist=False)
+            self._apply(doc, persist=False, source=str(self._path))
         except ConfigError as exc:
             log.warning("ignoring {}: {}", self._path, exc.render())
             return
@@ -110,35 +124,45 @@ class LiveSettings:
         if not isinstance(patch, Mapping):
             raise ConfigError([ConfigIssue("(body)", MISSING, "must be a JSON object")], "patch")
         async with self._lock:  # one patch at a time: each merges over the one before
-            overrides, settings = self._prepare(patch)
+            overrides, settings, sources = self._prepare(patch, PATCH_SOURCE)
             # Saved and applied together or not at all: a cancelled request must not leave
             # a saved patch that applies only at the next start.
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self._write, overrides)
-                self._commit(overrides, settings)
+                self._commit(overrides, settings, sources)
             return settings
 
-    def _apply(self, patch: Mapping[str, Any], *, persist: bool) -> Settings:
-        overrides, settings = self._prepare(patch)
+    def _apply(
+        self, patch: Mapping[str, Any], *, persist: bool, source: str = PATCH_SOURCE
+    ) -> Settings:
+        overrides, settings, sources = self._prepare(patch, source)
         if persist:
             self._write(overrides)
-        return self._commit(overrides, settings)
+        return self._commit(overrides, settings, sources)
 
-    def _prepare(self, patch: Mapping[str, Any]) -> tuple[dict[str, Any], Settings]:
-        issues = _runtime_issues(patch)
+    def _prepare(
+        self, patch: Mapping[str, Any], source: str
+    ) -> tuple[dict[str, Any], Settings, dict[str, str]]:
+        issues = _runtime_issues(patch, source)
         overrides = merge(self._overrides, patch)
+        sources = dict(self._sources)
+        record_sources(sources, patch, source)
         settings = self.current
         try:
-            settings = validate(merge(self._base, overrides), "patch")
+            merged = merge(self._base, overrides)
+            settings = validate(merged, source, sources, unrecorded=BASE_SOURCE)
         except ConfigError as exc:
             issues.extend(exc.issues)
         if issues:
-            raise ConfigError(issues, "patch")
+            raise ConfigError(issues, source)
         # Keep the checked values, not what was sent ("30" for 30.0, 1 for true).
-        return _checked(overrides, msgspec.to_builtins(settings)), settings
+        return _checked(overrides, msgspec.to_builtins(settings)), settings, sources
 
-    def _commit(self, overrides: dict[str, Any], settings: Settings) -> Settings:
+    def _commit(
+        self, overrides: dict[str, Any], settings: Settings, sources: dict[str, str]
+    ) -> Settings:
         self._overrides = overrides
+        self._sources = sources
         self.current = settings
         self.revision += 1
         for listener in self._listeners:

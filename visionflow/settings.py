@@ -7,6 +7,7 @@ sees every problem in a file at once, each naming the key path, the value and th
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import os
@@ -275,20 +276,79 @@ def _cross_checks(settings: Settings) -> Iterator[ConfigIssue]:
         names.add(ep.name)
 
 
-def validate(raw: Mapping[str, Any], source: str = "settings") -> Settings:
-    """Turn a raw document into Settings, or raise ConfigError listing every issue."""
+def validate(
+    raw: Mapping[str, Any],
+    source: str = "settings",
+    sources: Mapping[str, str] | None = None,
+    *,
+    unrecorded: str | None = None,
+) -> Settings:
+    """Turn a raw document into Settings, or raise ConfigError listing every issue.
+
+    ``sources`` says where values came from (see :func:`record_sources`); each issue names the
+    source of its value: ``unrecorded`` (default ``source``) for a value not in it.
+    """
     issues: list[ConfigIssue] = []
     _validate_struct(Settings, raw, "", issues)
+    if not issues:
+        try:
+            settings = msgspec.convert(raw, Settings, strict=True)
+        except msgspec.ValidationError as exc:  # a rule the walker does not know: say where
+            raise ConfigError([ConfigIssue("(document)", MISSING, str(exc))], source) from exc
+        issues.extend(_cross_checks(settings))
     if issues:
-        raise ConfigError(issues, source)
-    try:
-        settings = msgspec.convert(raw, Settings, strict=True)
-    except msgspec.ValidationError as exc:  # a rule the walker does not know: still say where
-        raise ConfigError([ConfigIssue("(document)", MISSING, str(exc))], source) from exc
-    issues.extend(_cross_checks(settings))
-    if issues:
-        raise ConfigError(issues, source)
+        fallback = source if unrecorded is None else unrecorded
+        raise _error([_attributed(i, sources or {}, fallback) for i in issues], source)
     return settings
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def record_sources(
+    sources: dict[str, str], patch: Mapping[str, Any], source: str, prefix: str = ""
+) -> None:
+    """Note ``source`` for every value ``patch`` sets, as :func:`merge` applies it.
+
+    Keys are dotted paths; a list (an array of tables too) is one value.
+    """
+    for key, value in patch.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            record_sources(sources, value, source, path + ".")
+        else:
+            _set_source(sources, path, source)
+
+
+def _set_source(sources: dict[str, str], path: str, source: str) -> None:
+    # A value replaces everything under it: what was recorded there is no longer in effect.
+    for old in [p for p in sources if p.startswith((path + ".", path + "["))]:
+        del sources[old]
+    sources[path] = source
+
+
+def source_of(path: str, sources: Mapping[str, str], default: str) -> str:
+    """The source of the value at ``path`` ("mcp.endpoints[0].name"): its own or its parent's,
+    else the one source of everything under it (an unknown table made by one variable)."""
+    key = path
+    while key:
+        if key in sources:
+            return sources[key]
+        key = key[: max(key.rfind("."), key.rfind("["), 0)]
+    below = {v for k, v in sources.items() if k.startswith((path + ".", path + "["))}
+    return below.pop() if len(below) == 1 else default
+
+
+def _attributed(issue: ConfigIssue, sources: Mapping[str, str], default: str) -> ConfigIssue:
+    if issue.source:
+        return issue
+    return dataclasses.replace(issue, source=source_of(issue.path, sources, default))
+
+
+def _error(issues: list[ConfigIssue], source: str) -> ConfigError:
+    """A ConfigError headed by the one source of all ``issues``, or by ``source`` if several."""
+    origins = {issue.source or source for issue in issues}
+    return ConfigError(issues, origins.pop() if len(origins) == 1 else source)
 
 
 # --------------------------------------------------------------------------- loading
@@ -302,19 +362,30 @@ def _parse_env_value(text: str) -> object:
         return text
 
 
-def _apply_env(raw: dict[str, Any], environ: Mapping[str, str], issues: list[ConfigIssue]) -> None:
+def env_source(name: str) -> str:
+    """How an error names a value that came from the environment variable ``name``."""
+    return f"environment variable {name}"
+
+
+def _apply_env(
+    raw: dict[str, Any],
+    environ: Mapping[str, str],
+    issues: list[ConfigIssue],
+    sources: dict[str, str],
+) -> None:
     for name, text in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
             continue
         parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
         if not all(parts):
-            issues.append(ConfigIssue(name, text, "malformed: use VISIONFLOW__SECTION__KEY"))
+            rule = "malformed: use VISIONFLOW__SECTION__KEY"
+            issues.append(ConfigIssue(name, text, rule, "environment"))
             continue
         node = raw
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                issues.append(ConfigIssue(name, text, f"'{part}' is not a table"))
+                issues.append(ConfigIssue(name, text, f"'{part}' is not a table", "environment"))
                 break
             node = child
         else:
@@ -324,6 +395,7 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str], issues: list[Con
             if _field_type(Settings, parts) is str and not isinstance(value, str):
                 value = text
             node[parts[-1]] = value
+            _set_source(sources, ".".join(parts), env_source(name))
 
 
 def _field_type(cls: type[Struct], parts: list[str]) -> Any:
@@ -361,11 +433,13 @@ def load(
     *,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    overrides_source: str = "command line",
 ) -> Loaded:
     """Read ``path`` (default ./settings.toml), then environment overrides, then ``overrides``.
 
     A missing file means defaults (the caller says so once in the log); an unreadable or
-    malformed one is a ConfigError.
+    malformed one is a ConfigError. An invalid value is reported with where it came from: the
+    file, the environment variable (by name) or ``overrides_source``.
     """
     environ = os.environ if environ is None else environ
     explicit = path is not None
@@ -389,12 +463,16 @@ def load(
                 [ConfigIssue(source, MISSING, f"not valid TOML: {exc}")], source
             ) from exc
     issues: list[ConfigIssue] = []
-    _apply_env(raw, environ, issues)
+    sources: dict[str, str] = {}
+    record_sources(sources, raw, source)
+    _apply_env(raw, environ, issues, sources)
     if overrides:
         raw = merge(raw, overrides)
+        record_sources(sources, overrides, overrides_source)
     if issues:
-        raise ConfigError(issues, source)
-    return Loaded(validate(raw, source), source, found)
+        raise _error(issues, source)
+    # Several sources: the head says "settings" and each issue names its own.
+    return Loaded(validate(raw, "settings", sources, unrecorded="default"), source, found)
 
 
 def to_dict(settings: Settings) -> dict[str, Any]:

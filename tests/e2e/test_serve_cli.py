@@ -181,6 +181,8 @@ def test_bad_env_override_exit_2(tmp_path: Path) -> None:
     )
     assert r.returncode == 2
     assert b"server.port = 99999" in r.stderr
+    # the value came from the variable, not from a settings.toml (there is none here)
+    assert b"VISIONFLOW__SERVER__PORT" in r.stderr and b"settings.toml" not in r.stderr
     assert b"Traceback" not in r.stderr
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import anyio
 import pytest
 
 from visionflow import settings as s
@@ -218,3 +219,69 @@ def test_effective_settings_render_back_to_the_same_settings() -> None:
     }
     settings = s.validate(raw)
     assert s.validate(tomllib.loads(s.to_toml(settings))) == settings
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def test_env_value_error_names_the_variable_not_the_file(tmp_path: Path) -> None:
+    f = tmp_path / "s.toml"
+    f.write_text("[server]\nport = 4100\n")
+    with pytest.raises(ConfigError) as info:
+        s.load(f, environ={"VISIONFLOW__SERVER__PORT": "99999"})
+    (issue,) = info.value.issues
+    assert issue.source == "environment variable VISIONFLOW__SERVER__PORT"
+    text = info.value.render()
+    assert "VISIONFLOW__SERVER__PORT" in text and str(f) not in text
+
+
+def test_each_issue_names_its_own_source(tmp_path: Path) -> None:
+    f = tmp_path / "s.toml"
+    f.write_text("[physics.knowledge]\ndamping = 1.7\n")
+    with pytest.raises(ConfigError) as info:
+        s.load(
+            f,
+            environ={"VISIONFLOW__SERVER__PORT": "99999", "VISIONFLOW__NOPE__X": "1"},
+            overrides={"server": {"host": ""}},
+        )
+    sources = {i.path: i.source for i in info.value.issues}
+    assert sources == {
+        "physics.knowledge.damping": str(f),
+        "server.port": "environment variable VISIONFLOW__SERVER__PORT",
+        "nope": "environment variable VISIONFLOW__NOPE__X",  # the table it made up
+        "server.host": "command line",
+    }
+    text = info.value.render()
+    assert f"physics.knowledge.damping = 1.7 (from {f})" in text
+    assert "server.port = 99999 (from environment variable VISIONFLOW__SERVER__PORT)" in text
+
+
+def test_a_cross_check_blames_where_the_reported_value_came_from(tmp_path: Path) -> None:
+    f = tmp_path / "s.toml"
+    f.write_text("[websocket]\nmin_interval_ms = 500\n")
+    with pytest.raises(ConfigError) as info:
+        s.load(f, environ={"VISIONFLOW__WEBSOCKET__MAX_INTERVAL_MS": "100"})
+    sources = {i.path: i.source for i in info.value.issues}
+    assert sources["websocket.min_interval_ms"] == str(f)
+    assert sources["websocket.default_interval_ms"] == "default"
+
+
+def test_patch_and_overrides_file_keep_their_own_source(tmp_path: Path) -> None:
+    from visionflow.live_settings import OVERRIDES_FILE, LiveSettings
+
+    saved = tmp_path / OVERRIDES_FILE
+    saved.write_text("[websocket]\nmin_interval_ms = 20\n")
+    live = LiveSettings(s.to_dict(s.Settings()), tmp_path)
+    live.load_overrides()
+    assert live.current.websocket.min_interval_ms == 20
+    with pytest.raises(ConfigError) as info:
+        anyio.run(live.patch, {"websocket": {"max_interval_ms": 18}})
+    sources = {i.path: i.source for i in info.value.issues}
+    assert sources == {
+        "websocket.min_interval_ms": str(saved),  # 20 > 18: the value saved by an earlier run
+        "websocket.default_interval_ms": "start-up settings",  # 33 is not between them
+    }
+    assert info.value.render().startswith("patch: 2 invalid settings")
+    with pytest.raises(ConfigError) as info:
+        anyio.run(live.patch, {"websocket": {"deadband": -1}})
+    assert [i.source for i in info.value.issues] == ["patch"]
