@@ -95,7 +95,7 @@ class FakeASGI:
             "type": "websocket",
             "path": "/wss",
             "query_string": query,
-            "headers": headers or [],
+            "headers": headers if headers is not None else [(b"host", b"127.0.0.1:4000")],
             "client": ("203.0.113.9", 50000),
         }
         self._inbox_tx, self._inbox_rx = anyio.create_memory_object_stream[dict[str, Any]](64)
