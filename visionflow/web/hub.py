@@ -16,8 +16,9 @@ few control strings; baselines live in a bounded :class:`BaselineStore`.
 
 Rates: a viewer subscribed at interval ``I`` gets a frame on the first tick of each ``I``-long
 slot of a clock grid shared by every viewer, so viewers at the same rate receive the same ticks
-and share one delta encode. A viewer whose frame has stayed unsent longer than
-``websocket.max_lag`` is closed with 1013.
+and share one delta encode. A viewer whose oldest undelivered frame (queued, or being written) is
+older than ``websocket.max_lag`` is closed with 1013: lag is judged by age, not bytes (see the
+endpoint's sender for what "delivered" means).
 
 The endpoint (:mod:`visionflow.web.ws`) owns the socket: it drains the outbox with one sender
 task per connection. Everything here runs on the event loop; call :meth:`Hub.publish` from it
@@ -165,6 +166,8 @@ class Viewer:
     bytes_sent: int = 0
     #: Sequence of the last frame the sender took (None before the first).
     sent_sequence: int | None = None
+    #: When the frame the sender is writing now was queued (None while none is in flight).
+    in_flight_since: float | None = None
     _frame: bytes | None = None
     _frame_sequence: int | None = None
     _frame_since: float = 0.0
@@ -186,8 +189,13 @@ class Viewer:
         return self.close_request is not None
 
     def lag(self, now: float) -> float:
-        """How long the oldest undelivered frame (through replacements) has waited."""
-        return now - self._frame_since if self._frame is not None else 0.0
+        """How long the oldest undelivered frame has waited: the one being written (a write
+        to a peer that stopped reading does not complete) or the queued one (through
+        replacements)."""
+        oldest = self.in_flight_since
+        if self._frame is not None and (oldest is None or self._frame_since < oldest):
+            oldest = self._frame_since
+        return 0.0 if oldest is None else now - oldest
 
     def put_frame(self, data: bytes, now: float, sequence: int) -> bool:
         """Queue ``data``; True when it replaced an unsent frame (which is then dropped)."""
@@ -235,6 +243,7 @@ class Viewer:
         frame, self._frame = self._frame, None
         if frame is not None:
             self.sent_sequence = self._frame_sequence
+            self.in_flight_since = self._frame_since
         return frame
 
     async def wait(self) -> None:
@@ -390,6 +399,7 @@ class Hub:
     # ---------------------------------------------------------------- delivery accounting
 
     def frame_sent(self, viewer: Viewer, nbytes: int) -> None:
+        viewer.in_flight_since = None
         viewer.frames_sent += 1
         viewer.bytes_sent += nbytes
         self.ctx.metrics.frames_sent.inc()
@@ -397,6 +407,7 @@ class Hub:
 
     def frame_lost(self, viewer: Viewer) -> None:
         """A frame taken from the outbox was not delivered after all."""
+        viewer.in_flight_since = None
         viewer.stream.frame_dropped()
         viewer.frames_dropped += 1
         self.ctx.metrics.frames_dropped.inc()

@@ -28,6 +28,11 @@ log = logger.bind(subsystem="http")
 # A viewer that stops reading must not wedge shutdown: unacknowledged data fails the socket
 # after this long (accepted sockets inherit it from the listener on Linux).
 TCP_USER_TIMEOUT_MS = 20_000
+# Unsent bytes the kernel queues per connection before a write waits (inherited like the above).
+# Bytes in flight are not capped (throughput keeps its autotuned window); without it a viewer
+# that stopped reading had ~1000 small frames buffered before a write stalled, so its lag
+# (websocket.max_lag, judged by the age of the frame being written) never showed.
+TCP_NOTSENT_LOWAT_BYTES = 16 * 1024
 
 
 def bind_socket(host: str, port: int, backlog: int = 512) -> socket.socket:
@@ -42,6 +47,8 @@ def bind_socket(host: str, port: int, backlog: int = 512) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if hasattr(socket, "TCP_USER_TIMEOUT"):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, TCP_USER_TIMEOUT_MS)
+        if hasattr(socket, "TCP_NOTSENT_LOWAT"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, TCP_NOTSENT_LOWAT_BYTES)
         sock.bind(addr)
         sock.listen(backlog)
         sock.setblocking(False)
@@ -53,19 +60,27 @@ def bind_socket(host: str, port: int, backlog: int = 512) -> socket.socket:
 
 
 def _quiet_cancelled_callbacks(loop: asyncio.AbstractEventLoop) -> None:
-    """Keep asyncio from logging a traceback for a connection task hypercorn cancelled.
+    """Keep asyncio from logging a traceback for a connection task hypercorn cancelled, or
+    one whose socket failed.
 
     At the end of its drain hypercorn cancels the connections still open; asyncio's stream
     callback then asks the cancelled task for its exception, gets CancelledError and reports
     "Exception in callback" with a traceback. That is a shutdown doing its job, not an error.
+    And hypercorn lets an OSError out of its connection task when closing a socket fails: a
+    viewer that stopped reading (closed 1013) is dropped by TCP_USER_TIMEOUT, and asyncio
+    reported "Unhandled exception in client_connected_cb" with a TimeoutError traceback.
     """
     previous = loop.get_exception_handler()
     if getattr(previous, "_visionflow_quiet", False):
         return  # installed already (the http child restarted on this loop)
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if isinstance(context.get("exception"), asyncio.CancelledError):
+        exc = context.get("exception")
+        if isinstance(exc, asyncio.CancelledError):
             log.debug("a connection was cancelled at the end of the drain")
+            return
+        if isinstance(exc, OSError) and "client_connected_cb" in str(context.get("message")):
+            log.info("a connection ended with {!r} (the peer stopped acknowledging)", exc)
             return
         if previous is not None:
             previous(loop, context)

@@ -24,6 +24,7 @@ does).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ from visionflow.protocol.messages import (
 )
 from visionflow.protocol.snapshot import NodeFilter
 from visionflow.settings import Settings
+from visionflow.web import hyperws
 from visionflow.web.auth import presented_token, token_ok
 from visionflow.web.hub import CloseRequest, Hub, HubContext, HubFullError, Viewer
 from visionflow.web.security import websocket_refusal
@@ -238,6 +240,7 @@ class WebSocketEndpoint:
         self.hub = hub
         self.graph_revision = graph_revision
         configure_compression(ctx.live.current.websocket.compression)
+        hyperws.install()  # an oversize message closes 1009 at once (see that module)
 
     # ---------------------------------------------------------------- ASGI entry
 
@@ -327,11 +330,14 @@ class WebSocketEndpoint:
 
     # ---------------------------------------------------------------- sending
 
-    async def _send(self, conn: _Connection, message: Message) -> bool:
-        """One ASGI send, bounded by ``send_timeout`` (less once a close was requested)."""
+    async def _send(
+        self, conn: _Connection, message: Message, *, deadline: float = math.inf
+    ) -> bool:
+        """One ASGI send, bounded by ``send_timeout`` and ``deadline`` (less once a close was
+        requested)."""
         viewer = conn.viewer
         now = anyio.current_time()
-        deadline = now + self.ctx.live.current.websocket.send_timeout
+        deadline = min(deadline, now + self.ctx.live.current.websocket.send_timeout)
         if viewer.closing:
             deadline = min(deadline, now + viewer.close_flush)
         with anyio.CancelScope(deadline=deadline) as scope:
@@ -366,10 +372,23 @@ class WebSocketEndpoint:
                 cancel.cancel()
                 return
             if isinstance(item, bytes):
-                if await self._send(conn, {"type": "websocket.send", "bytes": item}):
+                # Lag is judged by age: a frame counts as delivered once its write completes,
+                # and it may take until it is max_lag old (from when it was queued). The kernel
+                # buffers would absorb ~1000 small frames of a viewer that stopped reading, but
+                # the unsent part of the socket's send queue is capped (TCP_NOTSENT_LOWAT, see
+                # server.py) and hypercorn's own buffer is 64 KiB, so beyond the peer's receive
+                # window a write soon stops completing and the frame being written ages.
+                max_lag = self.ctx.live.current.websocket.max_lag
+                since = viewer.in_flight_since
+                aged_at = (anyio.current_time() if since is None else since) + max_lag
+                message = {"type": "websocket.send", "bytes": item}
+                if await self._send(conn, message, deadline=aged_at):
                     self.hub.frame_sent(viewer, len(item))
                     continue
                 self.hub.frame_lost(viewer)
+                if anyio.current_time() >= aged_at and not viewer.closing:
+                    reason = f"more than {max_lag:g}s behind: the viewer is not reading"
+                    self.hub.close(viewer, CLOSE_TRY_AGAIN, reason)
             elif await self._send(conn, {"type": "websocket.send", "text": item}):
                 continue
             if not viewer.closing:

@@ -10,7 +10,16 @@ import httpx
 import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed
-from wsharness import Client, graph, header_sequence, running, snapshot, stalled_viewer
+from wsharness import (
+    Client,
+    client_frame,
+    graph,
+    header_sequence,
+    read_server_frames,
+    running,
+    snapshot,
+    stalled_viewer,
+)
 
 from visionflow.protocol.frames import (
     AGENT_FLAG,
@@ -185,6 +194,42 @@ async def test_bad_messages_get_errors_and_the_connection_stays() -> None:
             await assert_healthy(h.http.url)
 
 
+async def test_a_message_far_over_the_limit_closes_1009_at_once_and_stops_the_frames() -> None:
+    # Before: hypercorn refused it itself (close 1009) but never told the endpoint, which went
+    # on sending frames, and waited for the client's answer: a client busy sending (or one that
+    # never answers) held the connection in CLOSING (~10 s with a `websockets` client).
+    with anyio.fail_after(30):
+        async with running({"websocket": {"max_inbound_bytes": 65536}}) as h:
+            ids = graph(50)
+            h.source.publish(snapshot(1, ids))
+            sock = await anyio.to_thread.run_sync(stalled_viewer, h.url, None)
+            with sock:
+                while not any(v.frames_sent for v in h.hub.viewers()):
+                    await anyio.sleep(0.01)
+                started = time.monotonic()
+                message = client_frame(0x2, b"\0" * 300_000)  # never answers the close frame
+                await anyio.to_thread.run_sync(sock.sendall, message)
+
+                async def publish() -> None:
+                    for seq in range(2, 1000):  # frames keep coming for anyone still there
+                        h.source.publish(snapshot(seq, ids, seq * 0.5))
+                        await anyio.sleep(0.02)
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(publish)
+                    frames, eof = await anyio.to_thread.run_sync(read_server_frames, sock, 5.0)
+                    tg.cancel_scope.cancel()
+                took = time.monotonic() - started
+            opcodes = [op for op, _ in frames]
+            assert 0x8 in opcodes, opcodes
+            close = frames[opcodes.index(0x8)][1]
+            assert int.from_bytes(close[:2], "big") == 1009
+            assert opcodes[opcodes.index(0x8) :] == [0x8]  # no frame after the close
+            assert eof and took < 3.0  # generous: it is immediate
+            assert h.hub.connections == 0
+            await assert_healthy(h.http.url)
+
+
 async def test_a_drag_of_too_many_nodes_is_refused() -> None:
     # Pinning runs on the event loop: a 1 MiB drag (37k records) held it for ~300 ms.
     with anyio.fail_after(20):
@@ -268,7 +313,7 @@ async def test_settled_moving_and_published_messages() -> None:
 
 async def test_heartbeat_and_idle_timeout() -> None:
     settings = {"websocket": {"heartbeat_interval": 0.2, "idle_timeout": 0.8}}
-    with anyio.fail_after(15):
+    with anyio.fail_after(40):
         async with running(settings) as h:
             c = await Client.connect(h.url)
             await welcome(c)
@@ -278,7 +323,7 @@ async def test_heartbeat_and_idle_timeout() -> None:
             started = time.monotonic()
             close = await c.closed()
             assert close.code == 1000 and "idle" in close.reason
-            assert 0.4 < time.monotonic() - started < 3
+            assert 0.4 < time.monotonic() - started < 15  # idle_timeout 0.8 s; generous when busy
             for _ in range(5):  # a client that pings stays
                 await pinger.send({"type": "ping", "timestamp": 1})
                 await anyio.sleep(0.2)
@@ -344,3 +389,31 @@ async def test_a_stalled_viewer_slows_nobody_and_holds_at_most_one_frame() -> No
             stalled.close()  # what TCP_USER_TIMEOUT does to a peer that is really gone
             for r in readers:
                 await r.aclose()
+
+
+@pytest.mark.slow
+async def test_a_stalled_viewer_of_a_small_graph_is_closed_1013_by_age() -> None:
+    # 50 nodes: 1.4 KB frames. Before, kernel buffers absorbed ~1000 of them, so a viewer that
+    # stopped reading was never judged behind; TCP dropped it after ~40 s with a traceback.
+    with anyio.fail_after(60):
+        async with running({"websocket": {"max_lag": 1.0}}) as h:
+            ids = graph(50)
+            h.source.publish(snapshot(1, ids))
+            stalled = await anyio.to_thread.run_sync(stalled_viewer, h.url)
+            reader = await Client.connect(h.url)
+            viewer = next(v for v in h.hub.viewers() if v.serial == 1)
+            started = time.monotonic()
+            seq = 1
+            while not viewer.closing and time.monotonic() - started < 30:
+                seq += 1
+                h.source.publish(snapshot(seq, ids, seq * 0.5))  # every node moves
+                await anyio.sleep(0.02)
+                await reader.frame()  # a reading viewer keeps up meanwhile
+            took = time.monotonic() - started
+            assert viewer.close_request is not None, f"not closed in {took:.0f}s"
+            assert viewer.close_request.code == 1013
+            assert "behind" in viewer.close_request.reason
+            assert h.hub.connections == 1  # the reader stays
+            print(f"stalled viewer closed after {took:.1f}s")
+            stalled.close()
+            await reader.aclose()

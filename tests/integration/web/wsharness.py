@@ -176,12 +176,13 @@ class Client:
         await anyio.to_thread.run_sync(self.ws.close)
 
 
-def stalled_viewer(url: str) -> socket.socket:
+def stalled_viewer(url: str, rcvbuf: int | None = 4096) -> socket.socket:
     """Upgrade a raw socket to a WebSocket and never read from it (a tiny receive buffer)."""
     host, _, rest = url.removeprefix("ws://").partition(":")
     port = int(rest.split("/")[0])
     sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.settimeout(5)
     sock.connect((host, port))
     sock.sendall(
@@ -194,6 +195,44 @@ def stalled_viewer(url: str) -> socket.socket:
         head += sock.recv(1)
     assert head.startswith(b"HTTP/1.1 101"), head
     return sock
+
+
+def client_frame(opcode: int, payload: bytes) -> bytes:
+    """One final, masked (with a zero key) client frame."""
+    n = len(payload)
+    if n < 126:
+        length = bytes([0x80 | n])
+    elif n < 1 << 16:
+        length = bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        length = bytes([0x80 | 127]) + n.to_bytes(8, "big")
+    return bytes([0x80 | opcode]) + length + b"\0\0\0\0" + payload
+
+
+def read_server_frames(sock: socket.socket, timeout: float) -> tuple[list[tuple[int, bytes]], bool]:
+    """Read (opcode, payload) frames until EOF or ``timeout`` of silence; also whether EOF came."""
+    sock.settimeout(timeout)
+    data, frames, eof = b"", [], False
+    while not eof:
+        try:
+            chunk = sock.recv(1 << 16)
+        except TimeoutError:
+            break
+        except ConnectionResetError:
+            chunk = b""
+        eof = not chunk
+        data += chunk
+        while len(data) >= 2:
+            n, at = data[1] & 0x7F, 2
+            if n == 126:
+                n, at = int.from_bytes(data[2:4], "big"), 4
+            elif n == 127:
+                n, at = int.from_bytes(data[2:10], "big"), 10
+            if len(data) < at + n:
+                break
+            frames.append((data[0] & 0x0F, data[at : at + n]))
+            data = data[at + n :]
+    return frames, eof
 
 
 def header_sequence(data: bytes) -> int:

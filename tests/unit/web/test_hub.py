@@ -141,6 +141,22 @@ async def test_a_viewer_that_stays_behind_is_closed_1013() -> None:
     assert v.interval is None
 
 
+async def test_the_frame_being_written_counts_for_lag() -> None:
+    # A write to a peer that stopped reading does not complete: its frame's age is the lag,
+    # though the outbox behind it is refilled with fresh frames.
+    hub, _ = make_hub(max_lag=0.5)
+    v = hub.connect()
+    hub.subscribe(v)
+    hub.offer(snap(1, IDS))
+    hub.tick(now=0.0)
+    frame_of(v)  # taken by the sender, never reported sent
+    for seq, now in enumerate((0.2, 0.4, 0.6), start=2):
+        hub.offer(snap(seq, IDS, seq))
+        hub.tick(now=now)
+    assert v.lag(0.6) == pytest.approx(0.6)
+    assert v.close_request == CloseRequest(1013, "more than 0.5s behind")
+
+
 async def test_control_queue_is_bounded() -> None:
     hub, _ = make_hub()
     v = hub.connect()

@@ -74,7 +74,7 @@ async def test_client_messages_keep_the_connection_alive() -> None:
 
 
 async def test_a_send_that_never_completes_is_abandoned_after_send_timeout() -> None:
-    async with connected() as (hub, source, peer):
+    async with connected(max_lag=30) as (hub, source, peer):
         await until(peer, lambda: len(peer.texts()) == 1)
         peer.stall_frames = True
         source.publish(snap(1, ids_of(10)))
@@ -86,6 +86,24 @@ async def test_a_send_that_never_completes_is_abandoned_after_send_timeout() -> 
         with anyio.fail_after(30):  # mock time: fails at once instead of hanging
             await until(peer, lambda: peer.closes())
         assert peer.closes()[0]["code"] == 1013
+
+
+async def test_a_frame_write_that_does_not_complete_within_max_lag_closes_1013() -> None:
+    # Lag is judged by the age of the frame being written, so a viewer that stopped reading is
+    # closed after max_lag (5 s) even at rest, when no newer frame would show the backlog.
+    async with connected() as (hub, source, peer):
+        await until(peer, lambda: len(peer.texts()) == 1)
+        peer.stall_frames = True
+        source.settled = True
+        source.publish(snap(1, ids_of(10)))  # the last tick: nothing queues behind it
+        started = anyio.current_time()
+        with anyio.fail_after(60):  # mock time: fails at once instead of hanging
+            await until(peer, lambda: hub.connections == 0)
+        assert 5 <= anyio.current_time() - started < 5.5
+        with anyio.fail_after(60):
+            await until(peer, lambda: peer.closes())
+        close = peer.closes()[0]
+        assert close["code"] == 1013 and "more than 5s behind" in close["reason"]
 
 
 async def test_the_welcome_is_first_even_if_a_broadcast_lands_during_the_accept() -> None:
