@@ -74,7 +74,9 @@ class Service:
             store,
             physics,
             metrics=self.ctx.metrics,
-            health=self.ctx.registry.register("physics"),
+            # Essential: with the layout stopped for good the service is not ready (viewers get
+            # a still picture of the last positions, not a live layout).
+            health=self.ctx.registry.register("physics", essential=True),
         )
         self.ctx.engine = self.engine
         self.ctx.live.subscribe(lambda s: self.engine.set_settings(s.physics))

@@ -42,6 +42,9 @@ class SubsystemHealth:
     name: str
     critical: bool
     state: ChildState = "starting"
+    #: Not ready once it has ``failed`` (the supervisor gave up), though not critical: the
+    #: service still serves, but not what it is for (physics: the layout no longer moves).
+    essential: bool = False
     restarts: int = 0
     last_error: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
@@ -69,11 +72,14 @@ class HealthRegistry:
         self._subsystems: dict[str, SubsystemHealth] = {}
         self.shutting_down = False
 
-    def register(self, name: str, *, critical: bool = False) -> SubsystemHealth:
+    def register(
+        self, name: str, *, critical: bool = False, essential: bool = False
+    ) -> SubsystemHealth:
         entry = self._subsystems.get(name)
         if entry is None:
             entry = self._subsystems[name] = SubsystemHealth(name, critical)
         entry.critical = entry.critical or critical
+        entry.essential = entry.essential or essential
         return entry
 
     def get(self, name: str) -> SubsystemHealth | None:
@@ -102,6 +108,8 @@ class HealthRegistry:
         for sub in self._subsystems.values():
             if sub.critical and sub.state != "running":
                 reasons.append(f"{sub.name} is {sub.state}")
+            elif sub.essential and sub.state == "failed":
+                reasons.append(f"{sub.name} is failed: {sub.last_error or 'gave up restarting'}")
         if self.status() == "failing":
             reasons.append("health is failing")
         return (not reasons, reasons)

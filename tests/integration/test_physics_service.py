@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import anyio
 import numpy as np
 import pytest
 from servicekit import eventually, running
+from websockets.sync.client import connect
 
 from visionflow.physics import engine as engine_module
+from visionflow.protocol.frames import Frame, FrameKind, decode_frame
+
+real_stepper = engine_module.make_stepper
 
 pytestmark = pytest.mark.anyio
 
@@ -98,3 +104,52 @@ async def test_a_failing_kernel_restarts_the_physics_child_only(
         assert (await client.get("/readyz")).status_code == 200
         metrics = (await client.get("/metrics")).text
         assert 'visionflow_subsystem_restarts_total{subsystem="physics"} 1.0' in metrics
+
+
+class AlwaysFails:
+    def __init__(self, inner: engine_module.Stepper) -> None:
+        self.inner = inner
+
+    def step(self, *args: Any) -> Any:
+        raise RuntimeError("kernel exploded")
+
+
+async def test_physics_failed_viewers_get_the_last_positions_and_health_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before: a viewer got connection_established and then nothing, and /readyz said ready.
+    monkeypatch.setattr(engine_module, "make_stepper", lambda backend: AlwaysFails(real_stepper))
+    raw = {
+        "state": {"dir": str(tmp_path)},
+        "supervisor": {"backoff_initial": 0.05, "backoff_max": 0.1, "backoff_jitter": 0.0},
+    }
+    async with running(raw) as (svc, client):
+        doc = stacked_doc(10)
+        headers = {"content-type": "application/json"}
+        assert (
+            await client.post("/api/graph/import", json=doc, headers=headers)
+        ).status_code == 200
+
+        async def failed() -> bool:
+            body = (await client.get("/api/health")).json()
+            return bool(body["subsystems"]["physics"]["state"] == "failed")
+
+        await eventually(failed, timeout=30)
+        health = await client.get("/api/health")
+        assert health.status_code == 200 and health.json()["status"] == "degraded"
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["reasons"] == ["physics is failed: kernel exploded"]
+        url = str(svc.http.url).replace("http://", "ws://") + "/wss"
+
+        def first_frame() -> Frame:
+            with connect(url, open_timeout=5, max_size=None) as ws:
+                assert json.loads(ws.recv(5))["type"] == "connection_established"
+                while True:
+                    message = ws.recv(5)  # TimeoutError: no frame
+                    if isinstance(message, bytes):
+                        return decode_frame(message)
+
+        frame = await anyio.to_thread.run_sync(first_frame)
+        assert frame.kind is FrameKind.KEYFRAME and len(frame.ids) == 10
+        assert np.isfinite(frame.positions).all()

@@ -101,6 +101,29 @@ async def test_child_over_budget_is_failed_and_health_degrades() -> None:
 
 
 @pytest.mark.anyio
+async def test_an_essential_child_that_failed_makes_the_service_unready() -> None:
+    # physics: it is not critical (the rest serves on), but with the layout stopped for good
+    # /readyz said ready.
+    registry = HealthRegistry("t")
+    flaky = Flaky(failures=1000)
+    async with anyio.create_task_group() as tg:
+        sup = Supervisor(tg, registry, POLICY)
+        registry.register("flaky", essential=True)
+        await sup.start("flaky", flaky.run)
+        await anyio.sleep(1.0)
+        assert registry.subsystems["flaky"].state == "backoff"
+        assert registry.readiness() == (True, [])  # it may still come back
+        await anyio.sleep(40)
+        assert registry.subsystems["flaky"].state == "failed"
+        assert registry.status() == "degraded"
+        ready, reasons = registry.readiness()
+        assert not ready and reasons == [
+            f"flaky is failed: {registry.subsystems['flaky'].last_error}"
+        ]
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
 async def test_backoff_is_capped_and_jitter_only_shortens() -> None:
     policy = RestartPolicy(initial=1.0, maximum=4.0, jitter=0.5, budget=100, window=1.0)
     rng = random.Random(7)

@@ -224,6 +224,7 @@ class PhysicsEngine:
         self._last_peak = 0.0  # the previous step's largest per-node kinetic energy
         self._seen: tuple[int, int] = (-1, -1)  # (store version, params version) last stepped
         self._stepper: Stepper | None = None
+        self._shown_version = -1  # store version of the newest snapshot (stepped or still)
         self._wake: anyio.Event | None = None
         self._cache_noted = False
 
@@ -324,6 +325,7 @@ class PhysicsEngine:
             self._awake_steps = 0
         self._awake_steps += 1
         self._seen = (state.version, params_version)
+        self._shown_version = state.version
         rising = result.peak_kinetic_energy > self._last_peak
         self._last_peak = result.peak_kinetic_energy
         settled = state.n == 0 or (
@@ -342,6 +344,24 @@ class PhysicsEngine:
         self.nodes = state.n
         self.edges = int(state.indices.shape[0] // 2)
         return snap, result, elapsed
+
+    def still_blocking(self) -> Snapshot:
+        """The store's current positions as a new tick, without stepping (physics thread)."""
+        state: DenseState = self.store.sync()
+        self._shown_version = state.version
+        self.tick += 1
+        ids = state.flagged.copy()
+        ids.setflags(write=False)
+        self.nodes = state.n
+        self.edges = int(state.indices.shape[0] // 2)
+        return Snapshot(
+            tick=self.tick,
+            ids=ids,
+            positions=_freeze(state.pos),
+            velocities=_freeze(state.vel),
+            revision=state.revision,
+            settled=False,
+        )
 
     def _compile(self) -> None:
         """Run both repulsion paths once on tiny graphs so the first real step is fast."""
@@ -409,6 +429,11 @@ class PhysicsEngine:
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
+        if self.store.version != self._shown_version:
+            # Viewers get the last known positions (restored, seeded or imported since) while
+            # the kernels compile, and even if stepping never works (the supervisor gives up:
+            # `failed`): a still picture beats a blank one.
+            self.board.publish(await anyio.to_thread.run_sync(self.still_blocking))
         self.backend, why = choose_backend(self.settings.backend)
         log.info("physics backend: {} ({})", self.backend, why)
         if KERNEL_CACHE.note is not None and not self._cache_noted:
