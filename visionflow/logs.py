@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TextIO
 
 import msgspec
+import stamina.instrumentation
 from loguru import logger
 
 if TYPE_CHECKING:
@@ -89,6 +93,45 @@ def set_level(level: str) -> None:
     _sink = (_add_sink(level, fmt, stream), fmt, stream, level)
 
 
+# --------------------------------------------------------------------------- retries
+
+#: What the stamina retries of the current task retry, and the subsystem to tag them with.
+_retrying: ContextVar[tuple[str, str] | None] = ContextVar("visionflow_retrying", default=None)
+
+
+@contextmanager
+def retrying(what: str, subsystem: str) -> Iterator[None]:
+    """Name the stamina retries made in this block (stamina's own context blocks are nameless)."""
+    token = _retrying.set((what, subsystem))
+    try:
+        yield
+    finally:
+        _retrying.reset(token)
+
+
+def log_retry(details: stamina.instrumentation.RetryDetails) -> None:
+    """stamina's retry hook: one line with what is retried, the attempt and the delay."""
+    what, subsystem = _retrying.get() or (details.name, "retry")
+    cause = details.caused_by
+    logger.bind(subsystem=subsystem).warning(
+        "{}: attempt {} failed ({}); retrying in {:.2f}s",
+        what,
+        details.retry_num,
+        str(cause) or type(cause).__name__,
+        details.wait_for,
+    )
+
+
+def route_retries() -> None:
+    """Make every stamina retry log through :func:`log_retry`.
+
+    stamina's default hooks log a bare "stamina.retry_scheduled" (the details go to fields a
+    text line does not show) and count into the global Prometheus registry, which is not the
+    one /metrics serves.
+    """
+    stamina.instrumentation.set_on_retry_hooks([log_retry])
+
+
 def setup(level: str = "INFO", fmt: str = "human", stream: TextIO | None = None) -> None:
     global _sink
     stream = stream or sys.stderr
@@ -103,3 +146,4 @@ def setup(level: str = "INFO", fmt: str = "human", stream: TextIO | None = None)
         std.propagate = False
     # numba is chatty at DEBUG; its warnings still come through.
     logging.getLogger("numba").setLevel(logging.WARNING)
+    route_retries()

@@ -5,6 +5,8 @@ Each service instance owns its own CollectorRegistry so tests can run several si
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -65,6 +67,16 @@ class Metrics:
 
     def on_restart(self, name: str) -> None:
         self.subsystem_restarts.labels(subsystem=name).inc()
+
+    def observe_subsystems(self, states: Mapping[str, str]) -> None:
+        """Per registered subsystem (name -> state): up, and its restart count.
+
+        Each restart counter exists at 0 before the first restart: ``rate()`` and alerts over a
+        series that is missing until something goes wrong see nothing at the first one.
+        """
+        for name, state in states.items():
+            self.subsystem_up.labels(subsystem=name).set(1 if state == "running" else 0)
+            self.subsystem_restarts.labels(subsystem=name)
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

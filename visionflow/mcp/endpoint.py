@@ -25,6 +25,7 @@ import msgspec
 import stamina
 from loguru import logger
 
+from visionflow import logs
 from visionflow.errors import GraphError, RemoteProtocolError, RpcError, RpcRemoteError
 from visionflow.metrics import Metrics
 from visionflow.settings import McpEndpoint as EndpointSettings
@@ -131,6 +132,10 @@ class EndpointWatcher:
         self._tools_stale = False
         self.log = logger.bind(subsystem=f"mcp:{endpoint.name}")
         self._metric_labels = {"endpoint": endpoint.name}
+        # Every endpoint has its samples from the start (a scrape before its first publish
+        # would miss the series, and a missing series reads as "no data", not as "down").
+        metrics.mcp_connected.labels(**self._metric_labels).set(0)
+        metrics.mcp_agents.labels(**self._metric_labels).set(0)
 
     # -- health ---------------------------------------------------------------------------
 
@@ -214,6 +219,11 @@ class EndpointWatcher:
         return wait if wait > 0 else True
 
     async def _connect(self, stack: AsyncExitStack) -> McpClient:
+        what = f"MCP endpoint {self.settings.name} ({self.status.target})"
+        with logs.retrying(what, f"mcp:{self.settings.name}"):
+            return await self._connect_retrying(stack)
+
+    async def _connect_retrying(self, stack: AsyncExitStack) -> McpClient:
         async for attempt in stamina.retry_context(
             on=self._backoff_hook,
             attempts=None,

@@ -44,8 +44,7 @@ async def api_health(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     """Prometheus metrics (text exposition format)."""
     ctx = _ctx(request)
-    for name, sub in ctx.registry.subsystems.items():
-        ctx.metrics.subsystem_up.labels(subsystem=name).set(1 if sub.state == "running" else 0)
+    ctx.metrics.observe_subsystems({n: sub.state for n, sub in ctx.registry.subsystems.items()})
     return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
 
 
