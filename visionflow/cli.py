@@ -1,45 +1,85 @@
 """Command line: ``visionflow serve | check-config | mcp-sim``.
 
 Exit codes: 0 clean stop or valid settings, 1 start-up failure (port busy, ...),
-2 invalid settings or usage. A user never sees a traceback for a bad input.
+2 invalid settings or usage, 141 when the reader of stdout went away (``| head``).
+A user never sees a traceback for a bad input.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from visionflow import __version__, settings
 from visionflow.errors import ConfigError, StartupError
 from visionflow.supervisor import find_in_group
 
+if TYPE_CHECKING:
+    from loguru import Logger
+
 EXIT_OK, EXIT_STARTUP, EXIT_CONFIG = 0, 1, 2
+#: 128 + SIGPIPE: what a Unix tool killed by a closed pipe reports (``set -o pipefail`` sees it).
+EXIT_BROKEN_PIPE = 141
+
+# Plain text: argparse prints help as it is (the module docstring's markup would show).
+DESCRIPTION = "VisionFlow: a live 3-D view of AI agent swarms and knowledge graphs."
+BACKEND_HELP = "async library to run on (default: asyncio)"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="visionflow", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"visionflow {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="visionflow", description=DESCRIPTION)
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"visionflow {__version__}",
+        help="print 'visionflow <version>' and exit",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run the service")
-    serve.add_argument("--config", metavar="PATH", help="settings file (default ./settings.toml)")
-    serve.add_argument("--host", help="override server.host")
-    serve.add_argument("--port", type=int, help="override server.port (0 picks a free port)")
-    serve.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
 
-    check = sub.add_parser("check-config", help="validate settings and print the effective ones")
-    check.add_argument("path", nargs="?", help="settings file (default ./settings.toml)")
+    serve = command("serve", "run the service until SIGINT or SIGTERM")
+    serve.add_argument("--config", metavar="PATH", help="settings file (default: ./settings.toml)")
+    serve.add_argument("--host", help="listen on this address (overrides server.host)")
+    serve.add_argument(
+        "--port", type=int, help="listen on this port, 0 for a free one (overrides server.port)"
+    )
+    serve.add_argument(
+        "--backend", choices=["asyncio", "trio"], default="asyncio", help=BACKEND_HELP
+    )
 
-    sim = sub.add_parser("mcp-sim", help="run the claude-flow swarm simulator (an MCP server)")
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=9500, help="TCP port (0 picks a free one)")
+    check = command("check-config", "validate the settings and print the effective ones")
+    check.add_argument(
+        "path", nargs="?", metavar="PATH", help="settings file (default: ./settings.toml)"
+    )
+
+    sim = command("mcp-sim", "run the claude-flow swarm simulator (an MCP server)")
+    sim.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    sim.add_argument(
+        "--port", type=int, default=9500, help="TCP port, 0 for a free one (default: %(default)s)"
+    )
     sim.add_argument("--stdio", action="store_true", help="serve one session on stdin/stdout")
-    sim.add_argument("--flavor", choices=["v2", "v3"], default="v2", help="claude-flow dialect")
-    sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--tick", type=float, default=1.0, help="seconds between swarm changes")
-    sim.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+    sim.add_argument(
+        "--flavor", choices=["v2", "v3"], default="v2", help="claude-flow dialect (default: v2)"
+    )
+    sim.add_argument(
+        "--seed", type=int, default=0, help="seed of the simulated swarm (default: %(default)s)"
+    )
+    sim.add_argument(
+        "--tick",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds between swarm changes (default: %(default)s)",
+    )
+    sim.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio", help=BACKEND_HELP)
     faults = sim.add_argument_group("fault injection")
     faults.add_argument("--drop-after", type=int, metavar="N", help="drop after N messages")
     faults.add_argument("--delay", type=float, metavar="S", help="delay every reply")
@@ -105,6 +145,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _until_signalled(main_fn: Callable[[], Awaitable[None]], log: Logger) -> None:
+    """Run ``main_fn`` until it returns or SIGINT/SIGTERM arrives; either way say it stopped.
+
+    Without this a SIGTERM killed the simulator silently (exit 143).
+    """
+    import anyio
+
+    async with anyio.create_task_group() as tg:
+
+        async def watch_signals() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    log.info("received {}: stopping", signal.Signals(signum).name)
+                    tg.cancel_scope.cancel()
+                    return
+
+        tg.start_soon(watch_signals)
+        await main_fn()
+        tg.cancel_scope.cancel()
+    log.info("stopped")
+
+
 def cmd_mcp_sim(args: argparse.Namespace) -> int:
     from functools import partial
 
@@ -134,7 +196,7 @@ def cmd_mcp_sim(args: argparse.Namespace) -> int:
     else:
         main_fn = partial(serve_simulator, args.host, args.port, tick_interval=args.tick, **common)
     try:
-        anyio.run(main_fn, backend=args.backend)
+        anyio.run(_until_signalled, main_fn, logger.bind(subsystem="mcp"), backend=args.backend)
     except KeyboardInterrupt:
         return EXIT_OK
     except (OSError, BaseExceptionGroup) as exc:  # a busy port is one line
@@ -148,10 +210,25 @@ def cmd_mcp_sim(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _run(argv: Sequence[str] | None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, a usage error: argparse printed it
+        return exc.code if isinstance(exc.code, int) else EXIT_CONFIG if exc.code else EXIT_OK
     handlers = {"serve": cmd_serve, "check-config": cmd_check_config, "mcp-sim": cmd_mcp_sim}
     return handlers[args.command](args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _run(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not as a traceback at interpreter exit
+    except BrokenPipeError:
+        # The reader went away (`check-config | head -1`): stop quietly, as `cat` would. Python
+        # would still flush stdout at exit and complain: point it at /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    return code
 
 
 if __name__ == "__main__":

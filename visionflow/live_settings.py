@@ -21,6 +21,7 @@ from visionflow.errors import MISSING, ConfigError, ConfigIssue
 from visionflow.fileio import write_atomic
 from visionflow.settings import (
     Settings,
+    masked,
     merge,
     record_sources,
     to_dict,
@@ -179,11 +180,8 @@ class LiveSettings:
         return self._path
 
     def as_json(self) -> dict[str, Any]:
-        settings = msgspec.to_builtins(self.current)
-        if settings["server"]["token"]:  # readable without the token: never show it
-            settings["server"]["token"] = "***"
         return {
-            "settings": settings,
+            "settings": masked(to_dict(self.current)),  # readable without the token
             "overrides": self._overrides,
             "revision": self.revision,
             "runtime_keys": list(RUNTIME_KEYS),

@@ -481,9 +481,24 @@ def to_dict(settings: Settings) -> dict[str, Any]:
     return result
 
 
-def to_toml(settings: Settings) -> str:
-    """Render effective settings as TOML (for ``check-config``)."""
-    return to_toml_table(to_dict(settings))
+#: Settings never shown (``check-config``, ``GET /api/settings``): a set one reads "***".
+SECRET_KEYS = (("server", "token"),)
+
+
+def masked(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` (from :func:`to_dict`) with every secret that is set replaced by "***"."""
+    out = dict(doc)
+    for section, key in SECRET_KEYS:
+        table = out.get(section)
+        if isinstance(table, dict) and table.get(key):
+            out[section] = {**table, key: "***"}
+    return out
+
+
+def to_toml(settings: Settings, *, mask: bool = True) -> str:
+    """Render effective settings as TOML (for ``check-config``), secrets masked."""
+    doc = to_dict(settings)
+    return to_toml_table(masked(doc) if mask else doc)
 
 
 def to_toml_table(doc: Mapping[str, Any]) -> str:

@@ -1,0 +1,37 @@
+"""The command line's own surface: --version, and help text for every command and option."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from visionflow import __version__, cli
+
+
+def _commands() -> dict[str, argparse.ArgumentParser]:
+    parser = cli._parser()
+    (sub,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {"visionflow": parser, **sub.choices}
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out == f"visionflow {__version__}\n"
+
+
+@pytest.mark.parametrize("command", sorted(_commands()))
+def test_every_command_and_option_has_plain_help(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = _commands()[command]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            assert all(choice.help for choice in action._choices_actions)
+        else:
+            assert action.help, f"{command} {action.option_strings or action.dest}: no help"
+    argv = [] if command == "visionflow" else [command]
+    assert cli.main([*argv, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "``" not in out and ":class:" not in out  # no reStructuredText markup
+    assert parser.description and parser.description in " ".join(out.split())
