@@ -336,3 +336,75 @@ def test_serve_without_any_writable_kernel_cache_location(tmp_path: Path) -> Non
     assert len(warnings) == 1 and str(cache) in warnings[0], text
     assert str(site / "visionflow" / "physics" / "__pycache__") in warnings[0]  # the copy ran
     assert re.search(r"physics backend: (cuda|cpu) \(.+\)", text), text
+
+
+def test_second_sigint_during_the_drain_is_one_line_no_traceback(served: Served) -> None:
+    # A stalled request keeps hypercorn draining; a second Ctrl-C then cancels the drain. The
+    # app's lifespan, cancelled with it, used to end in a LifespanFailureError traceback.
+    wait_ready(served.url, 10)
+    assert served.proc.stderr is not None
+    host, port = served.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as stalled:
+        stalled.sendall(
+            b"PATCH /api/settings HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+        )
+        time.sleep(0.3)
+        served.proc.send_signal(signal.SIGINT)
+        seen = b""
+        while b"shutting down" not in seen:
+            line = served.proc.stderr.readline()
+            assert line, seen.decode()
+            seen += line
+        served.proc.send_signal(signal.SIGINT)
+        assert served.proc.wait(timeout=30) == 0
+        tail = seen + served.proc.stderr.read()
+    assert b"Traceback" not in tail and b"ERROR" not in tail, tail.decode()[-2000:]
+    assert tail.count(b"again: stopping now") == 1
+
+
+def test_check_config_masks_the_token() -> None:
+    r = subprocess.run(
+        cli("check-config"),
+        capture_output=True,
+        env=_env(VISIONFLOW__SERVER__TOKEN="s3cret-t0ken"),
+        timeout=30,
+        cwd=ROOT / "tests",  # no settings.toml there: defaults plus the environment
+    )
+    assert r.returncode == 0, r.stderr
+    assert b"s3cret-t0ken" not in r.stdout
+    assert b'token = "***"' in r.stdout
+
+
+def test_check_config_into_a_closed_pipe_exits_quietly() -> None:
+    # `visionflow check-config | head -1`: the reader is gone before the output is written.
+    proc = subprocess.Popen(
+        cli("check-config"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env()
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait(timeout=30) == 141  # 128 + SIGPIPE, as `cat` reports it
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
+
+
+def test_mcp_sim_stops_on_sigterm_with_exit_0() -> None:
+    proc = subprocess.Popen(cli("mcp-sim", "--port", "0"), stderr=subprocess.PIPE, env=_env())
+    assert proc.stderr is not None
+    try:
+        for _ in range(20):
+            if b"listening on" in proc.stderr.readline():
+                break
+        else:
+            raise AssertionError("the simulator never said it listens")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        tail = proc.stderr.read()
+        assert b"received SIGTERM: stopping" in tail and b"stopped" in tail, tail.decode()
+        assert b"Traceback" not in tail
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()

@@ -95,6 +95,32 @@ def _quiet_cancelled_callbacks(loop: asyncio.AbstractEventLoop) -> None:
 GRACE_SHARE = 0.75
 
 
+class _PlainLifespan:
+    """Answers the ASGI lifespan itself (the app has no start-up or shutdown hooks).
+
+    Starlette answers a cancelled lifespan with ``lifespan.shutdown.failed``, which hypercorn
+    raises as LifespanFailureError in a task nobody awaits: when a second SIGINT (or, on Python
+    3.13, a SIGTERM with a stalled request) cut the drain short, asyncio.run printed its
+    traceback at exit. Cancelled here, the lifespan just ends. (An app that gains lifespan
+    hooks must run them here: the app's own lifespan is never called.)
+    """
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self._app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
 class HttpServer:
     """Critical child: serves until ``stopping`` is set, then drains within the grace."""
 
@@ -128,7 +154,7 @@ class HttpServer:
         host = server.host if ":" not in server.host else f"[{server.host}]"
         self.url = f"http://{host}:{self.port}"
         config = self._config()
-        app = wrap_app(self._app, config.wsgi_max_body_size, "asgi")
+        app = wrap_app(_PlainLifespan(self._app), config.wsgi_max_body_size, "asgi")
         sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
         log.info("listening on {}", self.url)
         # The socket is already listening, so connections queue from this point on.
