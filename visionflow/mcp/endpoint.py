@@ -252,8 +252,8 @@ class EndpointWatcher:
                     self.breaker.record_failure(anyio.current_time())
                     self.status.last_error = str(exc)
                     self._publish()
-                    if attempt.num == 1 or attempt.num % 10 == 0:
-                        self.log.warning("cannot connect (attempt {}): {}", attempt.num, exc)
+                    # No line of its own: the retry hook (logs.log_retry) logs the attempt with
+                    # its cause and the delay before the next one.
                     await stack.aclose()
                     raise
                 finally:
