@@ -408,3 +408,20 @@ def test_mcp_sim_stops_on_sigterm_with_exit_0() -> None:
             proc.kill()
             proc.wait()
         proc.stderr.close()
+
+
+def test_the_process_is_gone_soon_after_it_logs_stopped(served: Served) -> None:
+    # A guard: after "stopped" only interpreter teardown remains (~0.2 s here). A worker
+    # thread left running (a non-daemon one is joined at exit) would show as a gap. Measured
+    # by waiting on the child: an orphan's exit shows late, when PID 1 gets round to reaping it.
+    wait_ready(served.url, 10)
+    assert served.proc.stderr is not None
+    served.proc.send_signal(signal.SIGTERM)
+    for line in iter(served.proc.stderr.readline, b""):
+        if re.search(rb"\| main +\| stopped$", line.rstrip()):
+            break
+    else:
+        raise AssertionError("the service never logged that it stopped")
+    logged = time.monotonic()
+    assert served.proc.wait(timeout=30) == 0
+    assert time.monotonic() - logged < 5.0
