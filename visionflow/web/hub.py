@@ -51,6 +51,7 @@ from visionflow.protocol.snapshot import NodeFilter, Snapshot
 from visionflow.protocol.stream import ViewerStream
 from visionflow.settings import WebSocketSettings
 from visionflow.supervisor import HealthRegistry
+from visionflow.threads import run_abandonable
 
 __all__ = [
     "CONTROL_QUEUE_LIMIT",
@@ -488,13 +489,14 @@ class Hub:
         async with anyio.create_task_group() as tg:
             self._update_health()
             task_status.started()
-            # The frame packer is numba: compile it in a thread, never on the event loop at a
-            # first viewer's first frame (and without holding readiness).
-            if not is_warm():
-                await anyio.to_thread.run_sync(warm_up)
-            tg.start_soon(self._follow_source)
             with anyio.CancelScope() as ticking:
                 tg.start_soon(_cancel_when, self.stopping, ticking)
+                # The frame packer is numba: compile it in a thread, never on the event loop at
+                # a first viewer's first frame (and without holding readiness). A stop during a
+                # cold compile abandons it rather than waiting for it.
+                if not is_warm():
+                    await run_abandonable(warm_up, name="frame-warmup")
+                tg.start_soon(self._follow_source)
                 while True:
                     with anyio.move_on_after(self._wake_at - anyio.current_time()):
                         await self._kick.wait()
