@@ -27,10 +27,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
 from visionflow.errors import GraphError
+from visionflow.graph.document import (
+    DocumentEdge,
+    ExportedDocument,
+    ExportedNode,
+    check_weight,
+    parse,
+)
+from visionflow.graph.document import check_position as check_position  # persist.py uses it
 from visionflow.physics.params import MAX_COORD
 
 AGENT_FLAG = 0x8000_0000
@@ -47,8 +56,6 @@ U32 = npt.NDArray[np.uint32]
 # with none (radius grows with the cube root of the node count, like a uniform ball would).
 SEED_SPREAD = 5.0
 SPHERE_SCALE = 10.0
-# Edge weights beyond this are refused: a spring force scaled by ~1e308 overflows to inf.
-MAX_WEIGHT = 1e6
 
 
 class NodeKind(enum.IntEnum):
@@ -178,110 +185,6 @@ def _unit_vector(raw_id: int) -> tuple[float, float, float]:
     r = math.sqrt(max(0.0, 1.0 - z * z))
     phi = 2.0 * math.pi * v
     return (r * math.cos(phi), r * math.sin(phi), z)
-
-
-def _check_weight(value: object, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise GraphError("invalid_weight", "weight must be a number", path)
-    if not (0 <= value <= MAX_WEIGHT):  # exact for any int; NaN fails it too
-        raise GraphError(
-            "invalid_weight", f"weight must be a number from 0 to {MAX_WEIGHT:g}", path
-        )
-    return float(value)
-
-
-def check_position(
-    position: Iterable[object], path: str = "position"
-) -> tuple[float, float, float]:
-    """Three finite numbers within +-MAX_COORD, or GraphError naming ``path``."""
-    try:
-        coords = list(position)
-    except TypeError:
-        coords = []
-    if len(coords) != 3 or not all(
-        isinstance(c, int | float | np.floating | np.integer) and not isinstance(c, bool)
-        for c in coords
-    ):
-        raise GraphError("invalid_position", "position must be three numbers", path)
-    # ints are compared before any float() so a 400-digit one cannot overflow
-    if not all(-MAX_COORD <= c <= MAX_COORD for c in coords):  # type: ignore[operator]
-        raise GraphError(
-            "invalid_position",
-            f"position must be finite, each coordinate from -{MAX_COORD:g} to {MAX_COORD:g}",
-            path,
-        )
-    x, y, z = (float(c) for c in coords)  # type: ignore[arg-type]
-    return (x, y, z)
-
-
-@dataclass(slots=True)
-class _DocNode:
-    external_id: str
-    label: str | None
-    group: str | None
-    metadata: dict[str, Any] | None
-    position: tuple[float, float, float] | None = None
-
-
-def _parse_document(
-    doc: object,
-) -> tuple[list[_DocNode], list[tuple[str, str, float, str]]]:
-    """Validate a docs/protocol.md section 7 document; every error names the offending item."""
-    if not isinstance(doc, Mapping):
-        raise GraphError("invalid_document", "document must be a JSON object", "")
-    raw_nodes = doc.get("nodes", [])
-    raw_edges = doc.get("edges", [])
-    if not isinstance(raw_nodes, list):
-        raise GraphError("invalid_document", "nodes must be a list", "nodes")
-    if not isinstance(raw_edges, list):
-        raise GraphError("invalid_document", "edges must be a list", "edges")
-    nodes: list[_DocNode] = []
-    seen: dict[str, int] = {}
-    for i, item in enumerate(raw_nodes):
-        path = f"nodes[{i}]"
-        if not isinstance(item, Mapping):
-            raise GraphError("invalid_node", "node must be a JSON object", path)
-        ext = item.get("id")
-        if not isinstance(ext, str):  # docs/protocol.md: any string, the empty one too
-            raise GraphError("invalid_node", "id must be a string", f"{path}.id")
-        if ext in seen:
-            raise GraphError(
-                "duplicate_id", f"id {ext!r} already used by nodes[{seen[ext]}]", f"{path}.id"
-            )
-        seen[ext] = i
-        label = item.get("label")
-        if label is not None and not isinstance(label, str):
-            raise GraphError("invalid_node", "label must be a string", f"{path}.label")
-        group = item.get("group")
-        if group is not None and not isinstance(group, str):
-            raise GraphError("invalid_node", "group must be a string", f"{path}.group")
-        meta = item.get("metadata")
-        if meta is not None and not (
-            isinstance(meta, Mapping) and all(isinstance(k, str) for k in meta)
-        ):
-            raise GraphError("invalid_node", "metadata must be an object", f"{path}.metadata")
-        where = item.get("position")
-        if where is not None:
-            if not isinstance(where, list):
-                raise GraphError(
-                    "invalid_position", "position must be three numbers", f"{path}.position"
-                )
-            where = check_position(where, f"{path}.position")
-        nodes.append(_DocNode(ext, label, group, dict(meta) if meta is not None else None, where))
-    edges: list[tuple[str, str, float, str]] = []
-    for i, item in enumerate(raw_edges):
-        path = f"edges[{i}]"
-        if not isinstance(item, Mapping):
-            raise GraphError("invalid_edge", "edge must be a JSON object", path)
-        src = item.get("source")
-        dst = item.get("target")
-        if not isinstance(src, str):
-            raise GraphError("invalid_edge", "source must be a string", f"{path}.source")
-        if not isinstance(dst, str):
-            raise GraphError("invalid_edge", "target must be a string", f"{path}.target")
-        w = _check_weight(item.get("weight", 1.0), f"{path}.weight")
-        edges.append((src, dst, w, path))
-    return nodes, edges
 
 
 class GraphStore:
@@ -443,7 +346,7 @@ class GraphStore:
         with self.lock:
             s = self._require(source, "source")
             t = self._require(target, "target")
-            w = _check_weight(weight, "weight")
+            w = check_weight(weight, "weight")
             if (s, t) not in self._edges and len(self._edges) >= self.max_edges:
                 raise GraphError("too_many_edges", f"the graph is full ({self.max_edges} edges)")
             self._link(s, t, w)
@@ -463,6 +366,9 @@ class GraphStore:
     def import_document(self, doc: object, mode: ImportMode = "merge") -> ImportResult:
         """Apply a docs/protocol.md section 7 document (knowledge nodes) whole, or raise GraphError.
 
+        ``doc`` is a :class:`~visionflow.graph.document.GraphDocument` or a decoded JSON value
+        (validated by :func:`~visionflow.graph.document.parse`).
+
         ``merge`` adds new nodes, updates the given fields of known ones (matched by id, so
         their u32 ids and positions stay) and adds/updates edges.  ``replace`` makes the
         knowledge graph exactly the document: other knowledge nodes and knowledge-knowledge
@@ -470,10 +376,14 @@ class GraphStore:
         """
         if mode not in ("replace", "merge"):
             raise GraphError("invalid_mode", "mode must be 'replace' or 'merge'", "mode")
-        doc_nodes, doc_edges = _parse_document(doc)
+        document = parse(doc)
+        doc_nodes = document.nodes
+        doc_edges = [
+            (e.source, e.target, e.weight, f"edges[{i}]") for i, e in enumerate(document.edges)
+        ]
         kind = NodeKind.KNOWLEDGE
         with self.lock:
-            in_doc = {n.external_id for n in doc_nodes}
+            in_doc = {n.id for n in doc_nodes}
             existing = {
                 key.external_id: raw for key, raw in self._by_key.items() if key.kind is kind
             }
@@ -488,7 +398,7 @@ class GraphStore:
                 if mode == "replace"
                 else []
             )
-            new_count = sum(1 for n in doc_nodes if n.external_id not in existing)
+            new_count = sum(1 for n in doc_nodes if n.id not in existing)
             if len(self._nodes) - len(removed_ids) + new_count > self.max_nodes:
                 raise GraphError(
                     "too_many_nodes", f"the graph would exceed {self.max_nodes} nodes", "nodes"
@@ -531,10 +441,11 @@ class GraphStore:
                         self._adj[t].discard(s)
             added = updated = 0
             for dn in doc_nodes:
-                key = NodeKey(kind, dn.external_id)
+                key = NodeKey(kind, dn.id)
                 raw_or_none = self._by_key.get(key)
                 if raw_or_none is None:
-                    node = self._new_node(key, dn.label or "", dn.group or "", dn.metadata or {})
+                    meta = dict(dn.metadata or {})  # a copy: the caller's dict stays theirs
+                    node = self._new_node(key, dn.label or "", dn.group or "", meta)
                     added += 1
                     if dn.position is not None:
                         self._pending_pos[node.id] = dn.position
@@ -547,7 +458,7 @@ class GraphStore:
                 if dn.group is not None:
                     node.group = dn.group
                 if dn.metadata is not None:
-                    node.metadata = dn.metadata
+                    node.metadata = dict(dn.metadata)
                 updated += 1
             for src, dst, w, _path in doc_edges:
                 self._link(self._by_key[NodeKey(kind, src)], self._by_key[NodeKey(kind, dst)], w)
@@ -715,12 +626,12 @@ class GraphStore:
 
     # ------------------------------------------------------------------ export
 
-    def export_document(
+    def export(
         self,
         positions: Mapping[int, tuple[float, float, float]] | None = None,
         *,
         include_agents: bool = False,
-    ) -> dict[str, Any]:
+    ) -> ExportedDocument:
         """The knowledge graph as a section 7 document, each node with its ``position``.
 
         ``positions`` maps raw or flagged ids to xyz (e.g. from the engine's latest snapshot);
@@ -744,27 +655,39 @@ class GraphStore:
             nodes = []
             for raw in sorted(keep):
                 node = self._nodes[raw]
-                item: dict[str, Any] = {
-                    "id": node.key.external_id,
-                    "label": node.label,
-                    "group": node.group,
-                    "metadata": node.metadata,
-                }
-                if include_agents:
-                    item["kind"] = node.key.kind.name.lower()
-                if raw in pos_of:
-                    item["position"] = [float(c) for c in pos_of[raw]]
-                nodes.append(item)
+                where = pos_of.get(raw)
+                nodes.append(
+                    ExportedNode(
+                        id=node.key.external_id,
+                        label=node.label,
+                        group=node.group,
+                        metadata=node.metadata,
+                        kind=node.key.kind.name.lower() if include_agents else msgspec.UNSET,
+                        position=(
+                            msgspec.UNSET
+                            if where is None
+                            else [float(where[0]), float(where[1]), float(where[2])]
+                        ),
+                    )
+                )
             edges = [
-                {
-                    "source": self._nodes[s].key.external_id,
-                    "target": self._nodes[t].key.external_id,
-                    "weight": w,
-                }
+                DocumentEdge(self._nodes[s].key.external_id, self._nodes[t].key.external_id, w)
                 for (s, t), w in self._edges.items()
                 if s in keep and t in keep
             ]
-            return {"nodes": nodes, "edges": edges, "revision": self.revision}
+            return ExportedDocument(nodes, edges, self.revision)
+
+    def export_document(
+        self,
+        positions: Mapping[int, tuple[float, float, float]] | None = None,
+        *,
+        include_agents: bool = False,
+    ) -> dict[str, Any]:
+        """:meth:`export` as JSON-ready builtins (dicts and lists)."""
+        result: dict[str, Any] = msgspec.to_builtins(
+            self.export(positions, include_agents=include_agents)
+        )
+        return result
 
     def page(self, offset: int, limit: int) -> tuple[list[Node], list[tuple[int, int, float]], int]:
         """Nodes ``[offset, offset+limit)``, edges in the same window, and the revision.

@@ -16,11 +16,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from visionflow import jsonsafe
 from visionflow.errors import GraphError
-from visionflow.graph.store import ID_MASK, MAX_WEIGHT, GraphStore
+from visionflow.graph import document
+from visionflow.graph.store import ID_MASK, GraphStore
 from visionflow.physics.engine import Snapshot as EngineSnapshot
-from visionflow.physics.params import MAX_COORD
 from visionflow.state import save_graph
 from visionflow.web import openapi
 from visionflow.web.context import context_of
@@ -152,11 +151,7 @@ async def graph_data(request: Request) -> Response:
 
 
 def _import(store: GraphStore, data: bytes, mode: str) -> dict[str, Any]:
-    try:
-        doc = jsonsafe.decode(data)
-    except msgspec.DecodeError as exc:
-        raise GraphError("bad_json", f"body is not valid JSON: {exc}", "") from exc
-    result = store.import_document(doc, mode)  # type: ignore[arg-type]
+    result = store.import_document(document.decode(data), mode)  # type: ignore[arg-type]
     return {
         "added": result.added,
         "updated": result.updated,
@@ -205,7 +200,7 @@ async def graph_export(request: Request) -> Response:
 
     def export() -> bytes:
         positions = PositionIndex(snapshot).as_mapping()
-        return msgspec.json.encode(ctx.store.export_document(positions or None))
+        return msgspec.json.encode(ctx.store.export(positions or None))
 
     data = await anyio.to_thread.run_sync(export)
     return Response(
@@ -215,46 +210,8 @@ async def graph_export(request: Request) -> Response:
     )
 
 
-IMPORT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "nodes": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "id": {"type": "string"},
-                    "label": {"type": "string"},
-                    "group": {"type": "string"},
-                    "metadata": {"type": "object"},
-                    "position": {
-                        "type": "array",
-                        "items": {"type": "number", "minimum": -MAX_COORD, "maximum": MAX_COORD},
-                        "minItems": 3,
-                        "maxItems": 3,
-                    },
-                },
-                "required": ["id"],
-            },
-        },
-        "edges": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "source": {"type": "string"},
-                    "target": {"type": "string"},
-                    "weight": {"type": "number", "minimum": 0, "maximum": MAX_WEIGHT},
-                },
-                "required": ["source", "target"],
-            },
-        },
-    },
-}
-
-
 def routes() -> list[BaseRoute]:
-    openapi.BODIES[("/api/graph/import", "POST")] = IMPORT_SCHEMA
+    openapi.BODIES[("/api/graph/import", "POST")] = document.GraphDocument
     openapi.STATUSES[("/api/graph/import", "POST")] = {
         "400": "invalid document: nothing applied (path names the item)",
         "401": "token required",
