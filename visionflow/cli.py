@@ -174,7 +174,7 @@ def cmd_mcp_sim(args: argparse.Namespace) -> int:
     from loguru import logger
 
     from visionflow import logs
-    from visionflow.mcp.sim import SimFaults, serve_simulator, serve_simulator_stdio
+    from visionflow.mcpsim.server import SimFaults, serve_simulator, serve_simulator_stdio
 
     if not 0 <= args.port <= 65535:
         _err(f"--port {args.port}: must be 0-65535")

@@ -12,7 +12,7 @@ import pytest
 from integration.web.wsharness import Client
 from servicekit import eventually, running
 
-from visionflow.mcp.sim import serve_simulator
+from visionflow.mcpsim.server import serve_simulator
 from visionflow.protocol.frames import AGENT_FLAG
 
 pytestmark = pytest.mark.anyio

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from servicekit import JSON, eventually, running
 
-from visionflow.mcp.sim import serve_simulator
+from visionflow.mcpsim.server import serve_simulator
 
 pytestmark = pytest.mark.anyio
 

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from servicekit import JSON, eventually, running
 
-from visionflow.mcp.sim import Simulator
+from visionflow.mcpsim.server import Simulator
 
 pytestmark = pytest.mark.anyio
 

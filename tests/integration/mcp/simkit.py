@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 
-from visionflow.mcp.sim import Simulator
+from visionflow.mcpsim.server import Simulator
 
 
 def free_port() -> int:

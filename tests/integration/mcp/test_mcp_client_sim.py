@@ -20,8 +20,8 @@ from visionflow.errors import (
 from visionflow.mcp.claudeflow import ToolError
 from visionflow.mcp.client import SKIP_LOG_FIRST, McpClient, connect_mcp
 from visionflow.mcp.rpc import Notification
-from visionflow.mcp.sim import SimFaults, serve_simulator
-from visionflow.mcp.simstate import Flavor
+from visionflow.mcpsim.model import Flavor
+from visionflow.mcpsim.server import SimFaults, serve_simulator
 
 pytestmark = pytest.mark.anyio
 

@@ -15,7 +15,7 @@ from visionflow import settings as s
 from visionflow.errors import GraphError
 from visionflow.mcp.claudeflow import Agent
 from visionflow.mcp.endpoint import EndpointWatcher
-from visionflow.mcp.sim import Simulator
+from visionflow.mcpsim.server import Simulator
 from visionflow.metrics import Metrics
 from visionflow.supervisor import HealthRegistry
 

@@ -12,7 +12,7 @@ from integration.servicekit import eventually, running
 from simkit import free_port, listening
 
 from visionflow.graph.store import NodeKey, NodeKind
-from visionflow.mcp.sim import Simulator
+from visionflow.mcpsim.server import Simulator
 from visionflow.physics.persist import layout_path, load_layout
 
 pytestmark = pytest.mark.anyio

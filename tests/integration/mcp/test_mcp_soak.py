@@ -26,7 +26,7 @@ from integration.servicekit import eventually, running
 from simkit import free_port, listening
 
 from visionflow.mcp.endpoint import EndpointWatcher
-from visionflow.mcp.sim import Simulator
+from visionflow.mcpsim.server import Simulator
 
 pytestmark = pytest.mark.anyio
 

@@ -17,7 +17,7 @@ from visionflow import settings as s
 from visionflow.mcp.endpoint import TOOLS_CHANGED, EndpointWatcher
 from visionflow.mcp.framing import RawMessage
 from visionflow.mcp.rpc import Notification
-from visionflow.mcp.sim import Simulator
+from visionflow.mcpsim.server import Simulator
 from visionflow.metrics import Metrics
 from visionflow.supervisor import HealthRegistry
 

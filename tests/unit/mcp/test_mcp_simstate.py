@@ -17,7 +17,8 @@ from visionflow.mcp.claudeflow import (
     unwrap_tool_result,
 )
 from visionflow.mcp.framing import RawMessage
-from visionflow.mcp.simstate import MAX_AGENTS, MAX_OPEN_TASKS, Flavor, SimDialect, SwarmModel
+from visionflow.mcpsim.dialect import SimDialect
+from visionflow.mcpsim.model import MAX_AGENTS, MAX_OPEN_TASKS, Flavor, SwarmModel
 
 
 def fake_clock() -> Any:

@@ -1,6 +1,6 @@
 """The swarm simulator: an MCP server speaking claude-flow's dialect over loopback TCP.
 
-One :class:`~visionflow.mcp.simstate.SwarmModel` is shared by every connection (as the TCP
+One :class:`~visionflow.mcpsim.model.SwarmModel` is shared by every connection (as the TCP
 bridge in front of claude-flow shares one server process) and a ticker keeps it alive. Faults
 (:class:`SimFaults`) make it misbehave in the ways real deployments do, for tests.
 """
@@ -20,9 +20,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from loguru import logger
 
 from visionflow.errors import RemoteProtocolError
-
-from .framing import LineFramer, SkippedLine, encode_line
-from .simstate import Flavor, SimDialect, SwarmModel
+from visionflow.mcp.framing import LineFramer, SkippedLine, encode_line
+from visionflow.mcpsim.dialect import SimDialect
+from visionflow.mcpsim.model import Flavor, SwarmModel
 
 __all__ = ["SimFaults", "Simulator", "serve_simulator", "serve_simulator_stdio"]
 
