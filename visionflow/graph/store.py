@@ -41,10 +41,7 @@ from visionflow.graph.document import (
 )
 from visionflow.graph.document import check_position as check_position  # persist.py uses it
 from visionflow.physics.params import MAX_COORD
-
-AGENT_FLAG = 0x8000_0000
-KNOWLEDGE_FLAG = 0x4000_0000
-ID_MASK = 0x3FFF_FFFF
+from visionflow.protocol.wire import AGENT_FLAG, ID_MASK, KNOWLEDGE_FLAG
 
 ImportMode = Literal["replace", "merge"]
 

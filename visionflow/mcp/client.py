@@ -42,7 +42,7 @@ from .claudeflow import (
     parse_swarm_status,
     unwrap_tool_result,
 )
-from .framing import DEFAULT_MAX_LINE_BYTES
+from .framing import DEFAULT_MAX_LINE_BYTES, PROTOCOL_VERSION
 from .rpc import (
     ErrorResponse,
     IncomingRequest,
@@ -60,7 +60,6 @@ __all__ = ["PROTOCOL_VERSION", "McpClient", "connect_mcp", "open_session"]
 
 log = logger.bind(subsystem="mcp")
 
-PROTOCOL_VERSION = "2024-11-05"
 SKIP_LOG_FIRST = 5  # skipped lines logged one by one per connection, then every
 SKIP_LOG_EVERY = 1000  # thousandth
 

@@ -17,12 +17,18 @@ from visionflow.errors import RemoteProtocolError
 
 __all__ = [
     "DEFAULT_MAX_LINE_BYTES",
+    "PROTOCOL_VERSION",
     "FrameEvent",
     "LineFramer",
     "RawMessage",
     "SkippedLine",
     "encode_line",
 ]
+
+#: The MCP revision both ends of a session here speak: the client (``client.py``) asks for it
+#: in ``initialize``, the simulator (``visionflow.mcpsim``) answers with it. Here because both
+#: use this module for their lines.
+PROTOCOL_VERSION = "2024-11-05"
 
 #: 3.x answers ``tools/list`` with about 263 KB on one line; 8 MiB leaves a wide margin while
 #: still bounding what a broken peer can make us buffer.

@@ -12,12 +12,10 @@ from typing import Any
 
 import msgspec
 
-from visionflow.mcp.framing import RawMessage
+from visionflow.mcp.framing import PROTOCOL_VERSION, RawMessage
 from visionflow.mcpsim.model import TOPOLOGIES, BadArgsError, SimAgent, SwarmModel
 
 __all__ = ["PROTOCOL_VERSION", "SimDialect"]
-
-PROTOCOL_VERSION = "2024-11-05"
 
 
 def _iso(ms: int) -> str:

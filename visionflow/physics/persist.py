@@ -38,13 +38,13 @@ from visionflow import jsonsafe
 from visionflow.errors import GraphError
 from visionflow.fileio import write_atomic
 from visionflow.graph.store import (
-    ID_MASK,
     GraphStore,
     IdState,
     NodeKey,
     NodeKind,
     check_position,
 )
+from visionflow.protocol.wire import ID_MASK
 
 if TYPE_CHECKING:
     from visionflow.physics.engine import PhysicsEngine

@@ -40,6 +40,7 @@ from numpy.typing import NDArray
 
 from visionflow.errors import FrameDecodeError, LocalProtocolError
 from visionflow.protocol import _kernels
+from visionflow.protocol.wire import AGENT_FLAG, FLAG_MASK, ID_MASK, KNOWLEDGE_FLAG
 
 __all__ = [
     "AGENT_FLAG",
@@ -65,11 +66,6 @@ __all__ = [
     "is_warm",
     "warm_up",
 ]
-
-AGENT_FLAG: Final = 0x80000000
-KNOWLEDGE_FLAG: Final = 0x40000000
-FLAG_MASK: Final = AGENT_FLAG | KNOWLEDGE_FLAG
-ID_MASK: Final = 0x3FFFFFFF
 
 MAGIC: Final = b"VF"
 VERSION: Final = 2

@@ -14,7 +14,7 @@ import msgspec
 
 from visionflow import jsonsafe
 from visionflow.errors import RemoteProtocolError
-from visionflow.protocol.frames import ID_MASK
+from visionflow.protocol.wire import ID_MASK
 
 __all__ = [
     "CLIENT_MESSAGE_TYPES",

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from visionflow.graph.store import ID_MASK
 from visionflow.physics.engine import PhysicsEngine
 from visionflow.physics.engine import Snapshot as EngineSnapshot
 from visionflow.protocol.snapshot import Snapshot
+from visionflow.protocol.wire import ID_MASK
 
 
 class EngineFeed:

@@ -49,6 +49,7 @@ from visionflow.protocol.frames import WireFormat, is_warm, warm_up
 from visionflow.protocol.messages import Moving, ServerMessage, Settled, encode_server_text
 from visionflow.protocol.snapshot import NodeFilter, Snapshot
 from visionflow.protocol.stream import ViewerStream
+from visionflow.protocol.wire import CLOSE_NORMAL, CLOSE_SHUTDOWN, CLOSE_TRY_AGAIN
 from visionflow.settings import WebSocketSettings
 from visionflow.supervisor import HealthRegistry
 from visionflow.threads import run_abandonable
@@ -75,9 +76,6 @@ SLOT_TOLERANCE_S: Final = 0.002
 #: Distinct viewer states whose baselines are kept (each one: ids + positions of a tick). Only
 #: baselines some viewer holds stay, so this caps the distinct states before keyframes.
 DEFAULT_BASELINES: Final = 64
-
-CLOSE_SHUTDOWN: Final = 1001
-CLOSE_TRY_AGAIN: Final = 1013
 
 
 # --------------------------------------------------------------------------- interfaces
@@ -389,7 +387,7 @@ class Hub:
         longer counts against ``max_connections`` (its socket may take a while to go: on trio
         hypercorn shields a send to a peer that stopped reading)."""
         if viewer.request_close(code, reason):
-            if code not in (1000, CLOSE_SHUTDOWN):
+            if code not in (CLOSE_NORMAL, CLOSE_SHUTDOWN):
                 log.warning("closing viewer {} with {}: {}", viewer.client_id, code, reason)
             self.disconnect(viewer)
 

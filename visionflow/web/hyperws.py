@@ -20,13 +20,12 @@ from hypercorn.protocol.events import StreamClosed
 from loguru import logger
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Message, Ping
-from wsproto.frame_protocol import CloseReason
+
+from visionflow.protocol.wire import CLOSE_TOO_BIG
 
 __all__ = ["OversizeAwareStream", "install"]
 
 log = logger.bind(subsystem="ws")
-
-CLOSE_TOO_BIG = CloseReason.MESSAGE_TOO_BIG.value
 
 
 class OversizeAwareStream(ws_stream.WSStream):

@@ -18,8 +18,9 @@ from starlette.routing import BaseRoute, Route
 
 from visionflow.errors import GraphError
 from visionflow.graph import document
-from visionflow.graph.store import ID_MASK, GraphStore
+from visionflow.graph.store import GraphStore
 from visionflow.physics.engine import Snapshot as EngineSnapshot
+from visionflow.protocol.wire import ID_MASK
 from visionflow.state import save_graph
 from visionflow.web import openapi
 from visionflow.web.context import context_of

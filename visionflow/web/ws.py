@@ -42,7 +42,7 @@ from starlette.types import Message, Receive, Scope, Send
 from wsproto.connection import Connection
 
 from visionflow.errors import FrameDecodeError, GraphError, RemoteProtocolError
-from visionflow.protocol.frames import ID_MASK, WireFormat, decode_client_records
+from visionflow.protocol.frames import WireFormat, decode_client_records
 from visionflow.protocol.messages import (
     ConnectionEstablished,
     ErrorMessage,
@@ -59,6 +59,17 @@ from visionflow.protocol.messages import (
     encode_server_text,
 )
 from visionflow.protocol.snapshot import NodeFilter
+from visionflow.protocol.wire import (
+    CLOSE_BAD_PARAM,
+    CLOSE_BAD_TOKEN,
+    CLOSE_INTERNAL,
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    CLOSE_SHUTDOWN,
+    CLOSE_TOO_BIG,
+    CLOSE_TRY_AGAIN,
+    ID_MASK,
+)
 from visionflow.settings import Settings
 from visionflow.web import hyperws
 from visionflow.web.auth import presented_token, token_ok
@@ -77,15 +88,6 @@ __all__ = [
 ]
 
 log = logger.bind(subsystem="ws")
-
-CLOSE_NORMAL: Final = 1000
-CLOSE_SHUTDOWN: Final = 1001
-CLOSE_POLICY: Final = 1008
-CLOSE_TOO_BIG: Final = 1009
-CLOSE_INTERNAL: Final = 1011
-CLOSE_TRY_AGAIN: Final = 1013
-CLOSE_BAD_TOKEN: Final = 4401
-CLOSE_BAD_PARAM: Final = 4400
 
 #: The server heartbeat (see the module docstring).
 HEARTBEAT: Final = encode_server_text(Pong(timestamp=None))

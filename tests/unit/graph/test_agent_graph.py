@@ -4,8 +4,9 @@ import pytest
 
 from visionflow.errors import GraphError
 from visionflow.graph.agents import AgentGraph
-from visionflow.graph.store import AGENT_FLAG, GraphStore, NodeKind
+from visionflow.graph.store import GraphStore, NodeKind
 from visionflow.mcp.claudeflow import Agent
+from visionflow.protocol.wire import AGENT_FLAG
 
 
 def agent(agent_id: str, **kw: object) -> Agent:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from visionflow.errors import GraphError
-from visionflow.graph.store import AGENT_FLAG, ID_MASK, KNOWLEDGE_FLAG, GraphStore, NodeKind
+from visionflow.graph.store import GraphStore, NodeKind
+from visionflow.protocol.wire import AGENT_FLAG, ID_MASK, KNOWLEDGE_FLAG
 
 DOC = {
     "nodes": [{"id": "a", "label": "A"}, {"id": "b"}, {"id": "c", "metadata": {"k": "v"}}],
