@@ -70,22 +70,23 @@ def record_launches() -> None:
 
     FakeCUDAKernel.__call__ = recording  # type: ignore[method-assign]
 
-    from visionflow.physics import cpu
+    from visionflow.graph.dense import csr_from_edges
     from visionflow.physics.cuda import CudaStepper
     from visionflow.physics.cuda_bh import BarnesHut
     from visionflow.physics.params import pack
+    from visionflow.physics.step import StepInput
     from visionflow.settings import PhysicsParams
 
     sys.setswitchinterval(1e-4)  # the simulator's barriers poll: short GIL slices are faster
     rng = np.random.default_rng(0)
     n = 96
     src, dst = rng.integers(0, n, 150), rng.integers(0, n, 150)
-    indptr, indices, weights = cpu.csr_from_edges(n, src, dst, rng.random(150))
+    indptr, indices, weights = csr_from_edges(n, src, dst, rng.random(150))
     pos, vel = rng.normal(size=(n, 3)) * 20.0, np.zeros((n, 3))
     group = (rng.random(n) < 0.3).astype(np.int8)
     params = pack(PhysicsParams(), PhysicsParams(repel_k=5.0))
     CudaStepper(precompile=False).step(
-        pos, vel, group, np.zeros(n, np.uint8), indptr, indices, weights, params, 0
+        StepInput(pos, vel, group, np.zeros(n, np.uint8), indptr, indices, weights, params, 0)
     )
     from visionflow.physics.cuda import cuda
 

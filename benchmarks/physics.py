@@ -24,8 +24,10 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from visionflow.graph.dense import csr_from_edges
 from visionflow.physics import cpu
 from visionflow.physics.params import pack
+from visionflow.physics.step import StepInput
 from visionflow.settings import PhysicsParams
 
 PEER_BUDGET_S = 60.0
@@ -39,7 +41,7 @@ def ba_edges(n: int, seed: int = 1) -> npt.NDArray[np.int64]:
 
 
 def ours(n: int, edges: npt.NDArray[np.int64], steps: int) -> list[float]:
-    indptr, indices, weights = cpu.csr_from_edges(n, edges[:, 0], edges[:, 1], np.ones(len(edges)))
+    indptr, indices, weights = csr_from_edges(n, edges[:, 0], edges[:, 1], np.ones(len(edges)))
     rng = np.random.default_rng(0)
     pos = rng.normal(size=(n, 3)) * 10.0 * n ** (1 / 3)
     vel = np.zeros((n, 3))
@@ -50,7 +52,7 @@ def ours(n: int, edges: npt.NDArray[np.int64], steps: int) -> list[float]:
     times = []
     for it in range(steps + 3):  # three unmeasured steps: compile, allocation, warm caches
         t0 = time.perf_counter()
-        cpu.step(ws, pos, vel, group, pinned, indptr, indices, weights, params, 200 + it)
+        cpu.step(ws, StepInput(pos, vel, group, pinned, indptr, indices, weights, params, 200 + it))
         if it >= 3:
             times.append(time.perf_counter() - t0)
     return times

@@ -26,9 +26,13 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from visionflow.graph.dense import csr_from_edges
 from visionflow.physics import cpu
 from visionflow.physics.params import pack
+from visionflow.physics.step import StepInput
 from visionflow.settings import PhysicsParams
+
+F64 = npt.NDArray[np.float64]
 
 GOAL_MS = 16.0  # issue 5: 1M nodes under 16 ms per step
 
@@ -60,7 +64,7 @@ class Graph:
     def __init__(self, n: int) -> None:
         edges = ba_edges(n)
         self.n = n
-        self.indptr, self.indices, self.weights = cpu.csr_from_edges(
+        self.indptr, self.indices, self.weights = csr_from_edges(
             n, edges[:, 0], edges[:, 1], np.ones(len(edges))
         )
         rng = np.random.default_rng(0)
@@ -69,6 +73,19 @@ class Graph:
         self.group = np.zeros(n, np.int8)
         self.pinned = np.zeros(n, np.uint8)
         self.params = pack(PhysicsParams(), PhysicsParams())
+
+    def inputs(self, pos: F64, vel: F64, iteration: int) -> StepInput:
+        return StepInput(
+            pos,
+            vel,
+            self.group,
+            self.pinned,
+            self.indptr,
+            self.indices,
+            self.weights,
+            self.params,
+            iteration,
+        )
 
 
 def _timed(fn: Callable[[int], object], warm: int, steps: int) -> list[float]:
@@ -88,9 +105,7 @@ def cuda_times(g: Graph, steps: int) -> tuple[list[float], list[float]]:
 
     def step(it: int) -> None:
         stepper.note_host_version(0)  # as the engine: nothing changed on the host
-        stepper.step(
-            g.pos, g.vel, g.group, g.pinned, g.indptr, g.indices, g.weights, g.params, 200 + it
-        )
+        stepper.step(g.inputs(g.pos, g.vel, 200 + it))
 
     full = _timed(step, 3, steps)
     d = stepper._d  # noqa: SLF001 (benchmark: time the repulsion on the resident arrays)
@@ -110,9 +125,7 @@ def cpu_times(g: Graph, steps: int) -> list[float]:
     pos, vel = g.pos.copy(), g.vel.copy()
 
     def step(it: int) -> None:
-        cpu.step(
-            ws, pos, vel, g.group, g.pinned, g.indptr, g.indices, g.weights, g.params, 200 + it
-        )
+        cpu.step(ws, g.inputs(pos, vel, 200 + it))
 
     return _timed(step, 2, steps)
 

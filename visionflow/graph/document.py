@@ -22,7 +22,7 @@ import numpy as np
 
 from visionflow import jsonsafe
 from visionflow.errors import GraphError
-from visionflow.physics.params import MAX_COORD
+from visionflow.graph.dense import MAX_COORD
 
 __all__ = [
     "MAX_WEIGHT",

@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from visionflow.errors import GraphError
+from visionflow.graph.dense import MAX_COORD, csr_from_edges
 from visionflow.graph.document import (
     DocumentEdge,
     ExportedDocument,
@@ -40,7 +41,6 @@ from visionflow.graph.document import (
     parse,
 )
 from visionflow.graph.document import check_position as check_position  # persist.py uses it
-from visionflow.physics.params import MAX_COORD
 from visionflow.protocol.wire import AGENT_FLAG, ID_MASK, KNOWLEDGE_FLAG
 
 ImportMode = Literal["replace", "merge"]
@@ -611,8 +611,6 @@ class GraphStore:
             placed[i] = True
 
     def _build_csr(self, d: DenseState) -> None:
-        from visionflow.physics.cpu import csr_from_edges  # local: keep graph importable alone
-
         m = len(self._edges)
         src_raw = np.fromiter((s for s, _ in self._edges), np.uint32, m)
         dst_raw = np.fromiter((t for _, t in self._edges), np.uint32, m)

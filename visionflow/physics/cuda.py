@@ -37,7 +37,8 @@ import numpy as np
 import numpy.typing as npt
 
 from visionflow.errors import StartupError
-from visionflow.physics.cpu import StepResult, integrate_node, repair_nonfinite
+from visionflow.graph.dense import csr_from_edges
+from visionflow.physics.cpu import integrate_node, repair_nonfinite
 from visionflow.physics.cuda_bh import BarnesHut, hash01
 from visionflow.physics.numba_cuda import cuda
 from visionflow.physics.params import (
@@ -45,12 +46,15 @@ from visionflow.physics.params import (
     ENABLED,
     MAX_FORCE,
     MAX_VELOCITY,
+    N_GROUPS,
+    N_PARAMS,
     REPEL_K,
     REST_LENGTH,
     SOFTENING,
     THETA,
     ParamTable,
 )
+from visionflow.physics.step import StepInput, StepResult
 
 try:  # small graphs launch small grids on purpose; don't warn about it on every size change
     from numba.cuda.core import config as _cuda_config
@@ -231,12 +235,8 @@ class CudaStepper:
         rng = np.random.default_rng(0)
         n = 16
         src = np.arange(n - 1, dtype=np.int64)
-        both = np.concatenate([src, src + 1])
-        order = np.argsort(np.concatenate([src, src + 1]), kind="stable")
-        indices = np.concatenate([src + 1, src])[order]
-        indptr = np.zeros(n + 1, np.int64)
-        np.cumsum(np.bincount(both, minlength=n), out=indptr[1:])
-        params = np.zeros((2, 15), np.float64)
+        indptr, indices, weights = csr_from_edges(n, src, src + 1, np.ones(n - 1))
+        params = np.zeros((N_GROUPS, N_PARAMS), np.float64)
         params[:, REPEL_K] = 1.0
         params[:, SOFTENING] = 1e-4
         params[:, THETA] = 0.8
@@ -247,15 +247,17 @@ class CudaStepper:
         limit = self.all_pairs_max_nodes
         for self.all_pairs_max_nodes in (n, 0):  # all-pairs, then Barnes-Hut  # noqa: B020
             self.step(
-                rng.normal(size=(n, 3)),
-                np.zeros((n, 3)),
-                np.zeros(n, np.int8),
-                np.zeros(n, np.uint8),
-                indptr,
-                indices,
-                np.ones(indices.shape[0]),
-                params,
-                0,
+                StepInput(
+                    rng.normal(size=(n, 3)),
+                    np.zeros((n, 3)),
+                    np.zeros(n, np.int8),
+                    np.zeros(n, np.uint8),
+                    indptr,
+                    indices,
+                    weights,
+                    params,
+                    0,
+                )
             )
         self.all_pairs_max_nodes = limit
         self.uploads = 0
@@ -280,19 +282,9 @@ class CudaStepper:
         self._topo = (group, indptr, indices, weights)
         self.topology_uploads += 1
 
-    def step(
-        self,
-        pos: F64,
-        vel: F64,
-        group: npt.NDArray[np.int8],
-        pinned: npt.NDArray[np.uint8],
-        indptr: I64,
-        indices: I64,
-        weights: F64,
-        params: ParamTable,
-        iteration: int,
-    ) -> StepResult:
+    def step(self, inp: StepInput) -> StepResult:
         """``cpu.step`` on the device; ``pos``/``vel`` must be C-contiguous (n, 3) float64."""
+        pos, vel, group, pinned, indptr, indices, weights, params, iteration = inp
         n = pos.shape[0]
         hint, self._hint = self._hint, None
         if n == 0:

@@ -23,9 +23,11 @@ import numpy.typing as npt
 from loguru import logger
 
 from visionflow.errors import StartupError
+from visionflow.graph.dense import csr_from_edges
 from visionflow.graph.store import DenseState, GraphStore
 from visionflow.physics import KERNEL_CACHE, cpu
 from visionflow.physics.params import ENABLED, WARMUP_ITERATIONS, ParamTable, pack_settings
+from visionflow.physics.step import StepInput
 from visionflow.settings import PhysicsSettings
 from visionflow.threads import run_abandonable
 
@@ -66,39 +68,15 @@ class Snapshot:
 
 
 class Stepper(Protocol):
-    def step(
-        self,
-        pos: npt.NDArray[np.float64],
-        vel: npt.NDArray[np.float64],
-        group: npt.NDArray[np.int8],
-        pinned: npt.NDArray[np.uint8],
-        indptr: npt.NDArray[np.int64],
-        indices: npt.NDArray[np.int64],
-        weights: npt.NDArray[np.float64],
-        params: ParamTable,
-        iteration: int,
-    ) -> cpu.StepResult: ...
+    def step(self, inp: StepInput) -> cpu.StepResult: ...
 
 
 class CpuStepper:
     def __init__(self) -> None:
         self.workspace = cpu.CpuWorkspace()
 
-    def step(
-        self,
-        pos: npt.NDArray[np.float64],
-        vel: npt.NDArray[np.float64],
-        group: npt.NDArray[np.int8],
-        pinned: npt.NDArray[np.uint8],
-        indptr: npt.NDArray[np.int64],
-        indices: npt.NDArray[np.int64],
-        weights: npt.NDArray[np.float64],
-        params: ParamTable,
-        iteration: int,
-    ) -> cpu.StepResult:
-        return cpu.step(
-            self.workspace, pos, vel, group, pinned, indptr, indices, weights, params, iteration
-        )
+    def step(self, inp: StepInput) -> cpu.StepResult:
+        return cpu.step(self.workspace, inp)
 
 
 def resolve_backend(requested: str) -> Backend:
@@ -308,15 +286,17 @@ class PhysicsEngine:
             note_version(state.version)
         t0 = time.perf_counter()
         result = self._stepper.step(
-            state.pos,
-            state.vel,
-            state.group,
-            state.pinned,
-            state.indptr,
-            state.indices,
-            state.weights,
-            params,
-            self.iteration,
+            StepInput(
+                state.pos,
+                state.vel,
+                state.group,
+                state.pinned,
+                state.indptr,
+                state.indices,
+                state.weights,
+                params,
+                self.iteration,
+            )
         )
         elapsed = time.perf_counter() - t0
         self.iteration += 1
@@ -371,17 +351,19 @@ class PhysicsEngine:
             pos = rng.normal(size=(n, 3)) * 10.0
             vel = np.zeros((n, 3))
             src = np.arange(n - 1, dtype=np.int64)
-            indptr, indices, weights = cpu.csr_from_edges(n, src, src + 1, np.ones(n - 1))
+            indptr, indices, weights = csr_from_edges(n, src, src + 1, np.ones(n - 1))
             stepper.step(
-                pos,
-                vel,
-                np.zeros(n, np.int8),
-                np.zeros(n, np.uint8),
-                indptr,
-                indices,
-                weights,
-                self._params[1],
-                0,
+                StepInput(
+                    pos,
+                    vel,
+                    np.zeros(n, np.int8),
+                    np.zeros(n, np.uint8),
+                    indptr,
+                    indices,
+                    weights,
+                    self._params[1],
+                    0,
+                )
             )
             if self.backend == "cuda":
                 break  # the GPU kernels do not depend on the size

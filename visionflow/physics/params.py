@@ -12,11 +12,6 @@ import numpy.typing as npt
 
 from visionflow.settings import PhysicsParams, PhysicsSettings
 
-# Coordinates beyond this are refused at every way in (drags, pins, imports, the layout file)
-# and stop the integrator: the Barnes-Hut kernels square separations in float32, which
-# overflows past ~1e19, and frames carry float32 positions anyway. 10x the largest bounds_size.
-MAX_COORD = 1e6
-
 GROUP_KNOWLEDGE = 0
 GROUP_AGENT = 1
 N_GROUPS = 2

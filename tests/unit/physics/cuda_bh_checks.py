@@ -23,6 +23,7 @@ if not ON_DEVICE:
 
 import cudasim_fix  # noqa: E402
 
+from visionflow.graph.dense import csr_from_edges  # noqa: E402
 from visionflow.physics import cpu, cuda_bh  # noqa: E402
 from visionflow.physics.cuda import CudaStepper, cuda  # noqa: E402
 from visionflow.physics.params import pack  # noqa: E402
@@ -168,7 +169,7 @@ def _graph(n: int, seed: int) -> tuple[F64, F64, npt.NDArray[np.int8], tuple[F64
     rng = np.random.default_rng(seed)
     m = 2 * n
     src, dst = rng.integers(0, n, m), rng.integers(0, n, m)
-    csr = cpu.csr_from_edges(n, src, dst, rng.random(m))
+    csr = csr_from_edges(n, src, dst, rng.random(m))
     pos = rng.normal(size=(n, 3)) * 20.0
     vel = rng.normal(size=(n, 3))
     group = (rng.random(n) < 0.3).astype(np.int8)
@@ -195,9 +196,13 @@ def check_step() -> None:
     gpu = CudaStepper(all_pairs_max_nodes=0, precompile=False)  # Barnes-Hut at any size
     start = None
     for it in range(2):
-        r1 = cpu.step(ws, p1, v1, group, pinned, indptr, indices, weights, STEP_PARAMS, it)
+        r1 = cpu.step(
+            ws, cpu.StepInput(p1, v1, group, pinned, indptr, indices, weights, STEP_PARAMS, it)
+        )
         gpu.note_host_version(0)
-        r2 = gpu.step(p2, v2, group, pinned, indptr, indices, weights, STEP_PARAMS, it)
+        r2 = gpu.step(
+            cpu.StepInput(p2, v2, group, pinned, indptr, indices, weights, STEP_PARAMS, it)
+        )
         assert r1.nonfinite_resets == r2.nonfinite_resets, (r1, r2)
         if start is None:  # the NaN node is re-seeded identically by both: compare from here
             start = p1.copy()
@@ -222,10 +227,14 @@ def check_residency() -> None:
     gpu = CudaStepper()  # all-pairs at this size (exact, so results match); precompiles BH
 
     def both(it: int, version: int | None) -> tuple[cpu.StepResult, cpu.StepResult]:
-        r1 = cpu.step(ws, p1, v1, group, pinned, indptr, indices, weights, STEP_PARAMS, it)
+        r1 = cpu.step(
+            ws, cpu.StepInput(p1, v1, group, pinned, indptr, indices, weights, STEP_PARAMS, it)
+        )
         if version is not None:
             gpu.note_host_version(version)
-        r2 = gpu.step(pos, vel, group, pinned, indptr, indices, weights, STEP_PARAMS, it)
+        r2 = gpu.step(
+            cpu.StepInput(pos, vel, group, pinned, indptr, indices, weights, STEP_PARAMS, it)
+        )
         assert np.abs(p1 - pos).max() < 1e-9 and np.abs(v1 - vel).max() < 1e-9, it
         return r1, r2
 
@@ -246,10 +255,10 @@ def check_residency() -> None:
     # a NaN that appears on the device is caught by the kernel's flag and repaired on the host
     gpu._d["vel"][7, 0] = np.nan  # noqa: SLF001 (white-box: simulate a blow-up)
     gpu.note_host_version(8)
-    r = gpu.step(pos, vel, group, pinned, indptr, indices, weights, STEP_PARAMS, 6)
+    r = gpu.step(cpu.StepInput(pos, vel, group, pinned, indptr, indices, weights, STEP_PARAMS, 6))
     assert r.nonfinite_resets == 1 and np.isfinite(pos).all() and np.isfinite(vel).all(), r
     gpu.note_host_version(8)
-    gpu.step(pos, vel, group, pinned, indptr, indices, weights, STEP_PARAMS, 7)
+    gpu.step(cpu.StepInput(pos, vel, group, pinned, indptr, indices, weights, STEP_PARAMS, 7))
     assert gpu.uploads == 5, "the repaired host copy was not uploaded"
     print("residency ok")
 

@@ -13,10 +13,12 @@ import sys
 import cudasim_fix
 import numpy as np
 
+from visionflow.graph.dense import csr_from_edges
 from visionflow.physics import cpu
 from visionflow.physics.cuda import CudaStepper
 from visionflow.physics.engine import resolve_backend
 from visionflow.physics.params import pack
+from visionflow.physics.step import StepInput
 from visionflow.settings import PhysicsParams
 
 
@@ -33,7 +35,7 @@ def main() -> int:
     rng = np.random.default_rng(1)
     n = 64
     src, dst = rng.integers(0, n, 100), rng.integers(0, n, 100)
-    indptr, indices, weights = cpu.csr_from_edges(n, src, dst, rng.random(100))
+    indptr, indices, weights = csr_from_edges(n, src, dst, rng.random(100))
     pos = rng.normal(size=(n, 3)) * 20.0
     pos[5] = np.nan
     vel = rng.normal(size=(n, 3))
@@ -44,8 +46,8 @@ def main() -> int:
     ws = cpu.CpuWorkspace()
     gpu = CudaStepper(precompile=False)
     for it in range(4):
-        r1 = cpu.step(ws, p1, v1, group, pinned, indptr, indices, weights, params, it)
-        r2 = gpu.step(p2, v2, group, pinned, indptr, indices, weights, params, it)
+        r1 = cpu.step(ws, StepInput(p1, v1, group, pinned, indptr, indices, weights, params, it))
+        r2 = gpu.step(StepInput(p2, v2, group, pinned, indptr, indices, weights, params, it))
         if r1.nonfinite_resets != r2.nonfinite_resets:
             print("resets differ", r1, r2)
             return 1

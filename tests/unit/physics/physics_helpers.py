@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from visionflow.graph.dense import csr_from_edges
 from visionflow.physics import cpu
 from visionflow.physics.params import pack
 from visionflow.settings import PhysicsParams
@@ -38,7 +39,7 @@ class Sim:
     ) -> None:
         rng = np.random.default_rng(seed)
         e = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
-        self.indptr, self.indices, self.weights = cpu.csr_from_edges(
+        self.indptr, self.indices, self.weights = csr_from_edges(
             n, e[:, 0], e[:, 1], np.ones(len(e))
         )
         self.pos = rng.normal(size=(n, 3)) * spread
@@ -49,21 +50,23 @@ class Sim:
         self.ws = cpu.CpuWorkspace()
         self.it = 0
 
+    def inputs(self) -> cpu.StepInput:
+        return cpu.StepInput(
+            self.pos,
+            self.vel,
+            self.group,
+            self.pinned,
+            self.indptr,
+            self.indices,
+            self.weights,
+            self.params,
+            self.it,
+        )
+
     def run(self, steps: int) -> cpu.StepResult:
         r = cpu.StepResult(0, 0.0)
         for _ in range(steps):
-            r = cpu.step(
-                self.ws,
-                self.pos,
-                self.vel,
-                self.group,
-                self.pinned,
-                self.indptr,
-                self.indices,
-                self.weights,
-                self.params,
-                self.it,
-            )
+            r = cpu.step(self.ws, self.inputs())
             self.it += 1
         return r
 

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from physics_helpers import FAST, Sim, barabasi_albert
 
+from visionflow.graph.dense import MAX_COORD
 from visionflow.physics import cpu
-from visionflow.physics.params import CENTER_GRAVITY_K, ENABLED, GROUP_AGENT, MAX_COORD, pack
+from visionflow.physics.params import CENTER_GRAVITY_K, ENABLED, GROUP_AGENT, pack
 from visionflow.settings import PhysicsParams
 
 
