@@ -2,8 +2,8 @@
 
 The real stack, no event loop: a Barabasi-Albert graph (average degree 4) imported into a
 GraphStore, a PhysicsEngine with the default settings stepped from scratch with
-``step_blocking()`` until its layout settles (or ``--max-ticks``), and every snapshot fed
-through the protocol the way the hub does it (``Snapshot.create``, one ``BaselineStore``, one
+``step_blocking()`` until its layout settles (or ``--max-ticks``), and every snapshot it
+publishes fed through the protocol the way the hub does it (one ``BaselineStore``, one
 ``FrameCache`` per tick, a ``ViewerStream`` per viewer) to two protocol-2 viewers:
 
 - one at the default 30 Hz (``websocket.default_interval_ms`` = 33 ms): every other 60 Hz tick,
@@ -35,7 +35,6 @@ from visionflow.physics.engine import PhysicsEngine  # noqa: E402
 from visionflow.protocol.baselines import BaselineStore  # noqa: E402
 from visionflow.protocol.framecache import FrameCache  # noqa: E402
 from visionflow.protocol.frames import HEADER_SIZE, RECORD_SIZE, FrameKind, warm_up  # noqa: E402
-from visionflow.protocol.snapshot import Snapshot  # noqa: E402
 from visionflow.protocol.stream import ViewerStream  # noqa: E402
 
 
@@ -81,13 +80,9 @@ def main() -> None:
         energies.append(energy)
         step_ms.append(elapsed * 1e3)
         t0 = time.perf_counter()
-        cache = FrameCache(
-            Snapshot.create(snap.tick, snap.ids, snap.positions, snap.velocities),
-            baselines,
-            deadband=deadband,
-        )
+        cache = FrameCache(snap, baselines, deadband=deadband)
         for v in viewers:
-            if snap.tick % v.every:
+            if snap.sequence % v.every:
                 continue
             v.due += 1
             frame = v.stream.next_frame(cache)
@@ -97,11 +92,11 @@ def main() -> None:
             v.keyframes += frame.kind is FrameKind.KEYFRAME
             v.records += frame.count
             v.sent += len(frame.data)
-            v.last_frame_tick = snap.tick
-            v.per_frame.append((snap.tick, len(frame.data) / n))
+            v.last_frame_tick = snap.sequence
+            v.per_frame.append((snap.sequence, len(frame.data) / n))
         protocol_ms.append((time.perf_counter() - t0) * 1e3)
         if snap.settled:
-            settled_at = snap.tick
+            settled_at = snap.sequence
             break
     wall = time.perf_counter() - started
     ticks = len(step_ms)

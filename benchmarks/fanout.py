@@ -9,7 +9,7 @@ the viewers stop by themselves even if this script dies). Three processes:
   - ``physics`` (default): the real ``PhysicsEngine`` (cpu backend, ``physics.rate_hz`` =
     ``--hz``) laying out a ``--nodes`` Barabasi-Albert graph (average degree 4) from scratch in
     a real ``GraphStore``, with ``physics.settle_energy = 0`` so it never settles, served
-    through the real ``EngineFeed``, exactly as ``Service`` wires them;
+    straight to the hub with the real ``EnginePins``, exactly as ``Service`` wires them;
   - ``synthetic``: every node orbits its own point, so *every* node passes the deadband every
     tick (the worst case for deltas: each frame carries every node), with no physics CPU;
 
@@ -88,7 +88,6 @@ def serve(nodes: int, hz: float, backend: str, source_kind: str) -> None:
             self.base = rng.uniform(-500, 500, (nodes, 3)).astype(np.float32)
             self.phase = rng.uniform(0, 2 * math.pi, (nodes, 3)).astype(np.float32)
             self.latest: Snapshot | None = None
-            self.settled = False
             self.cpu = 0.0
             self.published: deque[tuple[int, float]] = deque(maxlen=int(hz * PROCESS_LIMIT_S))
             self._event = anyio.Event()
@@ -113,15 +112,17 @@ def serve(nodes: int, hz: float, backend: str, source_kind: str) -> None:
                 await self._event.wait()
             return self.latest
 
+        def wake(self) -> None:
+            pass  # it publishes every tick anyway
+
     class PhysicsSource:
-        """The real engine and EngineFeed; publish times recorded at ``board.publish``."""
+        """The real engine and EnginePins; publish times recorded at ``board.publish``."""
 
         def __init__(self) -> None:
             from _graph import ba_store
 
             from visionflow.physics.engine import PhysicsEngine
-            from visionflow.physics.engine import Snapshot as EngineSnapshot
-            from visionflow.web.feed import EngineFeed
+            from visionflow.web.pins import EnginePins
 
             self.engine = PhysicsEngine(
                 ba_store(nodes),
@@ -129,7 +130,7 @@ def serve(nodes: int, hz: float, backend: str, source_kind: str) -> None:
                 metrics=ctx.metrics,
                 health=ctx.registry.register("physics"),
             )
-            self.feed = EngineFeed(self.engine)
+            self.pins = EnginePins(self.engine)
             self.cpu = 0.0  # the physics runs in other threads: nothing to take out of the loop's
             self.published: deque[tuple[int, float]] = deque(maxlen=int(hz * PROCESS_LIMIT_S))
             self.steps: list[float] = []
@@ -137,8 +138,8 @@ def serve(nodes: int, hz: float, backend: str, source_kind: str) -> None:
             board = self.engine.board
             publish = board.publish
 
-            def recorded(snapshot: EngineSnapshot) -> None:
-                self.published.append((snapshot.tick, time.monotonic()))
+            def recorded(snapshot: Snapshot) -> None:
+                self.published.append((snapshot.sequence, time.monotonic()))
                 publish(snapshot)
 
             board.publish = recorded  # type: ignore[method-assign]
@@ -163,7 +164,7 @@ def serve(nodes: int, hz: float, backend: str, source_kind: str) -> None:
         source: MovingSource | PhysicsSource
         if source_kind == "physics":
             source = PhysicsSource()
-            hub = Hub(ctx, source.feed, pins=source.feed, stopping=stopping)
+            hub = Hub(ctx, source.engine, pins=source.pins, stopping=stopping)
         else:
             source = MovingSource()
             hub = Hub(ctx, source, stopping=stopping)

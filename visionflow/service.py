@@ -30,8 +30,8 @@ from visionflow.supervisor import HealthRegistry, RestartPolicy, Supervisor
 from visionflow.web import routes_bots, routes_graph
 from visionflow.web.app import create_app
 from visionflow.web.context import ServiceContext
-from visionflow.web.feed import EngineFeed
 from visionflow.web.hub import Hub
+from visionflow.web.pins import EnginePins
 from visionflow.web.server import HttpServer
 from visionflow.web.ws import websocket_route
 
@@ -113,8 +113,7 @@ class Service:
             supervisor = Supervisor(
                 tg, ctx.registry, restart_policy(settings), on_restart=ctx.metrics.on_restart
             )
-            feed = EngineFeed(self.engine)
-            hub = Hub(ctx, feed, pins=feed, stopping=supervisor.stopping)
+            hub = Hub(ctx, self.engine, pins=EnginePins(self.engine), stopping=supervisor.stopping)
             ctx.hub = hub
             saver = LayoutSaver(
                 self.engine,

@@ -53,8 +53,10 @@ async def test_extreme_parameters_never_poison_a_snapshot(tmp_path: Path) -> Non
         seen = 0
         while seen < 60:
             snap = await engine.wait_snapshot(start + seen)
-            assert np.isfinite(snap.positions).all() and np.isfinite(snap.velocities).all()
-            seen = snap.tick - start
+            assert (
+                np.isfinite(snap.nodes.positions).all() and np.isfinite(snap.nodes.velocities).all()
+            )
+            seen = snap.sequence - start
         health = (await client.get("/api/health")).json()
         assert health["status"] == "ok"
         assert health["subsystems"]["physics"]["state"] == "running"

@@ -1,5 +1,9 @@
 """The physics engine: steps the layout in a worker thread and publishes immutable snapshots.
 
+Each tick is published once, as the protocol's :class:`~visionflow.protocol.snapshot.Snapshot`
+(float32, finite, read-only, with ``settled``), and read as is by the hub, the layout saver and
+the HTTP handlers.
+
 ``run`` is a supervised child: it reports started at once, compiles the numba kernels in a
 worker thread (``compiling`` is true meanwhile), then steps at ``physics.rate_hz``.  It stops
 stepping once the layout settles (kinetic energy per node below ``physics.settle_energy`` after
@@ -13,7 +17,6 @@ import importlib.util
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
@@ -28,6 +31,7 @@ from visionflow.graph.store import DenseState, GraphStore
 from visionflow.physics import KERNEL_CACHE, cpu
 from visionflow.physics.params import ENABLED, WARMUP_ITERATIONS, ParamTable, pack_settings
 from visionflow.physics.step import StepInput
+from visionflow.protocol.snapshot import Snapshot
 from visionflow.settings import PhysicsSettings
 from visionflow.threads import run_abandonable
 
@@ -49,22 +53,6 @@ SETTLE_PEAK_FACTOR = 10.0
 # released drag, a new node) needs a few steps to turn into motion.
 MIN_AWAKE_STEPS = 30
 F32 = npt.NDArray[np.float32]
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """One published physics tick.  Arrays are read-only copies, safe to share across tasks.
-
-    ``ids`` are wire ids (kind flag | raw id), ``positions``/``velocities`` float32 (N, 3), all
-    finite.  ``revision`` is the store's topology revision the positions belong to.
-    """
-
-    tick: int
-    ids: npt.NDArray[np.uint32]
-    positions: F32
-    velocities: F32
-    revision: int
-    settled: bool
 
 
 class Stepper(Protocol):
@@ -142,14 +130,14 @@ class SnapshotBoard:
         self._event: anyio.Event | None = None
 
     def publish(self, snapshot: Snapshot) -> None:
-        self.latest = snapshot
+        self.latest = snapshot  # the one place a tick reaches its readers
         event, self._event = self._event, None
         if event is not None:
             event.set()
 
     async def wait(self, after_tick: int = -1) -> Snapshot:
-        """Return the latest snapshot once its tick is greater than ``after_tick``."""
-        while self.latest is None or self.latest.tick <= after_tick:
+        """Return the latest snapshot once its ``sequence`` (tick) is past ``after_tick``."""
+        while self.latest is None or self.latest.sequence <= after_tick:
             if self._event is None:
                 self._event = anyio.Event()
             await self._event.wait()
@@ -157,11 +145,24 @@ class SnapshotBoard:
 
 
 def _freeze(a: npt.NDArray[np.float64]) -> F32:
+    """A float32 copy, scrubbed: the one finiteness check a tick gets before it is published."""
     out = a.astype(np.float32)
     if not np.isfinite(out).all():  # only a float64 beyond float32 range can get here
         np.clip(np.nan_to_num(out, nan=0.0), -3e38, 3e38, out=out)
-    out.setflags(write=False)
     return out
+
+
+def _snapshot(tick: int, state: DenseState, settled: bool) -> Snapshot:
+    # Scrubbed by _freeze just before, so Snapshot.create need not look at every float again.
+    return Snapshot.create(
+        tick,
+        state.flagged.copy(),
+        _freeze(state.pos),
+        _freeze(state.vel),
+        revision=state.revision,
+        settled=settled,
+        check_finite=False,
+    )
 
 
 class PhysicsEngine:
@@ -204,6 +205,9 @@ class PhysicsEngine:
         self._stepper: Stepper | None = None
         self._shown_version = -1  # store version of the newest snapshot (stepped or still)
         self._wake: anyio.Event | None = None
+        # A step is wanted although nothing changed (a viewer needs a new tick). Kept apart
+        # from ``settled``, which changes only with a published tick (the hub reads it there).
+        self._woken = False
         self._cache_noted = False
 
     # ------------------------------------------------------------------ control API
@@ -229,8 +233,8 @@ class PhysicsEngine:
         self.wake()
 
     def wake(self) -> None:
-        """Leave the settled state at the next tick (store changes are noticed anyway)."""
-        self.settled = False
+        """Step at the next tick even if at rest (store changes are noticed anyway)."""
+        self._woken = True
         if self._wake is not None:
             self._wake.set()
 
@@ -311,16 +315,7 @@ class PhysicsEngine:
         settled = state.n == 0 or (
             self._warmup_done(params) and self._at_rest(result, self.settings.settle_energy, rising)
         )
-        ids = state.flagged.copy()
-        ids.setflags(write=False)
-        snap = Snapshot(
-            tick=self.tick,
-            ids=ids,
-            positions=_freeze(state.pos),
-            velocities=_freeze(state.vel),
-            revision=state.revision,
-            settled=settled,
-        )
+        snap = _snapshot(self.tick, state, settled)
         self.nodes = state.n
         self.edges = int(state.indices.shape[0] // 2)
         return snap, result, elapsed
@@ -330,18 +325,9 @@ class PhysicsEngine:
         state: DenseState = self.store.sync()
         self._shown_version = state.version
         self.tick += 1
-        ids = state.flagged.copy()
-        ids.setflags(write=False)
         self.nodes = state.n
         self.edges = int(state.indices.shape[0] // 2)
-        return Snapshot(
-            tick=self.tick,
-            ids=ids,
-            positions=_freeze(state.pos),
-            velocities=_freeze(state.vel),
-            revision=state.revision,
-            settled=False,
-        )
+        return _snapshot(self.tick, state, settled=False)
 
     def _compile(self) -> None:
         """Run both repulsion paths once on tiny graphs so the first real step is fast."""
@@ -404,7 +390,7 @@ class PhysicsEngine:
         )
 
     def _needs_step(self) -> bool:
-        if not self.settled:
+        if self._woken or not self.settled:
             return True
         return (self.store.version, self._params[0]) != self._seen
 
@@ -435,11 +421,11 @@ class PhysicsEngine:
         next_at = anyio.current_time()
         while True:
             if self._needs_step():
-                self.settled = False
+                self._woken = False
                 snap, result, elapsed = await anyio.to_thread.run_sync(self.step_blocking)
                 self._publish(snap, result, elapsed)
                 if snap.settled:
-                    log.debug("layout settled at tick {}", snap.tick)
+                    log.debug("layout settled at tick {}", snap.sequence)
             period = 1.0 / self.settings.rate_hz
             next_at += period
             now = anyio.current_time()

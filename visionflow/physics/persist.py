@@ -255,19 +255,25 @@ class LayoutSaver:
 
     async def save_now(self) -> bool:
         snap = self.engine.latest
-        if snap is None or snap.tick == self.saved_tick:
+        if snap is None or snap.sequence == self.saved_tick:
             return False
         keys = self.store.keys()
         id_state = self.store.id_state()
         carried = self.carried() if self.carried is not None else None
         try:
             await anyio.to_thread.run_sync(
-                save_layout, self.path, keys, snap.ids, snap.positions, carried, id_state
+                save_layout,
+                self.path,
+                keys,
+                snap.nodes.ids,
+                snap.nodes.positions,
+                carried,
+                id_state,
             )
         except OSError as exc:
             self._failed(exc)
             return False
-        self.saved_tick = snap.tick
+        self.saved_tick = snap.sequence
         self._saved()
         return True
 

@@ -1,8 +1,9 @@
 """An immutable position snapshot and the subscription filters that select from it.
 
-The physics engine hands one :class:`Snapshot` per tick to the hub; everything the protocol layer
-derives from it (filtered node sets, baselines) keeps references to its arrays instead of copying
-them, which is why they are made read-only here.
+The physics engine publishes one :class:`Snapshot` per tick, and the hub, the layout saver and
+the HTTP handlers read that very object; everything the protocol layer derives from it (filtered
+node sets, baselines) keeps references to its arrays instead of copying them, which is why they
+are made read-only here.
 """
 
 from __future__ import annotations
@@ -51,19 +52,35 @@ def _frozen(arr: np.ndarray[tuple[int, ...], np.dtype[np.generic]]) -> None:
 class Snapshot:
     """Positions of every node at physics tick ``sequence``.
 
+    ``revision`` is the graph store's topology revision the positions belong to, ``settled``
+    whether the layout was at rest after this tick (the hub announces changes of it).
+
     Build it with :meth:`create`, which validates and freezes the arrays. Node ids must be unique
     (the graph store guarantees it; checking costs a sort per tick, so it is not re-checked).
     """
 
     sequence: int
     nodes: NodeSet
+    revision: int = 0
+    settled: bool = False
 
     @classmethod
-    def create(cls, sequence: int, ids: object, positions: object, velocities: object) -> Snapshot:
+    def create(
+        cls,
+        sequence: int,
+        ids: object,
+        positions: object,
+        velocities: object,
+        *,
+        revision: int = 0,
+        settled: bool = False,
+        check_finite: bool = True,
+    ) -> Snapshot:
         """Validate and take ownership of the arrays (no copy when already u32 / f32 contiguous).
 
         The caller must not write to the arrays afterwards. Raises :class:`LocalProtocolError` on
-        a wrong shape or dtype, or a non-finite position or velocity (physics must scrub them).
+        a wrong shape or dtype, or a non-finite position or velocity. ``check_finite=False`` is
+        for a producer that has just scrubbed them itself (the physics engine, once per tick).
         """
         ids_a = np.asarray(ids)
         if ids_a.ndim != 1 or ids_a.dtype != np.uint32:
@@ -76,7 +93,7 @@ class Snapshot:
                 raise LocalProtocolError(
                     f"{name} must be float32 ({n}, 3), got {arr.dtype} {arr.shape}"
                 )
-        if not (np.isfinite(pos).all() and np.isfinite(vel).all()):
+        if check_finite and not (np.isfinite(pos).all() and np.isfinite(vel).all()):
             raise LocalProtocolError(f"snapshot {sequence} holds a non-finite float")
         if not 0 <= sequence < 2**64:
             raise LocalProtocolError(f"sequence {sequence} does not fit a u64")
@@ -86,7 +103,7 @@ class Snapshot:
         vel_v = np.ascontiguousarray(vel).view()
         for arr in (ids_v, pos_v, vel_v):
             _frozen(arr)
-        return cls(int(sequence), NodeSet(ids_v, pos_v, vel_v))
+        return cls(int(sequence), NodeSet(ids_v, pos_v, vel_v), int(revision), bool(settled))
 
     def select(self, node_filter: NodeFilter) -> NodeSet:
         """The nodes ``node_filter`` keeps (the same object for ``all``; a copy otherwise)."""

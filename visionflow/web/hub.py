@@ -1,7 +1,8 @@
 """The fan-out hub: one frame encode per tick, newest-wins delivery to every viewer.
 
 The hub is a supervised child (``run(*, task_status)``). It follows the physics engine's newest
-snapshot and, per tick, builds one :class:`FrameCache` and asks each *due* viewer's
+snapshot (waking on each publication, and announcing ``settled``/``moving`` when the snapshot's
+``settled`` flips) and, per tick, builds one :class:`FrameCache` and asks each *due* viewer's
 :class:`ViewerStream` for its frame, so every frame kind is encoded once per tick however many
 viewers there are. What a viewer is given goes into its :class:`Viewer` outbox, which holds:
 
@@ -69,8 +70,6 @@ log = logger.bind(subsystem="ws")
 
 #: Control messages a viewer may leave unread before it is closed with 1013.
 CONTROL_QUEUE_LIMIT: Final = 64
-#: How often the hub looks at the source's ``settled`` flag while no snapshot arrives.
-SETTLED_POLL_S: Final = 0.1
 #: A tick this early for a slot boundary still counts as in it (scheduling jitter).
 SLOT_TOLERANCE_S: Final = 0.002
 #: Distinct viewer states whose baselines are kept (each one: ids + positions of a tick). Only
@@ -82,23 +81,19 @@ DEFAULT_BASELINES: Final = 64
 
 
 class SnapshotSource(Protocol):
-    """What the hub needs from the physics engine."""
+    """What the hub needs from the physics engine (``PhysicsEngine`` fits)."""
 
     @property
     def latest(self) -> Snapshot | None:
         """The newest snapshot (``sequence`` = physics tick), or None before the first."""
         ...
 
-    @property
-    def settled(self) -> bool:
-        """True while the layout is at rest (the engine publishes nothing then)."""
-        ...
-
     async def wait_snapshot(self, after: int) -> Snapshot:
-        """The first snapshot with ``sequence > after`` (waits for it)."""
+        """The first snapshot with ``sequence > after`` (waits for it). Its ``settled`` says
+        whether the layout is at rest (the engine then publishes nothing until woken)."""
         ...
 
-    def refresh(self) -> None:
+    def wake(self) -> None:
         """Publish a new snapshot soon even while at rest (a viewer needs a keyframe, and a
         connection's sequence numbers must strictly increase)."""
         ...
@@ -352,7 +347,7 @@ class Hub:
         viewer.urgent = True
         newest = self._newest
         if newest is not None and not _behind(viewer, newest.sequence):
-            self.source.refresh()  # it has our newest tick already: a keyframe needs a new one
+            self.source.wake()  # it has our newest tick already: a keyframe needs a new one
         self._kick.set()
 
     def unsubscribe(self, viewer: Viewer) -> None:
@@ -483,7 +478,7 @@ class Hub:
         latest = self.source.latest
         if latest is not None:
             self.offer(latest)
-        self._settled = self.source.settled
+        self._settled = latest is not None and latest.settled
         async with anyio.create_task_group() as tg:
             self._update_health()
             task_status.started()
@@ -507,15 +502,16 @@ class Hub:
         log.info("hub stopped; {} viewer(s) told to reconnect later", viewers)
 
     async def _follow_source(self) -> None:
+        # `settled` changes only with a published tick (the engine's wake() asks for a step
+        # and leaves it alone), so waking on publication is enough: no polling.
         while True:
             newest = self._newest
             after = newest.sequence if newest is not None else -1
-            with anyio.move_on_after(SETTLED_POLL_S):
-                snapshot = await self.source.wait_snapshot(after)
-                latest = self.source.latest
-                if latest is not None and latest.sequence > snapshot.sequence:
-                    snapshot = latest  # we were slower than the engine: skip to its newest
-                self.offer(snapshot)
+            snapshot = await self.source.wait_snapshot(after)
+            latest = self.source.latest
+            if latest is not None and latest.sequence > snapshot.sequence:
+                snapshot = latest  # we were slower than the engine: skip to its newest
+            self.offer(snapshot)
             self._check_settled()
 
     @property
@@ -526,11 +522,11 @@ class Hub:
         return self._newest.sequence
 
     def _check_settled(self) -> None:
-        settled = self.source.settled
+        newest = self._newest
+        settled = newest is not None and newest.settled
         if settled == self._settled:
             return
         self._settled = settled
-        newest = self._newest
         sequence = newest.sequence if newest is not None else 0
         self.publish(Settled(sequence=sequence) if settled else Moving(sequence=sequence))
 

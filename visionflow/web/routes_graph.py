@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 from visionflow.errors import GraphError
 from visionflow.graph import document
 from visionflow.graph.store import GraphStore
-from visionflow.physics.engine import Snapshot as EngineSnapshot
+from visionflow.protocol.snapshot import Snapshot
 from visionflow.protocol.wire import ID_MASK
 from visionflow.state import save_graph
 from visionflow.web import openapi
@@ -36,14 +36,14 @@ MAX_PAGE = 100_000
 class PositionIndex:
     """Positions of the engine's latest snapshot, looked up by raw node id."""
 
-    def __init__(self, snap: EngineSnapshot | None) -> None:
+    def __init__(self, snap: Snapshot | None) -> None:
         if snap is None:
             self._raw = np.empty(0, np.uint32)
             self._pos = np.empty((0, 3), np.float32)
             return
-        raw = snap.ids & np.uint32(ID_MASK)
+        raw = snap.nodes.ids & np.uint32(ID_MASK)
         order = np.argsort(raw, kind="stable")  # ids are integers: a total order
-        self._raw, self._pos = raw[order], snap.positions[order]
+        self._raw, self._pos = raw[order], snap.nodes.positions[order]
 
     def lookup(self, raw_ids: list[int]) -> list[list[float] | None]:
         """Each id's position, or None for a node the snapshot does not hold yet."""

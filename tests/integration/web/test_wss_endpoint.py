@@ -294,16 +294,15 @@ async def test_settled_moving_and_published_messages() -> None:
             c = await Client.connect(h.url)
             await welcome(c)
             assert (await c.frame()).sequence == 3
-            h.source.settled = True
-            assert await c.json() == {"type": "settled", "sequence": 3}
+            h.source.publish(snapshot(4, ids, settled=True))  # came to rest at tick 4
+            assert await c.json() == {"type": "settled", "sequence": 4}
             late = await Client.connect(h.url)  # joins a layout at rest: keyframe + settled
             await welcome(late)
-            assert await late.json() == {"type": "settled", "sequence": 3}
+            assert await late.json() == {"type": "settled", "sequence": 4}
             assert (await late.frame()).kind is FrameKind.KEYFRAME
-            h.source.settled = False
-            h.source.publish(snapshot(4, ids, 1.0))
+            h.source.publish(snapshot(5, ids, 1.0))
             for viewer in (c, late):
-                assert await viewer.json() == {"type": "moving", "sequence": 4}
+                assert await viewer.json() == {"type": "moving", "sequence": 5}
             h.hub.publish(GraphChanged(revision=8))
             for viewer in (c, late):
                 assert await viewer.json() == {"type": "graph_changed", "revision": 8}

@@ -64,11 +64,13 @@ def graph(knowledge: int, agents: int = 0) -> np.ndarray:
     return np.concatenate([k, a]).astype(np.uint32)
 
 
-def snapshot(sequence: int, ids: np.ndarray, offset: float = 0.0) -> Snapshot:
+def snapshot(
+    sequence: int, ids: np.ndarray, offset: float = 0.0, *, settled: bool = False
+) -> Snapshot:
     n = len(ids)
     pos = np.arange(n * 3, dtype=np.float32).reshape(n, 3) + np.float32(offset)
     vel = np.full((n, 3), 0.5, np.float32)
-    return Snapshot.create(sequence, ids.copy(), pos, vel)
+    return Snapshot.create(sequence, ids.copy(), pos, vel, settled=settled)
 
 
 @dataclass

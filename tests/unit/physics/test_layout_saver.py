@@ -15,7 +15,8 @@ from loguru import logger
 
 from visionflow.graph.store import GraphStore, NodeKind
 from visionflow.physics import persist
-from visionflow.physics.engine import PhysicsEngine, Snapshot
+from visionflow.physics.engine import PhysicsEngine
+from visionflow.protocol.snapshot import Snapshot
 from visionflow.settings import PhysicsSettings
 from visionflow.supervisor import HealthRegistry
 
@@ -42,7 +43,7 @@ def log_lines() -> Iterator[list[tuple[str, str]]]:
 def _publish(engine: PhysicsEngine, store: GraphStore, tick: int) -> None:
     d = store.sync()
     pos = d.pos.astype(np.float32)
-    engine.board.publish(Snapshot(tick, d.flagged.copy(), pos, pos * 0, d.revision, False))
+    engine.board.publish(Snapshot.create(tick, d.flagged.copy(), pos, pos * 0, revision=d.revision))
 
 
 class Attempts:

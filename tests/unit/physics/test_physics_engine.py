@@ -53,12 +53,13 @@ async def test_snapshots_are_published_immutable_and_finite() -> None:
     async with anyio.create_task_group() as tg:
         await tg.start(engine.run)
         snap = await engine.wait_snapshot()
-        later = await engine.wait_snapshot(snap.tick)
-        assert later.tick > snap.tick
-        assert later.positions.dtype == np.float32 and later.positions.shape == (31, 3)
-        assert not later.positions.flags.writeable and not later.ids.flags.writeable
-        assert np.all(np.isfinite(later.positions)) and np.all(np.isfinite(later.velocities))
-        assert {int(i) >> 30 for i in later.ids} == {1, 2}  # knowledge and agent flags
+        later = await engine.wait_snapshot(snap.sequence)
+        assert later.sequence > snap.sequence
+        nodes = later.nodes
+        assert nodes.positions.dtype == np.float32 and nodes.positions.shape == (31, 3)
+        assert not nodes.positions.flags.writeable and not nodes.ids.flags.writeable
+        assert np.all(np.isfinite(nodes.positions)) and np.all(np.isfinite(nodes.velocities))
+        assert {int(i) >> 30 for i in nodes.ids} == {1, 2}  # knowledge and agent flags
         assert not engine.compiling
         tg.cancel_scope.cancel()
 
@@ -80,10 +81,10 @@ async def test_settles_then_wakes_on_change_and_pins_hold() -> None:
         engine.pin(node.flagged_id, (40.0, 0.0, 0.0))
         snap = await engine.wait_snapshot(tick)
         for _ in range(5):
-            snap = await engine.wait_snapshot(snap.tick)
-        i = int(np.flatnonzero(snap.ids == node.flagged_id)[0])
-        assert snap.positions[i].tolist() == [40.0, 0.0, 0.0]
-        assert snap.velocities[i].tolist() == [0.0, 0.0, 0.0]
+            snap = await engine.wait_snapshot(snap.sequence)
+        i = int(np.flatnonzero(snap.nodes.ids == node.flagged_id)[0])
+        assert snap.nodes.positions[i].tolist() == [40.0, 0.0, 0.0]
+        assert snap.nodes.velocities[i].tolist() == [0.0, 0.0, 0.0]
         tg.cancel_scope.cancel()
 
 
@@ -96,7 +97,7 @@ async def test_nonfinite_positions_are_reset_and_counted() -> None:
     state.pos[2] = np.nan  # corrupt the dense state directly
     snap, result, _ = engine.step_blocking()
     assert result.nonfinite_resets == 1
-    assert np.all(np.isfinite(snap.positions))
+    assert np.all(np.isfinite(snap.nodes.positions))
 
 
 def test_parameters_change_on_next_step() -> None:
@@ -180,3 +181,23 @@ def test_peak_kinetic_energy_is_the_largest_node() -> None:
     per_node = 0.5 * (vel**2).sum(axis=1)
     assert result.peak_kinetic_energy == pytest.approx(per_node.max())
     assert result.kinetic_energy == pytest.approx(per_node.mean())
+
+
+@pytest.mark.anyio
+async def test_settled_changes_only_with_a_published_tick() -> None:
+    # The hub wakes on publication only: a wake() at rest must not flip `settled` by itself.
+    store = _store(10)
+    engine = PhysicsEngine(store, _settings())
+    async with anyio.create_task_group() as tg:
+        await tg.start(engine.run)
+        with anyio.fail_after(60):
+            snap = await engine.wait_snapshot()
+            while not snap.settled:
+                snap = await engine.wait_snapshot(snap.sequence)
+        assert engine.settled and engine.latest is snap
+        engine.wake()  # e.g. a viewer wants a keyframe of a new tick
+        assert engine.settled  # unchanged until that tick is published
+        with anyio.fail_after(60):
+            later = await engine.wait_snapshot(snap.sequence)
+        assert later.sequence > snap.sequence and engine.settled == later.settled
+        tg.cancel_scope.cancel()

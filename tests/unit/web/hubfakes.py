@@ -41,17 +41,17 @@ def ids_of(knowledge: int, agents: int = 0) -> np.ndarray:
     return np.concatenate([k, a]).astype(np.uint32)
 
 
-def snap(sequence: int, ids: np.ndarray, shift: float = 0.0) -> Snapshot:
+def snap(sequence: int, ids: np.ndarray, shift: float = 0.0, *, settled: bool = False) -> Snapshot:
     n = len(ids)
     pos = np.arange(n * 3, dtype=np.float32).reshape(n, 3) + np.float32(shift)
-    return Snapshot.create(sequence, ids.copy(), pos, np.zeros((n, 3), np.float32))
+    vel = np.zeros((n, 3), np.float32)
+    return Snapshot.create(sequence, ids.copy(), pos, vel, settled=settled)
 
 
 class FakeSource:
     def __init__(self) -> None:
         self.latest: Snapshot | None = None
-        self.settled = False
-        self.refreshes = 0
+        self.wakes = 0
         self._published = anyio.Event()
 
     def publish(self, snapshot: Snapshot) -> None:
@@ -64,8 +64,8 @@ class FakeSource:
             await self._published.wait()
         return self.latest
 
-    def refresh(self) -> None:
-        self.refreshes += 1  # a test publishes the next snapshot itself
+    def wake(self) -> None:
+        self.wakes += 1  # a test publishes the next snapshot itself
 
 
 @dataclass

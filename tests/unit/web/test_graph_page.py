@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from visionflow.graph.store import GraphStore
-from visionflow.physics.engine import Snapshot
+from visionflow.protocol.snapshot import Snapshot
 from visionflow.web.routes_graph import PositionIndex, _page
 
 
@@ -40,8 +40,6 @@ def test_positions_are_looked_up_by_raw_id_and_missing_ones_are_null() -> None:
     # A snapshot in a different order that lacks the last node (added after the last step).
     ids = np.array([nodes[2].flagged_id, nodes[0].flagged_id, nodes[1].flagged_id], np.uint32)
     pos = np.array([[2, 2, 2], [0, 0, 0], [1, 1, 1]], np.float32)
-    snap = Snapshot(
-        tick=1, ids=ids, positions=pos, velocities=np.zeros_like(pos), revision=1, settled=False
-    )
+    snap = Snapshot.create(1, ids, pos, np.zeros_like(pos), revision=1)
     page = _page(store, PositionIndex(snap), 0, 10)
     assert [n.position for n in page.nodes] == [[0, 0, 0], [1, 1, 1], [2, 2, 2], None]

@@ -210,7 +210,7 @@ async def test_request_initial_data_gets_a_keyframe_of_a_new_tick_at_rest() -> N
     hub.tick(now=0.0)
     assert decode_frame(frame_of(v)).sequence == 1  # sent: tick 1 cannot go again
     hub.request_keyframe(v)
-    assert source.refreshes == 1  # asks the engine for a new tick
+    assert source.wakes == 1  # asks the engine for a new tick
     hub.offer(snap(2, IDS))  # the same positions
     hub.tick(now=0.001)
     frame = decode_frame(frame_of(v))
@@ -218,7 +218,7 @@ async def test_request_initial_data_gets_a_keyframe_of_a_new_tick_at_rest() -> N
     hub.offer(snap(3, IDS, 1.0))
     hub.tick(now=1.0)  # a delta, left unsent
     hub.request_keyframe(v)  # replaces it: tick 3 never went out, no new tick needed
-    assert source.refreshes == 1
+    assert source.wakes == 1
     hub.tick(now=1.001)
     frame = decode_frame(frame_of(v))
     assert (frame.kind, frame.sequence) == (FrameKind.KEYFRAME, 3)
@@ -266,15 +266,14 @@ async def test_run_follows_the_source_announces_settling_and_closes_1001_on_stop
             while not v.has_frame:
                 await anyio.sleep(0.01)
             frame_of(v)
-            source.settled = True
+            source.publish(snap(2, IDS, settled=True))  # the tick that came to rest says so
             while not v.control_pending:
                 await anyio.sleep(0.01)
-            assert v.take() == '{"type":"settled","sequence":1}'
-            source.settled = False
-            source.publish(snap(2, IDS, 1.0))
+            assert v.take() == '{"type":"settled","sequence":2}'
+            source.publish(snap(3, IDS, 1.0))
             while v.control_pending == 0:
                 await anyio.sleep(0.01)
-            assert v.take() == '{"type":"moving","sequence":2}'
+            assert v.take() == '{"type":"moving","sequence":3}'
             hub.stopping.set()
         assert v.close_request == CloseRequest(1001, "server shutting down")
         assert hub.ticks >= 2

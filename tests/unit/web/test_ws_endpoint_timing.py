@@ -94,8 +94,7 @@ async def test_a_frame_write_that_does_not_complete_within_max_lag_closes_1013()
     async with connected() as (hub, source, peer):
         await until(peer, lambda: len(peer.texts()) == 1)
         peer.stall_frames = True
-        source.settled = True
-        source.publish(snap(1, ids_of(10)))  # the last tick: nothing queues behind it
+        source.publish(snap(1, ids_of(10), settled=True))  # the last tick: none queues behind
         started = anyio.current_time()
         with anyio.fail_after(60):  # mock time: fails at once instead of hanging
             await until(peer, lambda: hub.connections == 0)
