@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from visionflow.graph.store import ID_MASK
 from visionflow.physics.engine import PhysicsEngine
+from visionflow.protocol.wire import ID_MASK
 
 
 class EnginePins:
