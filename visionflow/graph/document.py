@@ -2,7 +2,7 @@
 and of ``GET /api/graph/export``, and the saved ``state.dir/graph.json``.
 
 The msgspec Structs below are the format: they decode a document, and ``/openapi.json`` is
-generated from them (:func:`schema_components`). msgspec's own error text never reaches a
+generated from them. msgspec's own error text never reaches a
 client: when a document does not decode, :func:`explain` walks it item by item and raises the
 :class:`~visionflow.errors.GraphError` of docs/protocol.md, whose ``path`` names the offending
 item (``nodes[3].id``). The two agree on what they accept; the tests hold each refusal to its code
@@ -36,7 +36,6 @@ __all__ = [
     "decode",
     "explain",
     "parse",
-    "schema_components",
 ]
 
 # Edge weights beyond this are refused: a spring force scaled by ~1e308 overflows to inf.
@@ -91,12 +90,6 @@ class ExportedDocument(msgspec.Struct):
 
 
 _DECODER = msgspec.json.Decoder(GraphDocument)
-
-
-def schema_components(ref_template: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The import document's JSON schema (a ``$ref``) and the schemas it refers to."""
-    (ref,), components = msgspec.json.schema_components([GraphDocument], ref_template=ref_template)
-    return ref, components
 
 
 # --------------------------------------------------------------------------- value rules

@@ -1,4 +1,20 @@
-"""hypercorn's WebSocket stream, failing a connection at once on an oversize inbound message.
+"""hypercorn's WebSocket stream with two adjustments, and the server config that drives them.
+
+hypercorn has no hook for either, so :func:`install` has its HTTP/1.1 and HTTP/2 protocols
+create :class:`OversizeAwareStream` instead of its own ``WSStream``. That is a swap of a class in
+hypercorn's modules, so process-wide; ``web/server.py`` calls it once before serving
+(idempotent). What varies per server is read from that server's :class:`ServerConfig`, never from
+module state, so two servers in one process keep their own settings; a server started with
+hypercorn's plain ``Config`` gets hypercorn's own behaviour apart from the oversize handling.
+
+Compression: hypercorn accepts permessage-deflate whenever the client offers it (every browser
+does), reading the offer from the raw request before the app sees the scope. Position frames
+barely compress (docs/protocol.md section 4: ratio 1.12 for 66 ms per 100k-node frame), so
+``websocket.compression`` is off by default, and while it is off the stream drops the client's
+``Sec-WebSocket-Extensions`` offer before hypercorn's handshake reads it (as if the client had
+offered no extension).
+
+Oversize messages: failing a connection at once.
 
 hypercorn enforces ``websocket_max_message_size`` (set to ``websocket.max_inbound_bytes``) itself,
 before the app sees the message: it sends a close frame with 1009 and then waits for the peer's
@@ -15,23 +31,46 @@ close the TCP connection.
 
 from __future__ import annotations
 
+import dataclasses
+
+from hypercorn.config import Config
 from hypercorn.protocol import h2, h11, ws_stream
-from hypercorn.protocol.events import StreamClosed
+from hypercorn.protocol.events import Event, Request, StreamClosed
 from loguru import logger
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Message, Ping
 
 from visionflow.protocol.wire import CLOSE_TOO_BIG
 
-__all__ = ["OversizeAwareStream", "install"]
+__all__ = ["OversizeAwareStream", "ServerConfig", "install"]
 
 log = logger.bind(subsystem="ws")
 
 
+class ServerConfig(Config):
+    """hypercorn's config plus what :class:`OversizeAwareStream` reads per server."""
+
+    websocket_compression: bool = False
+
+
+_EXTENSIONS = b"sec-websocket-extensions"
+
+
 class OversizeAwareStream(ws_stream.WSStream):
-    """hypercorn's ``WSStream`` with the oversize handling described in the module docstring."""
+    """hypercorn's ``WSStream`` with the adjustments described in the module docstring."""
 
     _refused_oversize = False
+
+    async def handle(self, event: Event) -> None:
+        config = self.config
+        if (
+            isinstance(event, Request)
+            and isinstance(config, ServerConfig)
+            and not config.websocket_compression
+        ):
+            headers = [(k, v) for k, v in event.headers if k.lower() != _EXTENSIONS]
+            event = dataclasses.replace(event, headers=headers)
+        await super().handle(event)
 
     async def _handle_events(self) -> None:
         # hypercorn's loop, except for the FrameTooLargeError branch and discarding after it.
@@ -68,6 +107,9 @@ class OversizeAwareStream(ws_stream.WSStream):
 
 
 def install() -> None:
-    """Have hypercorn's HTTP/1.1 and HTTP/2 protocols use :class:`OversizeAwareStream`."""
+    """Have hypercorn's HTTP/1.1 and HTTP/2 protocols use :class:`OversizeAwareStream`.
+
+    Idempotent: the same class is assigned every time, and nothing else changes.
+    """
     h11.WSStream = OversizeAwareStream  # type: ignore[attr-defined]
     h2.WSStream = OversizeAwareStream  # type: ignore[attr-defined]

@@ -2,12 +2,14 @@
 
 Paths and methods come from the mounted routes, summaries from each handler's docstring, and
 request bodies from the msgspec Structs the handlers validate with, so the document cannot drift
-from what the code accepts.
+from what the code accepts. A route declares its body and statuses itself (:class:`ApiRoute`):
+each app's document comes from its own routes only.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -34,11 +36,24 @@ ERROR_SCHEMA: dict[str, Any] = {
     "required": ["error"],
 }
 
-#: Request body types of the routes that take one, by (path, method).
-BODIES: dict[tuple[str, str], type[Any] | dict[str, Any]] = {}
 
-#: Documented statuses per (path, method) besides 200.
-STATUSES: dict[tuple[str, str], dict[str, str]] = {}
+class ApiRoute(Route):
+    """A route with its OpenAPI metadata: ``body`` (a msgspec Struct type or a JSON schema) and
+    the statuses it documents besides 200, for every method it has."""
+
+    def __init__(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        *,
+        methods: list[str],
+        body: type[Any] | dict[str, Any] | None = None,
+        statuses: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(path, endpoint, methods=methods)
+        self.body = body
+        self.statuses = dict(statuses or {})
+
 
 #: What every route may answer before its handler runs (RequestGuard, visionflow/web/security.py).
 GUARD_STATUSES: dict[str, str] = {"403": "Host not in server.allowed_hosts (`host_not_allowed`)"}
@@ -59,7 +74,7 @@ DESCRIPTION = (
 
 
 def document(routes: list[BaseRoute]) -> dict[str, Any]:
-    structs = [t for t in BODIES.values() if isinstance(t, type)]
+    structs = [r.body for r in routes if isinstance(r, ApiRoute) and isinstance(r.body, type)]
     _, components = msgspec.json.schema_components(
         structs, ref_template="#/components/schemas/{name}"
     )
@@ -79,8 +94,9 @@ def document(routes: list[BaseRoute]) -> dict[str, Any]:
         if not isinstance(route, Route) or route.path == "/openapi.json":
             continue
         doc = inspect.getdoc(route.endpoint) or ""
+        body = route.body if isinstance(route, ApiRoute) else None
+        statuses = route.statuses if isinstance(route, ApiRoute) else {}
         for method in sorted((route.methods or set()) - {"HEAD"}):
-            key = (route.path, method)
             op: dict[str, Any] = {
                 "summary": doc.splitlines()[0] if doc else route.path,
                 "responses": {"200": {"description": "OK"}},
@@ -88,12 +104,11 @@ def document(routes: list[BaseRoute]) -> dict[str, Any]:
             if len(doc.splitlines()) > 1:
                 op["description"] = doc
             guarded = MUTATING_GUARD_STATUSES if is_mutating(method) else GUARD_STATUSES
-            for status, text in {**guarded, **STATUSES.get(key, {})}.items():
+            for status, text in {**guarded, **statuses}.items():
                 op["responses"][status] = {
                     "description": text,
                     "content": {"application/json": {"schema": ERROR_SCHEMA}},
                 }
-            body = BODIES.get(key)
             if body is not None:
                 schema = (
                     {"$ref": f"#/components/schemas/{body.__name__}"}

@@ -18,10 +18,10 @@ from starlette.routing import BaseRoute, Route
 from visionflow.errors import RemoteProtocolError, RpcError, RpcRemoteError
 from visionflow.mcp.client import McpClient
 from visionflow.mcp.endpoint import EndpointWatcher
-from visionflow.web import openapi
 from visionflow.web.context import ServiceContext, context_of
 from visionflow.web.errors import error_response
 from visionflow.web.guards import read_json_body, require_token
+from visionflow.web.openapi import ApiRoute
 
 Name = Annotated[str, Meta(min_length=1, max_length=128)]
 
@@ -173,26 +173,39 @@ async def submit_task(request: Request) -> Response:
     return await _mutate(request, SubmitTask, _task)
 
 
+#: What a mutating bots route may answer besides 200.
+MUTATION_STATUSES = {
+    "400": "invalid body (the message names the field)",
+    "401": "token required",
+    "413": "body too large",
+    "502": "the MCP server refused the call",
+    "503": "the MCP endpoint is down",
+}
+
+
 def routes() -> list[BaseRoute]:
-    openapi.BODIES.update(
-        {
-            ("/api/bots/initialize-swarm", "POST"): InitializeSwarm,
-            ("/api/bots/spawn-agent", "POST"): SpawnAgent,
-            ("/api/bots/task", "POST"): SubmitTask,
-        }
-    )
-    for path in ("/api/bots/initialize-swarm", "/api/bots/spawn-agent", "/api/bots/task"):
-        openapi.STATUSES[(path, "POST")] = {
-            "400": "invalid body (the message names the field)",
-            "401": "token required",
-            "413": "body too large",
-            "502": "the MCP server refused the call",
-            "503": "the MCP endpoint is down",
-        }
     return [
         Route("/api/bots/data", bots_data, methods=["GET"]),
         Route("/api/bots/status", bots_status, methods=["GET"]),
-        Route("/api/bots/initialize-swarm", initialize_swarm, methods=["POST"]),
-        Route("/api/bots/spawn-agent", spawn_agent, methods=["POST"]),
-        Route("/api/bots/task", submit_task, methods=["POST"]),
+        ApiRoute(
+            "/api/bots/initialize-swarm",
+            initialize_swarm,
+            methods=["POST"],
+            body=InitializeSwarm,
+            statuses=MUTATION_STATUSES,
+        ),
+        ApiRoute(
+            "/api/bots/spawn-agent",
+            spawn_agent,
+            methods=["POST"],
+            body=SpawnAgent,
+            statuses=MUTATION_STATUSES,
+        ),
+        ApiRoute(
+            "/api/bots/task",
+            submit_task,
+            methods=["POST"],
+            body=SubmitTask,
+            statuses=MUTATION_STATUSES,
+        ),
     ]

@@ -14,7 +14,7 @@ import numpy as np
 from loguru import logger
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from visionflow.errors import GraphError
 from visionflow.graph import document
@@ -22,10 +22,10 @@ from visionflow.graph.store import GraphStore
 from visionflow.protocol.snapshot import Snapshot
 from visionflow.protocol.wire import ID_MASK
 from visionflow.state import save_graph
-from visionflow.web import openapi
 from visionflow.web.context import context_of
 from visionflow.web.errors import error_response
 from visionflow.web.guards import read_body, require_token
+from visionflow.web.openapi import ApiRoute
 
 log = logger.bind(subsystem="graph")
 
@@ -212,15 +212,23 @@ async def graph_export(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    openapi.BODIES[("/api/graph/import", "POST")] = document.GraphDocument
-    openapi.STATUSES[("/api/graph/import", "POST")] = {
-        "400": "invalid document: nothing applied (path names the item)",
-        "401": "token required",
-        "413": "document over server.max_request_bytes",
-    }
-    openapi.STATUSES[("/api/graph/data", "GET")] = {"400": "bad offset or limit"}
     return [
-        Route("/api/graph/data", graph_data, methods=["GET"]),
-        Route("/api/graph/import", graph_import, methods=["POST"]),
-        Route("/api/graph/export", graph_export, methods=["GET"]),
+        ApiRoute(
+            "/api/graph/data",
+            graph_data,
+            methods=["GET"],
+            statuses={"400": "bad offset or limit"},
+        ),
+        ApiRoute(
+            "/api/graph/import",
+            graph_import,
+            methods=["POST"],
+            body=document.GraphDocument,
+            statuses={
+                "400": "invalid document: nothing applied (path names the item)",
+                "401": "token required",
+                "413": "document over server.max_request_bytes",
+            },
+        ),
+        ApiRoute("/api/graph/export", graph_export, methods=["GET"]),
     ]

@@ -7,10 +7,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from visionflow.errors import ConfigError
-from visionflow.web import openapi
 from visionflow.web.context import context_of
 from visionflow.web.errors import error_response
 from visionflow.web.guards import read_json_body, require_token
+from visionflow.web.openapi import ApiRoute
 
 
 async def get_settings(request: Request) -> Response:
@@ -41,19 +41,21 @@ async def patch_settings(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    openapi.BODIES[("/api/settings", "PATCH")] = {
-        "type": "object",
-        "description": "a partial settings document; only runtime keys may change",
-    }
-    openapi.BODIES[("/api/settings", "POST")] = openapi.BODIES[("/api/settings", "PATCH")]
-    for method in ("PATCH", "POST"):
-        openapi.STATUSES[("/api/settings", method)] = {
-            "400": "invalid settings (every issue listed, nothing applied)",
-            "401": "token required",
-            "413": "body too large",
-            "503": "the change could not be saved under state.dir (nothing applied)",
-        }
     return [
         Route("/api/settings", get_settings, methods=["GET"]),
-        Route("/api/settings", patch_settings, methods=["PATCH", "POST"]),
+        ApiRoute(
+            "/api/settings",
+            patch_settings,
+            methods=["PATCH", "POST"],
+            body={
+                "type": "object",
+                "description": "a partial settings document; only runtime keys may change",
+            },
+            statuses={
+                "400": "invalid settings (every issue listed, nothing applied)",
+                "401": "token required",
+                "413": "body too large",
+                "503": "the change could not be saved under state.dir (nothing applied)",
+            },
+        ),
     ]

@@ -16,12 +16,13 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 import sniffio
-from hypercorn.config import Config, Sockets
+from hypercorn.config import Sockets
 from hypercorn.utils import wrap_app
 from loguru import logger
 
 from visionflow.errors import StartupError
 from visionflow.settings import Settings
+from visionflow.web import hyperws
 
 log = logger.bind(subsystem="http")
 
@@ -131,8 +132,8 @@ class HttpServer:
         self.port: int | None = None
         self.url: str | None = None
 
-    def _config(self) -> Config:
-        config = Config()
+    def _config(self) -> hyperws.ServerConfig:
+        config = hyperws.ServerConfig()
         # hypercorn ends its own drain first (cancelling what is still in flight its own way);
         # if the service's outer deadline (the whole grace) struck first, it would cancel
         # hypercorn mid-drain, which spills asyncio tracebacks.
@@ -143,6 +144,8 @@ class HttpServer:
         )
         config.websocket_max_message_size = self._settings.websocket.max_inbound_bytes
         config.h2_max_inbound_frame_size = 1 << 16
+        # per server, read by hyperws.OversizeAwareStream (hypercorn has no setting for it)
+        config.websocket_compression = self._settings.websocket.compression
         return config
 
     async def run(
@@ -154,6 +157,9 @@ class HttpServer:
         host = server.host if ":" not in server.host else f"[{server.host}]"
         self.url = f"http://{host}:{self.port}"
         config = self._config()
+        # hypercorn's WebSocket stream class, swapped for ours: process-wide, so done here, where
+        # hypercorn is started, rather than by an app; idempotent (see web/hyperws.py)
+        hyperws.install()
         app = wrap_app(_PlainLifespan(self._app), config.wsgi_max_body_size, "asgi")
         sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
         log.info("listening on {}", self.url)

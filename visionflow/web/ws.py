@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Final
@@ -34,12 +34,10 @@ from typing import Final
 import anyio
 import anyio.abc
 import numpy as np
-from hypercorn.protocol import ws_stream
 from loguru import logger
 from starlette.datastructures import Headers, QueryParams
 from starlette.routing import WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
-from wsproto.connection import Connection
 
 from visionflow.errors import FrameDecodeError, GraphError, RemoteProtocolError
 from visionflow.protocol.frames import WireFormat, decode_client_records
@@ -71,7 +69,6 @@ from visionflow.protocol.wire import (
     ID_MASK,
 )
 from visionflow.settings import Settings
-from visionflow.web import hyperws
 from visionflow.web.auth import presented_token, token_ok
 from visionflow.web.hub import CloseRequest, Hub, HubContext, HubFullError, Viewer
 from visionflow.web.security import websocket_refusal
@@ -82,7 +79,6 @@ __all__ = [
     "ConnectParams",
     "InboundLimiter",
     "WebSocketEndpoint",
-    "configure_compression",
     "parse_connect",
     "websocket_route",
 ]
@@ -97,37 +93,6 @@ MAX_DRAG_RECORDS: Final = 4096
 _MAX_REASON: Final = 123
 #: Upper bound on how long an in-flight send may delay a requested close.
 _CLOSE_FLUSH_MAX_S: Final = 1.0
-
-
-# --------------------------------------------------------------------------- compression
-
-
-_compression_allowed = False
-
-
-class _Handshake(ws_stream.Handshake):
-    """hypercorn's handshake, minus the permessage-deflate offer while compression is off."""
-
-    def accept(
-        self, subprotocol: str | None, additional_headers: Iterable[tuple[bytes, bytes]]
-    ) -> tuple[int, list[tuple[bytes, bytes]], Connection]:
-        if not _compression_allowed:
-            self.extensions = None  # as if the client had offered no extension
-        return super().accept(subprotocol, additional_headers)
-
-
-def configure_compression(enabled: bool) -> None:
-    """Let hypercorn negotiate permessage-deflate only when ``websocket.compression`` is true.
-
-    Hypercorn has no setting for it: it accepts deflate whenever the client offers it (every
-    browser does), reading the offer from the raw request before the app sees the scope. So its
-    handshake class is swapped, once per process, for one that drops the offer while compression
-    is off. Position frames barely compress (docs/protocol.md section 4: ratio 1.12 for 66 ms
-    per 100k-node frame), so off is the default.
-    """
-    global _compression_allowed
-    _compression_allowed = enabled
-    ws_stream.Handshake = _Handshake  # type: ignore[misc]
 
 
 # --------------------------------------------------------------------------- sans-IO parts
@@ -241,8 +206,6 @@ class WebSocketEndpoint:
         self.ctx = ctx
         self.hub = hub
         self.graph_revision = graph_revision
-        configure_compression(ctx.live.current.websocket.compression)
-        hyperws.install()  # an oversize message closes 1009 at once (see that module)
 
     # ---------------------------------------------------------------- ASGI entry
 
