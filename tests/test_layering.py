@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("protocol", "mcp"),  # the wire codec (a client may use it alone); MCP servers
     ("graph", "mcpsim"),  # the store (agents.py takes mcp.claudeflow.Agent); the simulator
     ("physics",),  # lays the store out
-    ("state",),  # saved graph and layout: graph + physics.persist
+    ("state",),  # saved graph and layout (state/layout.py: the file and the LayoutSaver)
     ("changes",),  # graph changes from every source: store, state, engine wake, viewers
     ("web",),  # wires the subsystems together
     ("service",),

@@ -8,8 +8,10 @@ its next step). Keys that only take effect at start-up are refused with a messag
 
 from __future__ import annotations
 
+import errno
 import tomllib
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +30,13 @@ from visionflow.settings import (
     to_toml_table,
     validate,
 )
+from visionflow.threads import run_abandonable
 
 log = logger.bind(subsystem="settings")
 
 OVERRIDES_FILE = "settings-overrides.toml"
+#: How long a patch waits for the overrides file to be written before it gives up (503).
+WRITE_TIMEOUT_S = 10.0
 #: How errors name where a value came from (the overrides file is named by its path).
 PATCH_SOURCE = "patch"
 BASE_SOURCE = "start-up settings"
@@ -121,17 +126,26 @@ class LiveSettings:
         log.info("applied runtime overrides from {}", self._path)
 
     async def patch(self, patch: object) -> Settings:
-        """Validate, save and apply ``patch``; raise ConfigError (nothing applied) if refused."""
+        """Validate, save and apply ``patch``; raise ConfigError (nothing applied) if refused,
+        OSError if it cannot be saved (TimeoutError after ``WRITE_TIMEOUT_S``; not applied)."""
         if not isinstance(patch, Mapping):
             raise ConfigError([ConfigIssue("(body)", MISSING, "must be a JSON object")], "patch")
         async with self._lock:  # one patch at a time: each merges over the one before
             overrides, settings, sources = self._prepare(patch, PATCH_SOURCE)
             # Saved and applied together or not at all: a cancelled request must not leave
-            # a saved patch that applies only at the next start.
+            # a saved patch that applies only at the next start. Shielded, but bounded: a
+            # hung disk must not hold the request (or a shutdown) for ever.
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self._write, overrides)
-                self._commit(overrides, settings, sources)
-            return settings
+                with anyio.move_on_after(WRITE_TIMEOUT_S):
+                    await run_abandonable(partial(self._write, overrides), name="settings write")
+                    return self._commit(overrides, settings, sources)
+            log.warning(
+                "saving {} took more than {:g} s; the patch is not applied (the write, left "
+                "behind, may still land and then applies at the next start)",
+                self._path,
+                WRITE_TIMEOUT_S,
+            )
+            raise TimeoutError(errno.ETIMEDOUT, f"no answer within {WRITE_TIMEOUT_S:g} s")
 
     def _apply(
         self, patch: Mapping[str, Any], *, persist: bool, source: str = PATCH_SOURCE

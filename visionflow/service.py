@@ -24,8 +24,8 @@ from visionflow.mcp.claudeflow import Agent
 from visionflow.mcp.endpoint import EndpointWatcher
 from visionflow.metrics import Metrics
 from visionflow.physics.engine import PhysicsEngine
-from visionflow.physics.persist import LayoutSaver
 from visionflow.settings import Settings
+from visionflow.state import LayoutSaver
 from visionflow.supervisor import HealthRegistry, RestartPolicy, Supervisor
 from visionflow.web import routes_bots, routes_graph
 from visionflow.web.app import create_app

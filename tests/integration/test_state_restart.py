@@ -10,7 +10,7 @@ import pytest
 from servicekit import eventually, running
 
 from visionflow.graph.store import NodeKey, NodeKind
-from visionflow.physics.persist import layout_path, load_layout
+from visionflow.state.layout import layout_path, load_layout
 
 pytestmark = pytest.mark.anyio
 

@@ -13,7 +13,7 @@ from simkit import free_port, listening
 
 from visionflow.graph.store import NodeKey, NodeKind
 from visionflow.mcpsim.server import Simulator
-from visionflow.physics.persist import layout_path, load_layout
+from visionflow.state.layout import layout_path, load_layout
 
 pytestmark = pytest.mark.anyio
 

@@ -1,6 +1,7 @@
 """What survives a restart: the imported knowledge graph and the layout, under ``state.dir``.
 
-The graph is saved (atomically) after every import, the layout by the physics LayoutSaver.
+The graph is saved (atomically) after every import, the layout by the :class:`LayoutSaver`
+(``state/layout.py``, which also holds the layout file format).
 At start (``restore``) the layout file is read first: the node ids, id counter and revision it
 keeps go to the store, so the graph loaded next and agents that come back later get their old
 ids. Then the saved positions are applied to the nodes that exist; positions of nodes that are
@@ -10,7 +11,7 @@ appear. A corrupt or unreadable file is reported and ignored, never fatal.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import msgspec
@@ -20,7 +21,9 @@ from visionflow import jsonsafe
 from visionflow.errors import GraphError
 from visionflow.fileio import write_atomic
 from visionflow.graph.store import GraphStore, NodeKey, NodeKind
-from visionflow.physics.persist import layout_path, load_layout
+from visionflow.state.layout import LayoutSaver, layout_path, load_layout
+
+__all__ = ["LayoutSaver", "PendingLayout", "load_graph", "restore", "save_graph"]
 
 log = logger.bind(subsystem="state")
 
@@ -66,11 +69,9 @@ class PendingLayout:
     and agents a server did not list once it answered.
     """
 
-    def __init__(self, state_dir: str) -> None:
-        report = load_layout(layout_path(state_dir))
-        self.error = report.error
-        self.report = report  # ids, id counter and revision, for GraphStore.restore_ids
-        self._pending: dict[NodeKey, tuple[float, float, float]] = dict(report.positions)
+    def __init__(self, positions: Mapping[NodeKey, tuple[float, float, float]] | None = None):
+        # Empty until the start-up restore builds the real one (restore()).
+        self._pending: dict[NodeKey, tuple[float, float, float]] = dict(positions or {})
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -118,11 +119,11 @@ def restore(store: GraphStore, state_dir: str, endpoints: Iterable[str] = ()) ->
 
     ``endpoints`` are the configured MCP endpoints, whose agents may still come back.
     """
-    pending = PendingLayout(state_dir)
-    if pending.error is not None:
-        log.warning("layout not restored: {}", pending.error)
-    elif not pending.report.missing:
-        report = pending.report
+    report = load_layout(layout_path(state_dir))
+    pending = PendingLayout(report.positions)
+    if report.error is not None:
+        log.warning("layout not restored: {}", report.error)
+    elif not report.missing:
         store.restore_ids(report.ids, report.next_id, report.revision)
     error = load_graph(store, state_dir)
     if error is not None:

@@ -1,4 +1,4 @@
-"""Layout persistence: atomic save, restore by stable key, corrupt files ignored."""
+"""The layout file: atomic save, restore by stable key, corrupt files ignored."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from visionflow.graph.store import GraphStore, NodeKey, NodeKind
-from visionflow.physics import persist
 from visionflow.state import PendingLayout, restore, save_graph
+from visionflow.state import layout as persist
 
 
 def _store() -> GraphStore:
@@ -32,8 +32,10 @@ def test_round_trip_by_stable_key(tmp_path: Path) -> None:
     t.upsert_node(NodeKind.KNOWLEDGE, "zzz")
     t.import_document({"nodes": [{"id": "c"}, {"id": "a"}]})
     t.upsert_node(NodeKind.AGENT, "a")
-    report = persist.restore_layout(t, path)
-    assert (report.restored, report.skipped, report.error) == (3, 1, None)
+    report = persist.load_layout(path)
+    assert report.error is None and len(report.positions) == 4
+    pending = PendingLayout(report.positions)
+    assert pending.apply(t) == 3 and len(pending) == 1  # "b" is not back (yet)
     dt = t.sync()
     got = {t.node(int(r)).key: dt.pos[i].tolist() for i, r in enumerate(dt.ids)}  # type: ignore[union-attr]
     want = {s.node(int(r)).key: d.pos[i].tolist() for i, r in enumerate(d.ids)}  # type: ignore[union-attr]
@@ -58,16 +60,17 @@ def test_round_trip_by_stable_key(tmp_path: Path) -> None:
 def test_corrupt_or_truncated_file_is_reported_and_ignored(tmp_path: Path, content: bytes) -> None:
     path = persist.layout_path(tmp_path)
     path.write_bytes(content)
+    assert persist.load_layout(path).error is not None
     s = _store()
     before = s.version
-    report = persist.restore_layout(s, path)
-    assert report.error is not None and report.restored == 0
+    assert len(restore(s, str(tmp_path))) == 0
     assert s.version == before
 
 
 def test_missing_file_is_not_an_error(tmp_path: Path) -> None:
-    report = persist.restore_layout(_store(), tmp_path / "nope" / "layout.json")
-    assert report.error is None and report.restored == 0
+    report = persist.load_layout(persist.layout_path(tmp_path / "nope"))
+    assert report.error is None and report.missing and not report.positions
+    assert len(restore(_store(), str(tmp_path / "nope"))) == 0
 
 
 def test_carried_positions_are_written_back_unless_the_node_is_present(tmp_path: Path) -> None:
@@ -89,7 +92,7 @@ def _pending(tmp_path: Path, keys: list[NodeKey]) -> PendingLayout:
         for i, k in enumerate(keys)
     ]
     persist.layout_path(tmp_path).write_bytes(msgspec.json.encode({"version": 1, "nodes": entries}))
-    return PendingLayout(str(tmp_path))
+    return PendingLayout(persist.load_layout(persist.layout_path(tmp_path)).positions)
 
 
 def test_pending_layout_keeps_only_what_can_still_appear(tmp_path: Path) -> None:
@@ -194,8 +197,9 @@ def test_version_1_file_still_loads_and_nodes_get_new_ids(tmp_path: Path) -> Non
     a, b = NodeKey(NodeKind.KNOWLEDGE, "a"), NodeKey(NodeKind.KNOWLEDGE, "b")
     _pending(tmp_path, [b, a])  # a version 1 file (positions only), as written before ids
     s = GraphStore()
-    pending = restore(s, str(tmp_path))
-    assert pending.error is None and pending.report.ids == {}
+    report = persist.load_layout(persist.layout_path(tmp_path))
+    assert report.error is None and report.ids == {}
+    restore(s, str(tmp_path))
     assert {n.key: n.id for n in s.nodes()} == {a: 1, b: 2}  # assigned as before
     d = s.sync()
     assert d.pos[d.index_of([1, 2])].tolist() == [[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]

@@ -1,4 +1,6 @@
-"""Layout persistence: save positions atomically, restore them for nodes that still exist.
+"""The layout file: save positions atomically, read them back; the LayoutSaver child.
+
+Restoring them is :func:`visionflow.state.restore` (through ``PendingLayout``), the one path.
 
 Positions are keyed by each node's stable key (kind + external id).  The file is JSON (msgspec):
 
@@ -15,7 +17,9 @@ Saving writes a temporary file in the same directory, fsyncs it, renames it over
 and fsyncs the directory, so a crash leaves either the old or the new file.  A corrupt,
 truncated or foreign file is reported (a LoadReport with ``error`` set, and a log line) and
 ignored: never fatal.  The LayoutSaver reports failing saves once, retries them with a capped
-exponential backoff and shows the ``layout`` subsystem degraded until a save works again.
+exponential backoff and shows the ``layout`` subsystem degraded until a save works again.  Its
+last save, at shutdown, gets at most ``FINAL_SAVE_TIMEOUT_S``: a hung disk does not hold the
+process back (the write is abandoned, and the file stays the old one or the new one).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,6 +50,7 @@ from visionflow.graph.store import (
     check_position,
 )
 from visionflow.protocol.wire import ID_MASK
+from visionflow.threads import run_abandonable
 
 if TYPE_CHECKING:
     from visionflow.physics.engine import PhysicsEngine
@@ -57,6 +63,8 @@ FORMAT_VERSION = 2  # 2: node ids, id counter and revision; 1: positions only
 READABLE_VERSIONS = (1, 2)
 # Retries after a failed save wait save_interval, then twice that, ... up to this (seconds).
 RETRY_MAX = 300.0
+# The save at shutdown runs shielded from the cancellation that stops the saver; this bounds it.
+FINAL_SAVE_TIMEOUT_S = 5.0
 
 
 class _Entry(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -86,13 +94,6 @@ class LoadReport:
     ids: dict[NodeKey, int] = field(default_factory=dict)  # empty for a version 1 file
     next_id: int = 1
     revision: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class RestoreReport:
-    restored: int
-    skipped: int  # saved nodes that no longer exist
-    error: str | None = None
 
 
 def layout_path(state_dir: str | os.PathLike[str]) -> Path:
@@ -205,17 +206,6 @@ def load_layout(path: Path) -> LoadReport:
         return LoadReport({}, error=f"{path}: {exc}")
 
 
-def restore_layout(store: GraphStore, path: Path) -> RestoreReport:
-    """Queue saved positions for nodes of ``store`` that still exist (applied on next sync)."""
-    report = load_layout(path)
-    if report.error is not None:
-        return RestoreReport(0, 0, report.error)
-    by_key = {key: raw for raw, key in store.keys().items()}
-    wanted = {by_key[k]: p for k, p in report.positions.items() if k in by_key}
-    restored = store.set_positions(wanted) if wanted else 0
-    return RestoreReport(restored, len(report.positions) - len(wanted))
-
-
 class LayoutSaver:
     """Supervised child: saves the engine's latest snapshot every ``interval`` seconds and once
     more when cancelled (shutdown).  File work runs in a worker thread.
@@ -253,7 +243,9 @@ class LayoutSaver:
         cap = max(self.interval, RETRY_MAX)
         return min(cap, self.interval * 2.0 ** min(self.failures - 1, 32))
 
-    async def save_now(self) -> bool:
+    async def save_now(self, *, abandonable: bool = False) -> bool:
+        """Save the latest snapshot unless it was saved already. ``abandonable``: a cancel does
+        not wait for the write (the final save's time bound needs that)."""
         snap = self.engine.latest
         if snap is None or snap.sequence == self.saved_tick:
             return False
@@ -261,15 +253,11 @@ class LayoutSaver:
         id_state = self.store.id_state()
         carried = self.carried() if self.carried is not None else None
         try:
-            await anyio.to_thread.run_sync(
-                save_layout,
-                self.path,
-                keys,
-                snap.nodes.ids,
-                snap.nodes.positions,
-                carried,
-                id_state,
-            )
+            args = (self.path, keys, snap.nodes.ids, snap.nodes.positions, carried, id_state)
+            if abandonable:
+                await run_abandonable(partial(save_layout, *args), name="layout save")
+            else:
+                await anyio.to_thread.run_sync(save_layout, *args)
         except OSError as exc:
             self._failed(exc)
             return False
@@ -323,4 +311,12 @@ class LayoutSaver:
                 await self.save_now()
         finally:
             with anyio.CancelScope(shield=True):
-                await self.save_now()
+                with anyio.move_on_after(FINAL_SAVE_TIMEOUT_S) as bounded:
+                    await self.save_now(abandonable=True)
+                if bounded.cancelled_caught:
+                    log.warning(
+                        "the last layout save to {} did not finish within {:g} s; left behind "
+                        "(the file holds the previous save)",
+                        self.path,
+                        FINAL_SAVE_TIMEOUT_S,
+                    )

@@ -3,6 +3,7 @@ capped exponential backoff, shown in health, and its recovery logged once."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,10 @@ import trio.testing
 from loguru import logger
 
 from visionflow.graph.store import GraphStore, NodeKind
-from visionflow.physics import persist
 from visionflow.physics.engine import PhysicsEngine
 from visionflow.protocol.snapshot import Snapshot
 from visionflow.settings import PhysicsSettings
+from visionflow.state import layout as persist
 from visionflow.supervisor import HealthRegistry
 
 pytestmark = pytest.mark.anyio
@@ -57,12 +58,12 @@ class Attempts:
         self._changed = anyio.Event()
         saver.save_now = self.save_now  # type: ignore[method-assign]
 
-    async def save_now(self) -> bool:
+    async def save_now(self, *, abandonable: bool = False) -> bool:
         self.times.append(anyio.current_time())
         hook = self.on_attempt.get(len(self.times))
         if hook is not None:
             hook()
-        ok = await self._original()
+        ok = await self._original(abandonable=abandonable)
         self.results.append(ok)
         self._changed.set()
         return ok
@@ -144,3 +145,33 @@ async def test_a_different_error_is_reported_again(
     warnings = [m for level, m in log_lines if level == "WARNING"]
     assert len(warnings) == 2 and "Not a directory" in warnings[0]
     assert "Is a directory" in warnings[1]
+
+
+async def test_the_save_at_shutdown_is_cut_short_after_its_time_bound(
+    tmp_path: Path, log_lines: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A hung disk: the shielded last save must not hold the shutdown back for ever.
+    release = threading.Event()
+
+    def hung(*args: object) -> int:
+        release.wait(30)  # real seconds, a backstop; the mock clock jumps while it waits
+        return 0
+
+    monkeypatch.setattr(persist, "save_layout", hung)
+    store = GraphStore()
+    store.import_document({"nodes": [{"id": "a"}]})
+    engine = PhysicsEngine(store, PhysicsSettings(backend="cpu"))
+    _publish(engine, store, tick=1)
+    saver = persist.LayoutSaver(engine, store, str(tmp_path), 1000.0)
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(saver.run)
+            stopped_at = anyio.current_time()
+            tg.cancel_scope.cancel()  # shutdown: the saver saves once more, shielded
+        waited = anyio.current_time() - stopped_at
+    finally:
+        release.set()
+    assert waited == pytest.approx(persist.FINAL_SAVE_TIMEOUT_S)
+    assert saver.saved_tick == -1  # not saved
+    warnings = [m for level, m in log_lines if level == "WARNING"]
+    assert len(warnings) == 1 and "did not finish within 5 s" in warnings[0]
