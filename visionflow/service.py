@@ -16,11 +16,11 @@ import anyio
 import anyio.abc
 from loguru import logger
 
-from visionflow import __version__, logs, state
+from visionflow import __version__, logs
+from visionflow.changes import GraphChanges
 from visionflow.graph.agents import AgentGraph
 from visionflow.graph.store import GraphStore
 from visionflow.live_settings import LiveSettings
-from visionflow.mcp.claudeflow import Agent
 from visionflow.mcp.endpoint import EndpointWatcher
 from visionflow.metrics import Metrics
 from visionflow.physics.engine import PhysicsEngine
@@ -29,7 +29,7 @@ from visionflow.state import LayoutSaver
 from visionflow.supervisor import HealthRegistry, RestartPolicy, Supervisor
 from visionflow.web import routes_bots, routes_graph
 from visionflow.web.app import create_app
-from visionflow.web.context import ServiceContext
+from visionflow.web.context import Foundations, ServiceContext
 from visionflow.web.hub import Hub
 from visionflow.web.pins import EnginePins
 from visionflow.web.server import HttpServer
@@ -56,6 +56,8 @@ class Service:
     settings: Settings
     ctx: ServiceContext = field(init=False)
     engine: PhysicsEngine = field(init=False)
+    hub: Hub = field(init=False)
+    changes: GraphChanges = field(init=False)
     http: HttpServer = field(init=False)
     stop_requested: anyio.Event = field(default_factory=anyio.Event)
     on_ready: Callable[[Service], None] | None = None
@@ -63,43 +65,37 @@ class Service:
     def __post_init__(self) -> None:
         physics = self.settings.physics
         store = GraphStore(max_nodes=physics.max_nodes, max_edges=physics.max_edges)
-        self.ctx = ServiceContext(
+        base = Foundations(
             live=LiveSettings.from_settings(self.settings),
             registry=HealthRegistry(__version__),
             metrics=Metrics(),
-            store=store,
-            agents=AgentGraph(store),
         )
         self.engine = PhysicsEngine(
             store,
             physics,
-            metrics=self.ctx.metrics,
+            metrics=base.metrics,
             # Essential: with the layout stopped for good the service is not ready (viewers get
             # a still picture of the last positions, not a live layout).
-            health=self.ctx.registry.register("physics", essential=True),
+            health=base.registry.register("physics", essential=True),
         )
-        self.ctx.engine = self.engine
+        # The hub's `stopping` is set with the supervisor's, in run().
+        self.hub = Hub(base, self.engine, pins=EnginePins(self.engine))
+        agents = AgentGraph(store)
+        self.changes = GraphChanges(store, agents, self.engine, self.hub)
+        self.ctx = ServiceContext(
+            live=base.live,
+            registry=base.registry,
+            metrics=base.metrics,
+            store=store,
+            agents=agents,
+            engine=self.engine,
+            changes=self.changes,
+        )
         self.ctx.live.subscribe(lambda s: self.engine.set_settings(s.physics))
         self.ctx.live.subscribe(lambda s: logs.set_level(s.log.level))
-        self._pending_layout: state.PendingLayout | None = None
 
     def request_stop(self) -> None:
         self.stop_requested.set()
-
-    def _on_agents(self, endpoint: str, agents: list[Agent], live: bool) -> None:
-        self.ctx.on_agents(endpoint, agents, live)
-        if self._pending_layout is not None:
-            self._pending_layout.apply(self.ctx.store)
-            if live:
-                self._pending_layout.endpoint_answered(endpoint)
-
-    def _restore(self) -> None:
-        """Blocking (a worker thread): saved ids, the saved graph, then the saved layout."""
-        self._pending_layout = state.restore(
-            self.ctx.store,
-            self.settings.state.dir,
-            [e.name for e in self.settings.mcp.endpoints],
-        )
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -108,19 +104,19 @@ class Service:
         grace = settings.server.shutdown_grace
         ctx = self.ctx
         await anyio.to_thread.run_sync(ctx.live.load_overrides)
-        await anyio.to_thread.run_sync(self._restore)
+        endpoints = [e.name for e in settings.mcp.endpoints]
+        await anyio.to_thread.run_sync(self.changes.restore, settings.state.dir, endpoints)
         async with anyio.create_task_group() as tg:
             supervisor = Supervisor(
                 tg, ctx.registry, restart_policy(settings), on_restart=ctx.metrics.on_restart
             )
-            hub = Hub(ctx, self.engine, pins=EnginePins(self.engine), stopping=supervisor.stopping)
-            ctx.hub = hub
+            hub = self.hub
             saver = LayoutSaver(
                 self.engine,
                 ctx.store,
                 settings.state.dir,
                 settings.state.save_interval,
-                carried=None if self._pending_layout is None else self._pending_layout.carried,
+                carried=self.changes.carried,
                 health=ctx.registry.register("layout"),
             )
             await supervisor.start("physics", self.engine.run)
@@ -133,7 +129,7 @@ class Service:
                     settings.mcp,
                     ctx.registry.register(name),
                     ctx.metrics,
-                    self._on_agents,
+                    self.changes.agents_reported,
                     cwd=endpoint.cwd or None,
                 )
                 ctx.watchers[endpoint.name] = watcher
@@ -156,6 +152,7 @@ class Service:
             await self.stop_requested.wait()
             log.info("shutting down (grace {:g}s)", grace)
             supervisor.begin_shutdown()
+            hub.stopping.set()
             # The listener drains requests and viewers (closed with 1001); the other children
             # hold nothing to drain and are cancelled (the layout saver still saves on the way).
             with anyio.move_on_after(grace):

@@ -143,7 +143,7 @@ async def graph_data(request: Request) -> Response:
     limit = _int_param(request, "limit", DEFAULT_PAGE, MAX_PAGE)
     if isinstance(limit, Response):
         return limit
-    snapshot = ctx.engine.latest if ctx.engine is not None else None
+    snapshot = ctx.engine.latest
 
     def page() -> bytes:  # sorting 100k ids and building the page: off the event loop
         return msgspec.json.encode(_page(ctx.store, PositionIndex(snapshot), offset, limit))
@@ -179,11 +179,7 @@ async def graph_import(request: Request) -> Response:
         result = await anyio.to_thread.run_sync(_import, ctx.store, body, mode)
     except GraphError as exc:
         return error_response(400, exc.code, exc.message, exc.path or None)
-    if ctx.engine is not None:
-        if mode == "replace":
-            ctx.engine.restart_warmup()
-        ctx.engine.wake()
-    ctx.announce_graph_changed()
+    ctx.changes.knowledge_changed(replaced=mode == "replace")
     try:
         await anyio.to_thread.run_sync(save_graph, ctx.store, ctx.live.current.state.dir)
         result["saved"] = True
@@ -197,7 +193,7 @@ async def graph_import(request: Request) -> Response:
 async def graph_export(request: Request) -> Response:
     """The knowledge graph as an import document, each node with its current position."""
     ctx = context_of(request)
-    snapshot = ctx.engine.latest if ctx.engine is not None else None
+    snapshot = ctx.engine.latest
 
     def export() -> bytes:
         positions = PositionIndex(snapshot).as_mapping()
