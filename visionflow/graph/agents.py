@@ -90,9 +90,6 @@ class AgentGraph:
         self._hubs: dict[str, dict[tuple[str, str], int]] = {}
         self._edges: dict[str, set[tuple[int, int]]] = {}  # endpoint -> edges we made
 
-    def endpoints(self) -> list[str]:
-        return list(self._agents)
-
     def update(self, endpoint: str, agents: list[Agent], live: bool) -> bool:
         """Apply one poll (``live``) or mark the endpoint unreachable (``live=False``, agents
         ignored). Returns whether anything a viewer sees changed.

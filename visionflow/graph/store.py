@@ -234,10 +234,6 @@ class GraphStore:
         with self.lock:
             return [Edge(s, t, w) for (s, t), w in self._edges.items()]
 
-    def neighbours(self, node_id: int) -> set[int]:
-        with self.lock:
-            return set(self._adj.get(node_id & ID_MASK, ()))
-
     # ------------------------------------------------------------------ edits
 
     def _bump(self, topology: bool = True) -> None:

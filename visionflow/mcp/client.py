@@ -108,7 +108,7 @@ class McpClient:
         return self._closed.is_set()
 
     async def wait_closed(self) -> RpcError:
-        """Wait until the link is gone; returns why (a supervisor awaits this)."""
+        """Wait until the link is gone; returns why."""
         await self._closed.wait()
         assert self.close_reason is not None
         return self.close_reason

@@ -68,10 +68,6 @@ class ViewerStream:
         """Token of this connection's baseline (connections with equal tokens share deltas)."""
         return self._baseline
 
-    @property
-    def needs_keyframe(self) -> bool:
-        return self._needs_keyframe or self._baseline is None
-
     def next_frame(self, cache: FrameCache) -> Encoded | None:
         """The frame to send for ``cache``'s tick, or None to send nothing.
 
