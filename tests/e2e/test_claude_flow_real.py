@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 import pytest
-from integration.servicekit import eventually, running
+from support.servicekit import eventually, running
 
 from visionflow import settings as s
 from visionflow.mcp.claudeflow import PLACEHOLDER_AGENT_IDS, Agent, is_placeholder, parse_agent_list

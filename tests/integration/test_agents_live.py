@@ -9,8 +9,8 @@ from typing import Any
 
 import anyio
 import pytest
-from integration.web.wsharness import Client
-from servicekit import eventually, running
+from support.servicekit import eventually, running
+from support.wsharness import Client
 
 from visionflow.mcpsim.server import serve_simulator
 from visionflow.protocol.frames import AGENT_FLAG

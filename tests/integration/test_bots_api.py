@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from servicekit import JSON, eventually, running
+from support.servicekit import JSON, eventually, running
 
 from visionflow.mcpsim.server import serve_simulator
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from servicekit import JSON, eventually, running
+from support.servicekit import JSON, eventually, running
 
 pytestmark = pytest.mark.anyio
 

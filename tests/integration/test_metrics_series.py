@@ -8,7 +8,7 @@ import socket
 import pytest
 import stamina.instrumentation
 from loguru import logger
-from servicekit import eventually, running
+from support.servicekit import eventually, running
 
 from visionflow import logs
 

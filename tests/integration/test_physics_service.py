@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import numpy as np
 import pytest
-from servicekit import eventually, running
+from support.servicekit import eventually, running
 from websockets.sync.client import connect
 
 from visionflow.physics import engine as engine_module

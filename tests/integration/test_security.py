@@ -18,7 +18,7 @@ import anyio
 import anyio.abc
 import httpx
 import pytest
-from servicekit import JSON, eventually, running
+from support.servicekit import JSON, eventually, running
 
 from visionflow.mcpsim.server import Simulator
 

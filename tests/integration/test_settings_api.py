@@ -12,7 +12,7 @@ import anyio
 import httpx
 import pytest
 from loguru import logger
-from servicekit import JSON
+from support.servicekit import JSON
 
 from visionflow import logs
 from visionflow import settings as s

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from servicekit import eventually, running
+from support.servicekit import eventually, running
 
 from visionflow.graph.store import NodeKey, NodeKind
 from visionflow.state.layout import layout_path, load_layout

@@ -9,7 +9,7 @@ import sys
 import anyio
 import anyio.abc
 import pytest
-from simkit import free_port, listening
+from support.simkit import free_port, listening
 
 from visionflow import settings as s
 from visionflow.errors import GraphError

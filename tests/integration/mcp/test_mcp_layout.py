@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
-from integration.servicekit import eventually, running
-from simkit import free_port, listening
+from support.servicekit import eventually, running
+from support.simkit import free_port, listening
 
 from visionflow.graph.store import NodeKey, NodeKind
 from visionflow.mcpsim.server import Simulator

@@ -22,8 +22,8 @@ import anyio
 import anyio.abc
 import httpx
 import pytest
-from integration.servicekit import eventually, running
-from simkit import free_port, listening
+from support.servicekit import eventually, running
+from support.simkit import free_port, listening
 
 from visionflow.mcp.endpoint import EndpointWatcher
 from visionflow.mcpsim.server import Simulator

@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
-from simkit import free_port, listening
+from support.simkit import free_port, listening
 
 from visionflow import settings as s
 from visionflow.mcp.endpoint import TOOLS_CHANGED, EndpointWatcher

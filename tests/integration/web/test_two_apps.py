@@ -6,7 +6,7 @@ from typing import Any
 
 import anyio
 import pytest
-from wsharness import Client, running
+from support.wsharness import Client, running
 
 from visionflow import settings as s
 from visionflow.service import Service

@@ -9,8 +9,7 @@ import anyio
 import httpx
 import numpy as np
 import pytest
-from websockets.exceptions import ConnectionClosed
-from wsharness import (
+from support.wsharness import (
     Client,
     client_frame,
     graph,
@@ -20,6 +19,7 @@ from wsharness import (
     snapshot,
     stalled_viewer,
 )
+from websockets.exceptions import ConnectionClosed
 
 from visionflow.protocol.frames import (
     AGENT_FLAG,

@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
-from wsharness import Client, running
+from support.wsharness import Client, running
 
 pytestmark = pytest.mark.anyio
 

@@ -6,7 +6,7 @@ import itertools
 
 import anyio
 import pytest
-from hubfakes import FakePins, FakeSource, context, ids_of, snap
+from support.hubfakes import FakePins, FakeSource, context, ids_of, snap
 
 from visionflow.protocol.frames import FrameKind, WireFormat, decode_frame
 from visionflow.protocol.messages import GraphChanged

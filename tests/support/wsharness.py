@@ -11,11 +11,11 @@ from typing import Any
 
 import anyio
 import numpy as np
-from unit.web.hubfakes import FakeSource
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Close
 from websockets.sync.client import ClientConnection, connect
 
+from support.hubfakes import FakeSource
 from visionflow import settings as s
 from visionflow.errors import GraphError
 from visionflow.protocol.frames import (
