@@ -8,23 +8,17 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
-import trio.testing
 from loguru import logger
+from support.clock import anyio_backend  # noqa: F401  (every test here runs on trio's MockClock)
 
 from visionflow import live_settings
 from visionflow import settings as s
 from visionflow.live_settings import LiveSettings
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> tuple[str, dict[str, Any]]:
-    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
 
 
 async def test_a_write_that_hangs_is_given_up_and_nothing_is_applied(

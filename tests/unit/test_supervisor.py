@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import random
-from typing import Any
 
 import anyio
 import anyio.abc
 import pytest
-import trio.testing
+from support.clock import anyio_backend  # noqa: F401  (every test here runs on trio's MockClock)
 
 from visionflow.errors import StartupError
 from visionflow.supervisor import HealthRegistry, RestartPolicy, Supervisor, find_in_group
-
-
-@pytest.fixture
-def anyio_backend() -> tuple[str, dict[str, Any]]:
-    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
-
 
 POLICY = RestartPolicy(initial=1.0, maximum=8.0, jitter=0.0, budget=3, window=60.0)
 

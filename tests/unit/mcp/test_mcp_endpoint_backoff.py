@@ -9,18 +9,13 @@ from typing import Any
 
 import anyio
 import pytest
-import trio.testing
+from support.clock import anyio_backend  # noqa: F401  (every test here runs on trio's MockClock)
 
 from visionflow import settings as s
 from visionflow.errors import RpcTransportError
 from visionflow.mcp.endpoint import EndpointWatcher
 from visionflow.metrics import Metrics
 from visionflow.supervisor import HealthRegistry
-
-
-@pytest.fixture
-def anyio_backend() -> tuple[str, dict[str, Any]]:
-    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
 
 
 def make_watcher(**mcp: Any) -> tuple[EndpointWatcher, HealthRegistry, list[float]]:

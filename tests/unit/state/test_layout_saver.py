@@ -11,8 +11,8 @@ from typing import Any
 import anyio
 import numpy as np
 import pytest
-import trio.testing
 from loguru import logger
+from support.clock import anyio_backend  # noqa: F401  (every test here runs on trio's MockClock)
 
 from visionflow.graph.store import GraphStore, NodeKind
 from visionflow.physics.engine import PhysicsEngine
@@ -22,11 +22,6 @@ from visionflow.state import layout as persist
 from visionflow.supervisor import HealthRegistry
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> tuple[str, dict[str, Any]]:
-    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
 
 
 @pytest.fixture

@@ -10,19 +10,14 @@ from typing import Any
 import anyio
 import numpy as np
 import pytest
-import trio.testing
-from hubfakes import FakeASGI, FakePins, FakeSource, context, ids_of, snap
+from support.clock import anyio_backend  # noqa: F401  (every test here runs on trio's MockClock)
+from support.hubfakes import FakeASGI, FakePins, FakeSource, context, ids_of, snap
 
 from visionflow.protocol.messages import GraphChanged
 from visionflow.web.hub import Hub
 from visionflow.web.ws import HEARTBEAT, WebSocketEndpoint
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> tuple[str, dict[str, Any]]:
-    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
 
 
 @asynccontextmanager
