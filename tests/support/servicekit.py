@@ -28,7 +28,7 @@ async def running(raw: dict[str, Any]) -> AsyncIterator[tuple[Service, httpx.Asy
         svc.request_stop()
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
+async def eventually(check: Callable[[], Any], timeout: float = 60.0) -> Any:
     """Poll an async or sync check until it returns something truthy."""
     with anyio.fail_after(timeout):
         while True:

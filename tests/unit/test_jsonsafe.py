@@ -33,3 +33,32 @@ def test_validation_errors_pass_through() -> None:
     with pytest.raises(msgspec.ValidationError):
         jsonsafe.decode(b'{"a": "x"}', decoder)
     assert jsonsafe.decode(b'{"a": 1}', decoder) == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [
+        (b"", 0),
+        (b"1", 0),
+        (b"[]", 1),
+        (b'{"a": [1, {"b": []}]}', 4),
+        (b'["[[[[", "]]]]]]]]", [["{"]]]', 3),  # brackets inside strings do not count
+        (b'["\\"[[[", [1]]', 2),  # nor after an escaped quote
+        (b'["\\\\", [[1]]]', 3),  # an escaped backslash ends before the closing quote
+    ],
+)
+def test_nesting_depth_ignores_strings(text: bytes, depth: int) -> None:
+    assert jsonsafe.nesting_depth(text) == depth
+
+
+def test_depth_limit_is_the_same_on_every_python() -> None:
+    at_limit = b"[" * jsonsafe.MAX_DEPTH + b"]" * jsonsafe.MAX_DEPTH
+    assert jsonsafe.decode(at_limit) is not None
+    assert jsonsafe.decode(at_limit.decode()) is not None
+    over = b"[" * (jsonsafe.MAX_DEPTH + 1) + b"]" * (jsonsafe.MAX_DEPTH + 1)
+    for data in (over, over.decode()):
+        with pytest.raises(msgspec.DecodeError, match="nested too deeply"):
+            jsonsafe.decode(data)
+    # Many brackets, shallow: a wide document is fine.
+    wide = b"[" + b",".join([b"[1]"] * 5000) + b"]"
+    assert len(jsonsafe.decode(wide)) == 5000

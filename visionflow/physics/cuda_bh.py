@@ -642,7 +642,7 @@ class BarnesHut:
 def morton_codes_host(pos: F64) -> npt.NDArray[np.uint32]:
     """The codes ``BarnesHut.morton`` computes, in numpy (for tests)."""
     x0 = pos.min(axis=0)
-    ext = float((pos.max(axis=0) - x0).max())
+    ext = float(np.max(pos.max(axis=0) - x0))  # np.max: numpy 2.5 stubs reject .max() here
     ext = (ext if ext > 1e-9 else 1e-9) * (1.0 + 1e-9)
     top = (1 << MORTON_BITS) - 1
     t = (pos - x0) * (top / ext)

@@ -253,7 +253,7 @@ class PhysicsEngine:
             "count": float(a.size),
             "p50_ms": float(np.percentile(a, 50)),
             "p99_ms": float(np.percentile(a, 99)),
-            "max_ms": float(a.max()),
+            "max_ms": float(np.max(a)),
         }
 
     # ------------------------------------------------------------------ stepping (thread side)
