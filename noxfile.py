@@ -49,26 +49,21 @@ def latest(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", *session.posargs)
 
 
+def uv_compile(session: nox.Session, out: str, *args: str) -> None:
+    """``uv pip compile`` of pyproject.toml for the oldest supported Python into ``out``."""
+    session.install("uv")
+    session.run(
+        "uv", "pip", "compile", "pyproject.toml", *args,
+        "--python-version", PYTHONS[0], "--quiet", "-o", out,
+    )  # fmt: skip
+
+
 @nox.session(python=PYTHONS[0])
 def lowest(session: nox.Session) -> None:
     """The lowest direct dependency versions pyproject.toml allows (resolved by uv)."""
-    session.install("uv")
-    session.run(
-        "uv",
-        "pip",
-        "compile",
-        "pyproject.toml",
-        "--extra",
-        "test",
-        "--resolution",
-        "lowest-direct",
-        "--python-version",
-        PYTHONS[0],
-        "--quiet",
-        "-o",
-        f"{session.virtualenv.location}/lowest.txt",
-    )
-    session.install("-r", f"{session.virtualenv.location}/lowest.txt")
+    pins = f"{session.virtualenv.location}/lowest.txt"
+    uv_compile(session, pins, "--extra", "test", "--resolution", "lowest-direct")
+    session.install("-r", pins)
     session.install("--no-deps", "-e", ".")
     session.run("python", "-m", "pip", "list")
     session.run("python", "-m", "pytest", *session.posargs)
@@ -77,24 +72,16 @@ def lowest(session: nox.Session) -> None:
 @nox.session(python=PYTHONS[0])
 def lock(session: nox.Session) -> None:
     """Regenerate requirements/{run,cuda,test,dev}.txt for every supported Python and platform."""
-    session.install("uv")
     for name, extras in LOCKS.items():
         extra_args = [arg for extra in extras for arg in ("--extra", extra)]
-        session.run(
-            "uv",
-            "pip",
-            "compile",
-            "pyproject.toml",
+        uv_compile(
+            session,
+            f"requirements/{name}.txt",
             "requirements/build.in",
             *extra_args,
             "--universal",
-            "--python-version",
-            PYTHONS[0],
             "--generate-hashes",
             "--no-header",
-            "--quiet",
-            "-o",
-            f"requirements/{name}.txt",
             *session.posargs,  # e.g. --upgrade-package numpy
         )
 
