@@ -350,6 +350,8 @@ def peers_available(wanted: list[str], gt_python: str | None) -> list[Peer]:
 def fmt(v: float | None, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
+    if 0 < abs(v) < 0.01:  # chance-level precision on large graphs
+        return f"{v:.{digits + 1}f}"
     return f"{v:.{digits}f}"
 
 
