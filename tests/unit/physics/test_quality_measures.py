@@ -1,7 +1,4 @@
-"""The layout quality measures of benchmarks/quality.py, on tiny graphs with known answers.
-
-scipy is in the ``bench`` extra, not in the test lock: without it these tests are skipped.
-"""
+"""The layout quality measures of benchmarks/quality.py, on tiny graphs with known answers."""
 
 from __future__ import annotations
 
@@ -11,8 +8,6 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
-
-pytest.importorskip("scipy")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
 
