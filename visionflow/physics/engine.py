@@ -80,7 +80,10 @@ def choose_backend(requested: str) -> tuple[Backend, str]:
         raise StartupError(f"physics.backend must be auto, cpu or cuda, not {requested!r}")
     try:
         from visionflow.physics import cuda as cuda_backend
-    except ImportError as exc:  # numba-cuda not installed, or broken
+    # Not installed (ImportError), or installed but broken: a numba-cuda that does not match
+    # the installed numba fails inside its own import (numba-cuda 0.30.0 with numba 0.68:
+    # AttributeError), a missing driver library is an OSError. "auto" then means the CPU.
+    except (ImportError, AttributeError, OSError) as exc:
         if requested == "cuda":
             raise StartupError(
                 f"physics.backend = 'cuda' but numba-cuda cannot be imported: {exc}"

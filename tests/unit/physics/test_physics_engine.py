@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.abc
+import sys
+
 import anyio
 import numpy as np
 import pytest
 from loguru import logger
 
+from visionflow.errors import StartupError
 from visionflow.graph.store import GraphStore, NodeKind
-from visionflow.physics.engine import PhysicsEngine
+from visionflow.physics.engine import PhysicsEngine, choose_backend
 from visionflow.settings import PhysicsParams, PhysicsSettings
 
 FAST = PhysicsParams(
@@ -201,3 +205,26 @@ async def test_settled_changes_only_with_a_published_tick() -> None:
             later = await engine.wait_snapshot(snap.sequence)
         assert later.sequence > snap.sequence and engine.settled == later.settled
         tg.cancel_scope.cancel()
+
+
+class _BrokenCudaFinder(importlib.abc.MetaPathFinder):
+    """Makes ``visionflow.physics.cuda`` fail inside its import, as a mismatched numba-cuda does."""
+
+    def find_spec(self, name: str, path: object, target: object = None) -> None:
+        if name == "visionflow.physics.cuda":
+            raise AttributeError("module 'numba.cuda.types' has no attribute 'NPDatetime'")
+
+
+def test_a_broken_numba_cuda_means_the_cpu_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import visionflow.physics
+
+    monkeypatch.delitem(sys.modules, "visionflow.physics.cuda", raising=False)
+    monkeypatch.delattr(visionflow.physics, "cuda", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_BrokenCudaFinder(), *sys.meta_path])
+    backend, why = choose_backend("auto")
+    assert backend == "cpu"
+    assert "cannot be imported" in why and "NPDatetime" in why
+    with pytest.raises(StartupError, match="numba-cuda cannot be imported"):
+        choose_backend("cuda")
