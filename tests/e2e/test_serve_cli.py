@@ -37,6 +37,15 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a child the test left running, then close its stderr pipe."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    if proc.stderr is not None:
+        proc.stderr.close()
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
     started = time.monotonic()
@@ -60,10 +69,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     try:
         yield Served(proc, url, started)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stderr.close()
+        _reap(proc)
 
 
 def wait_ready(url: str, timeout: float) -> float:
@@ -225,10 +231,7 @@ def test_json_logs_are_tagged_with_subsystem(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stderr.close()
+        _reap(proc)
 
 
 def test_mcp_sim_serves_and_stops_cleanly(tmp_path: Path) -> None:
@@ -262,10 +265,7 @@ def test_mcp_sim_serves_and_stops_cleanly(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stderr.close()
+        _reap(proc)
 
 
 def test_mcp_sim_busy_port_is_one_line_and_exit_1() -> None:
@@ -325,10 +325,7 @@ def test_serve_without_any_writable_kernel_cache_location(tmp_path: Path) -> Non
         assert proc.wait(timeout=30) == 0
         err = head + proc.stderr.read()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stderr.close()
+        _reap(proc)
     text = err.decode()
     assert "Traceback" not in text, text
     cache = tmp_path / "tmp" / f"visionflow-numba-{os.getuid()}"
@@ -404,10 +401,7 @@ def test_mcp_sim_stops_on_sigterm_with_exit_0() -> None:
         assert b"received SIGTERM: stopping" in tail and b"stopped" in tail, tail.decode()
         assert b"Traceback" not in tail
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stderr.close()
+        _reap(proc)
 
 
 def test_the_process_is_gone_soon_after_it_logs_stopped(served: Served) -> None:
