@@ -71,40 +71,34 @@ class PhysicsParams(Struct, kw_only=True, forbid_unknown_fields=True, frozen=Tru
     """One graph's layout parameters (docs/architecture.md section 9 gives the ranges)."""
 
     enabled: bool = True
-    spring_k: Annotated[float, Meta(ge=0.0001, le=10.0)] = 0.1
-    rest_length: Annotated[float, Meta(ge=0.1, le=10_000.0)] = 30.0
-    repel_k: Annotated[float, Meta(ge=0.0001, le=10_000.0)] = 2.0
+    spring_k: Annotated[float, Meta(ge=0.0001, le=10.0)] = 1.0
+    rest_length: Annotated[float, Meta(ge=0.1, le=10_000.0)] = 1.0
+    repel_k: Annotated[float, Meta(ge=0.0001, le=10_000.0)] = 1.0
     center_gravity_k: Annotated[float, Meta(ge=0.0, le=10.0)] = 0.01
-    damping: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.85
-    dt: Annotated[float, Meta(gt=0.0, le=1.0)] = 0.016
-    max_velocity: Annotated[float, Meta(ge=0.001, le=1000.0)] = 5.0
+    damping: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.8
+    dt: Annotated[float, Meta(gt=0.0, le=1.0)] = 1.0
+    max_velocity: Annotated[float, Meta(ge=0.001, le=1000.0)] = 10.0
     max_force: Annotated[float, Meta(ge=0.001, le=100_000.0)] = 100.0
     enable_bounds: bool = True
     bounds_size: Annotated[float, Meta(ge=1.0, le=100_000.0)] = 5000.0
     boundary_damping: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.5
-    warmup_iterations: Annotated[int, Meta(ge=0, le=10_000)] = 200
+    warmup_iterations: Annotated[int, Meta(ge=0, le=10_000)] = 0
     softening: Annotated[float, Meta(ge=1e-9, le=10.0)] = 0.0001
     theta: Annotated[float, Meta(ge=0.1, le=2.0)] = 0.8
-
-
-def _agent_defaults() -> PhysicsParams:
-    return PhysicsParams(
-        spring_k=0.5, repel_k=5.0, damping=0.95, max_velocity=1.0, boundary_damping=0.95
-    )
+    cooling_steps: Annotated[int, Meta(ge=1, le=100_000)] = 300
 
 
 class PhysicsSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     backend: Literal["auto", "cpu", "cuda"] = "auto"
     rate_hz: Annotated[float, Meta(ge=1.0, le=240.0)] = 60.0
-    # Mean 0.5|v|^2 per node under which stepping stops (with no node over 10x it, see
-    # physics.engine.SETTLE_PEAK_FACTOR). 0.02 is an rms speed of 0.2: 0.003 units per 60 Hz
-    # step, 0.006 per 30 Hz frame, under the 0.01 deadband, so a viewer would barely be sent
-    # anything anyway. (1e-4 left a 10k-node layout stepping for many minutes.)
-    settle_energy: Annotated[float, Meta(ge=0.0, le=1e6, description="per-node KE")] = 0.02
+    # An early rest: once the mean 0.5|v|^2 per node is under it (no node over 10x it, see
+    # physics.engine.SETTLE_PEAK_FACTOR), every node is cooled at once. 0 = off: the layout
+    # rests when its cooling schedule (cooling_steps) has run out, which is soon enough.
+    settle_energy: Annotated[float, Meta(ge=0.0, le=1e6, description="per-node KE")] = 0.0
     max_nodes: Annotated[int, Meta(ge=1, le=(1 << 30) - 1)] = 2_000_000
     max_edges: Annotated[int, Meta(ge=0, le=1 << 31)] = 20_000_000
     knowledge: PhysicsParams = msgspec.field(default_factory=PhysicsParams)
-    agents: PhysicsParams = msgspec.field(default_factory=_agent_defaults)
+    agents: PhysicsParams = msgspec.field(default_factory=PhysicsParams)
 
 
 class KnowledgeSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):

@@ -45,7 +45,7 @@ async def test_get_settings(api: tuple[Service, httpx.AsyncClient]) -> None:
     r = await client.get("/api/settings")
     assert r.status_code == 200
     body = r.json()
-    assert body["settings"]["physics"]["knowledge"]["damping"] == 0.85
+    assert body["settings"]["physics"]["knowledge"]["damping"] == 0.8
     assert body["overrides"] == {}
 
 
@@ -59,7 +59,7 @@ async def test_patch_applies_persists_and_notifies(
     r = await client.patch("/api/settings", json={"physics": {"knowledge": {"damping": 0.5}}})
     assert r.status_code == 200, r.text
     assert r.json()["settings"]["physics"]["knowledge"]["damping"] == 0.5
-    assert r.json()["settings"]["physics"]["agents"]["damping"] == 0.95
+    assert r.json()["settings"]["physics"]["agents"]["damping"] == 0.8
     assert svc.ctx.live.current.physics.knowledge.damping == 0.5
     assert seen == [0.5]
     saved = tomllib.loads((tmp_path / OVERRIDES_FILE).read_text())

@@ -47,6 +47,7 @@ def test_shipped_file_documents_every_key_with_its_default() -> None:
                 "warmup_iterations",
                 "softening",
                 "theta",
+                "cooling_steps",
             }, f"undocumented key {key}"
 
 
@@ -60,7 +61,7 @@ def test_valid_file_loads(tmp_path: Path) -> None:
     assert loaded.file_found
     assert loaded.settings.server.port == 4100
     assert loaded.settings.physics.knowledge.damping == 0.5
-    assert loaded.settings.physics.agents.damping == 0.95  # the other set is independent
+    assert loaded.settings.physics.agents.damping == 0.8  # the other set is independent
     assert loaded.settings.mcp.endpoints[0].port == 9600
 
 
@@ -285,3 +286,43 @@ def test_patch_and_overrides_file_keep_their_own_source(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         anyio.run(live.patch, {"websocket": {"deadband": -1}})
     assert [i.source for i in info.value.issues] == ["patch"]
+
+
+def test_an_overrides_file_from_the_old_layout_model_loses_its_layout_values(
+    tmp_path: Path,
+) -> None:
+    from loguru import logger
+
+    from visionflow.live_settings import LAYOUT_MODEL_MARK, OVERRIDES_FILE, LiveSettings
+
+    saved = tmp_path / OVERRIDES_FILE
+    saved.write_text(
+        "# Written by PATCH /api/settings; applied over settings.toml.\n"
+        "[physics]\nsettle_energy = 0.02\nrate_hz = 30.0\n"
+        "[physics.knowledge]\nrepel_k = 2.0\ndt = 0.016\nenabled = false\n"
+        "[websocket]\ndeadband = 0.5\n"
+    )
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(m.record["message"]), level="WARNING")
+    try:
+        live = LiveSettings(s.to_dict(s.Settings()), tmp_path)
+        live.load_overrides()
+    finally:
+        logger.remove(sink)
+    cur = live.current
+    assert cur.physics.knowledge.repel_k == s.PhysicsParams().repel_k  # dropped
+    assert cur.physics.knowledge.dt == s.PhysicsParams().dt
+    assert cur.physics.settle_energy == 0.0
+    assert cur.physics.knowledge.enabled is False  # same meaning in both models: kept
+    assert cur.physics.rate_hz == 30.0 and cur.websocket.deadband == 0.5
+    assert any(
+        "physics.settle_energy, physics.knowledge.repel_k, physics.knowledge.dt" in line
+        for line in lines
+    ), lines
+    text = saved.read_text()
+    assert LAYOUT_MODEL_MARK in text and "repel_k" not in text and "deadband" in text
+    again = LiveSettings(s.to_dict(s.Settings()), tmp_path)
+    anyio.run(again.patch, {"physics": {"knowledge": {"repel_k": 3.0}}})
+    fresh = LiveSettings(s.to_dict(s.Settings()), tmp_path)
+    fresh.load_overrides()  # a file written now keeps its layout values
+    assert fresh.current.physics.knowledge.repel_k == 3.0

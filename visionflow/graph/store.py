@@ -54,6 +54,15 @@ U32 = npt.NDArray[np.uint32]
 SEED_SPREAD = 5.0
 SPHERE_SCALE = 10.0
 
+# Heat (the share of its forces a node moves by; physics/cpu.py) that a change gives the nodes it
+# touches: their neighbours get half of it and the nodes two hops away a quarter, so a change
+# reheats the layout in proportion to its reach. A new node starts at 1 (a whole new graph
+# runs the full cooling schedule); a dragged node warms its neighbourhood as d3-force's
+# ``alphaTarget(0.3)`` does; a removed node or a changed edge loosens what it held.
+NEW_HEAT = 1.0
+DRAG_HEAT = 0.6
+CHANGE_HEAT = 0.5
+
 
 class NodeKind(enum.IntEnum):
     """Node kind; the value is also the node's physics group (row of the parameter table)."""
@@ -120,8 +129,9 @@ class ImportResult:
 class DenseState:
     """Arrays for the physics engine, in dense index order (ids ascending).
 
-    ``pos``/``vel`` are float64 (n, 3) and are stepped in place by the engine thread.  The CSR
-    adjacency (``indptr``, ``indices``, ``weights``) holds every edge in both directions.
+    ``pos``/``vel`` are float64 (n, 3) and are stepped in place by the engine thread, and so is
+    ``heat`` (0 = at rest; see ``NEW_HEAT``).  The CSR adjacency (``indptr``, ``indices``,
+    ``weights``) holds every edge in both directions.
     """
 
     ids: U32  # raw ids, sorted ascending
@@ -135,6 +145,10 @@ class DenseState:
     weights: F64
     revision: int
     version: int
+    heat: F64
+    # Dense indices of the nodes the last rebuild added and seeded (not restored or imported
+    # with a position): the engine may place them better (multilevel) and then clears this.
+    fresh: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def n(self) -> int:
@@ -162,7 +176,22 @@ def _empty_dense() -> DenseState:
         weights=np.zeros(0, np.float64),
         revision=-1,
         version=-1,
+        heat=np.zeros(0, np.float64),
     )
+
+
+def _spread_heat(d: DenseState, seeds: I64, levels: F64) -> None:
+    """Raise the heat of ``seeds`` to ``levels``, of their neighbours to half of it and of the
+    nodes two hops away to a quarter (never lowering a heat), vectorised over the CSR."""
+    for _hop in range(3):
+        if seeds.size == 0:
+            return
+        np.maximum.at(d.heat, seeds, levels)
+        counts = d.indptr[seeds + 1] - d.indptr[seeds]
+        starts = np.repeat(d.indptr[seeds], counts)
+        offsets = np.arange(starts.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        seeds = d.indices[starts + offsets]
+        levels = np.repeat(levels * 0.5, counts)
 
 
 def _mix(x: int) -> int:
@@ -208,6 +237,12 @@ class GraphStore:
         self._pins_dirty = False
         # Bounded by the node count: at most one pending position per live node.
         self._pending_pos: dict[int, tuple[float, float, float]] = {}
+        # Heat for sync() to give (raw id -> level, spread to two hops), nodes placed where
+        # they must stay (a restored layout, imported positions: cold), and a level every node
+        # is warmed to (new parameters). Bounded by the node count.
+        self._pending_heat: dict[int, float] = {}
+        self._pending_cold: set[int] = set()
+        self._heat_all = 0.0
         self._dense = _empty_dense()
 
     # ------------------------------------------------------------------ queries
@@ -313,6 +348,16 @@ class GraphStore:
             self._bump(topology=False)
             return raw
 
+    def _warm(self, raw: int, level: float) -> None:
+        if level > self._pending_heat.get(raw, 0.0):
+            self._pending_heat[raw] = level
+
+    def heat_all(self, level: float) -> None:
+        """Warm every node to at least ``level`` at the next sync (new layout parameters)."""
+        with self.lock:
+            self._heat_all = max(self._heat_all, level)
+            self._bump(topology=False)
+
     def _drop_node(self, raw: int) -> None:
         node = self._nodes.pop(raw)
         del self._by_key[node.key]
@@ -321,7 +366,10 @@ class GraphStore:
             self._edges.pop((other, raw), None)
             if other != raw:
                 self._adj[other].discard(raw)
+                self._warm(other, CHANGE_HEAT)
         self._pending_pos.pop(raw, None)
+        self._pending_heat.pop(raw, None)
+        self._pending_cold.discard(raw)
 
     def remove_node(self, node_id: int) -> None:
         with self.lock:
@@ -330,6 +378,9 @@ class GraphStore:
             self._bump()
 
     def _link(self, s: int, t: int, w: float) -> None:
+        if self._edges.get((s, t)) != w:
+            self._warm(s, CHANGE_HEAT)
+            self._warm(t, CHANGE_HEAT)
         self._edges[(s, t)] = w
         self._adj[s].add(t)
         self._adj[t].add(s)
@@ -354,6 +405,8 @@ class GraphStore:
             if (t, s) not in self._edges:
                 self._adj[s].discard(t)
                 self._adj[t].discard(s)
+            self._warm(s, CHANGE_HEAT)
+            self._warm(t, CHANGE_HEAT)
             self._bump()
 
     def import_document(self, doc: object, mode: ImportMode = "merge") -> ImportResult:
@@ -442,10 +495,12 @@ class GraphStore:
                     added += 1
                     if dn.position is not None:
                         self._pending_pos[node.id] = dn.position
+                        self._pending_cold.add(node.id)
                     continue
                 node = self._nodes[raw_or_none]
                 if dn.position is not None:
                     self._pending_pos[node.id] = dn.position
+                    self._pending_cold.add(node.id)
                 if dn.label is not None:
                     node.label = dn.label
                 if dn.group is not None:
@@ -469,6 +524,7 @@ class GraphStore:
             self._nodes[raw].pinned = True
             if pos is not None:
                 self._pending_pos[raw] = pos
+            self._warm(raw, DRAG_HEAT)
             self._pins_dirty = True
             self._bump(topology=False)
 
@@ -492,6 +548,7 @@ class GraphStore:
             for raw, p in zip(raw_ids.tolist(), pos.tolist(), strict=True):
                 self._nodes[raw].pinned = True
                 self._pending_pos[raw] = (p[0], p[1], p[2])
+                self._warm(raw, DRAG_HEAT)
             self._pins_dirty = True
             self._bump(topology=False)
 
@@ -499,6 +556,7 @@ class GraphStore:
         with self.lock:
             raw = self._require(node_id, "id")
             self._nodes[raw].pinned = False
+            self._warm(raw, DRAG_HEAT)
             self._pins_dirty = True
             self._bump(topology=False)
 
@@ -516,6 +574,7 @@ class GraphStore:
             for raw, p in checked.items():
                 if raw in self._nodes:
                     self._pending_pos[raw] = p
+                    self._pending_cold.add(raw)
                     count += 1
             if count:
                 self._bump(topology=False)
@@ -527,8 +586,9 @@ class GraphStore:
         """Fold pending edits into the dense arrays and return them (physics thread only)."""
         with self.lock:
             d = self._dense
+            new = np.zeros(0, np.int64)
             if self._structure_dirty:
-                d = self._rebuild(d)
+                d, new = self._rebuild(d)
                 self._structure_dirty = False
                 self._pins_dirty = True
             if self._pins_dirty:
@@ -542,12 +602,36 @@ class GraphStore:
                 d.pos[idx[ok]] = vals[ok]
                 d.vel[idx[ok]] = 0.0
                 self._pending_pos.clear()
+            self._apply_heat(d, new)
             d.revision = self.revision
             d.version = self.version
             self._dense = d
             return d
 
-    def _rebuild(self, old: DenseState) -> DenseState:
+    def _apply_heat(self, d: DenseState, new: I64) -> None:
+        """Give the pending heat: ``new`` nodes (dense indices) and warmed ones with their
+        neighbourhoods, then cool the nodes placed where they must stay."""
+        if self._heat_all > 0.0:
+            np.maximum(d.heat, self._heat_all, out=d.heat)
+            self._heat_all = 0.0
+        cold = d.index_of(np.fromiter(self._pending_cold, np.uint32, len(self._pending_cold)))
+        cold = cold[cold >= 0]
+        if new.size or self._pending_heat:
+            warm = d.index_of(np.fromiter(self._pending_heat, np.uint32, len(self._pending_heat)))
+            levels = np.fromiter(self._pending_heat.values(), np.float64, len(self._pending_heat))
+            seeds = np.concatenate([new, warm[warm >= 0]])
+            levels = np.concatenate([np.full(new.size, NEW_HEAT), levels[warm >= 0]])
+            if cold.size:  # a placed node stays put, and so does a restored neighbourhood
+                keep = ~np.isin(seeds, cold)
+                seeds, levels = seeds[keep], levels[keep]
+            _spread_heat(d, seeds, levels)
+        d.heat[cold] = 0.0
+        if new.size:
+            d.fresh = new[~np.isin(new, cold)] if cold.size else new
+        self._pending_heat.clear()
+        self._pending_cold.clear()
+
+    def _rebuild(self, old: DenseState) -> tuple[DenseState, I64]:
         ids = np.fromiter(sorted(self._nodes), np.uint32, len(self._nodes))
         n = ids.shape[0]
         kinds = np.fromiter((int(self._nodes[int(i)].key.kind) for i in ids), np.int8, n)
@@ -556,12 +640,14 @@ class GraphStore:
         )
         pos = np.zeros((n, 3), np.float64)
         vel = np.zeros((n, 3), np.float64)
+        heat = np.zeros(n, np.float64)
         placed = np.zeros(n, bool)
         if old.n and n:
             src = old.index_of(ids)
             keep = src >= 0
             pos[keep] = old.pos[src[keep]]
             vel[keep] = old.vel[src[keep]]
+            heat[keep] = old.heat[src[keep]]
             placed[keep] = True
         state = DenseState(
             ids=ids,
@@ -575,10 +661,12 @@ class GraphStore:
             weights=np.zeros(0, np.float64),
             revision=self.revision,
             version=self.version,
+            heat=heat,
         )
+        new = np.flatnonzero(~placed)
         self._seed(state, placed)
         self._build_csr(state)
-        return state
+        return state, new
 
     def _seed(self, d: DenseState, placed: npt.NDArray[np.bool_]) -> None:
         """Place new nodes, in id order: near placed neighbours' mean, else on a sphere."""

@@ -6,13 +6,15 @@ the HTTP handlers.
 
 ``run`` is a supervised child: it reports started at once, compiles the numba kernels in a
 worker thread (``compiling`` is true meanwhile), then steps at ``physics.rate_hz``.  It stops
-stepping once the layout settles (kinetic energy per node below ``physics.settle_energy`` after
-warm-up) and resumes when the graph, a pin or the parameters change.  Nothing here blocks the
-event loop: every step runs through ``anyio.to_thread.run_sync``.
+stepping once the layout settles, i.e. every node has cooled (each node's heat decays over
+``cooling_steps``; the store warms what a change touches, see ``graph.store.NEW_HEAT``), and
+resumes when the graph, a pin or the parameters change.  Nothing here blocks the event loop:
+every step runs through ``anyio.to_thread.run_sync``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import time
 from collections import deque
@@ -28,8 +30,8 @@ from loguru import logger
 from visionflow.errors import StartupError
 from visionflow.graph.dense import csr_from_edges
 from visionflow.graph.store import DenseState, GraphStore
-from visionflow.physics import KERNEL_CACHE, cpu
-from visionflow.physics.params import ENABLED, WARMUP_ITERATIONS, ParamTable, pack_settings
+from visionflow.physics import KERNEL_CACHE, cpu, multilevel
+from visionflow.physics.params import ParamTable, pack_settings
 from visionflow.physics.step import StepInput
 from visionflow.protocol.snapshot import Snapshot
 from visionflow.settings import PhysicsSettings
@@ -43,14 +45,13 @@ log = logger.bind(subsystem="physics")
 
 Backend = Literal["cpu", "cuda"]
 STEP_HISTORY = 1024  # step times kept for stats (bounded)
-# Settling also needs every node under this multiple of physics.settle_energy: 10x is a speed of
-# 0.63 at the 0.02 default, 0.01 units per 60 Hz step, the delta deadband. The 10k-node
-# bandwidth benchmark layout settles at the same tick with or without it (5777); a 3k-node
-# layout started from a wide random cloud took ~15% longer (the mean crossed 0.02 at step
-# 8.3k, the peak 0.2 at 9.6k).
+# Heat every node gets when the layout parameters change (d3-force users reheat to 0.3-0.5):
+# enough to reach the new balance, not a full restart from scratch.
+PARAMS_HEAT = 0.5
+# physics.settle_energy > 0 adds an early rest: once the mean kinetic energy per node is under
+# it (and no node over SETTLE_PEAK_FACTOR times it, the peak not rising) for a layout awake at
+# least MIN_AWAKE_STEPS, every node is cooled at once.
 SETTLE_PEAK_FACTOR = 10.0
-# Steps taken after any change before the layout may count as settled again: the change (a
-# released drag, a new node) needs a few steps to turn into motion.
 MIN_AWAKE_STEPS = 30
 F32 = npt.NDArray[np.float32]
 
@@ -198,6 +199,7 @@ class PhysicsEngine:
         self.edges = 0
         self.nonfinite_resets = 0
         self.kinetic_energy = 0.0
+        self.placement_seconds = 0.0  # the last multilevel placement's wall time (0: none yet)
         self.step_seconds: deque[float] = deque(maxlen=STEP_HISTORY)
         self.on_step: Callable[[float], None] | None = None
         # (version, table) swapped as one object: the stepping thread reads both at once
@@ -219,6 +221,7 @@ class PhysicsEngine:
         """New parameters / rate / settle threshold; they apply from the next step."""
         self.settings = settings
         self._params = (self._params[0] + 1, pack_settings(settings))
+        self.store.heat_all(PARAMS_HEAT)
         self.wake()
 
     def pin(self, node_id: int, position: Iterable[float] | None = None) -> None:
@@ -231,8 +234,10 @@ class PhysicsEngine:
         self.wake()
 
     def restart_warmup(self) -> None:
-        """Ramp forces up again from zero (e.g. after replacing the whole graph)."""
+        """Run the whole schedule again: every node fully warm, the force ramp from zero
+        (e.g. after replacing the whole graph)."""
         self.iteration = 0
+        self.store.heat_all(1.0)
         self.wake()
 
     def wake(self) -> None:
@@ -261,21 +266,15 @@ class PhysicsEngine:
 
     # ------------------------------------------------------------------ stepping (thread side)
 
-    def _warmup_done(self, params: ParamTable) -> bool:
-        enabled = params[:, ENABLED] != 0.0
-        need = float(params[enabled, WARMUP_ITERATIONS].max()) if enabled.any() else 0.0
-        return self.iteration >= need
-
-    def _at_rest(self, result: cpu.StepResult, threshold: float, rising: bool) -> bool:
-        """Settled: mean kinetic energy per node under ``threshold``, no node over
-        ``SETTLE_PEAK_FACTOR`` times it, that peak not ``rising`` since the previous step, and
-        at least ``MIN_AWAKE_STEPS`` since the last change.
-
-        The mean alone would average one moving node away in a large graph: a node released
-        after a drag would be left hanging where it was dropped.
+    def _quiet(self, result: cpu.StepResult, threshold: float, rising: bool) -> bool:
+        """The early rest of ``physics.settle_energy``: mean kinetic energy per node under
+        ``threshold`` (> 0), no node over ``SETTLE_PEAK_FACTOR`` times it, that peak not
+        ``rising`` since the previous step, and at least ``MIN_AWAKE_STEPS`` since the last
+        change.  The mean alone would average one moving node away in a large graph.
         """
         return (
-            self._awake_steps >= MIN_AWAKE_STEPS
+            threshold > 0.0
+            and self._awake_steps >= MIN_AWAKE_STEPS
             and not rising
             and result.kinetic_energy < threshold
             and result.peak_kinetic_energy < SETTLE_PEAK_FACTOR * threshold
@@ -287,6 +286,10 @@ class PhysicsEngine:
             self._stepper = make_stepper(self.backend or "cpu")
         params_version, params = self._params
         state: DenseState = self.store.sync()
+        if state.fresh.size:
+            if state.fresh.size >= multilevel.MIN_NODES:
+                self._place_fresh(state, params)
+            state.fresh = np.zeros(0, np.int64)  # seen: placed or left where the store put it
         # device-resident steppers skip re-uploading arrays the store did not touch
         note_version = getattr(self._stepper, "note_host_version", None)
         if note_version is not None:
@@ -303,6 +306,7 @@ class PhysicsEngine:
                 state.weights,
                 params,
                 self.iteration,
+                state.heat,
             )
         )
         elapsed = time.perf_counter() - t0
@@ -315,13 +319,38 @@ class PhysicsEngine:
         self._shown_version = state.version
         rising = result.peak_kinetic_energy > self._last_peak
         self._last_peak = result.peak_kinetic_energy
-        settled = state.n == 0 or (
-            self._warmup_done(params) and self._at_rest(result, self.settings.settle_energy, rising)
-        )
+        if result.warm and self._quiet(result, self.settings.settle_energy, rising):
+            state.heat[:] = 0.0  # the physics thread owns the dense arrays between syncs
+            result = dataclasses.replace(result, warm=0)
+        settled = result.warm == 0
         snap = _snapshot(self.tick, state, settled)
         self.nodes = state.n
         self.edges = int(state.indices.shape[0] // 2)
         return snap, result, elapsed
+
+    def _place_fresh(self, state: DenseState, params: ParamTable) -> None:
+        """A multilevel placement of the nodes the store just added (a large import), next to
+        the placed nodes they link to, if any."""
+        t0 = time.perf_counter()
+        fresh = state.fresh
+        local = np.full(state.n, -1, np.int64)
+        local[fresh] = np.arange(fresh.size)
+        src = np.repeat(np.arange(state.n, dtype=np.int64), np.diff(state.indptr))
+        ls, lt = local[src], local[state.indices]
+        inner = (ls >= 0) & (lt >= 0) & (src < state.indices)
+        anchors = state.indices[(ls >= 0) & (lt < 0)]
+        if anchors.size > multilevel.ANCHORED * int(inner.sum()):
+            return  # mostly links into the existing layout: the store's seeding is better
+        ptr, idx, _ = csr_from_edges(fresh.size, ls[inner], lt[inner], np.ones(int(inner.sum())))
+        placed = multilevel.place(cpu.CpuWorkspace(), ptr, idx, state.group[fresh], params)
+        if anchors.size:
+            placed += state.pos[anchors].mean(axis=0)
+        state.pos[fresh] = placed
+        state.vel[fresh] = 0.0
+        self.placement_seconds = time.perf_counter() - t0
+        log.debug(
+            "multilevel placement of {} new nodes in {:.2f} s", fresh.size, self.placement_seconds
+        )
 
     def still_blocking(self) -> Snapshot:
         """The store's current positions as a new tick, without stepping (physics thread)."""
@@ -352,6 +381,7 @@ class PhysicsEngine:
                     weights,
                     self._params[1],
                     0,
+                    np.ones(n),
                 )
             )
             if self.backend == "cuda":

@@ -32,7 +32,13 @@ BOUNDARY_DAMPING = 11
 WARMUP_ITERATIONS = 12
 SOFTENING = 13
 THETA = 14
-N_PARAMS = 15
+COOLING = 15  # heat kept per step: HEAT_FLOOR ** (1 / cooling_steps)
+N_PARAMS = 16
+
+# A node's heat (its share of the forces) starts at 1 when it is new and decays by COOLING per
+# step; under this floor it is cold: it stops moving and no longer keeps the layout awake.
+# d3-force's alphaMin is the same idea (0.001).
+HEAT_FLOOR = 0.001
 
 ParamTable = npt.NDArray[np.float64]
 
@@ -54,6 +60,7 @@ def _row(p: PhysicsParams) -> list[float]:
     row[WARMUP_ITERATIONS] = float(p.warmup_iterations)
     row[SOFTENING] = p.softening
     row[THETA] = p.theta
+    row[COOLING] = HEAT_FLOOR ** (1.0 / p.cooling_steps)
     return row
 
 

@@ -25,7 +25,8 @@ class StepInput(NamedTuple):
     (agent) per node. ``pinned``: 0/1 per node. ``indptr``/``indices``/``weights``: a CSR
     adjacency holding every edge in both directions (``graph.dense.csr_from_edges``).
     ``params``: the (2, N_PARAMS) table of ``params.pack``. ``iteration``: steps since the
-    warm-up started.
+    warm-up started. ``heat``: float64 per node, the share of its forces it moves by (1 new,
+    0 cold); the step decays it by the group's ``COOLING`` and zeroes it under ``HEAT_FLOOR``.
     """
 
     pos: npt.NDArray[np.float64]
@@ -37,6 +38,7 @@ class StepInput(NamedTuple):
     weights: npt.NDArray[np.float64]
     params: ParamTable
     iteration: int
+    heat: npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,3 +46,4 @@ class StepResult:
     nonfinite_resets: int
     kinetic_energy: float  # mean 0.5 |v|^2 per node after the step (unit mass)
     peak_kinetic_energy: float = 0.0  # the largest per-node 0.5 |v|^2 after the step
+    warm: int = 0  # nodes still warm after the step (0: the layout is at rest)

@@ -1,0 +1,184 @@
+"""Multilevel starting positions for a large new graph (the idea of sfdp and FM3).
+
+A force layout started from scattered points untangles a graph's large-scale shape slowly,
+and some shapes never: a grid started from a random cloud stays folded. Laying out a coarse
+version of the graph first fixes the large-scale shape when it is cheap to move, and each finer
+level only has to settle locally:
+
+1. coarsen: pair every node with an unpaired neighbour of least degree (a matching), then let
+   each node left over join its smallest neighbouring pair (so a hub and its leaves collapse
+   together, where a matching alone would take a level per leaf); repeat while the graph
+   shrinks by at least ``MIN_SHRINK``, down to ``COARSEST`` nodes;
+2. lay out the coarsest graph with the layout's own step (``cpu.step``: same model, same
+   parameters) from a ball;
+3. level by level, place each node at its cluster's position, spread by the growth of the node
+   count, plus a small deterministic offset, and relax with ``LEVEL_STEPS`` steps of the same
+   step, the nodes starting at ``LEVEL_HEAT``.
+
+The result is only a placement: the engine then runs its usual cooling schedule from it. It
+runs in the physics thread (``PhysicsEngine.step_blocking``), off the event loop.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+from visionflow.graph.dense import csr_from_edges
+from visionflow.physics import cpu
+from visionflow.physics.jit import CACHE, hash01
+from visionflow.physics.params import REST_LENGTH, ParamTable
+from visionflow.physics.step import StepInput
+
+__all__ = ["ANCHORED", "MIN_NODES", "place"]
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+
+# An import gets a multilevel placement from this many new nodes (below it the store's seeding
+# next to placed neighbours is as good), when at most ANCHORED of their edges lead to nodes
+# already placed (else they are mostly additions to the existing layout, placed next to it).
+MIN_NODES = 50
+ANCHORED = 0.1
+COARSEST = 48  # stop coarsening under this many nodes
+MIN_SHRINK = 0.75  # a level must keep at most this share of the nodes, else stop
+MAX_LEVELS = 40
+COARSEST_STEPS = 300
+# Steps per level: LEVEL_WORK / (level's nodes), within [LEVEL_STEPS, COARSEST_STEPS]: the
+# coarse levels, where the large-scale shape forms, are cheap, so they get the long relaxations.
+LEVEL_STEPS = 40
+LEVEL_WORK = 200_000
+LEVEL_HEAT = 0.5
+
+
+@numba.njit(nogil=True, cache=CACHE)
+def _cluster(indptr, indices, order, cluster):  # type: ignore[no-untyped-def]
+    """Fill ``cluster`` (one coarse node per entry) and return the coarse node count.
+
+    Nodes are visited in ``order`` (a shuffle): in id order a grid would pair along its rows
+    only, and its coarse version would come out squashed to half its width.
+    """
+    n = indptr.shape[0] - 1
+    size = np.zeros(n, np.int64)
+    for u in range(n):
+        cluster[u] = -1
+    nc = 0
+    for u in order:  # pass 1: a matching, each node with its least-degree free neighbour
+        if cluster[u] >= 0:
+            continue
+        best = -1
+        best_deg = n + 1
+        for e in range(indptr[u], indptr[u + 1]):
+            v = indices[e]
+            if v != u and cluster[v] < 0:
+                dv = indptr[v + 1] - indptr[v]
+                if dv < best_deg:
+                    best = v
+                    best_deg = dv
+        if best >= 0:
+            cluster[u] = nc
+            cluster[best] = nc
+            size[nc] = 2
+            nc += 1
+    for u in order:  # pass 2: leftovers join their smallest neighbouring cluster
+        if cluster[u] >= 0:
+            continue
+        best = -1
+        best_size = n + 1
+        for e in range(indptr[u], indptr[u + 1]):
+            v = indices[e]
+            c = cluster[v]
+            if v != u and c >= 0 and size[c] < best_size:
+                best = c
+                best_size = size[c]
+        if best < 0:  # isolated (or only self-loops): its own cluster
+            best = nc
+            nc += 1
+        cluster[u] = best
+        size[best] += 1
+    return nc
+
+
+def coarsen(indptr: I64, indices: I64, seed: int = 0) -> tuple[I64, int, I64, I64]:
+    """One level: (cluster of each node, coarse node count, coarse CSR indptr, indices)."""
+    n = indptr.shape[0] - 1
+    cluster = np.empty(n, np.int64)
+    order = np.random.default_rng(seed).permutation(n)  # deterministic: seeded
+    nc = int(_cluster(indptr, indices, order, cluster))
+    src = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
+    cs, ct = cluster[src], cluster[indices]
+    keep = cs < ct  # each undirected coarse edge once, no self-loops
+    pairs = np.unique(cs[keep] * nc + ct[keep])
+    a, b = pairs // nc, pairs % nc
+    cptr, cidx, _ = csr_from_edges(nc, a, b, np.ones(a.shape[0]))
+    return cluster, nc, cptr, cidx
+
+
+def _relax(
+    ws: cpu.CpuWorkspace,
+    pos: F64,
+    group: npt.NDArray[np.int8],
+    indptr: I64,
+    indices: I64,
+    params: ParamTable,
+    heat: float,
+    steps: int,
+) -> None:
+    n = pos.shape[0]
+    inp = StepInput(
+        pos,
+        np.zeros((n, 3)),
+        group,
+        np.zeros(n, np.uint8),
+        indptr,
+        indices,
+        np.ones(indices.shape[0]),
+        params,
+        1 << 30,  # past any warm-up ramp
+        np.full(n, heat),
+    )
+    for _ in range(steps):
+        if cpu.step(ws, inp).warm == 0:
+            break
+
+
+@numba.njit(nogil=True, cache=CACHE)
+def _prolong(coarse, cluster, scale, jitter, out):  # type: ignore[no-untyped-def]
+    for i in range(cluster.shape[0]):
+        c = cluster[i]
+        for k in range(3):
+            out[i, k] = coarse[c, k] * scale + jitter * hash01(i, k + 11)
+
+
+def place(
+    ws: cpu.CpuWorkspace, indptr: I64, indices: I64, group: npt.NDArray[np.int8], params: ParamTable
+) -> F64:
+    """Positions (n, 3) for the graph of CSR ``indptr``/``indices``, centred on the origin."""
+    n = indptr.shape[0] - 1
+    levels: list[tuple[I64, I64, I64, npt.NDArray[np.int8]]] = []  # (cluster, indptr, indices)
+    ptr, idx, grp = indptr, indices, group
+    while ptr.shape[0] - 1 > COARSEST and len(levels) < MAX_LEVELS:
+        cluster, nc, cptr, cidx = coarsen(ptr, idx, seed=len(levels))
+        if nc > MIN_SHRINK * (ptr.shape[0] - 1):
+            break
+        levels.append((cluster, ptr, idx, grp))
+        cgroup = np.zeros(nc, np.int8)
+        cgroup[cluster] = grp  # a coarse node takes one of its members' groups
+        ptr, idx, grp = cptr, cidx, cgroup
+    rest = float(np.min(params[:, REST_LENGTH]))
+    m = ptr.shape[0] - 1
+    pos = np.empty((m, 3))
+    _prolong(np.zeros((1, 3)), np.zeros(m, np.int64), 0.0, rest * max(1.0, m ** (1 / 3)), pos)
+    _relax(ws, pos, grp, ptr, idx, params, 1.0, COARSEST_STEPS)
+    for cluster, fptr, fidx, fgrp in reversed(levels):
+        nf = fptr.shape[0] - 1
+        fine = np.empty((nf, 3))
+        pos -= pos.mean(axis=0)
+        _prolong(pos, cluster, (nf / pos.shape[0]) ** (1 / 3), 0.1 * rest, fine)
+        steps = min(COARSEST_STEPS, max(LEVEL_STEPS, LEVEL_WORK // nf))
+        _relax(ws, fine, fgrp, fptr, fidx, params, LEVEL_HEAT, steps)
+        pos = fine
+    assert pos.shape[0] == n
+    pos -= pos.mean(axis=0)
+    return pos
