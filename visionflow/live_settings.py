@@ -56,6 +56,37 @@ RUNTIME_KEYS = (
 )
 
 
+# The overrides file says which force model its layout values were chosen for. A file without
+# the mark predates the model of Dec 2026 (docs/architecture.md, "Physics"): the same keys
+# meant other scales there (repulsion without masses, a linear centre pull, dt 0.016), so its
+# layout values are dropped, with a warning naming them, rather than applied to the new model.
+LAYOUT_MODEL_MARK = "# layout model: 2"
+# Layout keys whose meaning did not change with the model: kept from an unmarked file.
+MODEL_NEUTRAL_KEYS = {"enabled", "enable_bounds", "bounds_size", "theta"}
+
+
+def _drop_old_model_keys(doc: dict[str, Any]) -> list[str]:
+    """Remove from ``doc`` the physics values an unmarked overrides file holds; their paths."""
+    physics = doc.get("physics")
+    if not isinstance(physics, dict):
+        return []
+    dropped: list[str] = []
+    if "settle_energy" in physics:  # was the only rest criterion, now an optional early one
+        del physics["settle_energy"]
+        dropped.append("physics.settle_energy")
+    for group in ("knowledge", "agents"):
+        table = physics.get(group)
+        if isinstance(table, dict):
+            for key in [k for k in table if k not in MODEL_NEUTRAL_KEYS]:
+                del table[key]
+                dropped.append(f"physics.{group}.{key}")
+            if not table:
+                del physics[group]
+    if not physics:
+        del doc["physics"]
+    return dropped
+
+
 def _leaves(doc: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     for key, value in doc.items():
@@ -110,20 +141,38 @@ class LiveSettings:
         self._listeners.append(listener)
 
     def load_overrides(self) -> None:
-        """Apply the overrides saved by an earlier run; a bad file is reported and ignored."""
+        """Apply the overrides saved by an earlier run; a bad file is reported and ignored.
+
+        A file from before the force model of Dec 2026 loses its layout values (see
+        ``LAYOUT_MODEL_MARK``) and is rewritten without them.
+        """
         try:
-            doc = tomllib.loads(self._path.read_text(encoding="utf-8"))
+            text = self._path.read_text(encoding="utf-8")
+            doc = tomllib.loads(text)
         except FileNotFoundError:
             return
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             log.warning("ignoring {}: unreadable ({})", self._path, exc)
             return
+        dropped = [] if LAYOUT_MODEL_MARK in text else _drop_old_model_keys(doc)
+        if dropped:
+            log.warning(
+                "{}: not applying {} (set for the layout model before Dec 2026, whose scales "
+                "differ; the defaults are tuned for the current one, see docs/architecture.md)",
+                self._path,
+                ", ".join(dropped),
+            )
         try:
             self._apply(doc, persist=False, source=str(self._path))
         except ConfigError as exc:
             log.warning("ignoring {}: {}", self._path, exc.render())
             return
         log.info("applied runtime overrides from {}", self._path)
+        if dropped:  # once: the rewritten file carries the mark
+            try:
+                self._write(self._overrides)
+            except OSError as exc:
+                log.warning("could not rewrite {} without them: {}", self._path, exc)
 
     async def patch(self, patch: object) -> Settings:
         """Validate, save and apply ``patch``; raise ConfigError (nothing applied) if refused,
@@ -187,6 +236,7 @@ class LiveSettings:
     def _write(self, overrides: Mapping[str, Any]) -> None:
         """Save the overrides; OSError propagates (the server's problem, not the request's)."""
         text = "# Written by PATCH /api/settings; applied over settings.toml.\n"
+        text += LAYOUT_MODEL_MARK + "\n"
         write_atomic(self._path, (text + to_toml_table(overrides)).encode())
 
     @property
