@@ -86,12 +86,20 @@ def record_launches() -> None:
     group = (rng.random(n) < 0.3).astype(np.int8)
     params = pack(PhysicsParams(), PhysicsParams(repel_k=5.0))
     CudaStepper(precompile=False).step(
-        StepInput(pos, vel, group, np.zeros(n, np.uint8), indptr, indices, weights, params, 0)
+        StepInput(
+            pos, vel, group, np.zeros(n, np.uint8), indptr, indices, weights, params, 0, np.ones(n)
+        )
     )
     from visionflow.physics.cuda import cuda
 
     forces = cuda.device_array((n, 3), np.float64)
-    BarnesHut(n).forces(cuda.to_device(pos), cuda.to_device(group), cuda.to_device(params), forces)
+    BarnesHut(n).forces(
+        cuda.to_device(pos),
+        cuda.to_device(group),
+        cuda.to_device(params),
+        cuda.to_device(indptr),
+        forces,
+    )
     print(json.dumps(seen))
 
 

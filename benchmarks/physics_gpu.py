@@ -72,9 +72,12 @@ class Graph:
         self.vel = np.zeros((n, 3))
         self.group = np.zeros(n, np.int8)
         self.pinned = np.zeros(n, np.uint8)
+        # every node warm (a cold node skips its update): the default 300-step cooling keeps
+        # them warm through the timed steps
+        self.heat = np.ones(n)
         self.params = pack(PhysicsParams(), PhysicsParams())
 
-    def inputs(self, pos: F64, vel: F64, iteration: int) -> StepInput:
+    def inputs(self, pos: F64, vel: F64, heat: F64, iteration: int) -> StepInput:
         return StepInput(
             pos,
             vel,
@@ -85,6 +88,7 @@ class Graph:
             self.weights,
             self.params,
             iteration,
+            heat,
         )
 
 
@@ -105,7 +109,7 @@ def cuda_times(g: Graph, steps: int) -> tuple[list[float], list[float]]:
 
     def step(it: int) -> None:
         stepper.note_host_version(0)  # as the engine: nothing changed on the host
-        stepper.step(g.inputs(g.pos, g.vel, 200 + it))
+        stepper.step(g.inputs(g.pos, g.vel, g.heat, 200 + it))
 
     full = _timed(step, 3, steps)
     d = stepper._d  # noqa: SLF001 (benchmark: time the repulsion on the resident arrays)
@@ -114,7 +118,7 @@ def cuda_times(g: Graph, steps: int) -> tuple[list[float], list[float]]:
         return full, []
 
     def forces(_: int) -> None:
-        bh.forces(d["pos"], d["group"], stepper._d_params, d["forces"])  # noqa: SLF001
+        bh.forces(d["pos"], d["group"], stepper._d_params, d["indptr"], d["forces"])  # noqa: SLF001
         cuda.synchronize()
 
     return full, _timed(forces, 1, steps)
@@ -122,10 +126,10 @@ def cuda_times(g: Graph, steps: int) -> tuple[list[float], list[float]]:
 
 def cpu_times(g: Graph, steps: int) -> list[float]:
     ws = cpu.CpuWorkspace()
-    pos, vel = g.pos.copy(), g.vel.copy()
+    pos, vel, heat = g.pos.copy(), g.vel.copy(), g.heat.copy()
 
     def step(it: int) -> None:
-        cpu.step(ws, g.inputs(pos, vel, 200 + it))
+        cpu.step(ws, g.inputs(pos, vel, heat, 200 + it))
 
     return _timed(step, 2, steps)
 
@@ -138,15 +142,16 @@ def _crossover_one(n: int, steps: int) -> str:
     rng = np.random.default_rng(n)
     d_pos = cuda.to_device(rng.normal(size=(n, 3)) * 10.0 * n ** (1 / 3))
     d_group = cuda.to_device(np.zeros(n, np.int8))
+    d_indptr = cuda.to_device(np.zeros(n + 1, np.int64))  # no edges: every mass 1
     d_f = cuda.device_array((n, 3), np.float64)
     bh = BarnesHut(n)
 
     def all_pairs(_: int) -> None:
-        _repulsion_kernel[(n + TILE - 1) // TILE, TILE](d_pos, d_group, params, d_f)
+        _repulsion_kernel[(n + TILE - 1) // TILE, TILE](d_pos, d_group, params, d_indptr, d_f)
         cuda.synchronize()
 
     def tree(_: int) -> None:
-        bh.forces(d_pos, d_group, params, d_f)
+        bh.forces(d_pos, d_group, params, d_indptr, d_f)
         cuda.synchronize()
 
     a = statistics.median(_timed(all_pairs, 2, steps))

@@ -3,20 +3,23 @@
 Repulsion: below ``ALL_PAIRS_MAX_NODES`` an exact all-pairs sum tiled through shared memory
 (every block loads TILE bodies at a time); above it the Barnes-Hut pipeline of
 ``visionflow.physics.cuda_bh`` (Morton codes, radix sort, LBVH, group tree walk), O(n log n).
-Then one thread per node adds springs, centre pull, clamps, warm-up, damping and bounds exactly
-as the CPU kernel does, and flags non-finite results and sums the kinetic energy on the way.
+Charges are the CPU's: ``sqrt(repel_k) * (1 + degree)``, the degree read from the CSR
+``indptr``.  Then one thread per node runs ``cpu.integrate_node`` (springs, gravity, mass,
+clamps, warm-up, heat and its decay, damping, bounds) exactly as the CPU kernel does, and flags
+non-finite results, sums the kinetic energy and counts the warm nodes on the way.
 
-Residency: positions, velocities, groups, pins, the CSR springs and all scratch stay on the
-device between steps.  The host arrays stay the master copy for everything outside ``step``
-(pins, new nodes, snapshots), so each step downloads positions and velocities once (the frame
-encoder needs them) and uploads them only when the host may have changed them:
+Residency: positions, velocities, heat, groups, pins, the CSR springs and all scratch stay on
+the device between steps.  The host arrays stay the master copy for everything outside
+``step`` (pins, new nodes, warmed nodes, snapshots), so each step downloads positions,
+velocities and heat once (the frame encoder and the store need them) and uploads them only
+when the host may have changed them:
 
 - topology (group, indptr, indices, weights): re-uploaded when an array is a different object
   or the node count changed (the store rebuilds them as new arrays on every structural edit);
-- positions, velocities, pins: re-uploaded unless the caller vouched, through
+- positions, velocities, heat, pins: re-uploaded unless the caller vouched, through
   ``note_host_version(v)`` right before the step, that nothing wrote them since the previous
   step (same arrays, same ``v`` as then).  The engine passes the store's ``DenseState.version``,
-  which moves on every edit, pins and positions included.  Without that hint every step
+  which moves on every edit, pins, positions and heat included.  Without that hint every step
   uploads them, which is always correct;
 - the parameter table: re-uploaded when its values change.
 
@@ -39,7 +42,7 @@ import numpy.typing as npt
 from visionflow.errors import StartupError
 from visionflow.graph.dense import csr_from_edges
 from visionflow.physics.cpu import integrate_node, repair_nonfinite
-from visionflow.physics.cuda_bh import BarnesHut, hash01
+from visionflow.physics.cuda_bh import BarnesHut, charge, hash01
 from visionflow.physics.numba_cuda import cuda
 from visionflow.physics.params import (
     DT,
@@ -87,7 +90,7 @@ def require_device() -> None:
 
 
 @cuda.jit(cache=False)
-def _repulsion_kernel(pos, group, params, forces):  # type: ignore[no-untyped-def]
+def _repulsion_kernel(pos, group, params, indptr, forces):  # type: ignore[no-untyped-def]
     n = pos.shape[0]
     i = cuda.grid(1)
     tid = cuda.threadIdx.x
@@ -102,7 +105,7 @@ def _repulsion_kernel(pos, group, params, forces):  # type: ignore[no-untyped-de
         yi = pos[i, 1]
         zi = pos[i, 2]
         eps = params[group[i], SOFTENING]
-        qi = math.sqrt(params[group[i], REPEL_K])
+        qi = charge(params, group, indptr, i)
     fx = 0.0
     fy = 0.0
     fz = 0.0
@@ -113,7 +116,7 @@ def _repulsion_kernel(pos, group, params, forces):  # type: ignore[no-untyped-de
             sh[0, tid] = pos[j, 0]
             sh[1, tid] = pos[j, 1]
             sh[2, tid] = pos[j, 2]
-            sh[3, tid] = math.sqrt(params[group[j], REPEL_K])
+            sh[3, tid] = charge(params, group, indptr, j)
         cuda.syncthreads()
         if i < n:
             for t in range(min(TILE, n - base)):
@@ -146,19 +149,47 @@ _integrate_node = cuda.jit(device=True, inline=True)(integrate_node)
 
 @cuda.jit(cache=False)
 def _integrate_kernel(  # type: ignore[no-untyped-def]
-    pos, vel, forces, group, pinned, indptr, indices, weights, params, iteration, newpos, stats
+    pos,
+    vel,
+    forces,
+    group,
+    pinned,
+    indptr,
+    indices,
+    weights,
+    params,
+    iteration,
+    heat,
+    newpos,
+    stats,
 ):
     """``cpu.integrate_node`` for node i; ``stats`` gets (kinetic energy sum, non-finite count,
-    largest per-node kinetic energy)."""
+    largest per-node kinetic energy, nodes with heat > 0 after the step)."""
     i = cuda.grid(1)
     tid = cuda.threadIdx.x
     ke_sh = cuda.shared.array(TILE, np.float64)
     peak_sh = cuda.shared.array(TILE, np.float64)
+    warm_sh = cuda.shared.array(TILE, np.int32)
     ke = 0.0
+    warm = 0
     if i < pos.shape[0]:
         _integrate_node(
-            i, pos, vel, forces, group, pinned, indptr, indices, weights, params, iteration, newpos
+            i,
+            pos,
+            vel,
+            forces,
+            group,
+            pinned,
+            indptr,
+            indices,
+            weights,
+            params,
+            iteration,
+            heat,
+            newpos,
         )
+        if heat[i] > 0.0:
+            warm = 1
         p0 = newpos[i, 0]
         p1 = newpos[i, 1]
         p2 = newpos[i, 2]
@@ -173,14 +204,17 @@ def _integrate_kernel(  # type: ignore[no-untyped-def]
             ke = 0.5 * (v0 * v0 + v1 * v1 + v2 * v2)
         else:
             cuda.atomic.add(stats, 1, 1.0)  # rare: a per-node atomic is fine
-    # block sum and max of the kinetic energy, one atomic of each per block
+    # block sums of the kinetic energy and the warm nodes, the block's largest kinetic energy:
+    # one atomic of each per block
     ke_sh[tid] = ke
     peak_sh[tid] = ke
+    warm_sh[tid] = warm
     cuda.syncthreads()
     s = TILE // 2
     while s > 0:
         if tid < s:
             ke_sh[tid] += ke_sh[tid + s]
+            warm_sh[tid] += warm_sh[tid + s]
             if peak_sh[tid + s] > peak_sh[tid]:
                 peak_sh[tid] = peak_sh[tid + s]
         cuda.syncthreads()
@@ -188,6 +222,7 @@ def _integrate_kernel(  # type: ignore[no-untyped-def]
     if tid == 0:
         cuda.atomic.add(stats, 0, ke_sh[0])
         cuda.atomic.max(stats, 2, peak_sh[0])
+        cuda.atomic.add(stats, 3, float(warm_sh[0]))  # exact: counts stay far below 2^53
 
 
 def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
@@ -207,7 +242,7 @@ class CudaStepper:
     ) -> None:
         require_device()
         self.all_pairs_max_nodes = all_pairs_max_nodes
-        self.uploads = 0  # position/velocity uploads so far (residency is observable)
+        self.uploads = 0  # position/velocity/heat uploads so far (residency is observable)
         self.topology_uploads = 0
         self._hint: int | None = None
         self._synced: int | None = None  # host version the device copy matches
@@ -218,8 +253,8 @@ class CudaStepper:
         self._params: ParamTable | None = None
         self._bh: BarnesHut | None = None
         self._bad = np.zeros(0, np.uint8)
-        self._zeros3 = np.zeros(3, np.float64)
-        self._d_stats = cuda.device_array(3, np.float64)
+        self._zeros4 = np.zeros(4, np.float64)
+        self._d_stats = cuda.device_array(4, np.float64)
         self._d_params: Any = None
         self._d: dict[str, Any] = {}
         if precompile:
@@ -257,6 +292,7 @@ class CudaStepper:
                     weights,
                     params,
                     0,
+                    np.ones(n),
                 )
             )
         self.all_pairs_max_nodes = limit
@@ -271,6 +307,7 @@ class CudaStepper:
             for name in ("pos", "new", "vel", "forces"):
                 d[name] = cuda.device_array((n, 3), np.float64)
             d["pinned"] = cuda.device_array(n, np.uint8)
+            d["heat"] = cuda.device_array(n, np.float64)
             self._bad = np.zeros(n, np.uint8)
             self._bh = None
             self._n = n
@@ -283,8 +320,9 @@ class CudaStepper:
         self.topology_uploads += 1
 
     def step(self, inp: StepInput) -> StepResult:
-        """``cpu.step`` on the device; ``pos``/``vel`` must be C-contiguous (n, 3) float64."""
-        pos, vel, group, pinned, indptr, indices, weights, params, iteration = inp
+        """``cpu.step`` on the device; ``pos``/``vel`` must be C-contiguous (n, 3) float64 and
+        ``heat`` a C-contiguous (n,) float64, all advanced in place as by ``cpu.step``."""
+        pos, vel, group, pinned, indptr, indices, weights, params, iteration, heat = inp
         n = pos.shape[0]
         hint, self._hint = self._hint, None
         if n == 0:
@@ -293,14 +331,15 @@ class CudaStepper:
         if n != self._n or not _same((group, indptr, indices, weights), self._topo):
             self._upload_topology(n, group, indptr, indices, weights)
             self._dirty = True
-        spread = float(np.min(params[:, REST_LENGTH])) * 0.1
+        spread = float(np.min(params[:, REST_LENGTH]))  # as cpu._step
         resets = 0
-        host = (pos, vel, pinned)
+        host = (pos, vel, pinned, heat)
         if self._dirty or hint is None or hint != self._synced or not _same(host, self._host):
             resets, _, _ = repair_nonfinite(pos, vel, indptr, indices, self._bad, spread)
             d["pos"].copy_to_device(pos)
             d["vel"].copy_to_device(vel)
             d["pinned"].copy_to_device(pinned)
+            d["heat"].copy_to_device(heat)
             self._host = host
             self._dirty = False
             self.uploads += 1
@@ -309,13 +348,13 @@ class CudaStepper:
             self._params = params.copy()
         if n <= self.all_pairs_max_nodes or n < 2:
             _repulsion_kernel[(n + TILE - 1) // TILE, TILE](
-                d["pos"], d["group"], self._d_params, d["forces"]
+                d["pos"], d["group"], self._d_params, d["indptr"], d["forces"]
             )
         else:
             if self._bh is None:
                 self._bh = BarnesHut(n)
-            self._bh.forces(d["pos"], d["group"], self._d_params, d["forces"])
-        self._d_stats.copy_to_device(self._zeros3)
+            self._bh.forces(d["pos"], d["group"], self._d_params, d["indptr"], d["forces"])
+        self._d_stats.copy_to_device(self._zeros4)
         _integrate_kernel[(n + TILE - 1) // TILE, TILE](
             d["pos"],
             d["vel"],
@@ -327,6 +366,7 @@ class CudaStepper:
             d["weights"],
             self._d_params,
             float(iteration),
+            d["heat"],
             d["new"],
             self._d_stats,
         )
@@ -334,10 +374,11 @@ class CudaStepper:
         stats = self._d_stats.copy_to_host()
         d["pos"].copy_to_host(pos)
         d["vel"].copy_to_host(vel)
+        d["heat"].copy_to_host(heat)
         self._synced = hint
-        ke, peak = float(stats[0]), float(stats[2])
+        ke, peak, warm = float(stats[0]), float(stats[2]), int(stats[3])
         after = 0
         if stats[1] != 0.0:
             after, ke, peak = repair_nonfinite(pos, vel, indptr, indices, self._bad, spread)
             self._dirty = True  # the repaired host copy goes up with the next step
-        return StepResult(resets + after, ke / n, peak)
+        return StepResult(resets + after, ke / n, peak, warm)

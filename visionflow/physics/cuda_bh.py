@@ -1,6 +1,7 @@
 """Barnes-Hut repulsion on the GPU (numba-cuda): Morton codes, radix sort, LBVH, group walk.
 
-Same model as ``cpu.repulsion``: charge ``q = sqrt(repel_k)`` of the node's group, pair force
+Same model as ``cpu.repulsion``: charge ``q = sqrt(repel_k) * (1 + degree)`` (``repel_k`` of
+the node's group, the degree from the CSR ``indptr``), pair force
 ``q_i q_j / (d^2 + softening_i)`` along the separating direction, a cell acts as its total charge
 at its charge-weighted centre, theta is the smaller of the two groups'.  Pipeline per step, all
 on the device, nothing copied back:
@@ -107,6 +108,12 @@ def hash01(i, k):  # type: ignore[no-untyped-def]
     """The CPU's ``_hash01``: a deterministic pseudo-random number in [-1, 1)."""
     s = math.sin(float(i) * 12.9898 + float(k) * 78.233) * 43758.5453
     return 2.0 * (s - math.floor(s)) - 1.0
+
+
+@cuda.jit(device=True, inline=True)
+def charge(params, group, indptr, i):  # type: ignore[no-untyped-def]
+    """The CPU's ``_charges``: ``sqrt(repel_k) * mass`` of node i, mass = 1 + degree."""
+    return math.sqrt(params[group[i], REPEL_K]) * (1.0 + indptr[i + 1] - indptr[i])
 
 
 # --------------------------------------------------------------------------- box + Morton
@@ -295,7 +302,7 @@ def _scatter_kernel(keys, vals, n, shift, offsets, nblocks, out_keys, out_vals):
 
 
 @cuda.jit(cache=False)
-def _gather_kernel(pos, group, params, order, body):  # type: ignore[no-untyped-def]
+def _gather_kernel(pos, group, params, indptr, order, body):  # type: ignore[no-untyped-def]
     """Bodies in Morton order: ``body[s] = (x, y, z, q)`` of node ``order[s]``."""
     s = cuda.grid(1)
     if s >= order.shape[0]:
@@ -304,7 +311,7 @@ def _gather_kernel(pos, group, params, order, body):  # type: ignore[no-untyped-
     body[s, 0] = pos[b, 0]
     body[s, 1] = pos[b, 1]
     body[s, 2] = pos[b, 2]
-    body[s, 3] = math.sqrt(params[group[b], REPEL_K])
+    body[s, 3] = charge(params, group, indptr, b)
 
 
 @cuda.jit(cache=False)
@@ -607,11 +614,12 @@ class BarnesHut:
         # an even number of passes: the sorted data is back in codes/order
         assert SORT_PASSES % 2 == 0
 
-    def build(self, d_pos: Any, d_group: Any, d_params: Any) -> None:
-        """Sorted bodies, the radix tree and its per-node summaries."""
+    def build(self, d_pos: Any, d_group: Any, d_params: Any, d_indptr: Any) -> None:
+        """Sorted bodies (charges from the CSR row pointer ``d_indptr``), the radix tree and
+        its per-node summaries."""
         n = self.n
         g = _blocks(n, BUILD_BLOCK)
-        _gather_kernel[g, BUILD_BLOCK](d_pos, d_group, d_params, self.order, self.body)
+        _gather_kernel[g, BUILD_BLOCK](d_pos, d_group, d_params, d_indptr, self.order, self.body)
         _karras_kernel[_blocks(n - 1, BUILD_BLOCK), BUILD_BLOCK](
             self.codes, n, self.left, self.right, self.parent, self.lo, self.hi, self.counter
         )
@@ -631,11 +639,12 @@ class BarnesHut:
             self.body, self.order, n, self.left, self.right, self.node, d_group, d_params, d_forces
         )
 
-    def forces(self, d_pos: Any, d_group: Any, d_params: Any, d_forces: Any) -> None:
-        """Repulsive forces of all bodies into ``d_forces`` (n, 3), overwritten."""
+    def forces(self, d_pos: Any, d_group: Any, d_params: Any, d_indptr: Any, d_forces: Any) -> None:
+        """Repulsive forces of all bodies into ``d_forces`` (n, 3), overwritten; ``d_indptr``
+        is the CSR row pointer the masses (1 + degree) come from, as in ``cpu.repulsion``."""
         self.morton(d_pos)
         self.sort()
-        self.build(d_pos, d_group, d_params)
+        self.build(d_pos, d_group, d_params, d_indptr)
         self.walk(d_group, d_params, d_forces)
 
 
