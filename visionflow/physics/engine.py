@@ -214,6 +214,7 @@ class PhysicsEngine:
         # from ``settled``, which changes only with a published tick (the hub reads it there).
         self._woken = False
         self._cache_noted = False
+        self._host_written = False  # the stepping thread changed host arrays (see step_blocking)
 
     # ------------------------------------------------------------------ control API
 
@@ -293,7 +294,10 @@ class PhysicsEngine:
         # device-resident steppers skip re-uploading arrays the store did not touch
         note_version = getattr(self._stepper, "note_host_version", None)
         if note_version is not None:
-            note_version(state.version)
+            # -1 after this thread wrote the host arrays itself (an early rest cooled every
+            # node): no store version covers that write, so the device copy must be refreshed
+            note_version(-1 if self._host_written else state.version)
+        self._host_written = False
         t0 = time.perf_counter()
         result = self._stepper.step(
             StepInput(
@@ -321,6 +325,7 @@ class PhysicsEngine:
         self._last_peak = result.peak_kinetic_energy
         if result.warm and self._quiet(result, self.settings.settle_energy, rising):
             state.heat[:] = 0.0  # the physics thread owns the dense arrays between syncs
+            self._host_written = True
             result = dataclasses.replace(result, warm=0)
         settled = result.warm == 0
         snap = _snapshot(self.tick, state, settled)

@@ -10,13 +10,17 @@ level only has to settle locally:
    together, where a matching alone would take a level per leaf); repeat while the graph
    shrinks by at least ``MIN_SHRINK``, down to ``COARSEST`` nodes;
 2. lay out the coarsest graph with the layout's own step (``cpu.step``: same model, same
-   parameters) from a ball;
+   parameters) from its classical MDS embedding (graph distances, top three eigenvectors):
+   from a random ball the force layout of even 46 nodes can settle squashed (a coarse grid
+   came out with an aspect ratio of 0.6, and the finer levels inherited it);
 3. level by level, place each node at its cluster's position, spread by the growth of the node
-   count, plus a small deterministic offset, and relax with ``LEVEL_STEPS`` steps of the same
-   step, the nodes starting at ``LEVEL_HEAT``.
+   count, plus a small deterministic offset, and relax it with the same step, the nodes
+   starting at ``LEVEL_HEAT``; every level but the finest, which is the engine's.
 
-The result is only a placement: the engine then runs its usual cooling schedule from it. It
-runs in the physics thread (``PhysicsEngine.step_blocking``), off the event loop.
+The result is only a placement: the engine then runs its usual cooling schedule from it, which
+relaxes the finest level (so that is not done twice: at 100k nodes the finest level's 40 steps
+were 40% of the placement's time). It runs in the physics thread
+(``PhysicsEngine.step_blocking``), off the event loop.
 """
 
 from __future__ import annotations
@@ -50,10 +54,14 @@ COARSEST_STEPS = 300
 LEVEL_STEPS = 40
 LEVEL_WORK = 200_000
 LEVEL_HEAT = 0.5
+# A level is spread by (fine nodes / coarse nodes) ** GROWTH. 1/2 is how a sheet grows, 1/3 how a
+# ball does; too small a spread compresses the finer level, and a compressed sheet buckles (a
+# grid came out curled, Spearman 0.96 instead of 0.98), while one spread too far only contracts.
+GROWTH = 1 / 3
 
 
 @numba.njit(nogil=True, cache=CACHE)
-def _cluster(indptr, indices, order, cluster):  # type: ignore[no-untyped-def]
+def _cluster(indptr, indices, order, salt, cluster):  # type: ignore[no-untyped-def]
     """Fill ``cluster`` (one coarse node per entry) and return the coarse node count.
 
     Nodes are visited in ``order`` (a shuffle): in id order a grid would pair along its rows
@@ -68,14 +76,16 @@ def _cluster(indptr, indices, order, cluster):  # type: ignore[no-untyped-def]
         if cluster[u] >= 0:
             continue
         best = -1
-        best_deg = n + 1
+        best_key = np.inf
         for e in range(indptr[u], indptr[u + 1]):
             v = indices[e]
             if v != u and cluster[v] < 0:
-                dv = indptr[v + 1] - indptr[v]
-                if dv < best_deg:
+                # ties (every inner node of a grid) broken at random: in CSR order a grid
+                # paired along one axis only and came out squashed to 0.75 of its width
+                key = (indptr[v + 1] - indptr[v]) + 0.5 + 0.49 * hash01(v, salt)
+                if key < best_key:
                     best = v
-                    best_deg = dv
+                    best_key = key
         if best >= 0:
             cluster[u] = nc
             cluster[best] = nc
@@ -105,7 +115,7 @@ def coarsen(indptr: I64, indices: I64, seed: int = 0) -> tuple[I64, int, I64, I6
     n = indptr.shape[0] - 1
     cluster = np.empty(n, np.int64)
     order = np.random.default_rng(seed).permutation(n)  # deterministic: seeded
-    nc = int(_cluster(indptr, indices, order, cluster))
+    nc = int(_cluster(indptr, indices, order, seed + 17, cluster))
     src = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
     cs, ct = cluster[src], cluster[indices]
     keep = cs < ct  # each undirected coarse edge once, no self-loops
@@ -113,6 +123,33 @@ def coarsen(indptr: I64, indices: I64, seed: int = 0) -> tuple[I64, int, I64, I6
     a, b = pairs // nc, pairs % nc
     cptr, cidx, _ = csr_from_edges(nc, a, b, np.ones(a.shape[0]))
     return cluster, nc, cptr, cidx
+
+
+def mds(indptr: I64, indices: I64, scale: float) -> F64:
+    """Classical MDS of a small graph's hop distances into 3-D, ``scale`` per hop.
+
+    Floyd-Warshall on a dense matrix: for the coarsest level only (under ``COARSEST`` nodes).
+    Unreachable pairs count as one hop more than the longest finite distance, so separate
+    parts sit side by side.
+    """
+    n = indptr.shape[0] - 1
+    d = np.full((n, n), np.inf)
+    src = np.repeat(np.arange(n), np.diff(indptr))
+    d[src, indices] = 1.0
+    np.fill_diagonal(d, 0.0)
+    for k in range(n):
+        np.minimum(d, d[:, k : k + 1] + d[k : k + 1, :], out=d)
+    finite = np.isfinite(d)
+    d[~finite] = (d[finite].max() + 1.0) if finite.any() else 1.0
+    j = np.eye(n) - 1.0 / n
+    b = -0.5 * j @ (d * d) @ j
+    values, vectors = np.linalg.eigh(b)
+    top = np.argsort(values)[::-1][:3]
+    pos = np.zeros((n, 3))
+    k = min(3, n)
+    pos[:, :k] = vectors[:, top[:k]] * np.sqrt(np.maximum(values[top[:k]], 0.0))
+    pos += 1e-3 * scale * np.random.default_rng(0).standard_normal((n, 3))  # no exact ties
+    return pos * scale
 
 
 def _relax(
@@ -167,17 +204,16 @@ def place(
         cgroup[cluster] = grp  # a coarse node takes one of its members' groups
         ptr, idx, grp = cptr, cidx, cgroup
     rest = float(np.min(params[:, REST_LENGTH]))
-    m = ptr.shape[0] - 1
-    pos = np.empty((m, 3))
-    _prolong(np.zeros((1, 3)), np.zeros(m, np.int64), 0.0, rest * max(1.0, m ** (1 / 3)), pos)
+    pos = mds(ptr, idx, rest)
     _relax(ws, pos, grp, ptr, idx, params, 1.0, COARSEST_STEPS)
     for cluster, fptr, fidx, fgrp in reversed(levels):
         nf = fptr.shape[0] - 1
         fine = np.empty((nf, 3))
         pos -= pos.mean(axis=0)
-        _prolong(pos, cluster, (nf / pos.shape[0]) ** (1 / 3), 0.1 * rest, fine)
-        steps = min(COARSEST_STEPS, max(LEVEL_STEPS, LEVEL_WORK // nf))
-        _relax(ws, fine, fgrp, fptr, fidx, params, LEVEL_HEAT, steps)
+        _prolong(pos, cluster, (nf / pos.shape[0]) ** GROWTH, 0.1 * rest, fine)
+        if nf < n:
+            steps = min(COARSEST_STEPS, max(LEVEL_STEPS, LEVEL_WORK // nf))
+            _relax(ws, fine, fgrp, fptr, fidx, params, LEVEL_HEAT, steps)
         pos = fine
     assert pos.shape[0] == n
     pos -= pos.mean(axis=0)
