@@ -62,6 +62,7 @@ from _graph import ba_edges  # noqa: E402
 
 from visionflow import settings as s  # noqa: E402
 from visionflow.graph.store import GraphStore  # noqa: E402
+from visionflow.physics import multilevel  # noqa: E402
 from visionflow.physics.engine import PhysicsEngine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,6 +190,7 @@ class Run:
     wall_s: float
     placement_s: float  # the engine's multilevel placement before the first step (0: none)
     compute_s: float  # placement + every step: the compute from import to rest
+    stability: dict[str, float] = field(default_factory=dict)
 
 
 def run_ours(graph: Graph, settings: s.PhysicsSettings, max_steps: int, every: int) -> Run:
@@ -214,6 +216,7 @@ def run_ours(graph: Graph, settings: s.PhysicsSettings, max_steps: int, every: i
             break
     wall = time.perf_counter() - t0
     placed = engine.placement_seconds
+    stability = add_a_few(graph, store, engine, rows) if settled_at is not None else {}
     return Run(
         trace,
         settled_at,
@@ -223,7 +226,44 @@ def run_ours(graph: Graph, settings: s.PhysicsSettings, max_steps: int, every: i
         wall,
         placed,
         placed + sum(times),
+        stability,
     )
+
+
+ADDED = 10  # nodes added to a settled layout by the stability measure
+
+
+def add_a_few(
+    graph: Graph, store: GraphStore, engine: PhysicsEngine, rows: I64
+) -> dict[str, float]:
+    """Stability: add ``ADDED`` nodes, each linked to two random nodes of the settled layout,
+    step to rest again, and say how far the nodes that were there moved (in mean edge lengths)."""
+    before = store.sync().pos[rows].copy()
+    edge = float(
+        np.linalg.norm(before[graph.edges[:, 0]] - before[graph.edges[:, 1]], axis=1).mean()
+    )
+    rng = np.random.default_rng(11)
+    anchors = rng.choice(graph.n, size=(ADDED, 2), replace=graph.n < 2 * ADDED)
+    store.import_document(
+        {
+            "nodes": [{"id": f"new-{k}"} for k in range(ADDED)],
+            "edges": [
+                {"source": f"new-{k}", "target": str(int(a))}
+                for k in range(ADDED)
+                for a in anchors[k]
+            ],
+        }
+    )
+    steps = 0
+    while not engine.step_blocking()[0].settled and steps < 5000:
+        steps += 1
+    moved = np.linalg.norm(store.sync().pos[rows] - before, axis=1) / edge
+    return {
+        "steps": float(steps + 1),
+        "moved_share": float(np.mean(moved > 0.0)),
+        "median_moved": float(np.median(moved[moved > 0.0])) if np.any(moved > 0.0) else 0.0,
+        "max_moved": float(moved.max()),
+    }
 
 
 def reached(trace: list[tuple[int, dict[str, float]]], key: str, final: float) -> int | None:
@@ -389,6 +429,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--peer-budget", type=float, default=120.0, help="seconds per peer run from 50k nodes"
     )
+    ap.add_argument(
+        "--no-multilevel",
+        action="store_true",
+        help="no multilevel placement of the import (to measure what it brings)",
+    )
     ap.add_argument("--graph-tool-python", default=None, help="interpreter with graph_tool")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", default=None, help="also write the results to this file")
@@ -399,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     settings = physics_settings(args.param)
+    if args.no_multilevel:
+        multilevel.MIN_NODES = 1 << 62
     graphs = [g for g in args.graphs.split(",") if g]
     peers = peers_available([p for p in args.peers.split(",") if p], args.graph_tool_python)
     k = settings.knowledge
@@ -410,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         f"dt {k.dt}, max_velocity {k.max_velocity}, warmup {k.warmup_iterations}; "
         f"settle_energy {settings.settle_energy}, rate_hz {settings.rate_hz}"
         + (f"; overrides: {' '.join(args.param)}" if args.param else " (as shipped)")
+        + ("; NO multilevel placement" if args.no_multilevel else "")
     )
     for peer in peers:
         if peer.run is None:
@@ -441,6 +489,14 @@ def main(argv: list[str] | None = None) -> int:
             else f"NOT settled at the cap ({cap} steps)"
         )
         hits = {key: reached(run.trace, key, run.final[key]) for key in keys}
+        if run.stability:
+            st = run.stability
+            print(
+                f"\nstability: {ADDED} nodes added to the settled layout, at rest again after "
+                f"{st['steps']:.0f} steps; {st['moved_share']:.1%} of the old nodes moved, by a "
+                f"median of {st['median_moved']:.3f} and at most {st['max_moved']:.2f} mean "
+                "edge lengths"
+            )
         print(
             f"\nours: {settled}; median step {run.step_ms:.2f} ms; multilevel placement "
             f"{run.placement_s:.2f} s; compute from import to rest {run.compute_s:.1f} s; "
@@ -467,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
                 "step_ms": run.step_ms,
                 "placement_s": run.placement_s,
                 "compute_s": run.compute_s,
+                "stability": run.stability,
                 "reach95": hits,
             },
             "peers": {},
