@@ -102,6 +102,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     if not loaded.file_found:
         print(f"# {loaded.source} not found: these are the defaults", file=sys.stderr)
+    for note in loaded.notes:
+        print(f"# note: {note}", file=sys.stderr)
     print(settings.to_toml(loaded.settings))
     return EXIT_OK
 
@@ -125,6 +127,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logs.setup(loaded.settings.log.level, loaded.settings.log.format)
     if not loaded.file_found:
         logger.bind(subsystem="main").info("no {} found: using defaults", loaded.source)
+    for note in loaded.notes:
+        logger.bind(subsystem="main").warning("{}", note)
 
     import anyio
 

@@ -420,6 +420,50 @@ class Loaded(Struct, frozen=True):
     settings: Settings
     source: str
     file_found: bool
+    notes: tuple[str, ...] = ()  # valid but doubtful settings, for the log and check-config
+
+
+# What settings.toml shipped for the layout before the force model of Dec 2026 (knowledge,
+# agents). A file copied from then still validates, but these values were tuned for that model:
+# with them the current one barely moves (dt 0.016) before its schedule cools it.
+OLD_MODEL_VALUES: dict[str, dict[str, float]] = {
+    "knowledge": {
+        "spring_k": 0.1,
+        "rest_length": 30.0,
+        "repel_k": 2.0,
+        "damping": 0.85,
+        "dt": 0.016,
+        "max_velocity": 5.0,
+        "warmup_iterations": 200,
+    },
+    "agents": {
+        "spring_k": 0.5,
+        "rest_length": 30.0,
+        "repel_k": 5.0,
+        "damping": 0.95,
+        "dt": 0.016,
+        "max_velocity": 1.0,
+        "warmup_iterations": 200,
+    },
+}
+
+
+def old_model_notes(raw: Mapping[str, Any], source: str) -> list[str]:
+    """A note per layout table of ``raw`` that holds three or more of ``OLD_MODEL_VALUES``."""
+    notes = []
+    physics = raw.get("physics")
+    for group, old in OLD_MODEL_VALUES.items():
+        table = physics.get(group) if isinstance(physics, Mapping) else None
+        if not isinstance(table, Mapping):
+            continue
+        same = [k for k, v in old.items() if k in table and table[k] == v]
+        if len(same) >= 3:
+            notes.append(
+                f"{source}: physics.{group} sets {', '.join(same)} to the values shipped before "
+                "the layout model of Dec 2026; they were tuned for the old model and make the "
+                "current one slow and flat: remove them to get the current defaults"
+            )
+    return notes
 
 
 def load(
@@ -466,7 +510,8 @@ def load(
     if issues:
         raise _error(issues, source)
     # Several sources: the head says "settings" and each issue names its own.
-    return Loaded(validate(raw, "settings", sources, unrecorded="default"), source, found)
+    settings = validate(raw, "settings", sources, unrecorded="default")
+    return Loaded(settings, source, found, tuple(old_model_notes(raw, source)))
 
 
 def to_dict(settings: Settings) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +36,17 @@ def test_every_command_and_option_has_plain_help(
     out = capsys.readouterr().out
     assert "``" not in out and ":class:" not in out  # no reStructuredText markup
     assert parser.description and parser.description in " ".join(out.split())
+
+
+def test_check_config_notes_the_old_models_layout_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "old.toml"
+    f.write_text("[physics.agents]\nspring_k = 0.5\nrepel_k = 5.0\ndamping = 0.95\n")
+    assert cli.main(["check-config", str(f)]) == 0  # valid, so exit 0
+    captured = capsys.readouterr()
+    assert (
+        "# note: " in captured.err
+        and "physics.agents sets spring_k, repel_k, damping" in captured.err
+    )
+    assert "[physics.agents]" in captured.out

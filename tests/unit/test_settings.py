@@ -326,3 +326,16 @@ def test_an_overrides_file_from_the_old_layout_model_loses_its_layout_values(
     fresh = LiveSettings(s.to_dict(s.Settings()), tmp_path)
     fresh.load_overrides()  # a file written now keeps its layout values
     assert fresh.current.physics.knowledge.repel_k == 3.0
+
+
+def test_a_file_with_the_old_models_layout_values_gets_a_note(tmp_path: Path) -> None:
+    f = tmp_path / "s.toml"
+    f.write_text(
+        "[physics.knowledge]\nspring_k = 0.1\nrest_length = 30.0\ndt = 0.016\n"
+        "[physics.agents]\ndt = 0.016\n"  # one old value alone is a choice, not a copy
+    )
+    loaded = s.load(f, environ={})
+    assert loaded.settings.physics.knowledge.dt == 0.016  # valid: applied as written
+    assert len(loaded.notes) == 1
+    assert "physics.knowledge sets spring_k, rest_length, dt" in loaded.notes[0]
+    assert s.load(ROOT / "settings.toml", environ={}).notes == ()
