@@ -86,6 +86,7 @@ class PhysicsParams(Struct, kw_only=True, forbid_unknown_fields=True, frozen=Tru
     softening: Annotated[float, Meta(ge=1e-9, le=10.0)] = 0.0001
     theta: Annotated[float, Meta(ge=0.1, le=2.0)] = 0.8
     cooling_steps: Annotated[int, Meta(ge=1, le=100_000)] = 300
+    linlog: bool = True
 
 
 class PhysicsSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):

@@ -48,6 +48,7 @@ def test_shipped_file_documents_every_key_with_its_default() -> None:
                 "softening",
                 "theta",
                 "cooling_steps",
+                "linlog",
             }, f"undocumented key {key}"
 
 

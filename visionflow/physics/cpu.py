@@ -14,8 +14,14 @@ with momentum and a d3-force-style cooling schedule per node:
   for their leaves), so a same-group pair feels ``repel_k m_i m_j`` and a mixed agent/note pair the
   geometric mean of the two groups' repel_k; the pair force stays symmetric and a Barnes-Hut
   cell is just a sum of charges.  Softening and theta are the receiver's.
-- springs ``spring_k * (d - rest_length) * w`` along each edge; a mixed edge uses the mean of the
-  two groups' spring_k and rest_length (again symmetric).  Self-loops are ignored.
+- springs ``spring_k * s * w`` along each edge, of stretch ``s = d - rest_length``; with
+  ``linlog`` (either end's group, the default) a stretch beyond a few rest lengths pulls
+  logarithmically, ``s = c log(1 + (d - rest_length) / c)`` with ``c = LINLOG_RESTS *
+  rest_length`` (linear below c, as ForceAtlas2's LinLog mode is everywhere): clusters come out
+  tighter and further apart (block model edge ratio 0.229 vs 0.285) and hubs' neighbourhoods
+  readable (BA 10k 2-hop precision 0.14 vs 0.027), while edges within c stay even (a grid's
+  Spearman 0.974; pure LinLog gave 0.965).  A mixed edge uses the mean of the two groups'
+  spring_k and rest_length (again symmetric).  Self-loops are ignored.
 - gravity towards the origin of ``center_gravity_k * m`` in magnitude beyond one rest length,
   linear inside it (FA2's gravity, which holds disconnected parts together without squeezing a
   large graph into a ball the way a linear pull does).
@@ -55,6 +61,7 @@ from visionflow.physics.params import (
     ENABLE_BOUNDS,
     ENABLED,
     HEAT_FLOOR,
+    LINLOG,
     MAX_FORCE,
     MAX_VELOCITY,
     REPEL_K,
@@ -86,6 +93,11 @@ I64 = npt.NDArray[np.int64]
 # 2000 0.45/0.76, 4000 1.13/3.08.  The bucketed tree walk (octree.py) is cheap, so the crossover is
 # ~1.1k nodes, well under the 5-8k of a per-body walk.
 EXACT_MAX_NODES = 1024
+
+# With linlog, a spring's pull turns logarithmic beyond this many rest lengths of stretch. On the
+# quality benchmark 3 beat 1 (FA2's pure LinLog) on the grid and the scale-free graphs, and 10
+# or 30 lost the block model's separation (edge ratio 0.241, 0.257 vs 0.229).
+LINLOG_RESTS = 3.0
 
 # Below this many nodes a step runs on one thread: waking the pool costs more than it saves, and
 # on a busy machine every parallel region may wait a scheduler slice for its second thread (40
@@ -242,6 +254,7 @@ def integrate_node(  # type: ignore[no-untyped-def]
     fz = forces[i, 2]
     sk_i = params[g, SPRING_K]
     rl_i = params[g, REST_LENGTH]
+    ll_i = params[g, LINLOG]
     for e in range(indptr[i], indptr[i + 1]):
         j = indices[e]
         if j == i:
@@ -254,7 +267,11 @@ def integrate_node(  # type: ignore[no-untyped-def]
             gj = group[j]
             k_s = 0.5 * (sk_i + params[gj, SPRING_K])
             rest = 0.5 * (rl_i + params[gj, REST_LENGTH])
-            f = k_s * (d - rest) * weights[e] / d
+            stretch = d - rest
+            if stretch > 0.0 and ll_i + params[gj, LINLOG] > 0.0:  # either end's: symmetric
+                scale = LINLOG_RESTS * rest
+                stretch = scale * math.log(1.0 + stretch / scale)
+            f = k_s * stretch * weights[e] / d
             fx += dx * f
             fy += dy * f
             fz += dz * f

@@ -54,10 +54,11 @@ COARSEST_STEPS = 300
 LEVEL_STEPS = 40
 LEVEL_WORK = 200_000
 LEVEL_HEAT = 0.5
-# A level is spread by (fine nodes / coarse nodes) ** GROWTH. 1/2 is how a sheet grows, 1/3 how a
-# ball does; too small a spread compresses the finer level, and a compressed sheet buckles (a
-# grid came out curled, Spearman 0.96 instead of 0.98), while one spread too far only contracts.
-GROWTH = 1 / 3
+# A level is spread by (fine nodes / coarse nodes) ** GROWTH: 1/2 is how a sheet grows, 1/3 how
+# a ball does. Too small a spread leaves the finer level compressed, and the cooling schedule
+# has no time to expand it again (a grid: edge ratio 0.021 and Spearman 0.972 with 1/3, 0.019
+# and 0.974 with 1/2), while one spread too far contracts quickly.
+GROWTH = 0.5
 
 
 @numba.njit(nogil=True, cache=CACHE)

@@ -33,7 +33,8 @@ WARMUP_ITERATIONS = 12
 SOFTENING = 13
 THETA = 14
 COOLING = 15  # heat kept per step: HEAT_FLOOR ** (1 / cooling_steps)
-N_PARAMS = 16
+LINLOG = 16  # 1.0: springs pull by log(1 + stretch) (ForceAtlas2's LinLog mode)
+N_PARAMS = 17
 
 # A node's heat (its share of the forces) starts at 1 when it is new and decays by COOLING per
 # step; under this floor it is cold: it stops moving and no longer keeps the layout awake.
@@ -61,6 +62,7 @@ def _row(p: PhysicsParams) -> list[float]:
     row[SOFTENING] = p.softening
     row[THETA] = p.theta
     row[COOLING] = HEAT_FLOOR ** (1.0 / p.cooling_steps)
+    row[LINLOG] = 1.0 if p.linlog else 0.0
     return row
 
 

@@ -59,6 +59,23 @@ def test_charge_is_sqrt_repel_k_times_mass() -> None:
     assert f[1, 0] == pytest.approx(4.0 * 4 * 2 / 100.0, rel=1e-5)
 
 
+@pytest.mark.parametrize("linlog", [False, True])
+def test_spring_pull_is_linear_then_logarithmic_with_linlog(linlog: bool) -> None:
+    # One edge, no repulsion to speak of: the first step's velocity is the spring's pull / mass.
+    p = PhysicsParams(linlog=linlog, repel_k=0.0001, center_gravity_k=0.0, max_velocity=1000.0)
+    pulls = []
+    for d in (2.0, 3.0, 50.0):
+        sim = Sim(2, [(0, 1)], params=p)
+        sim.pos[:] = [[0.0, 0.0, 0.0], [d, 0.0, 0.0]]
+        sim.run(1)
+        pulls.append(sim.vel[0, 0] / (p.dt * p.damping) * 2.0)  # mass 1 + degree 1
+    stretch = np.array([1.0, 2.0, 49.0])  # rest length 1
+    if linlog:
+        c = cpu.LINLOG_RESTS * p.rest_length
+        stretch = c * np.log1p(stretch / c)
+    np.testing.assert_allclose(pulls, p.spring_k * stretch, rtol=1e-3)
+
+
 def test_heat_decays_to_rest_within_cooling_steps() -> None:
     sim = Sim(30, [(i, i + 1) for i in range(29)], spread=5.0)
     decay = sim.params[0, COOLING]
