@@ -27,7 +27,7 @@ from visionflow.physics.engine import PhysicsEngine
 from visionflow.settings import Settings
 from visionflow.state import LayoutSaver
 from visionflow.supervisor import HealthRegistry, RestartPolicy, Supervisor
-from visionflow.web import routes_bots, routes_graph
+from visionflow.web import routes_bots, routes_graph, viewer
 from visionflow.web.app import create_app
 from visionflow.web.context import Foundations, ServiceContext
 from visionflow.web.hub import Hub
@@ -140,11 +140,12 @@ class Service:
                     *routes_graph.routes(),
                     *routes_bots.routes(),
                     websocket_route(ctx, hub, graph_revision=lambda: ctx.store.revision),
+                    *viewer.routes(),
                 ],
             )
             self.http = HttpServer(app, settings, supervisor.stopping)
             await supervisor.start("http", self.http.run, critical=True)
-            log.info("ready at {} (health: {}/api/health)", self.http.url, self.http.url)
+            log.info("ready at {} (viewer: {}/, health: {}/api/health)", *[self.http.url] * 3)
             if self.on_ready is not None:
                 self.on_ready(self)
             task_status.started()

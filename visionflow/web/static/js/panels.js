@@ -1,0 +1,305 @@
+// The side panels: MCP endpoints and the health banner, the swarm (agents, spawn, initialise,
+// task), the physics sliders, and a node's details. They talk to the existing REST routes and
+// show the server's own refusal text; nothing here touches WebGL.
+
+const $ = (id) => document.getElementById(id);
+
+function text(el, value) {
+  el.textContent = value == null ? "" : String(value);
+}
+
+function li(...children) {
+  const item = document.createElement("li");
+  item.append(...children);
+  return item;
+}
+
+/** Runtime layout settings shown as sliders: key -> [min, max, step, log scale]. */
+const PHYSICS_FIELDS = {
+  repel_k: [0.01, 100, 0.01, true],
+  spring_k: [0.01, 10, 0.01, true],
+  rest_length: [0.1, 100, 0.1, true],
+  center_gravity_k: [0, 1, 0.001, false],
+  damping: [0, 1, 0.01, false],
+  max_velocity: [0.1, 100, 0.1, true],
+  cooling_steps: [10, 3000, 10, false],
+  theta: [0.1, 2, 0.05, false],
+};
+const PHYSICS_FLAGS = ["linlog", "enabled"];
+
+export class Panels {
+  constructor({ api, onSelectAgent }) {
+    this.api = api;
+    this.onSelectAgent = onSelectAgent;
+    this.agents = new Map(); // flagged id (or endpoint/agent_id when no node) -> agent
+    this.endpoints = [];
+    this.settings = null;
+    this.wire();
+  }
+
+  wire() {
+    $("spawn-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const body = { type: $("spawn-type").value.trim() };
+      const name = $("spawn-name").value.trim();
+      if (name) body.name = name;
+      this.swarmCall("/api/bots/spawn-agent", body, "spawn requested");
+    });
+    $("init-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const body = { topology: $("init-topology").value, maxAgents: Number($("init-max").value) };
+      this.swarmCall("/api/bots/initialize-swarm", body, "swarm initialisation requested");
+    });
+    $("task-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.swarmCall("/api/bots/task", { task: $("task-text").value }, "task submitted");
+    });
+    $("agent-filter-type").addEventListener("change", () => this.renderAgents());
+    $("agent-filter-status").addEventListener("change", () => this.renderAgents());
+    $("physics-group").addEventListener("change", () => this.renderPhysics());
+  }
+
+  async swarmCall(path, body, done) {
+    const out = $("swarm-error");
+    const endpoint = $("spawn-endpoint").value;
+    if (endpoint) body.endpoint = endpoint;
+    text(out, "");
+    out.classList.add("error");
+    try {
+      await this.api.call(path, { method: "POST", body });
+      out.classList.remove("error");
+      text(out, done);
+    } catch (exc) {
+      text(out, exc.path ? `${exc.message} (${exc.path})` : exc.message);
+    }
+  }
+
+  // -- agents ----------------------------------------------------------------------------------
+
+  /** All agents of one endpoint (an `agents` message or /api/bots/data grouped by endpoint). */
+  setEndpointAgents(endpoint, agents) {
+    for (const [key, agent] of this.agents) if (agent.endpoint === endpoint) this.agents.delete(key);
+    for (const agent of agents) this.agents.set(agent.id ?? `${agent.endpoint}/${agent.agent_id}`, agent);
+    this.renderAgents();
+  }
+
+  setAllAgents(agents) {
+    this.agents.clear();
+    for (const agent of agents) this.agents.set(agent.id ?? `${agent.endpoint}/${agent.agent_id}`, agent);
+    this.renderAgents();
+  }
+
+  renderAgents() {
+    const typeSel = $("agent-filter-type");
+    const statusSel = $("agent-filter-status");
+    const types = new Set();
+    const statuses = new Set();
+    for (const a of this.agents.values()) {
+      types.add(a.type || "other");
+      statuses.add(a.status || "unknown");
+    }
+    syncOptions(typeSel, types, "all types");
+    syncOptions(statusSel, statuses, "all statuses");
+    const wantType = typeSel.value;
+    const wantStatus = statusSel.value;
+    const list = $("agent-list");
+    const rows = [];
+    const sorted = [...this.agents.values()].sort((a, b) => (a.name || "").localeCompare(b.name || ""));
+    for (const a of sorted) {
+      if (wantType && (a.type || "other") !== wantType) continue;
+      if (wantStatus && (a.status || "unknown") !== wantStatus) continue;
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.background = a.colour || "#95a5a6";
+      const label = document.createElement("span");
+      text(label, `${a.name || a.agent_id} · ${a.type || "?"} · ${a.status || "?"}`);
+      const row = li(swatch, label);
+      if (a.id != null) row.dataset.id = String(a.id);
+      if (a.live === false) row.classList.add("gone");
+      row.addEventListener("click", () => a.id != null && this.onSelectAgent(a.id));
+      rows.push(row);
+    }
+    list.replaceChildren(...rows);
+  }
+
+  // -- endpoints and health --------------------------------------------------------------------
+
+  async refreshStatus() {
+    try {
+      const status = await this.api.call("/api/bots/status");
+      this.endpoints = status.endpoints || [];
+      this.renderEndpoints();
+    } catch {
+      // the banner below says the service is unreachable
+    }
+    const banner = $("banner");
+    try {
+      const health = await this.api.call("/api/health");
+      if (health.status === "ok") {
+        banner.hidden = true;
+      } else {
+        const bad = Object.entries(health.subsystems || {})
+          .filter(([, s]) => s.state !== "running")
+          .map(([name, s]) => `${name} ${s.state}${s.detail && s.detail.error ? `: ${s.detail.error}` : ""}`);
+        text(banner, `Service ${health.status}: ${bad.join("; ") || "see /api/health"}`);
+        banner.hidden = false;
+      }
+    } catch (exc) {
+      text(banner, exc.status === 503 ? "Service failing: see /api/health" : `Service unreachable: ${exc.message}`);
+      banner.hidden = false;
+    }
+  }
+
+  renderEndpoints() {
+    const list = $("endpoint-list");
+    const select = $("spawn-endpoint");
+    if (this.endpoints.length === 0) {
+      list.replaceChildren(li(Object.assign(document.createElement("span"), { className: "muted", textContent: "none configured" })));
+      select.replaceChildren();
+      return;
+    }
+    list.replaceChildren(
+      ...this.endpoints.map((e) => {
+        const row = document.createElement("span");
+        const breaker = e.breaker && typeof e.breaker === "object" ? e.breaker.state : e.breaker;
+        text(row, `${e.name}: ${e.connected ? "connected" : "down"}${breaker && breaker !== "closed" ? `, breaker ${breaker}` : ""}`);
+        if (!e.connected) row.classList.add("bad");
+        return li(row);
+      }),
+    );
+    const chosen = select.value;
+    select.replaceChildren(
+      ...this.endpoints.map((e) => Object.assign(document.createElement("option"), { value: e.name, textContent: e.name })),
+    );
+    if (chosen) select.value = chosen;
+  }
+
+  // -- physics ---------------------------------------------------------------------------------
+
+  async loadSettings() {
+    try {
+      this.settings = (await this.api.call("/api/settings")).settings;
+      this.renderPhysics();
+    } catch {
+      // shown again on the next connection
+    }
+  }
+
+  renderPhysics() {
+    if (!this.settings) return;
+    const group = $("physics-group").value;
+    const values = this.settings.physics[group];
+    const fields = [];
+    for (const [key, [min, max, step, log]] of Object.entries(PHYSICS_FIELDS)) {
+      const name = `physics.${group}.${key}`;
+      const wrap = document.createElement("div");
+      wrap.className = "field";
+      const label = document.createElement("label");
+      text(label, key);
+      // a slider to drag (log scale where the range spans decades) and the exact value
+      const slider = document.createElement("input");
+      slider.type = "range";
+      slider.setAttribute("aria-label", `${key} slider`);
+      const input = document.createElement("input");
+      input.type = "number";
+      input.dataset.setting = name;
+      input.min = String(min);
+      input.max = String(max);
+      input.step = "any";
+      input.value = String(values[key]);
+      const toSlider = (v) => (log ? Math.log10(Math.max(v, min)) : v);
+      const fromSlider = (v) => round(log ? Math.pow(10, v) : v, step);
+      slider.min = String(toSlider(Math.max(min, 1e-6)));
+      slider.max = String(toSlider(max));
+      slider.step = log ? "0.01" : String(step);
+      slider.value = String(toSlider(values[key]));
+      const integer = key === "cooling_steps";
+      slider.addEventListener("input", () => {
+        input.value = String(fromSlider(Number(slider.value)));
+      });
+      slider.addEventListener("change", () => this.patch(group, key, fromSlider(Number(slider.value)), integer));
+      input.addEventListener("change", () => {
+        slider.value = String(toSlider(Number(input.value)));
+        this.patch(group, key, Number(input.value), integer);
+      });
+      const err = document.createElement("div");
+      err.className = "error";
+      err.dataset.errorFor = name;
+      label.append(slider, input);
+      wrap.append(label, err);
+      fields.push(wrap);
+    }
+    for (const key of PHYSICS_FLAGS) {
+      const name = `physics.${group}.${key}`;
+      const wrap = document.createElement("div");
+      wrap.className = "field";
+      const label = document.createElement("label");
+      const input = document.createElement("input");
+      input.type = "checkbox";
+      input.dataset.setting = name;
+      input.checked = Boolean(values[key]);
+      input.addEventListener("change", () => this.patch(group, key, input.checked, false));
+      const err = document.createElement("div");
+      err.className = "error";
+      err.dataset.errorFor = name;
+      label.append(input, ` ${key}`);
+      wrap.append(label, err);
+      fields.push(wrap);
+    }
+    $("physics-fields").replaceChildren(...fields);
+  }
+
+  async patch(group, key, value, integer) {
+    const name = `physics.${group}.${key}`;
+    const err = document.querySelector(`[data-error-for="${name}"]`);
+    if (err) text(err, "");
+    const v = integer ? Math.round(value) : value;
+    try {
+      const result = await this.api.call("/api/settings", {
+        method: "PATCH",
+        body: { physics: { [group]: { [key]: v } } },
+      });
+      this.settings = result.settings;
+    } catch (exc) {
+      if (err) text(err, exc.message);
+    }
+  }
+
+  // -- details ---------------------------------------------------------------------------------
+
+  showDetails(title, rows) {
+    const section = $("details");
+    if (!title) {
+      section.hidden = true;
+      return;
+    }
+    text($("details-title"), title);
+    const items = [];
+    for (const [k, v] of rows) {
+      if (v == null || v === "") continue;
+      const dt = document.createElement("dt");
+      text(dt, k);
+      const dd = document.createElement("dd");
+      text(dd, typeof v === "object" ? JSON.stringify(v) : v);
+      items.push(dt, dd);
+    }
+    $("details-list").replaceChildren(...items);
+    section.hidden = false;
+  }
+}
+
+function syncOptions(select, values, allLabel) {
+  const want = ["", ...[...values].sort()];
+  const have = [...select.options].map((o) => o.value);
+  if (want.length === have.length && want.every((v, i) => v === have[i])) return;
+  const chosen = select.value;
+  select.replaceChildren(
+    ...want.map((v) => Object.assign(document.createElement("option"), { value: v, textContent: v || allLabel })),
+  );
+  select.value = want.includes(chosen) ? chosen : "";
+}
+
+function round(value, step) {
+  const digits = Math.max(0, Math.ceil(-Math.log10(step)));
+  return Number(value.toFixed(Math.min(6, digits + 2)));
+}
