@@ -1,0 +1,161 @@
+"""Viewer benchmark: decode + apply time per frame in headless Chromium, against a plain copy.
+
+``python benchmarks/viewer.py [--sizes 10000,100000]``. Starts a real ``visionflow serve`` on an
+ephemeral port (for the page's own modules, served as users get them), opens the page in
+headless Chromium (Debian's package; WebGL flags as the browser tests use), and in that page
+times, for each size:
+
+- **keyframe**: ``decodeFrame`` + ``NodeState.apply`` of a protocol-2 keyframe of every node
+  (the same nodes in the same order as the state holds: the steady case of a running layout);
+- **delta 10%**: the same for a delta of 10% of the nodes, scattered;
+- **first keyframe**: the one that builds the id -> slot map (once per connection or topology
+  change), for reference;
+- **baseline**: ``Float32Array.prototype.set`` of the keyframe's records (7 floats per node)
+  into a preallocated array: the least work that moves that many bytes in the page.
+
+Frames are built in the page with the layout of docs/protocol.md section 2 (the decoder checks
+it). Browsers coarsen ``performance.now()`` (to 100 us without cross-origin isolation), so every
+sample times 10 frames in a row; 30 samples make the 300 frames, and the table gives medians
+per frame. Target: a 100k keyframe applied in under 5 ms and within 2x the copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "browser"))
+
+from cdp import Browser  # noqa: E402
+
+PAGE_SCRIPT = r"""
+(async (sizes) => {
+  const { decodeFrame } = await import("/static/js/frames.js");
+  const { NodeState } = await import("/static/js/nodestate.js");
+  function frame(kind, seq, ids, shift) {
+    const n = ids.length;
+    const buf = new ArrayBuffer(16 + 28 * n);
+    const dv = new DataView(buf);
+    dv.setUint8(0, 0x56); dv.setUint8(1, 0x46); dv.setUint8(2, 2); dv.setUint8(3, kind);
+    dv.setUint32(4, n, true); dv.setBigUint64(8, BigInt(seq), true);
+    const u32 = new Uint32Array(buf, 16, 7 * n);
+    const f32 = new Float32Array(buf, 16, 7 * n);
+    for (let k = 0; k < n; k++) {
+      u32[7 * k] = ids[k];
+      f32[7 * k + 1] = Math.sin(k + shift) * 100;
+      f32[7 * k + 2] = Math.cos(k * 1.3 + shift) * 100;
+      f32[7 * k + 3] = Math.sin(k * 0.7 - shift) * 100;
+    }
+    return buf;
+  }
+  const median = (a) => {
+    const s = [...a].sort((x, y) => x - y);
+    return s[Math.floor(s.length / 2)];
+  };
+  const time = (fn, reps) => {
+    const t0 = performance.now();
+    for (let r = 0; r < reps; r++) fn(r);
+    return (performance.now() - t0) / reps;
+  };
+  const out = {};
+  for (const n of sizes) {
+    const ids = new Uint32Array(n);
+    for (let k = 0; k < n; k++) ids[k] = (0x40000000 | (k + 1)) >>> 0;
+    const keys = [0, 1, 2, 3].map((s) => frame(0, s + 1, ids, s));
+    const pick = new Uint32Array(Math.floor(n / 10));
+    for (let k = 0; k < pick.length; k++) pick[k] = ids[(k * 7919) % n];
+    const deltas = [0, 1, 2, 3].map((s) => frame(1, s + 10, pick, s + 0.5));
+    const state = new NodeState();
+    const first = time(() => state.apply(decodeFrame(keys[0])), 1);
+    for (let w = 0; w < 20; w++) state.apply(decodeFrame(keys[w % 4])); // warm up the JIT
+    const key = [], delta = [], copy = [];
+    const dst = new Float32Array(7 * n);
+    const srcs = keys.map((b) => new Float32Array(b, 16, 7 * n));
+    for (let s = 0; s < 30; s++) {
+      copy.push(time((r) => dst.set(srcs[r % 4]), 10));
+      key.push(time((r) => state.apply(decodeFrame(keys[r % 4])), 10));
+      delta.push(time((r) => state.apply(decodeFrame(deltas[r % 4])), 10));
+    }
+    out[n] = { key: median(key), delta: median(delta), copy: median(copy), first };
+  }
+  return JSON.stringify(out);
+})
+"""
+
+
+def serve(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    (tmp / "settings.toml").write_text(f'[server]\nport = 0\n[state]\ndir = "{tmp / "state"}"\n')
+    exe = shutil.which("visionflow") or str(Path(sys.executable).parent / "visionflow")
+    log = (tmp / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [exe, "serve", "--config", str(tmp / "settings.toml")], stdout=log, stderr=log, cwd=tmp
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        m = re.search(rb"ready at (http://[0-9.:]+)", (tmp / "serve.log").read_bytes())
+        if m:
+            return proc, m.group(1).decode()
+        if proc.poll() is not None:
+            raise SystemExit("visionflow serve exited: " + (tmp / "serve.log").read_text())
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("visionflow serve did not become ready in 120 s")
+
+
+async def measure(url: str, sizes: list[int]) -> dict[str, dict[str, float]]:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        raise SystemExit("chromium not found (apt-get install chromium)")
+    browser = await Browser.launch(chromium)
+    try:
+        page = await browser.new_page()
+        await page.navigate(url + "/")
+        result = await page.evaluate(f"{PAGE_SCRIPT}({json.dumps(sizes)})", timeout=300)
+        version = await page.evaluate("navigator.userAgent")
+    finally:
+        await browser.close()
+    data: dict[str, dict[str, float]] = json.loads(result)
+    data["_"] = {"agent": version}  # type: ignore[dict-item]
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="10000,100000")
+    args = ap.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    with tempfile.TemporaryDirectory(prefix="vf-viewer-bench-") as d:
+        proc, url = serve(Path(d))
+        try:
+            data = asyncio.run(measure(url, sizes))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    agent = data.pop("_")["agent"]
+    load = os.getloadavg()
+    print(f"viewer decode + apply, headless Chromium ({agent}); 2 CPUs, load {load[0]:.2f}")
+    print("median ms per frame over 30 samples of 10 frames; ratio = ours / copy")
+    print(
+        f"{'nodes':>7} {'keyframe':>9} {'copy':>7} {'ratio':>6} {'delta 10%':>10} {'first key':>10}"
+    )
+    for n in sizes:
+        r = data[str(n)]
+        print(
+            f"{n:>7} {r['key']:>9.3f} {r['copy']:>7.3f} {r['key'] / max(r['copy'], 1e-9):>5.2f}x "
+            f"{r['delta']:>10.3f} {r['first']:>10.2f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
