@@ -75,6 +75,9 @@ let styleDirty = true;
 let edgesDirty = true;
 let shownVersion = -1;
 let fitted = false;
+// The view follows the layout (refits while it moves) until the user moves the camera.
+let autoFit = true;
+let lastAutoFit = 0;
 let hidden = 0;
 
 const panels = new Panels({ api, onSelectAgent: (id) => select(id, true) });
@@ -122,6 +125,7 @@ const stream = new Stream({
         break;
       case "settled":
         vf.settled = true;
+        if (autoFit) requestAnimationFrame(() => fit());
         break;
       case "moving":
         vf.settled = false;
@@ -259,7 +263,11 @@ function groupColour(group, base) {
   if (!group) return base;
   let h = 2166136261;
   for (let i = 0; i < group.length; i++) h = Math.imul(h ^ group.charCodeAt(i), 16777619);
-  const hue = ((h >>> 0) % 360) / 360;
+  // murmur3's finaliser: names that differ in one character get far-apart hues
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  h ^= h >>> 16;
+  const hue = ((h >>> 0) % 3600) / 3600;
   return hsl(hue, 0.55, 0.55);
 }
 
@@ -348,7 +356,7 @@ function screenOf(id) {
   return s ? [s[0] + rect.left, s[1] + rect.top] : null;
 }
 
-/** Frame the visible nodes (98 % of them: a few far outliers must not shrink the rest). */
+/** Frame every visible node (a small swarm beside a large graph must stay in view). */
 function fit() {
   const n = state.count;
   if (n === 0) return;
@@ -373,7 +381,7 @@ function fit() {
     d.push(Math.hypot(p[3 * i] - c[0], p[3 * i + 1] - c[1], p[3 * i + 2] - c[2]));
   }
   d.sort((a, b) => a - b);
-  const radius = Math.max(d[Math.floor(0.98 * (d.length - 1))], 1e-3);
+  const radius = Math.max(d[d.length - 1], 1e-3);
   camera.fit(c, radius);
   if (renderer) renderer.worldSize = Math.max((radius / Math.cbrt(m * stride)) * 0.22, 1e-3);
 }
@@ -400,6 +408,7 @@ function select(id, fly) {
   const [title, rows] = describe(id);
   panels.showDetails(title, rows);
   const p = positionOf(id);
+  if (fly) autoFit = false;
   if (fly && p) camera.flyTo(p, Math.max(camera.distance * 0.35, renderer ? renderer.worldSize * 40 : 10));
 }
 
@@ -531,6 +540,7 @@ canvas.addEventListener("pointermove", (e) => {
   }
   pointer.x = x;
   pointer.y = y;
+  autoFit = false;
   if (pointer.mode === "orbit") camera.orbit(dx, dy);
   else camera.pan(dx, dy, canvas.clientHeight);
 });
@@ -557,6 +567,7 @@ canvas.addEventListener(
   "wheel",
   (e) => {
     e.preventDefault();
+    autoFit = false;
     camera.zoom(Math.exp(e.deltaY * (e.deltaMode === 1 ? 0.05 : 0.0015)));
   },
   { passive: false },
@@ -570,6 +581,7 @@ canvas.addEventListener(
   "touchmove",
   (e) => {
     e.preventDefault();
+    autoFit = false;
     const before = [...touches.values()];
     for (const t of e.changedTouches) touches.set(t.identifier, [t.clientX, t.clientY]);
     const after = [...touches.values()];
@@ -593,7 +605,10 @@ canvas.addEventListener("touchcancel", touchEnd);
 
 window.addEventListener("keydown", (e) => {
   if (e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement) return;
-  if (e.key === "f") fit();
+  if (e.key === "f") {
+    autoFit = true;
+    fit();
+  }
   else if (e.key === "r") releasePins();
   else if (e.key === "Escape") select(-1, false);
 });
@@ -611,7 +626,10 @@ function releasePins() {
   pinned.clear();
 }
 
-$("fit").addEventListener("click", () => fit());
+$("fit").addEventListener("click", () => {
+  autoFit = true;
+  fit();
+});
 $("release-pins").addEventListener("click", () => releasePins());
 for (const [box, bit] of [["show-knowledge", 1], ["show-agents", 2]]) {
   $(box).addEventListener("change", (e) => {
@@ -670,6 +688,10 @@ function tick(now) {
     rebuildEdges();
   }
   renderer.setPositions(state.positions, state.count);
+  if (autoFit && !vf.settled && fitted && now - lastAutoFit > 500 && !camera.flight) {
+    lastAutoFit = now;
+    fit();
+  }
   camera.aspect = canvas.clientWidth / Math.max(1, canvas.clientHeight);
   camera.update(now);
   renderer.draw(camera);
@@ -712,7 +734,7 @@ function applyTheme() {
   if (!renderer) return;
   renderer.background = [...cssColour("--bg").map((v) => v / 255), 1];
   const edge = cssColour("--edge");
-  renderer.edgeColor = [edge[0] / 255, edge[1] / 255, edge[2] / 255, 0.5];
+  renderer.edgeColor = [edge[0] / 255, edge[1] / 255, edge[2] / 255, 0.7];
   styleDirty = true;
 }
 matchMedia("(prefers-color-scheme: dark)").addEventListener("change", applyTheme);

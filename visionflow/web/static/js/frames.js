@@ -5,7 +5,8 @@
 // the same byte offsets and the same reasons, so a frame either side refuses is refused the
 // same way on the other. On a little-endian host (every browser in practice) the decoded
 // records are typed-array views over the message's own ArrayBuffer: a 100k-node keyframe
-// (2.8 MB at 30 Hz) is validated in one pass and never copied.
+// (2.8 MB at 30 Hz) is never copied, and NodeState.applyBuffer checks its floats in the same
+// loop that takes the positions out (one pass over the message).
 
 /** Bytes in a protocol-2 header ("VF", version, kind, count u32, sequence u64). */
 export const HEADER_SIZE = 16;
@@ -81,30 +82,58 @@ function bytesOf(data) {
 
 /**
  * Index (in words) of the first non-finite float in `f32`, skipping the id words; -1 if all
- * are finite. `x - x` is 0 for a finite x and NaN for NaN and +-Infinity, so one sum over a
- * record says whether any of its six floats is bad; the branch is taken once per record and
- * the exact word is searched for only on failure.
+ * are finite. A finite float32 is at most 3.4e38, so the double sum of any number of them that
+ * fits in memory is finite, while one NaN or +-Infinity makes the sum NaN or infinite: one add
+ * per float and a single test at the end; the exact word is searched for only on failure.
  * @param {Float32Array} f32
  * @param {number} count records
  * @returns {number}
  */
 function firstNonFinite(f32, count) {
-  const end = count * RECORD_WORDS;
-  let bad = 0;
-  for (let w = 0; w < end; w += RECORD_WORDS) {
-    bad +=
-      f32[w + 1] - f32[w + 1] +
-      (f32[w + 2] - f32[w + 2]) +
-      (f32[w + 3] - f32[w + 3]) +
-      (f32[w + 4] - f32[w + 4]) +
-      (f32[w + 5] - f32[w + 5]) +
-      (f32[w + 6] - f32[w + 6]);
+  let a = 0;
+  let b = 0;
+  for (let k = 0, w = 0; k < count; k++, w += RECORD_WORDS) {
+    a += f32[w + 1] + f32[w + 2] + f32[w + 3];
+    b += f32[w + 4] + f32[w + 5] + f32[w + 6];
   }
-  if (bad === 0) return -1;
+  const sum = a + b;
+  if (sum - sum === 0) return -1;
+  const end = count * RECORD_WORDS;
   for (let w = 0; w < end; w++) {
     if (w % RECORD_WORDS !== 0 && f32[w] - f32[w] !== 0) return w;
   }
-  return -1; // not reached: the sum above was NaN only because some float is
+  return -1; // not reached: the sum above was not finite only because some float is not
+}
+
+// Frames whose floats decodeFrame/decodeLegacy checked: NodeState.apply does not check them
+// again.
+const checkedFrames = new WeakSet();
+
+/**
+ * Throw FrameError (offset and reason as the Python decoder gives them) for the first
+ * non-finite float of `frame`, if any. Records start at byte 16 of a protocol-2 message and
+ * at byte 0 of a legacy one (kind null).
+ * @internal used by NodeState, which checks frames it did not get from decodeFrame
+ * @param {Frame} frame
+ */
+export function _checkFinite(frame) {
+  const w = firstNonFinite(frame.f32, frame.count);
+  if (w >= 0) {
+    const rec = Math.floor(w / RECORD_WORDS);
+    const field = FIELD_NAMES[w % RECORD_WORDS];
+    const start = frame.kind === null ? 0 : HEADER_SIZE;
+    throw new FrameError(`record ${rec} field ${field} is not a finite float`, start + 4 * w);
+  }
+}
+
+/**
+ * Whether `frame` came from decodeFrame or decodeLegacy (its floats were checked then).
+ * @internal
+ * @param {Frame} frame
+ * @returns {boolean}
+ */
+export function _isChecked(frame) {
+  return checkedFrames.has(frame);
 }
 
 /**
@@ -129,29 +158,19 @@ export function _copyRecords(buffer, byteOffset, count) {
 }
 
 /**
- * The records region as views (or a copy where views cannot be used), after refusing any
- * non-finite float with the offset of its first byte in the message.
+ * The records region as views (or a copy where views cannot be used); floats not checked.
  * @param {ArrayBuffer} buffer
  * @param {number} start byte offset of the records in `buffer`
  * @param {number} count
- * @param {number} base byte offset of the message in `buffer` (offsets are message-relative)
  */
-function records(buffer, start, count, base) {
-  let u32;
-  let f32;
+function records(buffer, start, count) {
   if (LITTLE_ENDIAN_HOST && start % 4 === 0) {
-    u32 = new Uint32Array(buffer, start, count * RECORD_WORDS);
-    f32 = new Float32Array(buffer, start, count * RECORD_WORDS);
-  } else {
-    ({ u32, f32 } = _copyRecords(buffer, start, count));
+    return {
+      u32: new Uint32Array(buffer, start, count * RECORD_WORDS),
+      f32: new Float32Array(buffer, start, count * RECORD_WORDS),
+    };
   }
-  const w = firstNonFinite(f32, count);
-  if (w >= 0) {
-    const rec = Math.floor(w / RECORD_WORDS);
-    const field = FIELD_NAMES[w % RECORD_WORDS];
-    throw new FrameError(`record ${rec} field ${field} is not a finite float`, start - base + 4 * w);
-  }
-  return { u32, f32 };
+  return _copyRecords(buffer, start, count);
 }
 
 /**
@@ -159,10 +178,28 @@ function records(buffer, start, count, base) {
  * the Python decoder's offsets: fewer than 16 bytes, a wrong magic, a version other than 2, a
  * kind other than 0 or 1, a length other than 16 + 28 * N, a non-finite float; and, as
  * JavaScript numbers cannot hold it exactly, a sequence above 2^53 (offset 8).
+ *
+ * The viewer's hot path is `NodeState.applyBuffer`, which checks the floats in the loop that
+ * copies the positions instead of in a pass of its own; this is the same decode with the
+ * check done here, for every other use.
  * @param {ArrayBuffer|ArrayBufferView} buffer one binary WebSocket message
  * @returns {Frame}
  */
 export function decodeFrame(buffer) {
+  const frame = _decodeUnchecked(buffer);
+  _checkFinite(frame);
+  checkedFrames.add(frame);
+  return frame;
+}
+
+/**
+ * decodeFrame without the finiteness check: every header and length check, records not
+ * looked at. NodeState.apply checks such a frame's floats itself (it is not marked checked).
+ * @internal for NodeState.applyBuffer
+ * @param {ArrayBuffer|ArrayBufferView} buffer one binary WebSocket message
+ * @returns {Frame}
+ */
+export function _decodeUnchecked(buffer) {
   const [buf, base, size] = bytesOf(buffer);
   if (size < HEADER_SIZE) {
     throw new FrameError(
@@ -206,7 +243,7 @@ export function decodeFrame(buffer) {
     );
   }
   const sequence = hi * 0x100000000 + lo;
-  const { u32, f32 } = records(buf, base + HEADER_SIZE, count, base);
+  const { u32, f32 } = records(buf, base + HEADER_SIZE, count);
   return { kind, sequence, count, u32, f32 };
 }
 
@@ -228,8 +265,11 @@ export function decodeLegacy(buffer) {
     );
   }
   const count = size / RECORD_SIZE;
-  const { u32, f32 } = records(buf, base, count, base);
-  return { kind: null, sequence: null, count, u32, f32 };
+  const { u32, f32 } = records(buf, base, count);
+  const frame = { kind: null, sequence: null, count, u32, f32 };
+  _checkFinite(frame);
+  checkedFrames.add(frame);
+  return frame;
 }
 
 /**

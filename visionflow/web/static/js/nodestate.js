@@ -2,18 +2,41 @@
 // slots 0..count-1 contiguous, no per-node objects (100k nodes at 30 Hz must not churn the
 // garbage collector). Pure: no DOM, runs under `node --test`.
 
-import { KEYFRAME, RECORD_WORDS } from "./frames.js";
+import {
+  KEYFRAME,
+  RECORD_WORDS,
+  _checkFinite,
+  _decodeUnchecked,
+  _isChecked,
+} from "./frames.js";
 
 const DEFAULT_CAPACITY = 1024;
+/** Fewest buckets of the id -> slot table. */
+const MIN_BUCKETS = 16;
+/** 2^32 / golden ratio: Fibonacci hashing, the top bits of id * HASH are the bucket. */
+const HASH = 0x9e3779b1;
+
+/** Smallest power of two >= x (x >= 1). */
+function pow2AtLeast(x) {
+  let p = 1;
+  while (p < x) p *= 2;
+  return p;
+}
 
 /**
  * Node positions applied from decoded frames (see frames.js). Slot `s` holds node `ids[s]` at
  * `positions[3s..3s+2]`. Upload `positions.subarray(0, 3 * count)` with one bufferSubData.
  *
- * The arrays are replaced (doubled) when they grow: read `ids` and `positions` again after
- * every `apply`, and reallocate GPU buffers when `capacity` changed. `version` changes whenever
- * the set of ids or their slot order changes: rebuild per-node attributes (colours, sizes) and
- * edge index buffers then, and only then.
+ * Read `ids` and `positions` again after every `apply`: the arrays are replaced (doubled) when
+ * they grow, and a keyframe may hand over `positions` as another array of the same capacity
+ * (it is written aside and swapped in, so that a refused frame leaves the state as it was).
+ * Reallocate GPU buffers when `capacity` changed. `version` changes whenever the set of ids or
+ * their slot order changes: rebuild per-node attributes (colours, sizes) and edge index
+ * buffers then, and only then.
+ *
+ * A frame with a non-finite float is refused whole (FrameError, nothing applied), whichever
+ * entry point it comes through: `applyBuffer` checks while it copies, `apply` trusts a frame
+ * from decodeFrame/decodeLegacy (checked there) and checks any other.
  */
 export class NodeState {
   /**
@@ -29,8 +52,15 @@ export class NodeState {
     this.positions = new Float32Array(3 * cap);
     /** Bumped when the set of ids or their slot order changes. */
     this.version = 0;
-    /** @type {Map<number, number>} flagged id -> slot */
-    this._slots = new Map();
+    // Where a checking keyframe writes before it is known to be valid; swapped with positions.
+    this._spare = new Float32Array(3 * cap);
+    // id -> slot, open addressing with linear probing: bucket b is [2b] = id (as int32),
+    // [2b + 1] = slot + 1 (0: empty). Ids are never removed one by one (a keyframe rebuilds),
+    // so there are no tombstones; at most half the buckets are used.
+    this._table = new Int32Array(0);
+    this._mask = 0;
+    this._shift = 0;
+    this._sizeTable(cap);
   }
 
   /** Slots allocated; the arrays are reallocated (doubled) when `count` would pass it. */
@@ -44,8 +74,9 @@ export class NodeState {
    * @returns {number}
    */
   indexOf(flaggedId) {
-    const slot = this._slots.get(flaggedId);
-    return slot === undefined ? -1 : slot;
+    // not a u32 (NaN, negative, fraction, string, ...): in no state
+    if (typeof flaggedId !== "number" || flaggedId !== flaggedId >>> 0) return -1;
+    return this._find(flaggedId | 0);
   }
 
   /**
@@ -55,7 +86,7 @@ export class NodeState {
   clear() {
     if (this.count === 0) return;
     this.count = 0;
-    this._slots.clear();
+    this._table.fill(0);
     this.version++;
   }
 
@@ -63,17 +94,90 @@ export class NodeState {
    * Apply one decoded frame. A keyframe replaces the whole state (absent nodes are gone, slot
    * order = frame order); a delta or a legacy frame (kind null) overwrites the nodes it carries
    * and appends unknown ones. A keyframe with exactly the current ids in the current order
-   * (the steady state) only copies positions: no Map work, no `version` bump.
+   * (the steady state) only copies positions: no table work, no `version` bump.
+   *
+   * A frame from decodeFrame or decodeLegacy had its floats checked there and is not checked
+   * again (do not write into its buffer in between); any other frame is, and one with a
+   * non-finite float is refused with FrameError and leaves the state unchanged.
    * @param {import("./frames.js").Frame} frame from decodeFrame or decodeLegacy
    * @returns {{keyframe: boolean, changed: number, membership: boolean}} `changed`: records
    *   written (positions overwritten or nodes added); `membership`: `version` was bumped
    */
   apply(frame) {
-    if (frame.kind === KEYFRAME) return this._applyKeyframe(frame);
+    const checked = _isChecked(frame);
+    if (frame.kind === KEYFRAME) return this._applyKeyframe(frame, checked);
+    if (!checked) _checkFinite(frame);
     return this._applyDelta(frame);
   }
 
-  /** @param {number} needed slots required */
+  /**
+   * Decode and apply one protocol-2 message in one pass over its records: the viewer's hot
+   * path, the same as `apply(decodeFrame(buffer))` (same refusals, offsets and result on the
+   * state) but the floats are checked in the loop that copies the positions. On FrameError
+   * the state is unchanged.
+   * @param {ArrayBuffer|ArrayBufferView} buffer one binary WebSocket message
+   * @returns {import("./frames.js").Frame} the decoded frame (its floats checked)
+   */
+  applyBuffer(buffer) {
+    const frame = _decodeUnchecked(buffer);
+    if (frame.kind === KEYFRAME) {
+      this._applyKeyframe(frame, false);
+    } else {
+      _checkFinite(frame);
+      this._applyDelta(frame);
+    }
+    return frame;
+  }
+
+  // -- id -> slot table ------------------------------------------------------------------------
+
+  /** Size the table for `cap` slots (at most half full) and empty it. */
+  _sizeTable(cap) {
+    const buckets = Math.max(MIN_BUCKETS, pow2AtLeast(2 * cap));
+    if (2 * buckets !== this._table.length) {
+      this._table = new Int32Array(2 * buckets);
+      this._mask = buckets - 1;
+      this._shift = 32 - Math.log2(buckets);
+    } else {
+      this._table.fill(0);
+    }
+  }
+
+  /**
+   * Slot of `key` (a flagged id as int32) or -1.
+   * @param {number} key
+   */
+  _find(key) {
+    const table = this._table;
+    const mask = this._mask;
+    let b = Math.imul(key, HASH) >>> this._shift;
+    for (;;) {
+      const slot = table[2 * b + 1];
+      if (slot === 0) return -1;
+      if (table[2 * b] === key) return slot - 1;
+      b = (b + 1) & mask;
+    }
+  }
+
+  /**
+   * Record `key` -> `slot`; `key` must not be in the table.
+   * @param {number} key flagged id as int32
+   * @param {number} slot
+   */
+  _insert(key, slot) {
+    const table = this._table;
+    const mask = this._mask;
+    let b = Math.imul(key, HASH) >>> this._shift;
+    while (table[2 * b + 1] !== 0) b = (b + 1) & mask;
+    table[2 * b] = key;
+    table[2 * b + 1] = slot + 1;
+  }
+
+  /**
+   * Grow the arrays (doubling) to hold `needed` slots, keeping the used ones, and the table
+   * with them.
+   * @param {number} needed slots required
+   */
   _reserve(needed) {
     const cap = this.ids.length;
     if (needed <= cap) return;
@@ -85,41 +189,72 @@ export class NodeState {
     positions.set(this.positions.subarray(0, 3 * this.count));
     this.ids = ids;
     this.positions = positions;
+    this._spare = new Float32Array(3 * next);
+    this._sizeTable(next);
+    for (let s = 0; s < this.count; s++) this._insert(ids[s] | 0, s);
   }
 
-  /** @param {import("./frames.js").Frame} frame */
-  _applyKeyframe(frame) {
+  // -- frames ----------------------------------------------------------------------------------
+
+  /**
+   * @param {import("./frames.js").Frame} frame
+   * @param {boolean} checked its floats are known to be finite
+   */
+  _applyKeyframe(frame, checked) {
     const n = frame.count;
     const u32 = frame.u32;
     const f32 = frame.f32;
     if (n === this.count) {
-      // Fast path: same ids, same order. Copy while comparing; stop at the first mismatch
-      // (the positions copied so far are rewritten by the full rebuild below).
+      // Steady state: same ids, same order. Copy while comparing ids; stop at the first
+      // mismatch (then the rebuild below rewrites every position anyway).
       const ids = this.ids;
-      const pos = this.positions;
       let k = 0;
-      for (let w = 0, p = 0; k < n; k++, w += RECORD_WORDS, p += 3) {
-        if (u32[w] !== ids[k]) break;
-        pos[p] = f32[w + 1];
-        pos[p + 1] = f32[w + 2];
-        pos[p + 2] = f32[w + 3];
+      if (checked) {
+        const pos = this.positions;
+        for (let w = 0, p = 0; k < n; k++, w += RECORD_WORDS, p += 3) {
+          if (u32[w] !== ids[k]) break;
+          pos[p] = f32[w + 1];
+          pos[p + 1] = f32[w + 2];
+          pos[p + 2] = f32[w + 3];
+        }
+        if (k === n) return { keyframe: true, changed: n, membership: false };
+      } else {
+        // Written aside and swapped in only when every float is finite (see firstNonFinite in
+        // frames.js for the sum: one NaN or infinity makes it non-finite).
+        const pos = this._spare;
+        let sum = 0;
+        for (let w = 0, p = 0; k < n; k++, w += RECORD_WORDS, p += 3) {
+          if (u32[w] !== ids[k]) break;
+          const x = f32[w + 1];
+          const y = f32[w + 2];
+          const z = f32[w + 3];
+          pos[p] = x;
+          pos[p + 1] = y;
+          pos[p + 2] = z;
+          sum += x + y + z + f32[w + 4] + f32[w + 5] + f32[w + 6];
+        }
+        if (sum - sum !== 0) _checkFinite(frame); // throws: some record before k is bad
+        if (k === n) {
+          this._spare = this.positions;
+          this.positions = pos;
+          return { keyframe: true, changed: n, membership: false };
+        }
       }
-      if (k === n) return { keyframe: true, changed: n, membership: false };
     }
+    if (!checked) _checkFinite(frame); // before anything changes
     this._reserve(n);
     const ids = this.ids;
     const pos = this.positions;
-    const slots = this._slots;
-    slots.clear();
+    this._sizeTable(this.ids.length);
     let count = 0;
     for (let k = 0, w = 0; k < n; k++, w += RECORD_WORDS) {
       const id = u32[w];
       // The server never repeats an id within a frame; if one did, its last record wins and
       // keeps the slot of its first, so slots stay unique.
-      let slot = slots.get(id);
-      if (slot === undefined) {
+      let slot = this._find(id | 0);
+      if (slot < 0) {
         slot = count++;
-        slots.set(id, slot);
+        this._insert(id | 0, slot);
         ids[slot] = id;
       }
       const p = 3 * slot;
@@ -132,24 +267,50 @@ export class NodeState {
     return { keyframe: true, changed: n, membership: true };
   }
 
-  /** @param {import("./frames.js").Frame} frame */
+  /**
+   * A delta or legacy frame whose floats are known to be finite.
+   * @param {import("./frames.js").Frame} frame
+   */
   _applyDelta(frame) {
     const n = frame.count;
     const u32 = frame.u32;
     const f32 = frame.f32;
-    const slots = this._slots;
     let added = 0;
+    let pos = this.positions;
+    let table = this._table;
+    let mask = this._mask;
+    let shift = this._shift;
     for (let k = 0, w = 0; k < n; k++, w += RECORD_WORDS) {
-      const id = u32[w];
-      let slot = slots.get(id);
-      if (slot === undefined) {
-        if (this.count === this.ids.length) this._reserve(this.count + 1);
-        slot = this.count++;
-        slots.set(id, slot);
-        this.ids[slot] = id;
+      const key = u32[w] | 0;
+      // this._find, inlined: the per-record cost of a delta is this probe
+      let b = Math.imul(key, HASH) >>> shift;
+      let slot = -1;
+      for (;;) {
+        const v = table[2 * b + 1];
+        if (v === 0) break;
+        if (table[2 * b] === key) {
+          slot = v - 1;
+          break;
+        }
+        b = (b + 1) & mask;
+      }
+      if (slot < 0) {
+        slot = this.count;
+        if (slot === this.ids.length) {
+          this._reserve(slot + 1);
+          pos = this.positions;
+          table = this._table;
+          mask = this._mask;
+          shift = this._shift;
+          this._insert(key, slot);
+        } else {
+          table[2 * b] = key; // b is the empty bucket the probe stopped at
+          table[2 * b + 1] = slot + 1;
+        }
+        this.ids[slot] = key;
+        this.count = slot + 1;
         added++;
       }
-      const pos = this.positions;
       const p = 3 * slot;
       pos[p] = f32[w + 1];
       pos[p + 1] = f32[w + 2];

@@ -60,17 +60,17 @@ export class Panels {
   }
 
   async swarmCall(path, body, done) {
-    const out = $("swarm-error");
+    const error = $("swarm-error");
+    const status = $("swarm-status");
     const endpoint = $("spawn-endpoint").value;
     if (endpoint) body.endpoint = endpoint;
-    text(out, "");
-    out.classList.add("error");
+    text(error, "");
+    text(status, "");
     try {
       await this.api.call(path, { method: "POST", body });
-      out.classList.remove("error");
-      text(out, done);
+      text(status, done);
     } catch (exc) {
-      text(out, exc.path ? `${exc.message} (${exc.path})` : exc.message);
+      text(error, exc.path ? `${exc.message} (${exc.path})` : exc.message);
     }
   }
 
