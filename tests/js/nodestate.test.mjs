@@ -7,10 +7,12 @@ import { test } from "node:test";
 import {
   AGENT_FLAG,
   DELTA,
+  FrameError,
   HEADER_SIZE,
   KEYFRAME,
   KNOWLEDGE_FLAG,
   RECORD_SIZE,
+  _decodeUnchecked,
   decodeFrame,
   decodeLegacy,
 } from "../../visionflow/web/static/js/frames.js";
@@ -22,10 +24,10 @@ const A = (raw) => (AGENT_FLAG | raw) >>> 0;
 let sequence = 0;
 
 /**
- * A protocol-2 message, decoded. `nodes`: [id, x, y, z]; velocity is raw id / 8 on every axis,
- * so a mix-up between position and velocity words shows.
+ * A protocol-2 message (ArrayBuffer). `nodes`: [id, x, y, z]; velocity is raw id / 8 on every
+ * axis, so a mix-up between position and velocity words shows.
  */
-function frame(kind, nodes) {
+function message(kind, nodes) {
   const buffer = new ArrayBuffer(HEADER_SIZE + RECORD_SIZE * nodes.length);
   const dv = new DataView(buffer);
   dv.setUint8(0, 0x56);
@@ -40,8 +42,11 @@ function frame(kind, nodes) {
     [x, y, z].forEach((c, i) => dv.setFloat32(at + 4 + 4 * i, c, true));
     for (let i = 0; i < 3; i++) dv.setFloat32(at + 16 + 4 * i, (id & 0xff) / 8, true);
   });
-  return decodeFrame(buffer);
+  return buffer;
 }
+
+/** The same message, decoded. */
+const frame = (kind, nodes) => decodeFrame(message(kind, nodes));
 
 const keyframe = (nodes) => frame(KEYFRAME, nodes);
 const delta = (nodes) => frame(DELTA, nodes);
@@ -238,4 +243,283 @@ test("clear forgets every node and bumps version once", () => {
   assert.equal(state.version, v + 1);
   state.clear();
   assert.equal(state.version, v + 1);
+});
+
+// -- applyBuffer, checking frames, the id -> slot table -------------------------------------------
+
+/** Everything observable about a state, copied (to compare before and after a refusal). */
+function snapshot(state) {
+  return {
+    count: state.count,
+    version: state.version,
+    capacity: state.capacity,
+    ids: state.ids,
+    positions: state.positions,
+    idsCopy: Array.from(state.ids),
+    positionsCopy: Array.from(state.positions),
+    rows: rows(state),
+  };
+}
+
+function assertUnchanged(state, before) {
+  assert.equal(state.count, before.count);
+  assert.equal(state.version, before.version);
+  assert.equal(state.capacity, before.capacity);
+  assert.equal(state.ids, before.ids, "same ids array");
+  assert.equal(state.positions, before.positions, "same positions array");
+  assert.deepStrictEqual(Array.from(state.ids), before.idsCopy);
+  assert.deepStrictEqual(Array.from(state.positions), before.positionsCopy);
+  assert.deepStrictEqual(rows(state), before.rows);
+}
+
+/** `buffer` with float word `word` (1..6) of record `k` set to `value`; returns its byte offset. */
+function poison(buffer, k, word, value) {
+  const at = HEADER_SIZE + k * RECORD_SIZE + 4 * word;
+  new DataView(buffer).setFloat32(at, value, true);
+  return at;
+}
+
+const FIELDS = ["id", "pos.x", "pos.y", "pos.z", "vel.x", "vel.y", "vel.z"];
+
+/** Three states fed the same frames: apply(decodeFrame), applyBuffer, apply(unchecked frame). */
+function threeWays(capacity) {
+  const states = [new NodeState(capacity), new NodeState(capacity), new NodeState(capacity)];
+  return {
+    states,
+    feed(buffer) {
+      const results = [
+        states[0].apply(decodeFrame(buffer)),
+        (states[1].applyBuffer(buffer), null),
+        states[2].apply(_decodeUnchecked(buffer)),
+      ];
+      const expected = rows(states[0]);
+      for (const s of states.slice(1)) {
+        assert.deepStrictEqual(rows(s), expected);
+        assert.equal(s.version, states[0].version);
+        assert.equal(s.count, states[0].count);
+      }
+      assert.deepStrictEqual(results[2], results[0]);
+      return results[0];
+    },
+  };
+}
+
+test("applyBuffer and apply of an unchecked frame do what apply(decodeFrame) does", () => {
+  const { feed, states } = threeWays(2);
+  feed(message(KEYFRAME, [[K(1), 1, 2, 3], [A(2), 4, 5, 6], [K(3), 7, 8, 9]]));
+  feed(message(KEYFRAME, [[K(1), -1, -2, -3], [A(2), -4, -5, -6], [K(3), -7, -8, -9]]));
+  feed(message(DELTA, [[A(2), 0, 0, 0], [K(7), 7, 7, 7], [A(8), 8, 8, 8]]));
+  feed(message(KEYFRAME, [[K(3), 3, 3, 3], [K(1), 1, 1, 1]]));
+  feed(message(KEYFRAME, [[K(3), 3, 3, 3], [K(1), 1, 1, 1], [K(3), 9, 9, 9]]));
+  feed(message(KEYFRAME, []));
+  feed(message(DELTA, []));
+  feed(message(DELTA, [[K(1), 1, 1, 1]]));
+  assert.equal(states[1].count, 1);
+});
+
+test("applyBuffer returns the decoded frame and refuses what decodeFrame refuses", () => {
+  const state = new NodeState();
+  const buffer = message(KEYFRAME, [[K(1), 1, 2, 3]]);
+  const f = state.applyBuffer(buffer);
+  assert.equal(f.kind, KEYFRAME);
+  assert.equal(f.sequence, sequence);
+  assert.equal(f.count, 1);
+  assert.equal(f.u32[0], K(1));
+  const before = snapshot(state);
+  const vectors = new URL("./vectors/", import.meta.url);
+  const index = JSON.parse(readFileSync(new URL("index.json", vectors), "utf8"));
+  let n = 0;
+  for (const v of index.invalid.filter((x) => x.decoder === "frame")) {
+    const bytes = readFileSync(new URL(v.file, vectors));
+    assert.throws(
+      () => state.applyBuffer(new Uint8Array(bytes).buffer),
+      (err) =>
+        err instanceof FrameError && err.offset === v.offset && err.message.includes(v.message),
+      v.name,
+    );
+    assertUnchanged(state, before);
+    n++;
+  }
+  assert.ok(n >= 10);
+});
+
+test("a non-finite float anywhere in a keyframe is refused, at its offset, state unchanged", () => {
+  const nodes = [];
+  for (let i = 1; i <= 40; i++) nodes.push([i % 2 ? K(i) : A(i), i, -i, i / 4]);
+  const other = nodes.map(([id, x, y, z], i) => [i === 20 ? K(999) : id, x, y, z]);
+  const reversed = [...nodes].reverse();
+  for (const bad of [NaN, Infinity, -Infinity]) {
+    for (const word of [1, 2, 3, 4, 5, 6]) {
+      for (const k of [0, 19, 39]) {
+        // same ids (the steady copy), a different id at 20 (the fallback after a partial copy),
+        // another order, more nodes, and the first keyframe of an empty state
+        for (const next of [nodes, other, reversed, [...nodes, [K(77), 1, 1, 1]], null]) {
+          const state = new NodeState(8);
+          if (next !== null) state.apply(keyframe(nodes));
+          const buffer = message(KEYFRAME, next ?? nodes);
+          const offset = poison(buffer, k, word, bad);
+          const before = snapshot(state);
+          for (const go of [
+            () => state.applyBuffer(buffer),
+            () => state.apply(_decodeUnchecked(buffer)),
+            () => state.apply(decodeFrame(buffer)),
+          ]) {
+            assert.throws(go, (err) => {
+              assert.ok(err instanceof FrameError, `${err}`);
+              assert.equal(err.offset, offset);
+              assert.match(err.message, new RegExp(`record ${k} field ${FIELDS[word]} `));
+              return true;
+            });
+            assertUnchanged(state, before);
+          }
+        }
+      }
+    }
+  }
+});
+
+test("a non-finite float in a delta is refused, at its offset, nothing added or moved", () => {
+  const state = new NodeState(4);
+  state.apply(keyframe([[K(1), 1, 2, 3], [A(2), 4, 5, 6], [K(3), 7, 8, 9], [K(4), 0, 0, 0]]));
+  for (const word of [1, 2, 3, 4, 5, 6]) {
+    for (const k of [0, 2, 3]) {
+      // known nodes and new ones (past the capacity: the arrays would grow)
+      const buffer = message(DELTA, [
+        [A(2), 9, 9, 9],
+        [K(5), 5, 5, 5],
+        [K(1), 0, 1, 0],
+        [A(6), 6, 6, 6],
+      ]);
+      const offset = poison(buffer, k, word, word % 2 ? NaN : -Infinity);
+      const before = snapshot(state);
+      for (const go of [
+        () => state.applyBuffer(buffer),
+        () => state.apply(_decodeUnchecked(buffer)),
+        () => state.apply(decodeFrame(buffer)),
+      ]) {
+        assert.throws(go, (err) => err instanceof FrameError && err.offset === offset);
+        assertUnchanged(state, before);
+        assert.equal(state.indexOf(K(5)), -1);
+      }
+    }
+  }
+  // a legacy frame (records at byte 0) that is not from decodeLegacy is checked too
+  const legacy = message(DELTA, [[K(1), 1, 1, 1], [K(9), 9, 9, 9]]).slice(HEADER_SIZE);
+  new DataView(legacy).setFloat32(RECORD_SIZE + 16, NaN, true);
+  const unchecked = {
+    kind: null,
+    sequence: null,
+    count: 2,
+    u32: new Uint32Array(legacy),
+    f32: new Float32Array(legacy),
+  };
+  const before = snapshot(state);
+  assert.throws(() => state.apply(unchecked), { name: "FrameError", offset: RECORD_SIZE + 16 });
+  assertUnchanged(state, before);
+});
+
+test("a steady keyframe through applyBuffer may swap in the other positions array", () => {
+  const state = new NodeState(4);
+  const nodes = [[K(1), 1, 2, 3], [A(2), 4, 5, 6]];
+  state.applyBuffer(message(KEYFRAME, nodes));
+  const { version, ids } = state;
+  const seen = new Set();
+  for (let i = 0; i < 4; i++) {
+    state.applyBuffer(message(KEYFRAME, [[K(1), i, i, i], [A(2), -i, -i, -i]]));
+    seen.add(state.positions);
+    assert.equal(state.positions.length, 3 * state.capacity);
+    assert.deepStrictEqual(rows(state), [[K(1), i, i, i], [A(2), -i, -i, -i]]);
+  }
+  assert.equal(state.version, version);
+  assert.equal(state.ids, ids);
+  assert.ok(seen.size <= 2);
+  // a delta after a swap writes into the array the state now shows
+  state.applyBuffer(message(DELTA, [[A(2), 7, 7, 7], [K(5), 5, 5, 5]]));
+  assert.deepStrictEqual(rows(state), [[K(1), 3, 3, 3], [A(2), 7, 7, 7], [K(5), 5, 5, 5]]);
+});
+
+test("a keyframe whose ids differ from the state partway falls back to a rebuild", () => {
+  for (const via of ["apply", "applyBuffer"]) {
+    const state = new NodeState();
+    const nodes = [];
+    for (let i = 1; i <= 50; i++) nodes.push([K(i), i, i, i]);
+    state.apply(keyframe(nodes));
+    const v = state.version;
+    const next = nodes.map(([id, x, y, z], i) => [i === 30 ? A(31) : id, -x, -y, -z]);
+    const buffer = message(KEYFRAME, next);
+    const r = via === "apply" ? state.apply(decodeFrame(buffer)) : null;
+    if (via === "applyBuffer") state.applyBuffer(buffer);
+    if (r) assert.deepStrictEqual(r, { keyframe: true, changed: 50, membership: true });
+    assert.equal(state.version, v + 1);
+    assert.deepStrictEqual(rows(state), next);
+    assert.equal(state.indexOf(K(31)), -1);
+    assert.equal(state.indexOf(A(31)), 30);
+  }
+});
+
+test("the id table: growth, collisions, flags and odd lookups", () => {
+  const state = new NodeState(1);
+  // ids that share a bucket of the smallest table (16 buckets): same top 4 bits of id * hash
+  const bucket = (id) => Math.imul(id, 0x9e3779b1) >>> 28;
+  const colliding = [];
+  for (let raw = 1; colliding.length < 12; raw++) {
+    if (bucket(K(raw)) === bucket(K(1))) colliding.push(K(raw));
+  }
+  // two by two in deltas: the table grows while colliding ids are in it
+  const expect = [];
+  for (let i = 0; i < colliding.length; i += 2) {
+    const batch = [[colliding[i], i, 0, 0], [colliding[i + 1], i + 1, 0, 0]];
+    state.apply(delta(batch));
+    expect.push(...batch);
+    assert.deepStrictEqual(rows(state), expect);
+  }
+  // every flag combination of the same raw id, 0, and the largest u32 are distinct nodes
+  const odd = [0, 5, K(5), A(5), (AGENT_FLAG | KNOWLEDGE_FLAG | 5) >>> 0, 0xffffffff, 0x7fffffff];
+  state.apply(delta(odd.map((id, i) => [id, i, i, i])));
+  for (const id of odd) assert.ok(state.indexOf(id) >= 0, `${id}`);
+  const misses = [K(6), A(6), 6, -1, -5, 1.5, NaN, 2 ** 32, 2 ** 32 + 5, "5", 5n, undefined, null];
+  for (const miss of misses) {
+    assert.equal(state.indexOf(miss), -1, `${miss}`);
+  }
+  // many nodes, in deltas of 1000: growth 1 -> 8192 slots, every id found, absent ones not
+  const many = new NodeState(1);
+  const all = [];
+  for (let b = 0; b < 8; b++) {
+    const batch = [];
+    for (let i = 0; i < 1000; i++) {
+      const raw = b * 1000 + i;
+      batch.push([raw % 3 === 0 ? A(raw * 7) : K(raw * 7), raw, -raw, raw / 2]);
+    }
+    many.apply(delta(batch));
+    all.push(...batch);
+  }
+  assert.equal(many.count, 8000);
+  assert.equal(many.capacity, 8192);
+  assert.deepStrictEqual(rows(many), all);
+  assert.equal(many.indexOf(K(8)), -1);
+  // a keyframe rebuild empties the table: only its ids are left
+  many.apply(keyframe(all.slice(7000)));
+  assert.equal(many.count, 1000);
+  assert.deepStrictEqual(rows(many), all.slice(7000));
+  assert.equal(many.indexOf(all[0][0]), -1);
+  many.clear();
+  assert.equal(many.indexOf(all[7000][0]), -1);
+  many.apply(delta([all[7000]]));
+  assert.equal(many.indexOf(all[7000][0]), 0);
+});
+
+test("applyBuffer takes an unaligned view (the copying decode) too", () => {
+  const buffer = message(KEYFRAME, [[K(1), 1, 2, 3], [A(2), 4, 5, 6]]);
+  const shifted = new Uint8Array(buffer.byteLength + 1);
+  shifted.set(new Uint8Array(buffer), 1);
+  const state = new NodeState();
+  state.applyBuffer(shifted.subarray(1));
+  assert.deepStrictEqual(rows(state), [[K(1), 1, 2, 3], [A(2), 4, 5, 6]]);
+  new DataView(shifted.buffer).setFloat32(1 + HEADER_SIZE + RECORD_SIZE + 24, NaN, true);
+  const before = snapshot(state);
+  assert.throws(() => state.applyBuffer(shifted.subarray(1)), {
+    name: "FrameError",
+    offset: HEADER_SIZE + RECORD_SIZE + 24,
+  });
+  assertUnchanged(state, before);
 });
