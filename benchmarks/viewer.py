@@ -5,7 +5,8 @@ ephemeral port (for the page's own modules, served as users get them), opens the
 headless Chromium (Debian's package; WebGL flags as the browser tests use), and in that page
 times, for each size:
 
-- **keyframe**: ``decodeFrame`` + ``NodeState.apply`` of a protocol-2 keyframe of every node
+- **keyframe**: ``NodeState.applyBuffer`` (what the page runs per frame: the checks of
+  ``decodeFrame`` fused with the copy) of a protocol-2 keyframe of every node
   (the same nodes in the same order as the state holds: the steady case of a running layout);
 - **delta 10%**: the same for a delta of 10% of the nodes, scattered;
 - **first keyframe**: the one that builds the id -> slot map (once per connection or topology
@@ -40,7 +41,6 @@ from cdp import Browser  # noqa: E402
 
 PAGE_SCRIPT = r"""
 (async (sizes) => {
-  const { decodeFrame } = await import("/static/js/frames.js");
   const { NodeState } = await import("/static/js/nodestate.js");
   function frame(kind, seq, ids, shift) {
     const n = ids.length;
@@ -76,15 +76,15 @@ PAGE_SCRIPT = r"""
     for (let k = 0; k < pick.length; k++) pick[k] = ids[(k * 7919) % n];
     const deltas = [0, 1, 2, 3].map((s) => frame(1, s + 10, pick, s + 0.5));
     const state = new NodeState();
-    const first = time(() => state.apply(decodeFrame(keys[0])), 1);
-    for (let w = 0; w < 20; w++) state.apply(decodeFrame(keys[w % 4])); // warm up the JIT
+    const first = time(() => state.applyBuffer(keys[0]), 1);
+    for (let w = 0; w < 20; w++) state.applyBuffer(keys[w % 4]); // warm up the JIT
     const key = [], delta = [], copy = [];
     const dst = new Float32Array(7 * n);
     const srcs = keys.map((b) => new Float32Array(b, 16, 7 * n));
     for (let s = 0; s < 30; s++) {
       copy.push(time((r) => dst.set(srcs[r % 4]), 10));
-      key.push(time((r) => state.apply(decodeFrame(keys[r % 4])), 10));
-      delta.push(time((r) => state.apply(decodeFrame(deltas[r % 4])), 10));
+      key.push(time((r) => state.applyBuffer(keys[r % 4]), 10));
+      delta.push(time((r) => state.applyBuffer(deltas[r % 4]), 10));
     }
     out[n] = { key: median(key), delta: median(delta), copy: median(copy), first };
   }

@@ -3,7 +3,7 @@
 // window.visionflow (see docs/viewer.md).
 
 import { OrbitCamera } from "./camera.js";
-import { AGENT_FLAG, ID_MASK, decodeFrame, encodeDrag } from "./frames.js";
+import { AGENT_FLAG, ID_MASK, encodeDrag } from "./frames.js";
 import { Api, Stream } from "./net.js";
 import { NodeState } from "./nodestate.js";
 import { Panels } from "./panels.js";
@@ -90,12 +90,11 @@ const stream = new Stream({
     const t0 = performance.now();
     let frame;
     try {
-      frame = decodeFrame(buffer);
+      frame = state.applyBuffer(buffer); // checks and applies in one pass; throws, unchanged
     } catch (exc) {
       vf.errors.push(`frame refused: ${exc.message}`);
       return;
     }
-    state.apply(frame);
     const dt = performance.now() - t0;
     vf.applyTimes.push(dt);
     if (vf.applyTimes.length > APPLY_SAMPLES) vf.applyTimes.shift();
@@ -383,7 +382,10 @@ function fit() {
   d.sort((a, b) => a - b);
   const radius = Math.max(d[d.length - 1], 1e-3);
   camera.fit(c, radius);
-  if (renderer) renderer.worldSize = Math.max((radius / Math.cbrt(m * stride)) * 0.22, 1e-3);
+  // node size from the typical spacing (median radius / cube root of the count), not from the
+  // framed radius: a far-off swarm must not blow the graph's nodes up
+  const typical = d[Math.floor((d.length - 1) / 2)];
+  if (renderer) renderer.worldSize = Math.max((typical / Math.cbrt(m * stride)) * 0.3, 1e-3);
 }
 
 function visible(id) {
