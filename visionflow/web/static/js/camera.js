@@ -19,7 +19,7 @@ export class OrbitCamera {
   /** Frame a sphere (centre, radius) in view. */
   fit(centre, radius) {
     this.target = centre.slice();
-    this.distance = Math.max(1e-3, (radius * 1.15) / Math.sin(this.fov / 2));
+    this.distance = Math.max(1e-3, (radius * 1.05) / Math.sin(this.fov / 2));
   }
 
   flyTo(point, distance, ms = 600) {
