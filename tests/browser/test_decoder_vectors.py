@@ -1,0 +1,100 @@
+"""The page's own frame decoder, in Chromium, against the vectors the Python encoder wrote
+(tests/js/make_vectors.py; node --test checks the same files outside a browser)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from cdp import Page
+
+pytestmark = pytest.mark.anyio
+
+VECTORS = Path(__file__).resolve().parents[1] / "js" / "vectors"
+
+# Decode one vector in the page with the modules it serves; errors come back as data.
+DECODE = """(async (b64, decoder) => {
+  const { decodeFrame, decodeLegacy } = await import("/static/js/frames.js");
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  try {
+    const f = (decoder === "legacy" ? decodeLegacy : decodeFrame)(bytes.buffer);
+    const ids = [], pos = [], vel = [];
+    for (let k = 0; k < f.count; k++) {
+      ids.push(f.u32[7 * k]);
+      for (let j = 1; j <= 3; j++) pos.push(f.f32[7 * k + j]);
+      for (let j = 4; j <= 6; j++) vel.push(f.f32[7 * k + j]);
+    }
+    return { kind: f.kind, sequence: f.sequence, count: f.count, ids, pos, vel };
+  } catch (exc) {
+    return { error: String(exc.message), offset: exc.offset ?? null, name: exc.name };
+  }
+})"""
+
+DRAG = """(async (ids, positions) => {
+  const { encodeDrag } = await import("/static/js/frames.js");
+  const buf = new Uint8Array(encodeDrag(ids, positions));
+  let s = "";
+  for (const b of buf) s += String.fromCharCode(b);
+  return btoa(s);
+})"""
+
+
+def index() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((VECTORS / "index.json").read_text())
+    return data
+
+
+async def decode(page: Page, file: str, decoder: str) -> dict[str, Any]:
+    b64 = base64.b64encode((VECTORS / file).read_bytes()).decode()
+    result: dict[str, Any] = await page.evaluate(
+        f"{DECODE}({json.dumps(b64)}, {json.dumps(decoder)})"
+    )
+    return result
+
+
+def f32(values: list[float]) -> list[float]:
+    return list(struct.unpack(f"<{len(values)}f", struct.pack(f"<{len(values)}f", *values)))
+
+
+async def test_valid_vectors_decode_as_the_python_encoder_wrote_them(page: Page) -> None:
+    for v in index()["valid"]:
+        got = await decode(page, v["file"], v["decoder"])
+        assert "error" not in got, (v["name"], got)
+        assert (got["kind"], got["sequence"], got["count"]) == (
+            v["kind"],
+            v["sequence"],
+            v["count"],
+        ), v["name"]
+        if "samples" in v:  # the 1000-node keyframe: sampled records and exact sums
+            for sample in v["samples"]:
+                k = sample["index"]
+                assert got["ids"][k] == sample["id"]
+                assert got["pos"][3 * k : 3 * k + 3] == sample["position"]
+                assert got["vel"][3 * k : 3 * k + 3] == sample["velocity"]
+            assert sum(got["ids"]) == v["id_sum"]
+            assert sum(got["pos"]) == pytest.approx(v["position_sum"], rel=1e-12)
+        else:
+            assert got["ids"] == v["ids"], v["name"]
+            assert got["pos"] == v["positions"], v["name"]
+            assert got["vel"] == v["velocities"], v["name"]
+
+
+async def test_invalid_vectors_are_refused_at_the_same_byte(page: Page) -> None:
+    for v in index()["invalid"]:
+        got = await decode(page, v["file"], v["decoder"])
+        assert got.get("name") == "FrameError", (v["name"], got)
+        assert got["offset"] == v["offset"], (v["name"], got)
+        assert v["message"] in got["error"], (v["name"], got)
+
+
+async def test_the_drag_message_is_byte_for_byte_the_vector(page: Page) -> None:
+    drag = index()["drag"]
+    b64 = await page.evaluate(f"{DRAG}({json.dumps(drag['ids'])}, {json.dumps(drag['positions'])})")
+    assert base64.b64decode(b64) == (VECTORS / drag["file"]).read_bytes()
+    assert f32(drag["positions"]) == drag["positions_f32"]
