@@ -457,6 +457,14 @@ function labelOf(id) {
   return m ? m.label || m.key : `node ${id & ID_MASK}`;
 }
 
+/** A hovered node's label and the details that fit a tooltip (the panel has the rest). */
+function hoverText(id) {
+  const [title, rows] = describe(id);
+  const keep = new Set(["type", "status", "health", "swarm", "tasks", "endpoint", "group", "links", "tags"]);
+  const lines = rows.filter(([k, v]) => keep.has(k) && v != null && v !== "").map(([k, v]) => `${k}: ${v}`);
+  return [title, ...lines].join("\n");
+}
+
 const labelEls = new Map();
 function updateLabels() {
   const want = new Set([selected, hovered].filter((id) => id >= 0));
@@ -481,7 +489,7 @@ function updateLabels() {
       labelEls.set(id, el);
     }
     el.hidden = false;
-    el.textContent = labelOf(id);
+    el.textContent = id === hovered && id !== selected ? hoverText(id) : labelOf(id);
     el.style.left = `${s[0]}px`;
     el.style.top = `${s[1]}px`;
   }
