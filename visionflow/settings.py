@@ -58,7 +58,9 @@ class WebSocketSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen
     max_messages_per_second: Annotated[float, Meta(gt=0.0, le=10_000.0)] = 100.0
     heartbeat_interval: PositiveSeconds = 15.0
     idle_timeout: PositiveSeconds = 60.0
-    max_lag: PositiveSeconds = 5.0
+    # Judged by a frame's age when it is written: a physics tick (up to 1 s at 1 Hz) plus the
+    # loop's jitter under load; 1e-9 (in the old "(0, 3600]") closed every viewer with 1013.
+    max_lag: Annotated[float, Meta(ge=0.5, le=3600.0)] = 5.0
     send_timeout: PositiveSeconds = 10.0
     deadband: Annotated[float, Meta(ge=0.0, le=1000.0)] = 0.01
     default_interval_ms: Annotated[int, Meta(ge=1, le=60_000)] = 33

@@ -340,3 +340,12 @@ def test_a_file_with_the_old_models_layout_values_gets_a_note(tmp_path: Path) ->
     assert len(loaded.notes) == 1
     assert "physics.knowledge sets spring_k, rest_length, dt" in loaded.notes[0]
     assert s.load(ROOT / "settings.toml", environ={}).notes == ()
+
+
+def test_max_lag_has_a_floor_that_keeps_viewers_connected() -> None:
+    # 1e-9 was inside the old (0, 3600] range and closed every viewer with 1013
+    with pytest.raises(ConfigError) as info:
+        s.validate({"websocket": {"max_lag": 1e-9}})
+    (issue,) = info.value.issues
+    assert issue.path == "websocket.max_lag" and "0.5" in issue.rule
+    assert s.validate({"websocket": {"max_lag": 0.5}}).websocket.max_lag == 0.5
