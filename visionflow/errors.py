@@ -51,15 +51,21 @@ class ConfigError(VisionflowError):
         self.source = source
         super().__init__(self.render())
 
+    #: Issues spelled out by ``render`` (and listed by PATCH /api/settings); the rest are
+    #: counted. 100k unknown keys made a 55 MB error message.
+    MAX_SHOWN = 50
+
     def render(self) -> str:
         """A head naming ``source``; an issue whose value came from elsewhere says from where."""
         n = len(self.issues)
         head = f"{self.source}: {n} invalid setting{'s' if n != 1 else ''}"
-        lines = (
-            issue.describe(with_source=issue.source not in ("", self.source))
-            for issue in self.issues
-        )
-        return "\n".join([head, *(f"  - {line}" for line in lines)])
+        lines = [
+            f"  - {issue.describe(with_source=issue.source not in ('', self.source))}"
+            for issue in self.issues[: self.MAX_SHOWN]
+        ]
+        if n > self.MAX_SHOWN:
+            lines.append(f"  (and {n - self.MAX_SHOWN} more)")
+        return "\n".join([head, *lines])
 
 
 class StartupError(VisionflowError):

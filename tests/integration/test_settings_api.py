@@ -183,3 +183,22 @@ async def test_log_level_changes_at_runtime(
         logger.remove(logs._sink[0])
         logs._sink = None
     assert "shown" in stream.getvalue() and "hidden" not in stream.getvalue()
+
+
+@pytest.mark.anyio
+async def test_a_huge_patch_is_refused_and_many_errors_are_counted_not_listed(
+    anyio_backend: str, tmp_path: Path
+) -> None:
+    raw = {"server": {"port": 0}, "state": {"dir": str(tmp_path)}}  # the default 64 MiB limit
+    async for _, client in _run(raw):
+        # a settings patch is a few keys: 64 KiB is far above any real one, far below imports
+        big = {"physics": {f"key{i}": i for i in range(8000)}}
+        r = await client.patch("/api/settings", json=big)
+        assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+        many = {"physics": {"knowledge": {f"unknown_{i}": 1 for i in range(300)}}}
+        r = await client.patch("/api/settings", json=many)
+        assert r.status_code == 400
+        err = r.json()["error"]
+        assert len(err["issues"]) == 50 and err["more"] == 250
+        assert err["message"].count("\n  - ") == 50 and err["message"].endswith("(and 250 more)")
+        assert len(r.content) < 64_000  # bounded whatever the number of issues
