@@ -243,9 +243,10 @@ class LiveSettings:
     def overrides_path(self) -> Path:
         return self._path
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self, *, details: bool = True) -> dict[str, Any]:
+        """For GET /api/settings; ``details=False`` also hides launched commands (see there)."""
         return {
-            "settings": masked(to_dict(self.current)),  # readable without the token
+            "settings": masked(to_dict(self.current), commands=not details),
             "overrides": self._overrides,
             "revision": self.revision,
             "runtime_keys": list(RUNTIME_KEYS),

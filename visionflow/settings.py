@@ -527,13 +527,28 @@ def to_dict(settings: Settings) -> dict[str, Any]:
 SECRET_KEYS = (("server", "token"),)
 
 
-def masked(doc: dict[str, Any]) -> dict[str, Any]:
-    """``doc`` (from :func:`to_dict`) with every secret that is set replaced by "***"."""
+def masked(doc: dict[str, Any], *, commands: bool = False) -> dict[str, Any]:
+    """``doc`` (from :func:`to_dict`) with every secret that is set replaced by "***"; with
+    ``commands``, also each MCP endpoint's ``command`` and ``cwd`` (a command line may carry an
+    API key, e.g. ``--api-key``)."""
     out = dict(doc)
     for section, key in SECRET_KEYS:
         table = out.get(section)
         if isinstance(table, dict) and table.get(key):
             out[section] = {**table, key: "***"}
+    mcp = out.get("mcp")
+    if commands and isinstance(mcp, dict) and isinstance(mcp.get("endpoints"), list):
+        out["mcp"] = {
+            **mcp,
+            "endpoints": [
+                {
+                    **ep,
+                    "command": ["***"] if ep.get("command") else [],
+                    "cwd": "***" if ep.get("cwd") else "",
+                }
+                for ep in mcp["endpoints"]
+            ],
+        }
     return out
 
 

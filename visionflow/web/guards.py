@@ -56,9 +56,14 @@ class RequestGuard:
         await self.app(scope, receive, send)
 
 
+def authorized(ctx: ServiceContext, request: Request) -> bool:
+    """The request carries the token (always true when no token is set)."""
+    return token_ok(ctx.live.current.server.token, presented_token(request.headers))
+
+
 def require_token(ctx: ServiceContext, request: Request) -> Response | None:
     """None when the request may mutate state; else the 401 response to send."""
-    if token_ok(ctx.live.current.server.token, presented_token(request.headers)):
+    if authorized(ctx, request):
         return None
     return error_response(
         401,

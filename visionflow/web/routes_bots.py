@@ -20,7 +20,7 @@ from visionflow.mcp.client import McpClient
 from visionflow.mcp.endpoint import EndpointWatcher
 from visionflow.web.context import ServiceContext, context_of
 from visionflow.web.errors import error_response
-from visionflow.web.guards import read_json_body, require_token
+from visionflow.web.guards import authorized, read_json_body, require_token
 from visionflow.web.openapi import ApiRoute
 
 Name = Annotated[str, Meta(min_length=1, max_length=128)]
@@ -106,9 +106,18 @@ async def bots_data(request: Request) -> Response:
 
 
 async def bots_status(request: Request) -> Response:
-    """Per MCP endpoint: connected, breaker, server name/version, tools, last poll."""
+    """Per MCP endpoint: connected, breaker, server name/version, tools, last poll.
+
+    With a token set, a request without it sees ``***`` for a launched server's command line."""
     ctx = context_of(request)
-    return JSONResponse({"endpoints": [w.status.as_json() for w in ctx.watchers.values()]})
+    details = authorized(ctx, request)
+    endpoints = []
+    for w in ctx.watchers.values():
+        doc = w.status.as_json()
+        if not details and w.settings.command:
+            doc["target"] = "***"
+        endpoints.append(doc)
+    return JSONResponse({"endpoints": endpoints})
 
 
 Action = Callable[[Any, McpClient], Awaitable[dict[str, Any]]]

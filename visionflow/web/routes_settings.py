@@ -9,13 +9,17 @@ from starlette.routing import BaseRoute, Route
 from visionflow.errors import ConfigError
 from visionflow.web.context import context_of
 from visionflow.web.errors import error_response
-from visionflow.web.guards import read_json_body, require_token
+from visionflow.web.guards import authorized, read_json_body, require_token
 from visionflow.web.openapi import ApiRoute
 
 
 async def get_settings(request: Request) -> Response:
-    """Effective settings, the runtime overrides and which keys may change at runtime."""
-    return JSONResponse(context_of(request).live.as_json())
+    """Effective settings, the runtime overrides and which keys may change at runtime.
+
+    With a token set, a request without it sees ``***`` for secrets and for the command line and
+    working directory of launched MCP servers (a command may carry keys)."""
+    ctx = context_of(request)
+    return JSONResponse(ctx.live.as_json(details=authorized(ctx, request)))
 
 
 # A settings patch is a few keys; validating one runs on the event loop, so its size is bounded
