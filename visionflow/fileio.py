@@ -1,10 +1,62 @@
-"""Durable file writes shared by everything kept under ``state.dir``."""
+"""Durable file writes, and bounded reads, shared by everything kept under ``state.dir``."""
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+# A state file bigger than this is not read (layout.json and graph.json of the 2M-node maximum
+# take a few hundred MB); a settings overrides file is a few keys.
+STATE_FILE_MAX = 1 << 30
+OVERRIDES_FILE_MAX = 1 << 20
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes.
+
+    FileNotFoundError when it is missing; any other OSError for what cannot be read, with a
+    message saying why: not a regular file (a FIFO would block the start for ever, /dev/zero
+    would never end), or larger than ``limit``.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens without waiting for a writer
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{path} is not a regular file")
+        if st.st_size > limit:
+            raise OSError(f"{path} is {st.st_size} bytes, over the limit of {limit}")
+        chunks = []
+        total = 0
+        while chunk := os.read(fd, min(1 << 20, limit + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:  # it grew while we read
+                raise OSError(f"{path} is over the limit of {limit} bytes")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def remove_orphans(directory: Path) -> tuple[int, int]:
+    """Delete the temp files ``write_atomic`` leaves when the process is killed mid-write;
+    (files, bytes) removed. Call at start-up, before anything writes there."""
+    count = size = 0
+    try:
+        names = list(directory.glob(".*.tmp"))
+    except OSError:
+        return 0, 0
+    for tmp in names:
+        try:
+            st = tmp.lstat()
+            if stat.S_ISREG(st.st_mode):
+                tmp.unlink()
+                count += 1
+                size += st.st_size
+        except OSError:
+            continue
+    return count, size
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -20,7 +20,7 @@ import msgspec
 from loguru import logger
 
 from visionflow.errors import MISSING, ConfigError, ConfigIssue
-from visionflow.fileio import write_atomic
+from visionflow.fileio import OVERRIDES_FILE_MAX, read_bounded, write_atomic
 from visionflow.settings import (
     Settings,
     masked,
@@ -147,12 +147,15 @@ class LiveSettings:
         ``LAYOUT_MODEL_MARK``) and is rewritten without them.
         """
         try:
-            text = self._path.read_text(encoding="utf-8")
+            text = read_bounded(self._path, OVERRIDES_FILE_MAX).decode("utf-8")
             doc = tomllib.loads(text)
         except FileNotFoundError:
             return
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             log.warning("ignoring {}: unreadable ({})", self._path, exc)
+            return
+        except RecursionError:  # tomllib recurses per nesting level
+            log.warning("ignoring {}: nested too deeply", self._path)
             return
         dropped = [] if LAYOUT_MODEL_MARK in text else _drop_old_model_keys(doc)
         if dropped:

@@ -355,7 +355,7 @@ def _parse_env_value(text: str) -> object:
     """Read an environment value as a TOML value when it is one (numbers, bools, lists)."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):  # [[[[...: a string, then refused
         return text
 
 
@@ -503,6 +503,8 @@ def load(
             raise ConfigError(
                 [ConfigIssue(source, MISSING, f"not valid TOML: {exc}")], source
             ) from exc
+        except RecursionError as exc:  # tomllib recurses per nesting level
+            raise ConfigError([ConfigIssue(source, MISSING, "nested too deeply")], source) from exc
     issues: list[ConfigIssue] = []
     sources: dict[str, str] = {}
     record_sources(sources, raw, source)

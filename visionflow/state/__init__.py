@@ -19,7 +19,7 @@ from loguru import logger
 
 from visionflow import jsonsafe
 from visionflow.errors import GraphError
-from visionflow.fileio import write_atomic
+from visionflow.fileio import STATE_FILE_MAX, read_bounded, remove_orphans, write_atomic
 from visionflow.graph.store import GraphStore, NodeKey, NodeKind
 from visionflow.state.layout import LayoutSaver, layout_path, load_layout
 
@@ -44,11 +44,11 @@ def load_graph(store: GraphStore, state_dir: str) -> str | None:
     """Blocking. Import the saved knowledge graph; returns an error description or None."""
     path = graph_path(state_dir)
     try:
-        data = path.read_bytes()
+        data = read_bounded(path, STATE_FILE_MAX)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        return f"cannot read {path}: {exc.strerror}"
+        return f"cannot read {path}: {exc.strerror or exc}"
     try:
         result = store.import_document(jsonsafe.decode(data), "replace")
     except (msgspec.DecodeError, GraphError) as exc:
@@ -119,6 +119,9 @@ def restore(store: GraphStore, state_dir: str, endpoints: Iterable[str] = ()) ->
 
     ``endpoints`` are the configured MCP endpoints, whose agents may still come back.
     """
+    files, size = remove_orphans(Path(state_dir))
+    if files:
+        log.info("removed {} temp file(s) ({} bytes) left by an interrupted save", files, size)
     report = load_layout(layout_path(state_dir))
     pending = PendingLayout(report.positions)
     if report.error is not None:

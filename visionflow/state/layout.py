@@ -41,7 +41,7 @@ from loguru import logger
 
 from visionflow import jsonsafe
 from visionflow.errors import GraphError
-from visionflow.fileio import write_atomic
+from visionflow.fileio import STATE_FILE_MAX, read_bounded, write_atomic
 from visionflow.graph.store import (
     GraphStore,
     IdState,
@@ -193,7 +193,7 @@ def decode_layout(data: bytes) -> LoadReport:
 def load_layout(path: Path) -> LoadReport:
     """Read a layout file; problems come back as ``error`` (and a warning), never raised."""
     try:
-        data = path.read_bytes()
+        data = read_bounded(path, STATE_FILE_MAX)
     except FileNotFoundError:
         return LoadReport({}, missing=True)
     except OSError as exc:
