@@ -20,6 +20,7 @@ from visionflow.web.context import ServiceContext
 from visionflow.web.context import context_of as _ctx
 from visionflow.web.errors import http_exception_handler
 from visionflow.web.guards import RequestGuard
+from visionflow.web.uploads import UploadSlots
 
 
 async def healthz(request: Request) -> Response:
@@ -70,4 +71,5 @@ def create_app(ctx: ServiceContext, extra_routes: list[BaseRoute] | None = None)
         middleware=[Middleware(RequestGuard, live=ctx.live)],
     )
     app.state.ctx = ctx
+    app.state.uploads = UploadSlots()  # request bodies being read (web/uploads.py)
     return app

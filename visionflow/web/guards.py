@@ -7,6 +7,7 @@ checks the token and reads a body within the size limit.
 
 from __future__ import annotations
 
+import anyio
 import msgspec
 from loguru import logger
 from starlette.datastructures import Headers
@@ -16,10 +17,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from visionflow import jsonsafe
 from visionflow.live_settings import LiveSettings
+from visionflow.web import uploads
 from visionflow.web.auth import presented_token, token_ok
 from visionflow.web.context import ServiceContext
 from visionflow.web.errors import error_response
 from visionflow.web.security import http_refusal
+from visionflow.web.uploads import UploadSlots
 
 log = logger.bind(subsystem="http")
 
@@ -74,15 +77,40 @@ def require_token(ctx: ServiceContext, request: Request) -> Response | None:
 
 
 async def read_body(request: Request, limit: int) -> bytes | Response:
-    """The raw body, or a 413 response once it passes ``limit`` bytes (declared or read)."""
+    """The raw body, or the refusal: 413 once it passes ``limit`` bytes (declared or read),
+    408 when it arrives too slowly, 503 when too many bodies are being read (web/uploads.py)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         return error_response(413, "too_large", f"request body over {limit} bytes")
-    chunks = bytearray()
-    async for chunk in request.stream():
-        chunks += chunk
-        if len(chunks) > limit:
-            return error_response(413, "too_large", f"request body over {limit} bytes")
+    slots: UploadSlots | None = getattr(request.app.state, "uploads", None)
+    if slots is None:  # an app built without create_app (none in the service)
+        slots = request.app.state.uploads = UploadSlots()
+    client = request.client.host if request.client is not None else ""
+    with slots.slot(client) as admitted:
+        if not admitted:
+            return error_response(
+                503,
+                "busy",
+                "too many request bodies are being received; try again",
+                headers={"Retry-After": str(uploads.RETRY_AFTER_S)},
+            )
+        chunks = bytearray()
+        start = anyio.current_time()
+        with anyio.CancelScope(deadline=start + uploads.deadline_for(0)) as scope:
+            async for chunk in request.stream():
+                chunks += chunk
+                if len(chunks) > limit:
+                    return error_response(413, "too_large", f"request body over {limit} bytes")
+                scope.deadline = start + uploads.deadline_for(len(chunks))
+        if scope.cancelled_caught:
+            return error_response(
+                408,
+                "body_too_slow",
+                f"the request body arrived too slowly ({len(chunks)} bytes in "
+                f"{anyio.current_time() - start:.0f} s; at least {uploads.MIN_RATE} bytes/s "
+                f"after the first {uploads.GRACE_S:g} s)",
+                headers={"Connection": "close"},
+            )
     return bytes(chunks)
 
 

@@ -1,0 +1,69 @@
+"""Request bodies must arrive at a useful pace and a few at a time (slowloris), against the real
+hypercorn on an ephemeral port; the pace rules are shortened for the test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+from support.servicekit import running
+
+from visionflow.web import uploads
+
+HEAD = (
+    "POST /api/graph/import HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+)
+
+
+async def _response(stream: anyio.abc.ByteStream) -> bytes:
+    data = b""
+    with anyio.fail_after(30):
+        while b"\r\n\r\n" not in data:
+            data += await stream.receive()
+    return data
+
+
+@pytest.mark.anyio
+async def test_a_dripping_body_gets_408(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(uploads, "GRACE_S", 0.5)
+    async with running({"state": {"dir": str(tmp_path)}}) as (svc, client):
+        port = int(str(svc.http.url).rsplit(":", 1)[1].strip("/"))
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            await stream.send(HEAD.encode() + b'{"nodes": [')  # then nothing more
+            head = await _response(stream)
+        assert head.startswith(b"HTTP/1.1 408"), head
+        assert (await client.get("/healthz")).status_code == 200
+
+
+@pytest.mark.anyio
+async def test_too_many_bodies_at_once_from_one_client_get_503(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(uploads, "PER_CLIENT", 2)
+    async with running({"state": {"dir": str(tmp_path)}}) as (svc, client):
+        port = int(str(svc.http.url).rsplit(":", 1)[1].strip("/"))
+        held = []
+        try:
+            for _ in range(2):  # two stalled uploads hold both slots of this address
+                s = await anyio.connect_tcp("127.0.0.1", port)
+                held.append(s)
+                await s.send(HEAD.encode() + b"{")
+            await anyio.sleep(0.3)  # let the server start reading them
+            async with await anyio.connect_tcp("127.0.0.1", port) as third:
+                await third.send(HEAD.encode() + b"{")
+                head = await _response(third)
+            assert head.startswith(b"HTTP/1.1 503"), head
+            assert b"retry-after: 1" in head.lower()
+        finally:
+            for s in held:
+                await s.aclose()
+        # the slots come back when those connections go
+        with anyio.fail_after(30):
+            while True:
+                r = await client.post("/api/graph/import", json={"nodes": [{"id": "a"}]})
+                if r.status_code == 200:
+                    break
+                assert r.status_code == 503
+                await anyio.sleep(0.1)
