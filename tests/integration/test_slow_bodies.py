@@ -67,3 +67,18 @@ async def test_too_many_bodies_at_once_from_one_client_get_503(
                     break
                 assert r.status_code == 503
                 await anyio.sleep(0.1)
+
+
+@pytest.mark.anyio
+async def test_a_client_leaving_mid_upload_logs_no_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running({"state": {"dir": str(tmp_path)}}) as (svc, client):
+        port = int(str(svc.http.url).rsplit(":", 1)[1].strip("/"))
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        await stream.send(HEAD.encode() + b'{"nodes": [')
+        await anyio.sleep(0.3)  # the handler is reading the body
+        await stream.aclose()
+        await anyio.sleep(0.5)
+        assert (await client.get("/healthz")).status_code == 200
+    assert not [r for r in caplog.records if r.exc_info or "Error in ASGI" in r.getMessage()]

@@ -11,7 +11,7 @@ import anyio
 import msgspec
 from loguru import logger
 from starlette.datastructures import Headers
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -97,11 +97,15 @@ async def read_body(request: Request, limit: int) -> bytes | Response:
         chunks = bytearray()
         start = anyio.current_time()
         with anyio.CancelScope(deadline=start + uploads.deadline_for(0)) as scope:
-            async for chunk in request.stream():
-                chunks += chunk
-                if len(chunks) > limit:
-                    return error_response(413, "too_large", f"request body over {limit} bytes")
-                scope.deadline = start + uploads.deadline_for(len(chunks))
+            try:
+                async for chunk in request.stream():
+                    chunks += chunk
+                    if len(chunks) > limit:
+                        return error_response(413, "too_large", f"request body over {limit} bytes")
+                    scope.deadline = start + uploads.deadline_for(len(chunks))
+            except ClientDisconnect:  # gone mid-upload: nobody to answer, nothing to log
+                log.debug("client {} left during a {}-byte upload", client, len(chunks))
+                return Response(status_code=400)
         if scope.cancelled_caught:
             return error_response(
                 408,
