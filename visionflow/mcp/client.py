@@ -311,7 +311,16 @@ class McpClient:
             case UnknownResponse(id=request_id):
                 log.debug("{}: reply to unknown or abandoned id {!r}", self.endpoint, request_id)
             case InvalidMessage(reason=reason):
-                log.warning("{}: ignored message: {}", self.endpoint, reason)
+                # JSON, but not JSON-RPC: rate-limited like skipped lines (a server sending
+                # these in a loop made 179 warnings a second)
+                self._skipped += 1
+                if self._skipped <= SKIP_LOG_FIRST or self._skipped % SKIP_LOG_EVERY == 0:
+                    log.warning(
+                        "{}: ignored message: {} ({} skipped so far)",
+                        self.endpoint,
+                        reason,
+                        self._skipped,
+                    )
             case SkippedLine(preview=preview, reason=reason):
                 # A server may print banners, or garbage by the megabyte: the first few are
                 # logged, then one line per SKIP_LOG_EVERY.
