@@ -234,7 +234,11 @@ class GraphStore:
         self.revision = 0  # topology: nodes and edges
         self.version = 0  # anything, pins and positions included
         self._structure_dirty = True
-        self._pins_dirty = False
+        self._pins_dirty = False  # every node's pin flag must be re-read (after a rebuild)
+        # Nodes whose pin flag changed since the last sync: a drag touches a few nodes, and
+        # re-reading all of them per drag message cost O(graph) under the lock (bounded by the
+        # node count).
+        self._pin_changes: set[int] = set()
         # Bounded by the node count: at most one pending position per live node.
         self._pending_pos: dict[int, tuple[float, float, float]] = {}
         # Heat for sync() to give (raw id -> level, spread to two hops), nodes placed where
@@ -525,7 +529,7 @@ class GraphStore:
             if pos is not None:
                 self._pending_pos[raw] = pos
             self._warm(raw, DRAG_HEAT)
-            self._pins_dirty = True
+            self._pin_changes.add(raw)
             self._bump(topology=False)
 
     def pin_many(
@@ -549,16 +553,30 @@ class GraphStore:
                 self._nodes[raw].pinned = True
                 self._pending_pos[raw] = (p[0], p[1], p[2])
                 self._warm(raw, DRAG_HEAT)
-            self._pins_dirty = True
+                self._pin_changes.add(raw)
             self._bump(topology=False)
 
     def unpin(self, node_id: int) -> None:
         with self.lock:
             raw = self._require(node_id, "id")
-            self._nodes[raw].pinned = False
-            self._warm(raw, DRAG_HEAT)
-            self._pins_dirty = True
-            self._bump(topology=False)
+            self.unpin_many([raw])
+
+    def unpin_many(self, raw_ids: Iterable[int]) -> int:
+        """Release the nodes of ``raw_ids`` that exist (others are skipped), with one version
+        bump; how many were released."""
+        with self.lock:
+            count = 0
+            for raw in raw_ids:
+                node = self._nodes.get(raw)
+                if node is None:
+                    continue
+                node.pinned = False
+                self._warm(raw, DRAG_HEAT)
+                self._pin_changes.add(raw)
+                count += 1
+            if count:
+                self._bump(topology=False)
+            return count
 
     def set_positions(self, positions: Mapping[int, Iterable[float]]) -> int:
         """Queue positions for existing nodes (e.g. a restored layout); unknown ids are skipped.
@@ -594,6 +612,14 @@ class GraphStore:
             if self._pins_dirty:
                 d.pinned[:] = [1 if self._nodes[int(i)].pinned else 0 for i in d.ids]
                 self._pins_dirty = False
+            elif self._pin_changes:
+                changed = [r for r in self._pin_changes if r in self._nodes]
+                where = d.index_of(np.asarray(changed, np.uint32))
+                flags = np.fromiter(
+                    (self._nodes[r].pinned for r in changed), np.uint8, len(changed)
+                )
+                d.pinned[where[where >= 0]] = flags[where >= 0]
+            self._pin_changes.clear()
             if self._pending_pos:
                 raws = np.fromiter(self._pending_pos.keys(), np.uint32, len(self._pending_pos))
                 idx = d.index_of(raws)

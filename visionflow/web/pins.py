@@ -30,14 +30,13 @@ class EnginePins:
         self.engine.wake()
 
     def release(self, node_ids: NDArray[np.uint32], owner: int) -> None:
-        store = self.engine.store
-        with store.lock:
-            for node_id in node_ids:
-                raw = int(node_id) & ID_MASK
-                if self._owner_of.get(raw) == owner:
-                    del self._owner_of[raw]
-                    if store.node(raw) is not None:
-                        store.unpin(raw)
+        """Unpin the nodes of ``node_ids`` that ``owner`` pinned, with one store change."""
+        raws = (node_ids & np.uint32(ID_MASK)).tolist()
+        mine = [raw for raw in raws if self._owner_of.get(raw) == owner]
+        for raw in mine:
+            del self._owner_of[raw]
+        if mine:
+            self.engine.store.unpin_many(mine)
         self.engine.wake()
 
     def release_all(self, owner: int) -> None:

@@ -265,3 +265,20 @@ def test_any_string_is_an_id() -> None:
         {"nodes": [{"id": ""}, {"id": " "}], "edges": [{"source": "", "target": " "}]}
     )
     assert {n.key.external_id for n in s.nodes()} == {"", " "} and s.edge_count == 1
+
+
+def test_pin_changes_reach_the_dense_flags_without_a_rebuild() -> None:
+    store = GraphStore()
+    store.import_document({"nodes": [{"id": str(i)} for i in range(50)]})
+    d = store.sync()
+    raws = [int(r) for r in d.ids[[3, 10, 40]]]
+    store.pin(raws[0])
+    store.pin_many(np.asarray(raws[1:], np.uint32), np.zeros((2, 3), np.float32))
+    d = store.sync()
+    assert sorted(np.flatnonzero(d.pinned).tolist()) == [3, 10, 40]
+    assert store.unpin_many([raws[0], raws[1], 10_000_000]) == 2  # an unknown id is skipped
+    d = store.sync()
+    assert np.flatnonzero(d.pinned).tolist() == [40]
+    store.add_node(NodeKind.KNOWLEDGE, "new")  # a rebuild keeps the flags
+    d = store.sync()
+    assert [int(r) for r in d.ids[np.flatnonzero(d.pinned)]] == [raws[2]]
