@@ -203,9 +203,18 @@ async def test_a_dragged_node_stays_where_the_page_dropped_it(page: Page, servic
     sx, sy = await page.evaluate(f"window.visionflow.screenOf({node})")
     assert math.hypot(sx - (x + 80), sy - y) < 16, ((x, y), (sx, sy))
 
+    # the server pins it (GET /api/graph/data says so) before the stream is compared: a node
+    # still moving would never match the page's copy exactly
+    async with httpx.AsyncClient(base_url=service.url, trust_env=False, timeout=30) as http:
+        with anyio.fail_after(30):
+            while True:
+                data = (await http.get("/api/graph/data")).json()
+                if any(n["flagged_id"] == node and n["pinned"] for n in data["nodes"]):
+                    break
+                await anyio.sleep(0.1)
     seen: list[tuple[float, ...]] = []
     origin = Origin(service.url)
-    with anyio.fail_after(30):
+    with anyio.move_on_after(30):
         async with connect(
             service.ws_url, origin=origin, proxy=None, max_size=None, compression=None
         ) as ws:
