@@ -311,10 +311,9 @@ class McpClient:
             case UnknownResponse(id=request_id):
                 log.debug("{}: reply to unknown or abandoned id {!r}", self.endpoint, request_id)
             case InvalidMessage(reason=reason):
-                # JSON, but not JSON-RPC: rate-limited like skipped lines (a server sending
-                # these in a loop made 179 warnings a second)
-                self._skipped += 1
-                if self._skipped <= SKIP_LOG_FIRST or self._skipped % SKIP_LOG_EVERY == 0:
+                # JSON, but not JSON-RPC (a server sending these in a loop made 179 warnings a
+                # second): rate-limited like skipped lines
+                if self._count_skipped():
                     log.warning(
                         "{}: ignored message: {} ({} skipped so far)",
                         self.endpoint,
@@ -322,10 +321,7 @@ class McpClient:
                         self._skipped,
                     )
             case SkippedLine(preview=preview, reason=reason):
-                # A server may print banners, or garbage by the megabyte: the first few are
-                # logged, then one line per SKIP_LOG_EVERY.
-                self._skipped += 1
-                if self._skipped <= SKIP_LOG_FIRST or self._skipped % SKIP_LOG_EVERY == 0:
+                if self._count_skipped():
                     log.warning(
                         "{}: skipped non-JSON-RPC line {!r} ({}; {} so far)",
                         self.endpoint,
@@ -333,6 +329,12 @@ class McpClient:
                         reason,
                         self._skipped,
                     )
+
+    def _count_skipped(self) -> bool:
+        """Count a message we skip; whether to log it. A server may print banners, or garbage
+        by the megabyte: the first SKIP_LOG_FIRST are logged, then one per SKIP_LOG_EVERY."""
+        self._skipped += 1
+        return self._skipped <= SKIP_LOG_FIRST or self._skipped % SKIP_LOG_EVERY == 0
 
     def _resolve(self, request_id: int, result: Any, error: RpcRemoteError | None) -> None:
         waiter = self._waiters.get(request_id)
