@@ -219,10 +219,13 @@ class PhysicsEngine:
     # ------------------------------------------------------------------ control API
 
     def set_settings(self, settings: PhysicsSettings) -> None:
-        """New parameters / rate / settle threshold; they apply from the next step."""
+        """New parameters / rate / settle threshold; they apply from the next step. Only new
+        layout parameters warm the layout: every runtime settings change comes through here."""
         self.settings = settings
-        self._params = (self._params[0] + 1, pack_settings(settings))
-        self.store.heat_all(PARAMS_HEAT)
+        table = pack_settings(settings)
+        if not np.array_equal(table, self._params[1]):
+            self._params = (self._params[0] + 1, table)
+            self.store.heat_all(PARAMS_HEAT)
         self.wake()
 
     def pin(self, node_id: int, position: Iterable[float] | None = None) -> None:

@@ -276,3 +276,15 @@ def test_a_broken_numba_cuda_means_the_cpu_with_the_reason(
     assert "cannot be imported" in why and "NPDatetime" in why
     with pytest.raises(StartupError, match="numba-cuda cannot be imported"):
         choose_backend("cuda")
+
+
+def test_settings_that_leave_the_layout_parameters_alone_do_not_reheat() -> None:
+    # Every PATCH /api/settings reaches set_settings (a log level, a websocket interval, the
+    # rate): only a change to the layout parameters may set the whole layout moving again.
+    store = _store(20)
+    engine = PhysicsEngine(store, _settings())
+    _step_until_settled(engine, 2 * COOLING_STEPS)
+    engine.set_settings(_settings(rate_hz=30.0))
+    snap, result, _ = engine.step_blocking()
+    assert snap.settled and result.warm == 0
+    assert engine.settings.rate_hz == 30.0
