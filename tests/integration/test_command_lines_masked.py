@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from support.servicekit import running
+from support.simkit import free_port
 
 TOKEN = "t0ken"
 SECRET = "sk-live-123456"
@@ -15,6 +16,7 @@ SECRET = "sk-live-123456"
 
 @pytest.mark.anyio
 async def test_command_lines_need_the_token(tmp_path: Path) -> None:
+    closed = free_port()  # nothing listens there: the watcher's connects are refused
     raw = {
         "server": {"token": TOKEN},
         "state": {"dir": str(tmp_path / "state")},
@@ -26,7 +28,7 @@ async def test_command_lines_need_the_token(tmp_path: Path) -> None:
                     "command": [sys.executable, "-m", "visionflow", "mcp-sim", "--api-key", SECRET],
                     "cwd": str(tmp_path / "claude-flow-home"),
                 },
-                {"name": "tcp", "host": "127.0.0.1", "port": 9},
+                {"name": "tcp", "host": "127.0.0.1", "port": closed},
             ]
         },
     }
@@ -45,7 +47,7 @@ async def test_command_lines_need_the_token(tmp_path: Path) -> None:
         status = await client.get("/api/bots/status")
         assert SECRET not in status.text
         targets = {e["name"]: e["target"] for e in status.json()["endpoints"]}
-        assert targets == {"launched": "***", "tcp": "127.0.0.1:9"}
+        assert targets == {"launched": "***", "tcp": f"127.0.0.1:{closed}"}
         status = await client.get("/api/bots/status", headers=bearer)
         assert SECRET in status.text
 

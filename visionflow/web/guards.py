@@ -82,9 +82,7 @@ async def read_body(request: Request, limit: int) -> bytes | Response:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         return error_response(413, "too_large", f"request body over {limit} bytes")
-    slots: UploadSlots | None = getattr(request.app.state, "uploads", None)
-    if slots is None:  # an app built without create_app (none in the service)
-        slots = request.app.state.uploads = UploadSlots()
+    slots: UploadSlots = request.app.state.uploads  # set by create_app
     client = request.client.host if request.client is not None else ""
     with slots.slot(client) as admitted:
         if not admitted:
