@@ -10,12 +10,10 @@ Without Chromium on PATH every test here is skipped (``.ci/run`` installs it whe
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from cdp import Browser, Page
+from support.clikit import child_env, cli
 
 LISTEN = re.compile(r"listening on http://([\d.]+):(\d+)")
 SIM_LISTEN = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
@@ -32,14 +31,6 @@ START_TIMEOUT = 90.0
 #: The swarm the fixture starts; the simulator runs frozen (``--tick 0``), so only the tests'
 #: own calls change it.
 SWARM_TYPES = ("coordinator", "coder", "researcher")
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "visionflow", *args]
-
-
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("VISIONFLOW__")}
 
 
 def _reap(proc: subprocess.Popen[bytes], *, grace: float = 20.0) -> None:
@@ -128,7 +119,7 @@ class Stack:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=out,
-                env=_env(),
+                env=child_env(),
             )
         m = _wait_for_log(self.sim, self.sim_log, SIM_LISTEN, 0, START_TIMEOUT)
         assert m, f"mcp-sim exited with {self.sim.returncode}: {_tail(self.sim_log)}"
@@ -161,7 +152,7 @@ class Stack:
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=out,
-                    env=_env(),
+                    env=child_env(),
                 )
             m = _wait_for_log(
                 self.proc, self.serve_log, LISTEN, start, max(1.0, deadline - time.monotonic())

@@ -9,7 +9,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -17,24 +16,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support.clikit import child_env, cli
 
 ROOT = Path(__file__).resolve().parents[2]
 LISTEN = re.compile(rb"listening on http://([\d.]+):(\d+)")
 
 
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "visionflow", *args]
-
-
 class Served:
     def __init__(self, proc: subprocess.Popen[bytes], url: str, started: float) -> None:
         self.proc, self.url, self.started = proc, url, started
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VISIONFLOW__")}
-    env.update(extra)
-    return env
 
 
 def _reap(proc: subprocess.Popen[bytes]) -> None:
@@ -53,7 +43,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
         cli("serve", "--port", "0"),
         cwd=tmp_path,
         stderr=subprocess.PIPE,
-        env=_env(VISIONFLOW__SERVER__SHUTDOWN_GRACE="3"),
+        env=child_env(VISIONFLOW__SERVER__SHUTDOWN_GRACE="3"),
     )
     assert proc.stderr is not None
     url = None
@@ -150,7 +140,7 @@ def test_busy_port_is_one_line_and_exit_1(tmp_path: Path) -> None:
             cli("serve", "--port", str(port)),
             cwd=tmp_path,
             capture_output=True,
-            env=_env(),
+            env=child_env(),
             timeout=30,
         )
     assert r.returncode == 1
@@ -165,7 +155,7 @@ def test_bad_settings_exit_2_without_traceback(tmp_path: Path) -> None:
         cli("serve", "--config", str(bad)),
         cwd=tmp_path,
         capture_output=True,
-        env=_env(),
+        env=child_env(),
         timeout=30,
     )
     assert r.returncode == 2
@@ -183,7 +173,7 @@ def test_bad_env_override_exit_2(tmp_path: Path) -> None:
         cwd=tmp_path,
         capture_output=True,
         timeout=30,
-        env=_env(VISIONFLOW__SERVER__PORT="99999"),
+        env=child_env(VISIONFLOW__SERVER__PORT="99999"),
     )
     assert r.returncode == 2
     assert b"server.port = 99999" in r.stderr
@@ -196,14 +186,16 @@ def test_check_config(tmp_path: Path) -> None:
     r = subprocess.run(
         cli("check-config", str(ROOT / "settings.toml")),
         capture_output=True,
-        env=_env(),
+        env=child_env(),
         timeout=30,
     )
     assert r.returncode == 0, r.stderr
     assert b"[physics.knowledge]" in r.stdout
     bad = tmp_path / "bad.toml"
     bad.write_text("[server]\nprot = 1\n")
-    r = subprocess.run(cli("check-config", str(bad)), capture_output=True, env=_env(), timeout=30)
+    r = subprocess.run(
+        cli("check-config", str(bad)), capture_output=True, env=child_env(), timeout=30
+    )
     assert r.returncode == 2
     assert b"did you mean 'port'" in r.stderr
 
@@ -213,7 +205,7 @@ def test_json_logs_are_tagged_with_subsystem(tmp_path: Path) -> None:
         cli("serve", "--port", "0"),
         cwd=tmp_path,
         stderr=subprocess.PIPE,
-        env=_env(VISIONFLOW__LOG__FORMAT="json"),
+        env=child_env(VISIONFLOW__LOG__FORMAT="json"),
     )
     assert proc.stderr is not None
     try:
@@ -236,7 +228,7 @@ def test_json_logs_are_tagged_with_subsystem(tmp_path: Path) -> None:
 
 def test_mcp_sim_serves_and_stops_cleanly(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        cli("mcp-sim", "--port", "0", "--flavor", "v3"), stderr=subprocess.PIPE, env=_env()
+        cli("mcp-sim", "--port", "0", "--flavor", "v3"), stderr=subprocess.PIPE, env=child_env()
     )
     assert proc.stderr is not None
     try:
@@ -274,7 +266,7 @@ def test_mcp_sim_busy_port_is_one_line_and_exit_1() -> None:
         blocker.listen()
         port = blocker.getsockname()[1]
         r = subprocess.run(
-            cli("mcp-sim", "--port", str(port)), capture_output=True, env=_env(), timeout=30
+            cli("mcp-sim", "--port", str(port)), capture_output=True, env=child_env(), timeout=30
         )
     assert r.returncode == 1
     assert b"Traceback" not in r.stderr
@@ -294,7 +286,7 @@ def test_serve_without_any_writable_kernel_cache_location(tmp_path: Path) -> Non
     blocker.write_text("")
     (tmp_path / "tmp").mkdir()
     (tmp_path / "run").mkdir()
-    env = _env(
+    env = child_env(
         HOME=str(blocker / "home"),
         XDG_CACHE_HOME=str(blocker / "cache"),
         NUMBA_CACHE_DIR=str(blocker / "numba"),
@@ -364,7 +356,7 @@ def test_check_config_masks_the_token() -> None:
     r = subprocess.run(
         cli("check-config"),
         capture_output=True,
-        env=_env(VISIONFLOW__SERVER__TOKEN="s3cret-t0ken"),
+        env=child_env(VISIONFLOW__SERVER__TOKEN="s3cret-t0ken"),
         timeout=30,
         cwd=ROOT / "tests",  # no settings.toml there: defaults plus the environment
     )
@@ -376,7 +368,7 @@ def test_check_config_masks_the_token() -> None:
 def test_check_config_into_a_closed_pipe_exits_quietly() -> None:
     # `visionflow check-config | head -1`: the reader is gone before the output is written.
     proc = subprocess.Popen(
-        cli("check-config"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env()
+        cli("check-config"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env()
     )
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()
@@ -387,7 +379,7 @@ def test_check_config_into_a_closed_pipe_exits_quietly() -> None:
 
 
 def test_mcp_sim_stops_on_sigterm_with_exit_0() -> None:
-    proc = subprocess.Popen(cli("mcp-sim", "--port", "0"), stderr=subprocess.PIPE, env=_env())
+    proc = subprocess.Popen(cli("mcp-sim", "--port", "0"), stderr=subprocess.PIPE, env=child_env())
     assert proc.stderr is not None
     try:
         for _ in range(20):
