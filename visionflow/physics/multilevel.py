@@ -194,7 +194,7 @@ def place(
 ) -> F64:
     """Positions (n, 3) for the graph of CSR ``indptr``/``indices``, centred on the origin."""
     n = indptr.shape[0] - 1
-    levels: list[tuple[I64, I64, I64, npt.NDArray[np.int8]]] = []  # (cluster, indptr, indices)
+    levels: list[tuple[I64, I64, I64, npt.NDArray[np.int8]]] = []  # (cluster, CSR, groups)
     ptr, idx, grp = indptr, indices, group
     while ptr.shape[0] - 1 > COARSEST and len(levels) < MAX_LEVELS:
         cluster, nc, cptr, cidx = coarsen(ptr, idx, seed=len(levels))
