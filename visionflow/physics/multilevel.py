@@ -5,10 +5,12 @@ and some shapes never: a grid started from a random cloud stays folded. Laying o
 version of the graph first fixes the large-scale shape when it is cheap to move, and each finer
 level only has to settle locally:
 
-1. coarsen: pair every node with an unpaired neighbour of least degree (a matching), then let
-   each node left over join its smallest neighbouring pair (so a hub and its leaves collapse
-   together, where a matching alone would take a level per leaf); repeat while the graph
-   shrinks by at least ``MIN_SHRINK``, down to ``COARSEST`` nodes;
+1. coarsen: pair every node with the unpaired neighbour it shares the most edges with per
+   unit of size (a heavy-edge matching: a coarse edge's weight counts the edges it stands
+   for, a coarse node's size the nodes), then let each node left over join its smallest
+   neighbouring pair (so a hub and its leaves collapse together, where a matching alone would
+   take a level per leaf); repeat while the graph shrinks by at least ``MIN_SHRINK``, down to
+   ``COARSEST`` nodes. The coarse levels are laid out with those weights on their springs;
 2. lay out the coarsest graph with the layout's own step (``cpu.step``: same model, same
    parameters) from its classical MDS embedding (graph distances, top three eigenvectors):
    from a random ball the force layout of even 46 nodes can settle squashed (a coarse grid
@@ -25,6 +27,8 @@ were 40% of the placement's time). It runs in the physics thread
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 import numpy.typing as npt
@@ -35,7 +39,7 @@ from visionflow.physics.jit import CACHE, hash01
 from visionflow.physics.params import REST_LENGTH, ParamTable
 from visionflow.physics.step import StepInput
 
-__all__ = ["ANCHORED", "MIN_NODES", "place"]
+__all__ = ["ANCHORED", "MIN_NODES", "Level", "coarsen", "mds", "place"]
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -53,44 +57,53 @@ COARSEST_STEPS = 300
 # coarse levels, where the large-scale shape forms, are cheap, so they get the long relaxations.
 LEVEL_STEPS = 40
 LEVEL_WORK = 200_000
-LEVEL_HEAT = 0.5
+# Each level's nodes start at full heat: at 0.5 the grid's sheet came out thicker (third
+# singular value 0.06 of the first, 0.03 at 1.0) and BA 10k's edge ratio 0.355 (0.354).
+LEVEL_HEAT = 1.0
 # A level is spread by (fine nodes / coarse nodes) ** GROWTH: 1/2 is how a sheet grows, 1/3 how
 # a ball does. Too small a spread leaves the finer level compressed, and the cooling schedule
-# has no time to expand it again (a grid: edge ratio 0.021 and Spearman 0.972 with 1/3, 0.019
-# and 0.974 with 1/2), while one spread too far contracts quickly.
-GROWTH = 0.5
+# has no time to expand it again (a grid's edge ratio 0.0203 with 0.45, 0.0197 with 0.5, 0.019
+# with 0.55, as a perfect square lattice scores), while one spread too far contracts quickly.
+GROWTH = 0.55
 
 
 @numba.njit(nogil=True, cache=CACHE)
-def _cluster(indptr, indices, order, salt, cluster):  # type: ignore[no-untyped-def]
+def _cluster(indptr, indices, weights, size, order, salt, cluster):  # type: ignore[no-untyped-def]
     """Fill ``cluster`` (one coarse node per entry) and return the coarse node count.
 
     Nodes are visited in ``order`` (a shuffle): in id order a grid would pair along its rows
     only, and its coarse version would come out squashed to half its width.
     """
     n = indptr.shape[0] - 1
-    size = np.zeros(n, np.int64)
+    members = np.zeros(n, np.int64)
     for u in range(n):
         cluster[u] = -1
     nc = 0
-    for u in order:  # pass 1: a matching, each node with its least-degree free neighbour
+    for u in order:  # pass 1: a heavy-edge matching
         if cluster[u] >= 0:
             continue
         best = -1
+        best_heavy = -1.0
         best_key = np.inf
         for e in range(indptr[u], indptr[u + 1]):
             v = indices[e]
-            if v != u and cluster[v] < 0:
-                # ties (every inner node of a grid) broken at random: in CSR order a grid
-                # paired along one axis only and came out squashed to 0.75 of its width
-                key = (indptr[v + 1] - indptr[v]) + 0.5 + 0.49 * hash01(v, salt)
-                if key < best_key:
-                    best = v
-                    best_key = key
+            if v == u or cluster[v] >= 0:
+                continue
+            # Shared edge weight per unit of size: on a grid's second level two side-by-side
+            # pairs (joined by two edges) merge into a square; with any neighbour alike, the
+            # coarse grids drifted from square and the sheet came out 0.93 as wide as long
+            # (0.976 with this). Ties go to the least degree, then at random: in CSR order a
+            # grid paired along one axis only.
+            heavy = weights[e] / (size[u] * size[v])
+            key = (indptr[v + 1] - indptr[v]) + 0.5 + 0.49 * hash01(v, salt)
+            if heavy > best_heavy or (heavy == best_heavy and key < best_key):
+                best = v
+                best_heavy = heavy
+                best_key = key
         if best >= 0:
             cluster[u] = nc
             cluster[best] = nc
-            size[nc] = 2
+            members[nc] = 2
             nc += 1
     for u in order:  # pass 2: leftovers join their smallest neighbouring cluster
         if cluster[u] >= 0:
@@ -100,30 +113,51 @@ def _cluster(indptr, indices, order, salt, cluster):  # type: ignore[no-untyped-
         for e in range(indptr[u], indptr[u + 1]):
             v = indices[e]
             c = cluster[v]
-            if v != u and c >= 0 and size[c] < best_size:
+            if v != u and c >= 0 and members[c] < best_size:
                 best = c
-                best_size = size[c]
+                best_size = members[c]
         if best < 0:  # isolated (or only self-loops): its own cluster
             best = nc
             nc += 1
         cluster[u] = best
-        size[best] += 1
+        members[best] += 1
     return nc
 
 
-def coarsen(indptr: I64, indices: I64, seed: int = 0) -> tuple[I64, int, I64, I64]:
-    """One level: (cluster of each node, coarse node count, coarse CSR indptr, indices)."""
+class Level(NamedTuple):
+    """One graph of the hierarchy: CSR, spring weights (edges stood for), node sizes, groups."""
+
+    indptr: I64
+    indices: I64
+    weights: F64
+    size: F64
+    group: npt.NDArray[np.int8]
+
+
+def coarsen(level: Level, seed: int = 0) -> tuple[I64, Level]:
+    """One level down: (the coarse node of each node, the coarse level).
+
+    A coarse edge weighs the sum of the edges it stands for, a coarse node the sum of its
+    members' sizes, and takes one of its members' groups.
+    """
+    indptr, indices = level.indptr, level.indices
     n = indptr.shape[0] - 1
     cluster = np.empty(n, np.int64)
     order = np.random.default_rng(seed).permutation(n)  # deterministic: seeded
-    nc = int(_cluster(indptr, indices, order, seed + 17, cluster))
+    nc = int(_cluster(indptr, indices, level.weights, level.size, order, seed + 17, cluster))
     src = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
     cs, ct = cluster[src], cluster[indices]
     keep = cs < ct  # each undirected coarse edge once, no self-loops
-    pairs = np.unique(cs[keep] * nc + ct[keep])
-    a, b = pairs // nc, pairs % nc
-    cptr, cidx, _ = csr_from_edges(nc, a, b, np.ones(a.shape[0]))
-    return cluster, nc, cptr, cidx
+    pairs, inverse = np.unique(cs[keep] * nc + ct[keep], return_inverse=True)
+    # float64 already (weighted counts); asarray only tells the type checker
+    summed = np.asarray(
+        np.bincount(inverse, weights=level.weights[keep], minlength=pairs.shape[0]), np.float64
+    )
+    cptr, cidx, cw = csr_from_edges(nc, pairs // nc, pairs % nc, summed)
+    size = np.asarray(np.bincount(cluster, weights=level.size, minlength=nc), np.float64)
+    group = np.zeros(nc, np.int8)
+    group[cluster] = level.group
+    return cluster, Level(cptr, cidx, cw, size, group)
 
 
 def mds(indptr: I64, indices: I64, scale: float) -> F64:
@@ -154,24 +188,17 @@ def mds(indptr: I64, indices: I64, scale: float) -> F64:
 
 
 def _relax(
-    ws: cpu.CpuWorkspace,
-    pos: F64,
-    group: npt.NDArray[np.int8],
-    indptr: I64,
-    indices: I64,
-    params: ParamTable,
-    heat: float,
-    steps: int,
+    ws: cpu.CpuWorkspace, pos: F64, level: Level, params: ParamTable, heat: float, steps: int
 ) -> None:
     n = pos.shape[0]
     inp = StepInput(
         pos,
         np.zeros((n, 3)),
-        group,
+        level.group,
         np.zeros(n, np.uint8),
-        indptr,
-        indices,
-        np.ones(indices.shape[0]),
+        level.indptr,
+        level.indices,
+        level.weights,
         params,
         1 << 30,  # past any warm-up ramp
         np.full(n, heat),
@@ -194,27 +221,26 @@ def place(
 ) -> F64:
     """Positions (n, 3) for the graph of CSR ``indptr``/``indices``, centred on the origin."""
     n = indptr.shape[0] - 1
-    levels: list[tuple[I64, I64, I64, npt.NDArray[np.int8]]] = []  # (cluster, CSR, groups)
-    ptr, idx, grp = indptr, indices, group
-    while ptr.shape[0] - 1 > COARSEST and len(levels) < MAX_LEVELS:
-        cluster, nc, cptr, cidx = coarsen(ptr, idx, seed=len(levels))
-        if nc > MIN_SHRINK * (ptr.shape[0] - 1):
+    # (coarse node of each node, the finer level), finest first
+    levels: list[tuple[I64, Level]] = []
+    level = Level(indptr, indices, np.ones(indices.shape[0]), np.ones(n), group)
+    while level.indptr.shape[0] - 1 > COARSEST and len(levels) < MAX_LEVELS:
+        cluster, coarse = coarsen(level, seed=len(levels))
+        if coarse.indptr.shape[0] - 1 > MIN_SHRINK * (level.indptr.shape[0] - 1):
             break
-        levels.append((cluster, ptr, idx, grp))
-        cgroup = np.zeros(nc, np.int8)
-        cgroup[cluster] = grp  # a coarse node takes one of its members' groups
-        ptr, idx, grp = cptr, cidx, cgroup
+        levels.append((cluster, level))
+        level = coarse
     rest = float(np.min(params[:, REST_LENGTH]))
-    pos = mds(ptr, idx, rest)
-    _relax(ws, pos, grp, ptr, idx, params, 1.0, COARSEST_STEPS)
-    for cluster, fptr, fidx, fgrp in reversed(levels):
-        nf = fptr.shape[0] - 1
+    pos = mds(level.indptr, level.indices, rest)
+    _relax(ws, pos, level, params, 1.0, COARSEST_STEPS)
+    for cluster, fine_level in reversed(levels):
+        nf = fine_level.indptr.shape[0] - 1
         fine = np.empty((nf, 3))
         pos -= pos.mean(axis=0)
         _prolong(pos, cluster, (nf / pos.shape[0]) ** GROWTH, 0.1 * rest, fine)
         if nf < n:
             steps = min(COARSEST_STEPS, max(LEVEL_STEPS, LEVEL_WORK // nf))
-            _relax(ws, fine, fgrp, fptr, fidx, params, LEVEL_HEAT, steps)
+            _relax(ws, fine, fine_level, params, LEVEL_HEAT, steps)
         pos = fine
     assert pos.shape[0] == n
     pos -= pos.mean(axis=0)
