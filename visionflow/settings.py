@@ -86,7 +86,7 @@ class PhysicsParams(Struct, kw_only=True, forbid_unknown_fields=True, frozen=Tru
     boundary_damping: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.5
     warmup_iterations: Annotated[int, Meta(ge=0, le=10_000)] = 0
     softening: Annotated[float, Meta(ge=1e-9, le=10.0)] = 0.0001
-    theta: Annotated[float, Meta(ge=0.1, le=2.0)] = 0.8
+    theta: Annotated[float, Meta(ge=0.1, le=2.0)] = 1.0
     cooling_steps: Annotated[int, Meta(ge=1, le=100_000)] = 300
     linlog: bool = True
 

@@ -84,7 +84,7 @@ async def test_patch_reports_every_error_and_applies_nothing(
     paths = {i["path"] for i in err["issues"]}
     assert paths == {"physics.knowledge.damping", "physics.knowledge.dampng", "server.port"}
     assert "cannot change while running" in err["message"]
-    assert svc.ctx.live.current.physics.knowledge.theta == 0.8  # the valid part was not applied
+    assert svc.ctx.live.current.physics.knowledge.theta == 1.0  # the valid part was not applied
     assert not (tmp_path / OVERRIDES_FILE).exists()
 
 

@@ -31,8 +31,10 @@ def _indptr(n: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("theta", [0.5, 0.8])
-def test_barnes_hut_within_3_percent_of_exact(theta: float) -> None:
+# 1.0 is the shipped default (on a settled 10k-node BA layout its error is 0.8 % median,
+# 2.3 % at p99; a Gaussian cloud is the harder case)
+@pytest.mark.parametrize(("theta", "bound"), [(0.5, 0.03), (0.8, 0.03), (1.0, 0.04)])
+def test_barnes_hut_within_a_few_percent_of_exact(theta: float, bound: float) -> None:
     rng = np.random.default_rng(3)
     n = 6000
     pos = rng.normal(size=(n, 3)) * 50.0
@@ -46,7 +48,7 @@ def test_barnes_hut_within_3_percent_of_exact(theta: float) -> None:
     err = np.linalg.norm(approx[sample] - exact[sample], axis=1) / np.linalg.norm(
         exact[sample], axis=1
     )
-    assert np.percentile(err, 99) < 0.03
+    assert np.percentile(err, 99) < bound
 
 
 def test_charge_is_sqrt_repel_k_times_mass() -> None:
@@ -212,7 +214,7 @@ def test_coincident_push_is_the_same_in_exact_and_barnes_hut() -> None:
     pos = rng.normal(size=(2000, 3)) * 50.0
     pos[:3] = pos[0]  # three nodes on one spot
     group = np.zeros(2000, np.int8)
-    params = pack(PhysicsParams(repel_k=9.0), PhysicsParams())  # charge != 1
+    params = pack(PhysicsParams(repel_k=9.0, theta=0.8), PhysicsParams())  # charge != 1
     ws = cpu.CpuWorkspace()
     ptr = _indptr(2000, 1)
     exact = cpu.repulsion(ws, pos, group, params, ptr, exact=True)[:3].copy()
@@ -228,7 +230,8 @@ def test_a_pile_on_one_point_is_one_charge_with_the_exact_push() -> None:
     pos = rng.normal(size=(3000, 3)) * 50.0
     pos[:400] = pos[0]
     group = (rng.random(3000) < 0.3).astype(np.int8)
-    params = pack(PhysicsParams(repel_k=2.0), PhysicsParams(repel_k=7.0))
+    # the 3 % below is the accuracy of theta 0.8 on a Gaussian cloud; the pile is the subject
+    params = pack(PhysicsParams(repel_k=2.0, theta=0.8), PhysicsParams(repel_k=7.0, theta=0.8))
     ws = cpu.CpuWorkspace()
     ptr = _indptr(3000, 2)
     exact = cpu.repulsion(ws, pos, group, params, ptr, exact=True).copy()
