@@ -30,6 +30,7 @@ anything else.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import struct
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
@@ -337,10 +338,19 @@ def is_warm() -> bool:
 def warm_up() -> None:
     """Compile the numba kernels now (about a second) rather than on the first frame."""
     global _warm
-    ids = np.array([KNOWLEDGE_FLAG], np.uint32)
-    vec = np.zeros((1, 3), np.float32)
-    encode_keyframe(ids, vec, vec, 0)
-    encode_delta(ids, vec, vec, 0, rows=np.array([0], np.intp))
+    # numba compiles one version per argument type, and a read-only array is another type:
+    # snapshots are read-only, so without those a first 100k-node keyframe compiled on the
+    # event loop (stalls of 0.5-1.4 s in benchmarks/loop_stall.py).
+    # The hub's delta rows are writable, other callers' may not be: both.
+    for frozen, frozen_rows in itertools.product((False, True), repeat=2):
+        ids = np.array([KNOWLEDGE_FLAG], np.uint32)
+        vec = np.zeros((1, 3), np.float32)
+        rows = np.array([0], np.intp)
+        for a in (ids, vec):
+            a.flags.writeable = not frozen
+        rows.flags.writeable = not frozen_rows
+        encode_keyframe(ids, vec, vec, 0)
+        encode_delta(ids, vec, vec, 0, rows=rows)
     _warm = True
 
 
