@@ -44,6 +44,8 @@ from visionflow.graph.document import check_position as check_position  # persis
 from visionflow.protocol.wire import AGENT_FLAG, ID_MASK, KNOWLEDGE_FLAG
 
 ImportMode = Literal["replace", "merge"]
+# (pinned, position to move to first or None): a drag, a pin where it is, or a release
+PinRequest = tuple[bool, tuple[float, float, float] | None]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -232,7 +234,7 @@ class GraphStore:
         self._edges: dict[tuple[int, int], float] = {}
         self._adj: dict[int, set[int]] = {}
         self.revision = 0  # topology: nodes and edges
-        self.version = 0  # anything, pins and positions included
+        self._version = 0  # see ``version``
         self._structure_dirty = True
         self._pins_dirty = False  # every node's pin flag must be re-read (after a rebuild)
         # Nodes whose pin flag changed since the last sync: a drag touches a few nodes, and
@@ -247,12 +249,26 @@ class GraphStore:
         self._pending_heat: dict[int, float] = {}
         self._pending_cold: set[int] = set()
         self._heat_all = 0.0
+        # Pins, drags, releases and new parameters' heat from the event loop that found the
+        # lock taken (an import, a rebuild, an export hold it for seconds at 100k nodes) wait
+        # here instead of the loop: the latest request per node (so bounded by the node count)
+        # and the highest heat. ``_queue_lock`` is only held for a dict update; the next sync
+        # or pin call applies them. ``_queued`` counts requests, for ``version``.
+        self._queue_lock = threading.Lock()
+        self._queued_pins: dict[int, PinRequest] = {}
+        self._queued_heat_all = 0.0
+        self._queued = 0
         self._dense = _empty_dense()
 
     # ------------------------------------------------------------------ queries
 
     def __len__(self) -> int:
         return len(self._nodes)
+
+    @property
+    def version(self) -> int:
+        """Bumped by every change (pins and positions included) and every queued drag."""
+        return self._version + self._queued
 
     @property
     def edge_count(self) -> int:
@@ -276,7 +292,7 @@ class GraphStore:
     # ------------------------------------------------------------------ edits
 
     def _bump(self, topology: bool = True) -> None:
-        self.version += 1
+        self._version += 1
         if topology:
             self.revision += 1
             self._structure_dirty = True
@@ -357,10 +373,11 @@ class GraphStore:
             self._pending_heat[raw] = level
 
     def heat_all(self, level: float) -> None:
-        """Warm every node to at least ``level`` at the next sync (new layout parameters)."""
-        with self.lock:
-            self._heat_all = max(self._heat_all, level)
-            self._bump(topology=False)
+        """Warm every node to at least ``level`` at the next sync (new layout parameters).
+        Never waits for the lock: queued like a drag."""
+        with self._queue_lock:
+            self._queued_heat_all = max(self._queued_heat_all, level)
+            self._queued += 1
 
     def _drop_node(self, raw: int) -> None:
         node = self._nodes.pop(raw)
@@ -521,16 +538,10 @@ class GraphStore:
     # ------------------------------------------------------------------ pins and positions
 
     def pin(self, node_id: int, position: Iterable[float] | None = None) -> None:
-        """Pin a node (optionally moving it first); position must be finite."""
-        with self.lock:
-            raw = self._require(node_id, "id")
-            pos = check_position(position) if position is not None else None
-            self._nodes[raw].pinned = True
-            if pos is not None:
-                self._pending_pos[raw] = pos
-            self._warm(raw, DRAG_HEAT)
-            self._pin_changes.add(raw)
-            self._bump(topology=False)
+        """Pin a node (optionally moving it first); position must be finite. Never waits for
+        the lock (see ``_queued_pins``)."""
+        pos = check_position(position) if position is not None else None
+        self._pin_requests([node_id & ID_MASK], [(True, pos)], path="id", shown=[node_id])
 
     def pin_many(
         self, raw_ids: npt.NDArray[np.uint32], positions: npt.NDArray[np.floating]
@@ -539,44 +550,83 @@ class GraphStore:
 
         GraphError names the first record (``records[k]``) with an unknown id or a position
         that is not finite or past MAX_COORD; checks are vectorised, a drag may hold thousands.
+        Never waits for the lock (the event loop calls it): see ``_queued_pins``.
         """
         pos = np.asarray(positions, np.float64).reshape(-1, 3)
         ok = np.all(np.isfinite(pos) & (np.abs(pos) <= MAX_COORD), axis=1)
         if not ok.all():
             k = int(np.argmin(ok))
             check_position(pos[k].tolist(), f"records[{k}]")  # raises with the reason
-        with self.lock:
-            for k, raw in enumerate(raw_ids.tolist()):
-                if raw not in self._nodes:
-                    raise GraphError("unknown_node", f"no node with id {raw}", f"records[{k}]")
-            for raw, p in zip(raw_ids.tolist(), pos.tolist(), strict=True):
-                self._nodes[raw].pinned = True
-                self._pending_pos[raw] = (p[0], p[1], p[2])
-                self._warm(raw, DRAG_HEAT)
-                self._pin_changes.add(raw)
-            self._bump(topology=False)
+        rows: list[PinRequest] = [(True, (p[0], p[1], p[2])) for p in pos.tolist()]
+        self._pin_requests(raw_ids.tolist(), rows)
 
     def unpin(self, node_id: int) -> None:
-        with self.lock:
-            raw = self._require(node_id, "id")
-            self.unpin_many([raw])
+        self._pin_requests([node_id & ID_MASK], [(False, None)], path="id", shown=[node_id])
 
     def unpin_many(self, raw_ids: Iterable[int]) -> int:
         """Release the nodes of ``raw_ids`` that exist (others are skipped), with one version
-        bump; how many were released."""
-        with self.lock:
-            count = 0
-            for raw in raw_ids:
-                node = self._nodes.get(raw)
-                if node is None:
-                    continue
-                node.pinned = False
-                self._warm(raw, DRAG_HEAT)
-                self._pin_changes.add(raw)
-                count += 1
-            if count:
+        bump; how many were released (or queued: never waits for the lock either)."""
+        raws = list(raw_ids)
+        return self._pin_requests(raws, [(False, None)] * len(raws), strict=False)
+
+    def _pin_requests(
+        self,
+        raws: list[int],
+        rows: list[PinRequest],
+        *,
+        strict: bool = True,
+        path: str | None = None,
+        shown: list[int] | None = None,
+    ) -> int:
+        """Apply each request to its node now if the lock is free, else queue them all.
+
+        ``strict``: an unknown id raises GraphError (at ``path``, else ``records[k]``, naming
+        the id as in ``shown``) and nothing is done; else it is skipped. Without the lock the
+        ids are checked against the live dict (one lookup each is atomic); a node removed
+        before the queue is applied is skipped then.
+        """
+        locked = self.lock.acquire(blocking=False)
+        try:
+            known = [raw in self._nodes for raw in raws]
+            if strict and not all(known):
+                k = known.index(False)
+                name = (shown or raws)[k]
+                raise GraphError("unknown_node", f"no node with id {name}", path or f"records[{k}]")
+            wanted = [(r, p) for r, p, ok in zip(raws, rows, known, strict=True) if ok]
+            if not locked:
+                with self._queue_lock:
+                    self._queued_pins.update(wanted)
+                    self._queued += 1
+                return len(wanted)
+            self._apply_queued()
+            for raw, p in wanted:
+                self._apply_pin(raw, p)
+            if wanted:
                 self._bump(topology=False)
-            return count
+            return len(wanted)
+        finally:
+            if locked:
+                self.lock.release()
+
+    def _apply_pin(self, raw: int, request: PinRequest) -> bool:
+        node = self._nodes.get(raw)
+        if node is None:
+            return False
+        node.pinned, position = request
+        if position is not None:
+            self._pending_pos[raw] = position
+        self._warm(raw, DRAG_HEAT)
+        self._pin_changes.add(raw)
+        return True
+
+    def _apply_queued(self) -> None:
+        """Apply the queued requests (the lock is held)."""
+        with self._queue_lock:
+            queued, self._queued_pins = self._queued_pins, {}
+            heat, self._queued_heat_all = self._queued_heat_all, 0.0
+        self._heat_all = max(self._heat_all, heat)
+        if any([self._apply_pin(raw, p) for raw, p in queued.items()]) or heat > 0.0:
+            self._bump(topology=False)
 
     def set_positions(self, positions: Mapping[int, Iterable[float]]) -> int:
         """Queue positions for existing nodes (e.g. a restored layout); unknown ids are skipped.
@@ -603,6 +653,7 @@ class GraphStore:
     def sync(self) -> DenseState:
         """Fold pending edits into the dense arrays and return them (physics thread only)."""
         with self.lock:
+            self._apply_queued()
             d = self._dense
             new = np.zeros(0, np.int64)
             if self._structure_dirty:
@@ -837,4 +888,4 @@ class GraphStore:
             top = max(self._reserved.values(), default=0)
             self._next_id = max(self._next_id, next_id, top + 1)
             self.revision = max(self.revision, revision + 1)
-            self.version += 1
+            self._version += 1

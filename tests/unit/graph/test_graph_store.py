@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -282,3 +285,63 @@ def test_pin_changes_reach_the_dense_flags_without_a_rebuild() -> None:
     store.add_node(NodeKind.KNOWLEDGE, "new")  # a rebuild keeps the flags
     d = store.sync()
     assert [int(r) for r in d.ids[np.flatnonzero(d.pinned)]] == [raws[2]]
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(store: GraphStore) -> Iterator[None]:
+    """Another thread holds the store's lock for the duration (as an import would)."""
+    held = threading.Event()
+    done = threading.Event()
+
+    def holder() -> None:
+        with store.lock:
+            held.set()
+            done.wait(30)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert held.wait(30)
+        yield
+    finally:
+        done.set()
+        thread.join(30)
+
+
+def test_drags_and_releases_never_wait_for_a_held_lock() -> None:
+    # An import or a rebuild holds the lock for seconds at 100k nodes; a drag on the event
+    # loop must not wait for it: it is queued, and the next sync applies it.
+    store = GraphStore()
+    store.import_document({"nodes": [{"id": str(i)} for i in range(20)]})
+    d = store.sync()
+    raws = [int(r) for r in d.ids[[2, 5, 9]]]
+    store.pin(raws[2])
+    store.sync()
+    with lock_held_elsewhere(store):
+        version = store.version
+        store.pin_many(np.asarray(raws[:2], np.uint32), np.asarray([[1, 2, 3], [4, 5, 6]]))
+        assert store.unpin_many([raws[2], 10_000_000]) == 1  # unknown: skipped, as unqueued
+        with pytest.raises(GraphError) as err:  # unknown ids are refused without the lock too
+            store.pin_many(np.asarray([raws[0], 10_000_000], np.uint32), np.zeros((2, 3)))
+        assert err.value.path == "records[1]"
+        assert store.version > version  # the engine sees a change and steps (then syncs)
+        assert not store.node(raws[0]).pinned  # not applied while the lock is held
+    d = store.sync()
+    pinned = [int(r) for r in d.ids[np.flatnonzero(d.pinned)]]
+    assert sorted(pinned) == sorted(raws[:2])
+    np.testing.assert_array_equal(
+        d.pos[d.index_of(np.asarray(raws[:2], np.uint32))], [[1, 2, 3], [4, 5, 6]]
+    )
+    assert store.node(raws[0]).pinned and not store.node(raws[2]).pinned
+
+
+def test_a_queued_drag_of_a_node_removed_meanwhile_is_dropped() -> None:
+    store = GraphStore()
+    a = store.add_node(NodeKind.KNOWLEDGE, "a")
+    b = store.add_node(NodeKind.KNOWLEDGE, "b")
+    store.sync()
+    with lock_held_elsewhere(store):  # queued
+        store.pin_many(np.asarray([a, b], np.uint32), np.asarray([[1.0] * 3, [2.0] * 3]))
+    store.remove_node(a)
+    d = store.sync()  # applies the queue: a is gone, so only b is pinned
+    assert d.n == 1 and d.pinned.tolist() == [1] and d.pos[0].tolist() == [2.0, 2.0, 2.0]
