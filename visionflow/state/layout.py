@@ -28,7 +28,6 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -249,15 +248,23 @@ class LayoutSaver:
         snap = self.engine.latest
         if snap is None or snap.sequence == self.saved_tick:
             return False
-        keys = self.store.keys()
-        id_state = self.store.id_state()
         carried = self.carried() if self.carried is not None else None
+        store = self.store
+
+        def save() -> int:
+            # The keys are read in the worker: they need the store's lock, which an import or
+            # an export may hold for seconds, and the event loop must not wait for it.
+            with store.lock:
+                keys, id_state = store.keys(), store.id_state()
+            return save_layout(
+                self.path, keys, snap.nodes.ids, snap.nodes.positions, carried, id_state
+            )
+
         try:
-            args = (self.path, keys, snap.nodes.ids, snap.nodes.positions, carried, id_state)
             if abandonable:
-                await run_abandonable(partial(save_layout, *args), name="layout save")
+                await run_abandonable(save, name="layout save")
             else:
-                await anyio.to_thread.run_sync(save_layout, *args)
+                await anyio.to_thread.run_sync(save)
         except OSError as exc:
             self._failed(exc)
             return False
