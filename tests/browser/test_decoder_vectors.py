@@ -1,5 +1,6 @@
 """The page's own frame decoder, in Chromium, against the vectors the Python encoder wrote
-(tests/js/make_vectors.py; node --test checks the same files outside a browser)."""
+(tests/js/make_vectors.py; node --test checks the same files outside a browser), and its hot
+path, NodeState.applyBuffer, refusing non-finite floats once Chromium has optimized it."""
 
 from __future__ import annotations
 
@@ -42,6 +43,61 @@ DRAG = """(async (ids, positions) => {
   let s = "";
   for (const b of buf) s += String.fromCharCode(b);
   return btoa(s);
+})"""
+
+# A state of n nodes fed steady keyframes until V8 optimizes the loop that copies and checks
+# them (the one benchmarks/viewer.py times), then, each after more good ones, keyframes with one
+# NaN or infinity at a float word of the first, middle or last record. Every one must throw
+# FrameError at its byte and leave the state as it was; good keyframes still apply after.
+HOT_REFUSALS = """(async (n) => {
+  const { NodeState } = await import("/static/js/nodestate.js");
+  const { FrameError } = await import("/static/js/frames.js");
+  const message = (seq) => {
+    const buf = new ArrayBuffer(16 + 28 * n);
+    const dv = new DataView(buf);
+    dv.setUint8(0, 0x56); dv.setUint8(1, 0x46); dv.setUint8(2, 2); dv.setUint8(3, 0);
+    dv.setUint32(4, n, true); dv.setUint32(8, seq, true);
+    for (let k = 0; k < n; k++) {
+      const at = 16 + 28 * k;
+      dv.setUint32(at, ((k % 2 ? 0x80000000 : 0x40000000) | (k + 1)) >>> 0, true);
+      for (let j = 1; j <= 6; j++) dv.setFloat32(at + 4 * j, Math.sin(seq + k * j) * 100, true);
+    }
+    return buf;
+  };
+  const good = [1, 2, 3, 4].map(message);
+  const state = new NodeState();
+  for (let i = 0; i < 100; i++) state.applyBuffer(good[i % 4]);
+  const failures = [];
+  for (const bad of [NaN, Infinity, -Infinity]) {
+    for (let word = 1; word <= 6; word++) {
+      for (const k of [0, n >> 1, n - 1]) {
+        for (let i = 0; i < 20; i++) state.applyBuffer(good[i % 4]);
+        const buf = message(9);
+        const at = 16 + 28 * k + 4 * word;
+        new DataView(buf).setFloat32(at, bad, true);
+        const { positions, version } = state;
+        const before = positions.slice(0, 3 * n);
+        let error = null;
+        try {
+          state.applyBuffer(buf);
+        } catch (exc) {
+          error = exc;
+        }
+        const same = state.positions === positions && state.version === version &&
+          state.positions.subarray(0, 3 * n).every((v, i) => Object.is(v, before[i]));
+        if (!(error instanceof FrameError && error.offset === at && same)) {
+          failures.push({ bad: String(bad), word, k, error: String(error), same });
+        }
+      }
+    }
+  }
+  state.applyBuffer(good[0]);
+  const f32 = new Float32Array(good[0], 16, 7 * n);
+  let applied = 0;
+  for (let k = 0; k < n; k++) {
+    if (Object.is(state.positions[3 * k + 2], f32[7 * k + 3])) applied++;
+  }
+  return { failures, applied };
 })"""
 
 
@@ -98,3 +154,9 @@ async def test_the_drag_message_is_byte_for_byte_the_vector(page: Page) -> None:
     b64 = await page.evaluate(f"{DRAG}({json.dumps(drag['ids'])}, {json.dumps(drag['positions'])})")
     assert base64.b64decode(b64) == (VECTORS / drag["file"]).read_bytes()
     assert f32(drag["positions"]) == drag["positions_f32"]
+
+
+async def test_the_optimized_apply_refuses_every_non_finite_float(page: Page) -> None:
+    n = 5000
+    got = await page.evaluate(f"{HOT_REFUSALS}({n})", timeout=120)
+    assert got == {"failures": [], "applied": n}

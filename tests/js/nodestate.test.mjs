@@ -523,3 +523,31 @@ test("applyBuffer takes an unaligned view (the copying decode) too", () => {
   });
   assertUnchanged(state, before);
 });
+
+test("a steady keyframe through applyBuffer copies every finite float exactly, at any offset", () => {
+  // The steady copy reads the message through a DataView and adds the floats up to check
+  // them: signed zeros, subnormals and the largest floats are neither refused nor changed,
+  // whether the message starts 4-byte aligned in its buffer or not.
+  const tiny = 2 ** -149; // the smallest subnormal float32
+  const max = 3.4028234663852886e38; // the largest float32
+  const nodes = [
+    [K(1), -0, 0, tiny],
+    [A(2), -tiny, max, -max],
+    [K(3), 1.5, -2.25, 1e-40],
+    [A(4), max, max, max],
+  ];
+  const next = nodes.map(([id, x, y, z]) => [id, z, x, y]);
+  for (const shift of [0, 1, 4, 8]) {
+    const state = new NodeState();
+    state.applyBuffer(message(KEYFRAME, nodes));
+    const { version, positions } = state;
+    const buffer = message(KEYFRAME, next);
+    const bytes = new Uint8Array(buffer.byteLength + shift);
+    bytes.set(new Uint8Array(buffer), shift);
+    state.applyBuffer(bytes.subarray(shift));
+    assert.equal(state.version, version, "the steady path: no membership change");
+    assert.notEqual(state.positions, positions, "the steady path: the other array swapped in");
+    // deepStrictEqual tells -0 from 0
+    assert.deepStrictEqual(rows(state), next.map(([id, ...p]) => [id, ...p.map(Math.fround)]));
+  }
+});

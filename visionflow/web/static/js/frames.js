@@ -174,6 +174,21 @@ function records(buffer, start, count) {
 }
 
 /**
+ * The records region of a protocol-2 message that `_decodeUnchecked` accepted, as a DataView:
+ * little-endian as on the wire, at any alignment and on any host. NodeState.applyBuffer reads
+ * a keyframe through it (measured faster in V8 than the typed-array views: one bounds check
+ * and no base-pointer arithmetic per read).
+ * @internal for NodeState.applyBuffer
+ * @param {ArrayBuffer|ArrayBufferView} buffer the message
+ * @param {number} count its records (the decoded frame's `count`)
+ * @returns {DataView}
+ */
+export function _recordsView(buffer, count) {
+  const [buf, base] = bytesOf(buffer);
+  return new DataView(buf, base + HEADER_SIZE, count * RECORD_SIZE);
+}
+
+/**
  * Decode one protocol-2 message (docs/protocol.md section 2). Refuses, with FrameError and
  * the Python decoder's offsets: fewer than 16 bytes, a wrong magic, a version other than 2, a
  * kind other than 0 or 1, a length other than 16 + 28 * N, a non-finite float; and, as
