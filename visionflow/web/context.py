@@ -19,6 +19,7 @@ from visionflow.mcp.endpoint import EndpointWatcher
 from visionflow.metrics import Metrics
 from visionflow.physics.engine import PhysicsEngine
 from visionflow.supervisor import HealthRegistry
+from visionflow.web.singleflight import SingleFlight
 
 
 @dataclass
@@ -37,6 +38,7 @@ class ServiceContext(Foundations):
     engine: PhysicsEngine
     changes: GraphChanges
     watchers: dict[str, EndpointWatcher] = field(default_factory=dict)
+    exports: SingleFlight = field(default_factory=SingleFlight)  # GET /api/graph/export
 
 
 def context_of(conn: HTTPConnection) -> ServiceContext:

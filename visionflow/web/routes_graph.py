@@ -199,7 +199,9 @@ async def graph_export(request: Request) -> Response:
         positions = PositionIndex(snapshot).as_mapping()
         return msgspec.json.encode(ctx.store.export(positions or None))
 
-    data = await anyio.to_thread.run_sync(export)
+    # same graph version and same layout tick: the same document
+    key = (ctx.store.version, None if snapshot is None else snapshot.sequence)
+    data = await ctx.exports.run(key, export)
     return Response(
         data,
         media_type="application/json",
