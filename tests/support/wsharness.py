@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -180,27 +181,35 @@ class Client:
 
 def stalled_viewer(url: str, rcvbuf: int | None = 4096) -> socket.socket:
     """Upgrade a raw socket to a WebSocket and never read from it (a tiny receive buffer)."""
+    return upgrade(url, rcvbuf=rcvbuf)[0]
+
+
+def upgrade(
+    url: str, *, rcvbuf: int | None = None, extensions: str | None = None
+) -> tuple[socket.socket, bytes]:
+    """Upgrade a raw socket to a WebSocket; the socket and the response head."""
     host, _, rest = url.removeprefix("ws://").partition(":")
-    port = int(rest.split("/")[0])
+    port, _, path = rest.partition("/")
     sock = socket.socket()
     if rcvbuf is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.settimeout(5)
-    sock.connect((host, port))
+    sock.connect((host, int(port)))
+    offer = f"Sec-WebSocket-Extensions: {extensions}\r\n" if extensions else ""
     sock.sendall(
-        f"GET /wss HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n".encode()
+        f"GET /{path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n".encode()
         + b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        + b"Sec-WebSocket-Version: 13\r\n\r\n"
+        + f"Sec-WebSocket-Version: 13\r\n{offer}\r\n".encode()
     )
     head = b""
     while b"\r\n\r\n" not in head:
         head += sock.recv(1)
     assert head.startswith(b"HTTP/1.1 101"), head
-    return sock
+    return sock, head
 
 
-def client_frame(opcode: int, payload: bytes) -> bytes:
-    """One final, masked (with a zero key) client frame."""
+def client_frame(opcode: int, payload: bytes, *, rsv1: bool = False) -> bytes:
+    """One final, masked (with a zero key) client frame; ``rsv1`` marks it compressed."""
     n = len(payload)
     if n < 126:
         length = bytes([0x80 | n])
@@ -208,7 +217,16 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
         length = bytes([0x80 | 126]) + n.to_bytes(2, "big")
     else:
         length = bytes([0x80 | 127]) + n.to_bytes(8, "big")
-    return bytes([0x80 | opcode]) + length + b"\0\0\0\0" + payload
+    return bytes([0x80 | (0x40 if rsv1 else 0) | opcode]) + length + b"\0\0\0\0" + payload
+
+
+def deflated_zeros(size: int) -> bytes:
+    """A permessage-deflate payload that inflates to ``size`` zero bytes (about 1000:1)."""
+    z = zlib.compressobj(9, zlib.DEFLATED, -15)
+    chunk = bytes(1 << 20)
+    parts = [z.compress(chunk[: min(len(chunk), size - at)]) for at in range(0, size, len(chunk))]
+    data = b"".join(parts) + z.flush(zlib.Z_SYNC_FLUSH)
+    return data[:-4]  # RFC 7692: the sync flush's empty block is left off
 
 
 def read_server_frames(sock: socket.socket, timeout: float) -> tuple[list[tuple[int, bytes]], bool]:
