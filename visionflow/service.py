@@ -1,9 +1,12 @@
 """The root of the task tree: builds the service, starts every subsystem under the
 supervisor, and shuts down gracefully on SIGINT/SIGTERM.
 
-Children, in start order: ``physics`` (reports started at once, compiles in a thread),
-``layout`` (saves positions), ``hub`` (fans frames out), one ``mcp:NAME`` per endpoint, and the
-critical ``http`` listener last, so that once it answers everything behind it is wired.
+Start order: ``hub`` (fans frames out) and the critical ``http`` listener first, so liveness
+probes get an answer at once; then the saved state is restored in a worker thread (a 1M-node
+graph takes tens of seconds; meanwhile ``/readyz`` says so and the graph routes answer 503);
+then ``physics`` (reports started at once, compiles in a thread), ``layout`` (saves positions:
+never before the restore, which it would overwrite) and one ``mcp:NAME`` per endpoint. A stop
+during the restore abandons it (the thread is a daemon) and starts nothing more.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import anyio
 import anyio.abc
@@ -27,6 +31,7 @@ from visionflow.physics.engine import PhysicsEngine
 from visionflow.settings import Settings
 from visionflow.state import LayoutSaver
 from visionflow.supervisor import HealthRegistry, RestartPolicy, Supervisor
+from visionflow.threads import run_abandonable
 from visionflow.web import routes_bots, routes_graph, viewer
 from visionflow.web.app import create_app
 from visionflow.web.context import Foundations, ServiceContext
@@ -97,6 +102,25 @@ class Service:
     def request_stop(self) -> None:
         self.stop_requested.set()
 
+    async def _unless_stopped(self, work: Callable[[], object], name: str) -> bool:
+        """Run blocking ``work`` in a daemon thread; False if a stop came first (abandoned)."""
+        finished = False
+        async with anyio.create_task_group() as tg:
+
+            async def run() -> None:
+                nonlocal finished
+                await run_abandonable(work, name=name)
+                finished = True
+                tg.cancel_scope.cancel()
+
+            async def stop() -> None:
+                await self.stop_requested.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(run)
+            tg.start_soon(stop)
+        return finished
+
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
@@ -105,35 +129,12 @@ class Service:
         ctx = self.ctx
         await anyio.to_thread.run_sync(ctx.live.load_overrides)
         endpoints = [e.name for e in settings.mcp.endpoints]
-        await anyio.to_thread.run_sync(self.changes.restore, settings.state.dir, endpoints)
         async with anyio.create_task_group() as tg:
             supervisor = Supervisor(
                 tg, ctx.registry, restart_policy(settings), on_restart=ctx.metrics.on_restart
             )
             hub = self.hub
-            saver = LayoutSaver(
-                self.engine,
-                ctx.store,
-                settings.state.dir,
-                settings.state.save_interval,
-                carried=self.changes.carried,
-                health=ctx.registry.register("layout"),
-            )
-            await supervisor.start("physics", self.engine.run)
-            await supervisor.start("layout", saver.run)
             await supervisor.start("hub", hub.run)
-            for endpoint in settings.mcp.endpoints:
-                name = f"mcp:{endpoint.name}"
-                watcher = EndpointWatcher(
-                    endpoint,
-                    settings.mcp,
-                    ctx.registry.register(name),
-                    ctx.metrics,
-                    self.changes.agents_reported,
-                    cwd=endpoint.cwd or None,
-                )
-                ctx.watchers[endpoint.name] = watcher
-                await supervisor.start(name, watcher.run)
             app = create_app(
                 ctx,
                 extra_routes=[
@@ -144,10 +145,37 @@ class Service:
                 ],
             )
             self.http = HttpServer(app, settings, supervisor.stopping)
+            ctx.registry.starting = "restoring the saved graph and layout"
             await supervisor.start("http", self.http.run, critical=True)
-            log.info("ready at {} (viewer: {}/, health: {}/api/health)", *[self.http.url] * 3)
-            if self.on_ready is not None:
-                self.on_ready(self)
+            log.info("listening at {}; restoring the saved state", self.http.url)
+            restore = partial(self.changes.restore, settings.state.dir, endpoints)
+            if await self._unless_stopped(restore, "state restore"):
+                ctx.registry.starting = None
+                saver = LayoutSaver(
+                    self.engine,
+                    ctx.store,
+                    settings.state.dir,
+                    settings.state.save_interval,
+                    carried=self.changes.carried,
+                    health=ctx.registry.register("layout"),
+                )
+                await supervisor.start("physics", self.engine.run)
+                await supervisor.start("layout", saver.run)
+                for endpoint in settings.mcp.endpoints:
+                    name = f"mcp:{endpoint.name}"
+                    watcher = EndpointWatcher(
+                        endpoint,
+                        settings.mcp,
+                        ctx.registry.register(name),
+                        ctx.metrics,
+                        self.changes.agents_reported,
+                        cwd=endpoint.cwd or None,
+                    )
+                    ctx.watchers[endpoint.name] = watcher
+                    await supervisor.start(name, watcher.run)
+                log.info("ready at {} (viewer: {}/, health: {}/api/health)", *[self.http.url] * 3)
+                if self.on_ready is not None:
+                    self.on_ready(self)
             task_status.started()
 
             await self.stop_requested.wait()

@@ -71,6 +71,8 @@ class HealthRegistry:
         self._started_at = clock()
         self._subsystems: dict[str, SubsystemHealth] = {}
         self.shutting_down = False
+        #: Start-up work still running (e.g. the restore), as a reason not to be ready.
+        self.starting: str | None = None
 
     def register(
         self, name: str, *, critical: bool = False, essential: bool = False
@@ -105,6 +107,8 @@ class HealthRegistry:
         reasons: list[str] = []
         if self.shutting_down:
             reasons.append("shutting down")
+        if self.starting is not None:
+            reasons.append(self.starting)
         for sub in self._subsystems.values():
             if sub.critical and sub.state != "running":
                 reasons.append(f"{sub.name} is {sub.state}")

@@ -76,6 +76,24 @@ def require_token(ctx: ServiceContext, request: Request) -> Response | None:
     )
 
 
+# What a client waiting for the start-up restore is told to wait before trying again.
+STARTING_RETRY_AFTER_S = 5
+
+
+def require_started(ctx: ServiceContext) -> Response | None:
+    """None once start-up work (the restore of the saved graph) is done; else 503: the graph
+    is not all there yet, and an import now would be overwritten by the restore."""
+    starting = ctx.registry.starting
+    if starting is None:
+        return None
+    return error_response(
+        503,
+        "starting",
+        f"not ready yet: {starting}; try again shortly",
+        headers={"Retry-After": str(STARTING_RETRY_AFTER_S)},
+    )
+
+
 async def read_body(request: Request, limit: int) -> bytes | Response:
     """The raw body, or the refusal: 413 once it passes ``limit`` bytes (declared or read),
     408 when it arrives too slowly, 503 when too many bodies are being read (web/uploads.py)."""

@@ -20,7 +20,7 @@ from visionflow.mcp.client import McpClient
 from visionflow.mcp.endpoint import EndpointWatcher
 from visionflow.web.context import ServiceContext, context_of
 from visionflow.web.errors import error_response
-from visionflow.web.guards import authorized, read_json_body, require_token
+from visionflow.web.guards import authorized, read_json_body, require_started, require_token
 from visionflow.web.openapi import ApiRoute
 
 Name = Annotated[str, Meta(min_length=1, max_length=128)]
@@ -51,6 +51,9 @@ class SubmitTask(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
 
 
 def _watcher(ctx: ServiceContext, name: str | None) -> EndpointWatcher | Response:
+    starting = require_started(ctx)  # the watchers start after the restore
+    if starting is not None:
+        return starting
     if not ctx.watchers:
         return error_response(
             503, "no_endpoint", "no MCP endpoint is configured ([[mcp.endpoints]])"

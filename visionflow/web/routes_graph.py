@@ -24,7 +24,7 @@ from visionflow.protocol.wire import ID_MASK
 from visionflow.state import save_graph
 from visionflow.web.context import context_of
 from visionflow.web.errors import error_response
-from visionflow.web.guards import read_body, require_token
+from visionflow.web.guards import read_body, require_started, require_token
 from visionflow.web.openapi import ApiRoute
 
 log = logger.bind(subsystem="graph")
@@ -137,6 +137,9 @@ async def graph_data(request: Request) -> Response:
     say how many there are in all.
     """
     ctx = context_of(request)
+    starting = require_started(ctx)
+    if starting is not None:
+        return starting
     offset = _int_param(request, "offset", 0, 1 << 31)
     if isinstance(offset, Response):
         return offset
@@ -165,7 +168,7 @@ def _import(store: GraphStore, data: bytes, mode: str) -> dict[str, Any]:
 async def graph_import(request: Request) -> Response:
     """Import a graph document (docs/protocol.md section 7), all or nothing; ?mode=merge|replace."""
     ctx = context_of(request)
-    refused = require_token(ctx, request)
+    refused = require_token(ctx, request) or require_started(ctx)
     if refused is not None:
         return refused
     mode = request.query_params.get("mode", "merge")
@@ -193,6 +196,9 @@ async def graph_import(request: Request) -> Response:
 async def graph_export(request: Request) -> Response:
     """The knowledge graph as an import document, each node with its current position."""
     ctx = context_of(request)
+    starting = require_started(ctx)
+    if starting is not None:
+        return starting
     snapshot = ctx.engine.latest
 
     def export() -> bytes:
