@@ -20,6 +20,7 @@ from visionflow.web.context import ServiceContext
 from visionflow.web.context import context_of as _ctx
 from visionflow.web.errors import http_exception_handler
 from visionflow.web.guards import RequestGuard
+from visionflow.web.peergone import PeerGoneGuard
 from visionflow.web.uploads import UploadSlots
 
 
@@ -67,8 +68,9 @@ def create_app(ctx: ServiceContext, extra_routes: list[BaseRoute] | None = None)
             *(extra_routes or []),
         ],
         exception_handlers={HTTPException: http_exception_handler},
-        # Host, Origin and Content-Type rules before any route (docs/security.md).
-        middleware=[Middleware(RequestGuard, live=ctx.live)],
+        # Host, Origin and Content-Type rules before any route (docs/security.md); outermost,
+        # a client gone mid-response ends the request quietly (web/peergone.py).
+        middleware=[Middleware(PeerGoneGuard), Middleware(RequestGuard, live=ctx.live)],
     )
     app.state.ctx = ctx
     app.state.uploads = UploadSlots()  # request bodies being read (web/uploads.py)

@@ -7,6 +7,8 @@ checks the token and reads a body within the size limit.
 
 from __future__ import annotations
 
+import contextlib
+
 import anyio
 import msgspec
 from loguru import logger
@@ -102,23 +104,24 @@ async def read_body(request: Request, limit: int) -> bytes | Response:
         return error_response(413, "too_large", f"request body over {limit} bytes")
     slots: UploadSlots = request.app.state.uploads  # set by create_app
     client = request.client.host if request.client is not None else ""
-    with slots.slot(client) as admitted:
-        if not admitted:
-            return error_response(
-                503,
-                "busy",
-                "too many request bodies are being received; try again",
-                headers={"Retry-After": str(uploads.RETRY_AFTER_S)},
-            )
+    with slots.slot(client) as upload:
+        if upload is None:
+            return _busy("too many request bodies are being received")
         chunks = bytearray()
         start = anyio.current_time()
         with anyio.CancelScope(deadline=start + uploads.deadline_for(0)) as scope:
             try:
-                async for chunk in request.stream():
-                    chunks += chunk
-                    if len(chunks) > limit:
-                        return error_response(413, "too_large", f"request body over {limit} bytes")
-                    scope.deadline = start + uploads.deadline_for(len(chunks))
+                # aclosing: a refusal leaves the loop early, and the stream must close now
+                async with contextlib.aclosing(request.stream()) as stream:
+                    async for chunk in stream:
+                        chunks += chunk
+                        if len(chunks) > limit:
+                            return error_response(
+                                413, "too_large", f"request body over {limit} bytes"
+                            )
+                        if not upload.charge(len(chunks), limit):
+                            return _busy("too many bytes of request bodies are held", close=True)
+                        scope.deadline = start + uploads.deadline_for(len(chunks))
             except ClientDisconnect:  # gone mid-upload: nobody to answer, nothing to log
                 log.debug("client {} left during a {}-byte upload", client, len(chunks))
                 return Response(status_code=400)
@@ -132,6 +135,13 @@ async def read_body(request: Request, limit: int) -> bytes | Response:
                 headers={"Connection": "close"},
             )
     return bytes(chunks)
+
+
+def _busy(why: str, *, close: bool = False) -> Response:
+    headers = {"Retry-After": str(uploads.RETRY_AFTER_S)}
+    if close:  # the rest of the body is not read: the connection cannot carry another request
+        headers["Connection"] = "close"
+    return error_response(503, "busy", f"{why}; try again", headers=headers)
 
 
 async def read_json_body(request: Request, limit: int) -> object | Response:
