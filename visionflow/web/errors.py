@@ -7,6 +7,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match, Route
 
 _CODES = {
     400: "bad_request",
@@ -34,9 +35,23 @@ def error_response(
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed(request))
     return error_response(
         exc.status_code,
         _CODES.get(exc.status_code, "error"),
         exc.detail or "request refused",
-        headers=dict(exc.headers) if exc.headers else None,
+        headers=headers or None,
     )
+
+
+def _allowed(request: Request) -> list[str]:
+    """Every method some route takes at this path. Starlette's 405 names the methods of the
+    first route on the path only, and a path can have several (``/api/settings``: GET in one
+    route, PATCH and POST in another)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods or set()
+    return sorted(methods)

@@ -15,6 +15,7 @@ from loguru import logger
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from visionflow import jsonsafe
@@ -51,6 +52,10 @@ class RequestGuard:
                 headers.get("origin"),
                 headers.get("content-type"),
             )
+            if refusal is not None and refusal.status == 415 and not _route_takes(scope):
+                # no route takes this method here: the router's 404 or 405 (with its Allow
+                # header) says what is wrong; a 415 would send the client after a body type
+                refusal = None
             if refusal is not None:
                 log.info("refused {} {}: {}", method, scope["path"], refusal.message)
                 response = error_response(
@@ -59,6 +64,15 @@ class RequestGuard:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def _route_takes(scope: Scope) -> bool:
+    """Whether a route of the app takes this request's method at its path."""
+    app = scope.get("app")
+    routes = getattr(getattr(app, "router", None), "routes", None)
+    if routes is None:
+        return True  # not under a Starlette app: keep the rule
+    return any(route.matches(scope)[0] is Match.FULL for route in routes)
 
 
 def authorized(ctx: ServiceContext, request: Request) -> bool:
