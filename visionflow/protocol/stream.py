@@ -12,7 +12,10 @@ Rules (docs/protocol.md section 2):
   :meth:`ViewerStream.restart`, and whenever the baseline was evicted, is a keyframe;
 - otherwise a delta: nodes that moved more than the deadband since last sent here, plus new
   nodes; a node that disappeared forces a keyframe instead;
-- nothing when nothing moved; sequences strictly increase (a tick already given is skipped).
+- nothing when nothing moved; sequences never go back, and a tick already given is skipped,
+  except by the keyframe that answers ``requestInitialData`` (:meth:`ViewerStream.restart` with
+  ``again``): on a layout at rest the newest tick may be the one the viewer has, and it gets
+  that tick again from the frame cache rather than a physics step of its own.
 
 How the hub uses it, per tick::
 
@@ -39,7 +42,7 @@ __all__ = ["ViewerStream"]
 class ViewerStream:
     """Keyframe/delta state of one connection. Not thread-safe; one per connection."""
 
-    __slots__ = ("_baseline", "_filter", "_format", "_last_sequence", "_needs_keyframe")
+    __slots__ = ("_again", "_baseline", "_filter", "_format", "_last_sequence", "_needs_keyframe")
 
     def __init__(
         self, fmt: WireFormat = WireFormat.PROTOCOL2, node_filter: NodeFilter = NodeFilter.ALL
@@ -49,6 +52,7 @@ class ViewerStream:
         self._last_sequence: int | None = None
         self._baseline: int | None = None
         self._needs_keyframe = True
+        self._again = False  # the next keyframe may repeat the last sequence
 
     @property
     def format(self) -> WireFormat:
@@ -68,13 +72,20 @@ class ViewerStream:
         """Token of this connection's baseline (connections with equal tokens share deltas)."""
         return self._baseline
 
+    def wants(self, sequence: int) -> bool:
+        """Whether tick ``sequence`` may be given to this connection (it is newer than the
+        last one given, or the same one again as the keyframe ``restart(again=True)`` asked)."""
+        last = self._last_sequence
+        if last is None or sequence > last:
+            return True
+        return sequence == last and self._again and self._needs_keyframe
+
     def next_frame(self, cache: FrameCache) -> Encoded | None:
         """The frame to send for ``cache``'s tick, or None to send nothing.
 
         The returned frame is assumed delivered; call :meth:`frame_dropped` if it is not.
         """
-        sequence = cache.sequence
-        if self._last_sequence is not None and sequence <= self._last_sequence:
+        if not self.wants(cache.sequence):
             return None
         if not self._needs_keyframe and self._baseline is not None:
             baseline = cache.baselines.get(self._baseline)
@@ -94,15 +105,18 @@ class ViewerStream:
             self._baseline = token
         self._last_sequence = frame.sequence
         self._needs_keyframe = False
+        self._again = False
         return frame
 
     def frame_dropped(self) -> None:
         """The last frame given out was not delivered: the next frame must be a keyframe."""
         self._needs_keyframe = True
 
-    def restart(self) -> None:
-        """(Re)subscription or ``requestInitialData``: send a keyframe next."""
+    def restart(self, *, again: bool = False) -> None:
+        """(Re)subscription or ``requestInitialData``: send a keyframe next; ``again``: it may
+        be of the tick last given (the viewer asks for the state it may already have)."""
         self._needs_keyframe = True
+        self._again = self._again or again
 
     def release(self, store: BaselineStore) -> None:
         """Let go of the baseline (the connection is gone, or moves to another one)."""

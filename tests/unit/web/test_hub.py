@@ -11,7 +11,14 @@ from support.hubfakes import FakePins, FakeSource, context, ids_of, snap
 from visionflow.protocol.frames import FrameKind, WireFormat, decode_frame
 from visionflow.protocol.messages import GraphChanged
 from visionflow.protocol.snapshot import NodeFilter
-from visionflow.web.hub import CONTROL_QUEUE_LIMIT, CloseRequest, Hub, HubFullError, Viewer
+from visionflow.web.hub import (
+    CONTROL_QUEUE_LIMIT,
+    REPEAT_BURST,
+    CloseRequest,
+    Hub,
+    HubFullError,
+    Viewer,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -202,26 +209,73 @@ async def test_a_keyframe_withdrawn_unsent_is_resent_while_the_layout_rests() ->
     assert (frame.kind, frame.sequence) == (FrameKind.KEYFRAME, 1)
 
 
-async def test_request_initial_data_gets_a_keyframe_of_a_new_tick_at_rest() -> None:
+async def test_request_initial_data_at_rest_repeats_the_newest_tick_without_a_step() -> None:
     hub, source = make_hub()
     v = hub.connect()
     hub.subscribe(v)
     hub.offer(snap(1, IDS))
     hub.tick(now=0.0)
-    assert decode_frame(frame_of(v)).sequence == 1  # sent: tick 1 cannot go again
-    hub.request_keyframe(v)
-    assert source.wakes == 1  # asks the engine for a new tick
-    hub.offer(snap(2, IDS))  # the same positions
-    hub.tick(now=0.001)
+    assert decode_frame(frame_of(v)).sequence == 1
+    hub.request_keyframe(v, now=0.5)
+    assert source.wakes == 0  # no physics step: the keyframe of tick 1 is in the frame cache
+    hub.tick(now=0.501)
     frame = decode_frame(frame_of(v))
-    assert (frame.kind, frame.sequence) == (FrameKind.KEYFRAME, 2)
+    assert (frame.kind, frame.sequence) == (FrameKind.KEYFRAME, 1)
+    hub.tick(now=0.6)
+    assert v.take() is None  # once: tick 1 does not go out a third time by itself
     hub.offer(snap(3, IDS, 1.0))
     hub.tick(now=1.0)  # a delta, left unsent
-    hub.request_keyframe(v)  # replaces it: tick 3 never went out, no new tick needed
-    assert source.wakes == 1
+    hub.request_keyframe(v, now=1.0)  # replaces it: tick 3 never went out
     hub.tick(now=1.001)
     frame = decode_frame(frame_of(v))
     assert (frame.kind, frame.sequence) == (FrameKind.KEYFRAME, 3)
+    assert source.wakes == 0
+
+
+async def test_repeated_keyframes_are_budgeted_per_viewer() -> None:
+    # A viewer at 90 requestInitialData a second on a layout at rest once forced 429 physics
+    # steps and 241 MB of keyframes in 10 s: now REPEAT_BURST at once, then REPEATS_PER_S.
+    hub, source = make_hub()
+    v, other = hub.connect(), hub.connect()
+    hub.subscribe(v)
+    hub.subscribe(other)
+    hub.offer(snap(1, IDS))
+    hub.tick(now=0.0)
+    frame_of(v), frame_of(other)
+    sent = 0
+    for k in range(90):  # one second of requests
+        now = k / 90
+        hub.request_keyframe(v, now=now)
+        hub.tick(now=now + 0.0001)
+        while (item := v.take()) is not None:
+            if isinstance(item, bytes):
+                sent += 1
+    assert sent == int(REPEAT_BURST)  # the burst; the next token comes at t = 1 s
+    assert hub._wake_at == pytest.approx(1.0, abs=0.02)  # the hub wakes up for it
+    hub.tick(now=1.0)
+    assert decode_frame(frame_of(v)).sequence == 1  # the waiting request is answered
+    assert source.wakes == 0
+    assert other.take() is None  # the other viewer got nothing it did not ask for
+
+
+async def test_a_new_tick_answers_a_request_waiting_for_budget() -> None:
+    hub, _ = make_hub()
+    v = hub.connect()
+    hub.subscribe(v)
+    hub.offer(snap(1, IDS))
+    hub.tick(now=0.0)
+    frame_of(v)
+    for _ in range(int(REPEAT_BURST)):
+        hub.request_keyframe(v, now=0.1)
+        hub.tick(now=0.1)
+        frame_of(v)
+    hub.request_keyframe(v, now=0.2)  # over budget: waits
+    hub.offer(snap(2, IDS, 3.0))
+    hub.tick(now=0.25)
+    frame = decode_frame(frame_of(v))
+    assert (frame.kind, frame.sequence) == (FrameKind.KEYFRAME, 2)
+    hub.tick(now=5.0)
+    assert v.take() is None  # answered by tick 2: no repeat of it later
 
 
 async def test_a_closed_viewer_stops_counting_at_once() -> None:
