@@ -8,6 +8,10 @@ client: when a document does not decode, :func:`explain` walks it item by item a
 item (``nodes[3].id``). The two agree on what they accept; the tests hold each refusal to its code
 and path.
 
+Fields of a node or an edge that the format does not name are not dropped: they go into its
+``metadata`` (a key given both ways is refused, naming the field). Other formats (d3,
+networkx, GraphML, GEXF, CSV) are read into this same shape by :mod:`visionflow.graph.formats`.
+
 What a document means for the graph (merge or replace, edges to existing nodes, limits) is the
 store's business (:meth:`~visionflow.graph.store.GraphStore.import_document`).
 """
@@ -15,7 +19,7 @@ store's business (:meth:`~visionflow.graph.store.GraphStore.import_document`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import msgspec
 import numpy as np
@@ -25,10 +29,13 @@ from visionflow.errors import GraphError
 from visionflow.graph.dense import MAX_COORD
 
 __all__ = [
+    "EDGE_FIELDS",
     "MAX_WEIGHT",
+    "NODE_FIELDS",
     "DocumentEdge",
     "DocumentNode",
     "ExportedDocument",
+    "ExportedEdge",
     "ExportedNode",
     "GraphDocument",
     "check_position",
@@ -57,9 +64,12 @@ class DocumentNode(msgspec.Struct):
 
 
 class DocumentEdge(msgspec.Struct):
+    """An edge; a null or absent metadata means "not given" (an edge already there keeps its)."""
+
     source: str
     target: str
     weight: Weight = 1.0
+    metadata: dict[str, Any] | None = None
 
 
 class GraphDocument(msgspec.Struct):
@@ -81,15 +91,51 @@ class ExportedNode(msgspec.Struct):
     position: list[float] | msgspec.UnsetType = msgspec.UNSET  # a list: to_builtins keeps tuples
 
 
+class ExportedEdge(msgspec.Struct):
+    """An edge of an export: ``metadata`` only when the edge has some."""
+
+    source: str
+    target: str
+    weight: float
+    metadata: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+
+
 class ExportedDocument(msgspec.Struct):
     """An export: itself a valid import document (``revision`` is ignored there)."""
 
     nodes: list[ExportedNode]
-    edges: list[DocumentEdge]
+    edges: list[ExportedEdge]
     revision: int
 
 
-_DECODER = msgspec.json.Decoder(GraphDocument)
+#: The fields of the format; any other field of a node or edge goes into its metadata.
+NODE_FIELDS = frozenset(DocumentNode.__struct_fields__)
+EDGE_FIELDS = frozenset(DocumentEdge.__struct_fields__)
+
+
+# The fast path decodes straight into Structs that refuse unknown fields; a document that has
+# some (or any other problem) takes the slow path, which explains or moves them (``_gather``).
+class _StrictNode(DocumentNode, forbid_unknown_fields=True):
+    pass
+
+
+class _StrictEdge(DocumentEdge, forbid_unknown_fields=True):
+    pass
+
+
+class _StrictDocument(msgspec.Struct):
+    nodes: list[_StrictNode] = msgspec.field(default_factory=list)
+    edges: list[_StrictEdge] = msgspec.field(default_factory=list)
+
+    def plain(self) -> GraphDocument:
+        # the lists as they are (a subclass's items), not a copy of 100k of them
+        return GraphDocument(
+            nodes=cast("list[DocumentNode]", self.nodes),
+            edges=cast("list[DocumentEdge]", self.edges),
+        )
+
+
+_DECODER = msgspec.json.Decoder(_StrictDocument)
 
 
 # --------------------------------------------------------------------------- value rules
@@ -137,17 +183,16 @@ def decode(data: bytes) -> GraphDocument:
     """A request body as a validated document, or GraphError (``bad_json`` or the item's rule)."""
     try:
         # straight into the Structs: no intermediate dicts for a 100k-node body
-        return _unique_ids(jsonsafe.decode(data, _DECODER))
+        return _unique_ids(jsonsafe.decode(data, _DECODER).plain())
     except msgspec.ValidationError:
-        pass  # explained in our words below (the JSON itself may be the problem, e.g. 1e400)
+        pass  # unknown fields, or explained in our words below (or bad JSON, e.g. 1e400)
     except msgspec.DecodeError as exc:
         raise GraphError("bad_json", f"body is not valid JSON: {exc}", "") from exc
     try:
         doc = jsonsafe.decode(data)
     except msgspec.DecodeError as exc:
         raise GraphError("bad_json", f"body is not valid JSON: {exc}", "") from exc
-    explain(doc)
-    raise _unexplained()
+    return _slow_parse(doc)
 
 
 def parse(doc: object) -> GraphDocument:
@@ -155,11 +200,46 @@ def parse(doc: object) -> GraphDocument:
     if isinstance(doc, GraphDocument):
         return _unique_ids(doc)
     try:
-        return _unique_ids(msgspec.convert(doc, GraphDocument))
+        return _unique_ids(msgspec.convert(doc, _StrictDocument).plain())
     except msgspec.ValidationError:
-        pass  # explained in our words below
-    explain(doc)
-    raise _unexplained()
+        pass  # unknown fields, or explained in our words below
+    return _slow_parse(doc)
+
+
+def _slow_parse(doc: object) -> GraphDocument:
+    explain(doc)  # the fields the format names are right: only unknown ones are left
+    assert isinstance(doc, Mapping)
+    gathered = {
+        "nodes": [
+            _gather(n, NODE_FIELDS, f"nodes[{i}]") for i, n in enumerate(doc.get("nodes", []))
+        ],
+        "edges": [
+            _gather(e, EDGE_FIELDS, f"edges[{i}]") for i, e in enumerate(doc.get("edges", []))
+        ],
+    }
+    try:
+        return _unique_ids(msgspec.convert(gathered, GraphDocument))
+    except msgspec.ValidationError:
+        raise _unexplained() from None
+
+
+def _gather(item: Mapping[str, Any], known: frozenset[str], path: str) -> Mapping[str, Any]:
+    """``item`` with the fields the format does not name moved into its metadata."""
+    extra = [name for name in item if name not in known]
+    if not extra:
+        return item
+    kept = {name: value for name, value in item.items() if name in known}
+    metadata = dict(kept.get("metadata") or {})
+    for name in extra:
+        if name in metadata:  # neither may win silently
+            raise GraphError(
+                "invalid_node" if known is NODE_FIELDS else "invalid_edge",
+                f"{name!r} is both a field and a key of metadata",
+                f"{path}.{name}",
+            )
+        metadata[name] = item[name]
+    kept["metadata"] = metadata
+    return kept
 
 
 def _unexplained() -> GraphError:
@@ -227,3 +307,8 @@ def explain(doc: object) -> None:
         if not isinstance(item.get("target"), str):
             raise GraphError("invalid_edge", "target must be a string", f"{path}.target")
         check_weight(item.get("weight", 1.0), f"{path}.weight")
+        meta = item.get("metadata")
+        if meta is not None and not (
+            isinstance(meta, Mapping) and all(isinstance(k, str) for k in meta)
+        ):
+            raise GraphError("invalid_edge", "metadata must be an object", f"{path}.metadata")

@@ -34,8 +34,8 @@ import numpy.typing as npt
 from visionflow.errors import GraphError
 from visionflow.graph.dense import MAX_COORD, csr_from_edges
 from visionflow.graph.document import (
-    DocumentEdge,
     ExportedDocument,
+    ExportedEdge,
     ExportedNode,
     check_weight,
     parse,
@@ -232,6 +232,8 @@ class GraphStore:
         self._nodes: dict[int, Node] = {}
         self._by_key: dict[NodeKey, int] = {}
         self._edges: dict[tuple[int, int], float] = {}
+        # Metadata of the edges that have some (from imports): a subset of ``_edges``' keys.
+        self._edge_meta: dict[tuple[int, int], dict[str, Any]] = {}
         self._adj: dict[int, set[int]] = {}
         self.revision = 0  # topology: nodes and edges
         self._version = 0  # see ``version``
@@ -385,6 +387,8 @@ class GraphStore:
         for other in self._adj.pop(raw):
             self._edges.pop((raw, other), None)
             self._edges.pop((other, raw), None)
+            self._edge_meta.pop((raw, other), None)
+            self._edge_meta.pop((other, raw), None)
             if other != raw:
                 self._adj[other].discard(raw)
                 self._warm(other, CHANGE_HEAT)
@@ -423,6 +427,7 @@ class GraphStore:
             t = self._require(target, "target")
             if self._edges.pop((s, t), None) is None:
                 raise GraphError("unknown_edge", f"no edge {source} -> {target}", "")
+            self._edge_meta.pop((s, t), None)
             if (t, s) not in self._edges:
                 self._adj[s].discard(t)
                 self._adj[t].discard(s)
@@ -447,6 +452,9 @@ class GraphStore:
         doc_nodes = document.nodes
         doc_edges = [
             (e.source, e.target, e.weight, f"edges[{i}]") for i, e in enumerate(document.edges)
+        ]
+        edge_meta = [
+            (e.source, e.target, e.metadata) for e in document.edges if e.metadata is not None
         ]
         kind = NodeKind.KNOWLEDGE
         with self.lock:
@@ -503,6 +511,7 @@ class GraphStore:
                     if self._nodes[s].key.kind is kind and self._nodes[t].key.kind is kind
                 ]:
                     del self._edges[(s, t)]
+                    self._edge_meta.pop((s, t), None)
                     if (t, s) not in self._edges:
                         self._adj[s].discard(t)
                         self._adj[t].discard(s)
@@ -531,6 +540,12 @@ class GraphStore:
                 updated += 1
             for src, dst, w, _path in doc_edges:
                 self._link(self._by_key[NodeKey(kind, src)], self._by_key[NodeKey(kind, dst)], w)
+            for src, dst, meta in edge_meta:  # given: replaced (emptied by {}); absent: kept
+                pair = (self._by_key[NodeKey(kind, src)], self._by_key[NodeKey(kind, dst)])
+                if meta:
+                    self._edge_meta[pair] = dict(meta)
+                else:
+                    self._edge_meta.pop(pair, None)
             self._bump()
             distinct = len({(src, dst) for src, dst, _w, _path in doc_edges})
             return ImportResult(added, updated, len(removed_ids), distinct, self.revision)
@@ -826,8 +841,14 @@ class GraphStore:
                         ),
                     )
                 )
+            meta = self._edge_meta
             edges = [
-                DocumentEdge(self._nodes[s].key.external_id, self._nodes[t].key.external_id, w)
+                ExportedEdge(
+                    self._nodes[s].key.external_id,
+                    self._nodes[t].key.external_id,
+                    w,
+                    meta.get((s, t), msgspec.UNSET),
+                )
                 for (s, t), w in self._edges.items()
                 if s in keep and t in keep
             ]

@@ -79,14 +79,15 @@ def test_bad_json_is_bad_json() -> None:
 
 
 def test_a_good_document_and_what_is_ignored() -> None:
+    # other top-level keys are ignored; other fields of a node or edge go into its metadata
     body = (
         b'{"nodes": [{"id": "", "label": null, "position": [1, 2.5, -3], "kind": "x"}],'
         b' "edges": [{"source": "", "target": "", "extra": 1}], "revision": 4}'
     )
     doc = document.decode(body)
     assert doc == GraphDocument(
-        nodes=[DocumentNode(id="", position=(1.0, 2.5, -3.0))],
-        edges=[document.DocumentEdge("", "", 1.0)],
+        nodes=[DocumentNode(id="", position=(1.0, 2.5, -3.0), metadata={"kind": "x"})],
+        edges=[document.DocumentEdge("", "", 1.0, metadata={"extra": 1})],
     )
     assert document.parse(msgspec.json.decode(body)) == doc
 
