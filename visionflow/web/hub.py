@@ -408,8 +408,8 @@ class Hub:
 
     def close(self, viewer: Viewer, code: int, reason: str) -> None:
         """Have ``viewer`` closed with ``code``; it gets no more frames or messages and no
-        longer counts against ``max_connections`` (its socket may take a while to go: on trio
-        hypercorn shields a send to a peer that stopped reading)."""
+        longer counts against ``max_connections`` (its socket may take a while to go: up to
+        ``send_timeout`` when the peer stopped reading, then it is reset, see web/hyperws.py)."""
         if viewer.request_close(code, reason):
             if code not in (CLOSE_NORMAL, CLOSE_SHUTDOWN):
                 log.warning("closing viewer {} with {}: {}", viewer.client_id, code, reason)

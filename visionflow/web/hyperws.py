@@ -36,18 +36,37 @@ measures the message only afterwards: a 0.94 MB message inflating to 0.97 GB add
 and held the event loop 5.1 s before the 1009. :class:`BoundedDeflate` inflates at most one byte
 past ``websocket_max_message_size`` per message; past it, wsproto reports the message as too big
 and the stream refuses it as above. The stream builds the handshake with it when the app accepts.
+
+Peers that stop reading: dropping the connection.
+
+The endpoint bounds each send (``websocket.send_timeout``, ``max_lag``, the close flush) and
+returns once it has given up; hypercorn then closes the TCP connection gracefully, which waits
+for the unsent bytes to drain: a peer that never reads held its socket until TCP_USER_TIMEOUT
+(20 s, ``web/server.py``), and on trio, where hypercorn shields its socket writes from
+cancellation, held the endpoint's handler as long. So the connection is reset at once (linger 0,
+then close: the kernel sends RST and frees the socket with its unsent data) when the app's
+deadline cuts a send short; on trio, when a send outlives that deadline by ``_WATCH_GRACE_S``
+(a watchdog per connection); and when hypercorn's close after the app returned takes longer
+than ``websocket_send_timeout``. No send is bounded by more than that either.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import math
+import socket
+import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
+import anyio
+import sniffio
 from hypercorn.config import Config
 from hypercorn.protocol import h2, h11, ws_stream
 from hypercorn.protocol.events import Event, Request, StreamClosed
-from hypercorn.typing import WebsocketAcceptEvent
+from hypercorn.typing import ASGISendEvent, WebsocketAcceptEvent
 from loguru import logger
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import CloseConnection, Message, Ping
@@ -57,7 +76,13 @@ from wsproto.handshake import server_extensions_handshake
 
 from visionflow.protocol.wire import CLOSE_TOO_BIG
 
-__all__ = ["BoundedDeflate", "OversizeAwareStream", "ServerConfig", "install"]
+__all__ = [
+    "BoundedDeflate",
+    "OversizeAwareStream",
+    "ServerConfig",
+    "install",
+    "reset_connection",
+]
 
 log = logger.bind(subsystem="ws")
 
@@ -66,6 +91,9 @@ class ServerConfig(Config):
     """hypercorn's config plus what :class:`OversizeAwareStream` reads per server."""
 
     websocket_compression: bool = False
+    #: Bounds a send (and hypercorn's close after the app returned); beyond it the connection
+    #: is reset. None: no bound of ours.
+    websocket_send_timeout: float | None = None
 
 
 _EXTENSIONS = b"sec-websocket-extensions"
@@ -136,11 +164,24 @@ class _BoundedHandshake(ws_stream.Handshake):
         return status_code, headers, Connection(ConnectionType.SERVER, [deflate])
 
 
+#: How often a connection's send watchdog (trio) looks while no send is in flight.
+_WATCH_PERIOD_S = 1.0
+#: How long past the app's deadline the watchdog waits: the app's own checks (the hub judges a
+#: viewer's lag on every tick) get to close it with a code and a reason first.
+_WATCH_GRACE_S = 1.0
+
+
 class OversizeAwareStream(ws_stream.WSStream):
     """hypercorn's ``WSStream`` with the adjustments described in the module docstring."""
 
     _refused_oversize = False
     _request: Request | None = None
+    #: The connection was reset: nothing more is written.
+    _dropped = False
+    #: When the send in flight is due (read by the trio watchdog); None while none is.
+    _send_due: float | None = None
+    #: Set once the app has finished: the watchdog's cue to end.
+    _app_done: anyio.Event | None = None
 
     async def handle(self, event: Event) -> None:
         config = self.config
@@ -159,6 +200,74 @@ class OversizeAwareStream(ws_stream.WSStream):
                 request.headers, request.http_version, self.config.websocket_max_message_size
             )
         await super()._accept(message)
+        if sniffio.current_async_library() == "trio":
+            self._app_done = anyio.Event()
+            self.task_group.spawn(self._watch_sends)
+
+    # ---------------------------------------------------------------- peers that do not read
+
+    def _send_timeout(self) -> float:
+        config = self.config
+        timeout = config.websocket_send_timeout if isinstance(config, ServerConfig) else None
+        return math.inf if timeout is None else timeout
+
+    async def app_send(self, message: ASGISendEvent | None) -> None:
+        if message is None and self._app_done is not None:
+            self._app_done.set()
+        if self._dropped:
+            if message is None:  # the state is CLOSED: this only ends the stream
+                await super().app_send(None)
+            return  # the connection is gone: what the app still sends goes nowhere
+        if message is None:
+            await self._app_finished()
+            return
+        # The app's deadline for this send (ws.py bounds every send); -inf: cancelled already,
+        # the connection is ending for another reason (the peer's close), so not a timeout.
+        deadline = anyio.current_effective_deadline()
+        timed = math.isfinite(deadline)
+        if self._app_done is not None:  # the watchdog reads it
+            grace = deadline + _WATCH_GRACE_S if timed else math.inf
+            self._send_due = min(grace, anyio.current_time() + self._send_timeout())
+        try:
+            await super().app_send(message)
+        except anyio.get_cancelled_exc_class():
+            if timed and anyio.current_time() >= deadline:
+                # The app stopped waiting for this send: its bytes stay queued, and the close
+                # would wait for the peer to take them.
+                self._drop("a send timed out")
+            raise
+        finally:
+            self._send_due = None
+
+    async def _app_finished(self) -> None:
+        # hypercorn closes the connection here; on asyncio that waits for the unsent bytes.
+        with anyio.move_on_after(self._send_timeout()) as scope:
+            await super().app_send(None)
+        if scope.cancel_called:  # (hypercorn swallows the cancellation of that wait)
+            self._drop("the close did not complete in time")
+
+    async def _watch_sends(self) -> None:
+        """trio: hypercorn's socket writes are shielded, so the app cannot cut a send short;
+        a send still in flight when it is due resets the connection, which ends the write."""
+        done = self._app_done
+        assert done is not None
+        while not (done.is_set() or self._dropped):
+            due, now = self._send_due, anyio.current_time()
+            if due is not None and now >= due:
+                self._drop("a send did not complete in time")
+                return
+            with anyio.move_on_after(_WATCH_PERIOD_S if due is None else due - now):
+                await done.wait()
+
+    def _drop(self, why: str) -> None:
+        if self._dropped:
+            return
+        self._dropped = True
+        self.state = ws_stream.ASGIWebsocketState.CLOSED  # hypercorn writes no close frame now
+        if reset_connection(self.send):
+            client = self.client
+            peer = f"{client[0]}:{client[1]}" if client else "?"
+            log.debug("reset the connection from {}: {}", peer, why)
 
     async def _handle_events(self) -> None:
         # hypercorn's loop, except for the FrameTooLargeError branch and discarding after it.
@@ -201,6 +310,43 @@ class OversizeAwareStream(ws_stream.WSStream):
         await self._send_wsproto_event(CloseConnection(code=CLOSE_TOO_BIG))  # ignored if closing
         if self.app_put is not None:
             await self.app_put({"type": "websocket.disconnect", "code": CLOSE_TOO_BIG})
+
+
+_LINGER_ZERO = struct.pack("ii", 1, 0)
+
+
+def reset_connection(stream_send: Callable[..., Awaitable[None]]) -> bool:
+    """Reset the TCP connection under an HTTP/1.1 stream at once; False if it cannot be reached.
+
+    hypercorn has no way to abort a connection, so this follows its wiring (0.18): a stream's
+    ``send`` is its H11Protocol's ``stream_send``, whose ``send`` is the TCPServer's
+    ``protocol_send``; the TCPServer holds an asyncio ``StreamWriter`` (``writer``) or a trio
+    ``SocketStream`` (``stream``). HTTP/2 is left alone: its other streams share the connection.
+    Closing with linger 0 sends RST and discards the unsent bytes; the reads and any write in
+    progress end with the connection lost, so hypercorn tears the rest down as usual.
+    """
+    protocol = getattr(stream_send, "__self__", None)
+    if not isinstance(protocol, h11.H11Protocol):
+        return False
+    server = getattr(protocol.send, "__self__", None)
+    writer = getattr(server, "writer", None)
+    if isinstance(writer, asyncio.StreamWriter):
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            _linger_zero(sock)
+        writer.transport.abort()
+        return True
+    sock = getattr(getattr(server, "stream", None), "socket", None)  # trio.SocketStream
+    if sock is None:
+        return False
+    _linger_zero(sock)
+    sock.close()  # trio wakes a task blocked on it with ClosedResourceError
+    return True
+
+
+def _linger_zero(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # gone already: closing it is all that is left
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
 
 
 def install() -> None:

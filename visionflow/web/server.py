@@ -146,6 +146,7 @@ class HttpServer:
         config.h2_max_inbound_frame_size = 1 << 16
         # per server, read by hyperws.OversizeAwareStream (hypercorn has no setting for it)
         config.websocket_compression = self._settings.websocket.compression
+        config.websocket_send_timeout = self._settings.websocket.send_timeout
         return config
 
     async def run(

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+import select
+import socket
 import time
 import tracemalloc
 
 import anyio
 import httpx
 import pytest
+from loguru import logger
 from support.wsharness import (
     Client,
     client_frame,
     deflated_zeros,
+    graph,
     read_server_frames,
     running,
+    snapshot,
+    stalled_viewer,
     upgrade,
 )
 
@@ -90,3 +97,116 @@ async def test_compressed_messages_within_the_limit_arrive_whole() -> None:
                 assert message["code"] == "bad_drag"  # 37k records: too many to pin
             assert message == {"type": "pong", "timestamp": 6}
             await c.aclose()
+
+
+def _ended_by_server(sock: socket.socket) -> bool:
+    """Whether the server reset or closed ``sock``, seen without reading from it (reading would
+    let a server that is still flushing get on with it)."""
+    poll = select.poll()
+    poll.register(sock, select.POLLERR | select.POLLHUP | select.POLLRDHUP)
+    return bool(poll.poll(0))
+
+
+def _server_side_connections(port: int) -> int | None:
+    """TCP connections on the server's side of ``port`` (Linux), listener and TIME_WAIT aside."""
+    rows = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows += [line.split() for line in f.readlines()[1:]]
+        except OSError:
+            return None
+    local_port = f":{port:04X}"
+    return sum(1 for r in rows if r[1].endswith(local_port) and r[3] not in ("0A", "06"))
+
+
+async def test_viewers_that_never_read_are_dropped_once_a_send_times_out() -> None:
+    # Before: closed 1013 and out of their slots, but each socket stayed ~20 s (until
+    # TCP_USER_TIMEOUT) holding its unsent frames, and the client never saw it end: at 60 new
+    # such viewers a second, ~1000 file descriptors and 350 MB.
+    lines: list[str] = []
+    sink = logger.add(
+        lambda m: lines.append(m if m.record["exception"] is None else "Traceback " + m),
+        level="DEBUG",
+        format="{level} {message}",
+    )
+    stdlib = _Records()
+    logging.getLogger().addHandler(stdlib)
+    settings = {"websocket": {"max_lag": 0.5, "send_timeout": 0.5, "min_interval_ms": 5}}
+    try:
+        with anyio.fail_after(40):
+            async with running(settings) as h:
+                ids = graph(4000)  # 112 KB keyframes: a viewer that does not read backs up
+                h.source.publish(snapshot(1, ids))
+                socks = [
+                    await anyio.to_thread.run_sync(stalled_viewer, h.url) for _ in range(STALLED)
+                ]
+                assert h.hub.connections == STALLED
+                started = time.monotonic()
+
+                async def publish() -> None:
+                    for seq in range(2, 100_000):  # frames keep coming while they stall
+                        h.source.publish(snapshot(seq, ids, seq * 0.5))
+                        await anyio.sleep(0.02)
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(publish)
+                    while not all(_ended_by_server(s) for s in socks):
+                        assert time.monotonic() - started < 10, "some were never dropped"
+                        await anyio.sleep(0.05)
+                    took = time.monotonic() - started
+                    tg.cancel_scope.cancel()
+                assert h.hub.connections == 0
+                assert h.http.port is not None
+                left = _server_side_connections(h.http.port)
+                assert left in (0, None), f"{left} server-side sockets left"
+                for s in socks:
+                    with pytest.raises(ConnectionResetError):  # reset, not a clean close
+                        while s.recv(1 << 16):
+                            pass
+                    s.close()
+                print(f"{STALLED} stalled viewers dropped within {took:.1f}s")
+    finally:
+        logger.remove(sink)
+        logging.getLogger().removeHandler(stdlib)
+    assert not [line for line in lines if line.startswith("Traceback")], lines
+    assert not [r for r in stdlib.records if r.exc_info], stdlib.records
+    assert sum("1013" in line for line in lines) <= STALLED  # a line each at most
+
+
+STALLED = 8
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+async def test_a_close_that_a_viewer_does_not_take_ends_in_a_reset() -> None:
+    # A 50-node graph: the frames still fit the buffers, so no send times out; the idle close
+    # then waited behind them. Before: the socket stayed until TCP_USER_TIMEOUT (20 s).
+    settings = {"websocket": {"idle_timeout": 1.0, "send_timeout": 0.5, "max_lag": 60.0}}
+    with anyio.fail_after(40):
+        async with running(settings) as h:
+            ids = graph(50)
+            h.source.publish(snapshot(1, ids))
+            while h.hub.ticks == 0:  # the frame packer has compiled
+                await anyio.sleep(0.02)
+            sock = await anyio.to_thread.run_sync(stalled_viewer, h.url)
+            started, seq = time.monotonic(), 1
+            with sock:
+                while not _ended_by_server(sock):
+                    assert time.monotonic() - started < 10, "never reset"
+                    seq += 1
+                    h.source.publish(snapshot(seq, ids, seq * 0.5))
+                    await anyio.sleep(0.02)
+                with pytest.raises(ConnectionResetError):
+                    while sock.recv(1 << 16):
+                        pass
+            assert h.hub.connections == 0
+            assert h.http.port is not None
+            assert _server_side_connections(h.http.port) in (0, None)
