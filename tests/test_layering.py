@@ -22,7 +22,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("__init__", "errors"),  # the version string and the exception tree
     ("jsonsafe", "fileio", "threads", "logs", "metrics", "settings", "supervisor"),
     ("live_settings",),  # settings + the overrides file
-    ("protocol", "mcp"),  # the wire codec (a client may use it alone); MCP servers
+    # the wire codec (a client may use it alone); MCP servers; a notes vault (knows no graph)
+    ("protocol", "mcp", "notes"),
     ("graph", "mcpsim"),  # the store (agents.py takes mcp.claudeflow.Agent); the simulator
     ("physics",),  # lays the store out
     ("state",),  # saved graph and layout (state/layout.py: the file and the LayoutSaver)
