@@ -54,6 +54,8 @@ class LogSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True)
 
 class WebSocketSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     max_connections: Annotated[int, Meta(ge=1, le=100_000)] = 256
+    # From one client address (behind a reverse proxy every viewer has the proxy's address).
+    max_connections_per_client: Annotated[int, Meta(ge=1, le=100_000)] = 32
     max_inbound_bytes: Annotated[int, Meta(ge=64, le=64 * 1024 * 1024)] = 1024 * 1024
     max_messages_per_second: Annotated[float, Meta(gt=0.0, le=10_000.0)] = 100.0
     heartbeat_interval: PositiveSeconds = 15.0

@@ -129,7 +129,8 @@ class HubContext(Protocol):
 
 
 class HubFullError(VisionflowError):
-    """``websocket.max_connections`` viewers are connected already."""
+    """``websocket.max_connections`` viewers are connected already, or
+    ``websocket.max_connections_per_client`` from the same address."""
 
 
 class CloseRequest(NamedTuple):
@@ -147,6 +148,8 @@ class Viewer:
     serial: int
     client_id: str
     stream: ViewerStream
+    #: The client's address (host), counted against ``max_connections_per_client``.
+    address: str | None = None
     #: Seconds between frames, or None while not subscribed.
     interval: float | None = None
     #: Serve on the next tick whatever the rate: a (re)subscription wants its keyframe now.
@@ -281,6 +284,8 @@ class Hub:
         self._health_name = health_name
         self._baselines = BaselineStore(baseline_capacity)
         self._viewers: dict[int, Viewer] = {}
+        #: Viewers per client address (no entry at 0): bounded by the viewers.
+        self._per_address: dict[str, int] = {}
         self._serials = itertools.count(1)
         self._newest: Snapshot | None = None
         self._cache: FrameCache | None = None
@@ -304,15 +309,27 @@ class Hub:
         return iter(list(self._viewers.values()))
 
     def connect(
-        self, fmt: WireFormat = WireFormat.PROTOCOL2, node_filter: NodeFilter = NodeFilter.ALL
+        self,
+        fmt: WireFormat = WireFormat.PROTOCOL2,
+        node_filter: NodeFilter = NodeFilter.ALL,
+        address: str | None = None,
     ) -> Viewer:
-        """Register a new viewer (not subscribed yet); raises :class:`HubFullError`."""
+        """Register a new viewer (not subscribed yet) from ``address`` (the client's host, if
+        known); raises :class:`HubFullError`."""
         limit = self.settings.max_connections
         if len(self._viewers) >= limit:
             raise HubFullError(f"too many connections (limit {limit}); try again later")
+        per_client = self.settings.max_connections_per_client
+        if address is not None and self._per_address.get(address, 0) >= per_client:
+            raise HubFullError(
+                f"too many connections from {address[:64]} (limit {per_client}); try again later"
+            )
         serial = next(self._serials)
-        viewer = Viewer(serial, f"{serial}-{secrets.token_hex(4)}", ViewerStream(fmt, node_filter))
+        stream = ViewerStream(fmt, node_filter)
+        viewer = Viewer(serial, f"{serial}-{secrets.token_hex(4)}", stream, address=address)
         self._viewers[serial] = viewer
+        if address is not None:
+            self._per_address[address] = self._per_address.get(address, 0) + 1
         self.ctx.metrics.ws_connections.set(len(self._viewers))
         self._update_health()
         return viewer
@@ -321,6 +338,11 @@ class Hub:
         """Forget ``viewer`` and release its pins. Idempotent."""
         if self._viewers.pop(viewer.serial, None) is None:
             return
+        address = viewer.address
+        if address is not None:
+            left = self._per_address.pop(address) - 1
+            if left:
+                self._per_address[address] = left
         viewer.interval = None
         viewer.stream.release(self._baselines)
         self.ctx.metrics.ws_connections.set(len(self._viewers))

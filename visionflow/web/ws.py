@@ -223,8 +223,9 @@ class WebSocketEndpoint:
         if isinstance(params, CloseRequest):
             await self._refuse(send, params, peer)
             return
+        client = scope.get("client")
         try:
-            viewer = self.hub.connect(params.fmt, params.node_filter)
+            viewer = self.hub.connect(params.fmt, params.node_filter, client[0] if client else None)
         except HubFullError as exc:
             await self._refuse(send, CloseRequest(CLOSE_TRY_AGAIN, str(exc)), peer)
             return

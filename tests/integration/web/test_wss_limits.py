@@ -210,3 +210,41 @@ async def test_a_close_that_a_viewer_does_not_take_ends_in_a_reset() -> None:
             assert h.hub.connections == 0
             assert h.http.port is not None
             assert _server_side_connections(h.http.port) in (0, None)
+
+
+async def test_connections_per_client_address_are_capped() -> None:
+    # Before: one address could take every slot (at 60 stalled viewers a second, all of them).
+    settings = {"websocket": {"max_connections": 10, "max_connections_per_client": 2}}
+    with anyio.fail_after(20):
+        async with running(settings) as h:
+            first = [await Client.connect(h.url + "?subscribe=false") for _ in range(2)]
+            for c in first:
+                assert (await c.json())["type"] == "connection_established"
+            third = await Client.connect(h.url + "?subscribe=false")
+            close = await third.closed()
+            assert close.code == 1013 and "127.0.0.1" in close.reason, close
+            assert "limit 2" in close.reason
+            assert h.hub.connections == 2
+            if _can_bind("127.0.0.2"):  # another address is not held back by this one
+                other = await Client.connect(
+                    h.url + "?subscribe=false", source_address=("127.0.0.2", 0)
+                )
+                assert (await other.json())["type"] == "connection_established"
+                await other.aclose()
+            await first[0].aclose()
+            with anyio.fail_after(5):
+                while h.hub.connections > 1:
+                    await anyio.sleep(0.02)
+            again = await Client.connect(h.url + "?subscribe=false")  # its slot is free again
+            assert (await again.json())["type"] == "connection_established"
+            await again.aclose()
+            await first[1].aclose()
+
+
+def _can_bind(host: str) -> bool:
+    try:
+        with socket.socket() as s:
+            s.bind((host, 0))
+    except OSError:
+        return False
+    return True

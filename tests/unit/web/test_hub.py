@@ -301,6 +301,26 @@ async def test_connection_limit_and_pins_released_on_disconnect() -> None:
     assert b.client_id != a.client_id
 
 
+async def test_connections_per_address_are_capped_and_freed_by_close_or_disconnect() -> None:
+    hub, _ = make_hub(max_connections=10, max_connections_per_client=2)
+    a, b = hub.connect(address="10.0.0.1"), hub.connect(address="10.0.0.1")
+    with pytest.raises(HubFullError, match=r"from 10\.0\.0\.1 \(limit 2\)"):
+        hub.connect(address="10.0.0.1")
+    hub.connect(address="10.0.0.2")
+    hub.connect()  # an unknown address counts only against max_connections
+    hub.close(a, 1013, "too slow")
+    c = hub.connect(address="10.0.0.1")  # a closed viewer's place is free at once
+    hub.disconnect(b)
+    hub.disconnect(b)  # once only
+    hub.connect(address="10.0.0.1")
+    with pytest.raises(HubFullError):
+        hub.connect(address="10.0.0.1")
+    for v in hub.viewers():
+        hub.disconnect(v)
+    assert hub.connections == 0 and c.address == "10.0.0.1"
+    assert hub._per_address == {}  # nothing kept for addresses that left
+
+
 async def test_intervals_are_clamped() -> None:
     hub, _ = make_hub(min_interval_ms=20, max_interval_ms=500, default_interval_ms=40)
     assert hub.clamp_interval_ms(None) == 40
