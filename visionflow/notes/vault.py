@@ -1,0 +1,320 @@
+"""A vault folder read from disk: the blocking shell around :mod:`visionflow.notes.parse`.
+
+Meant for a worker thread (``anyio.to_thread.run_sync``): it walks and reads files and never
+touches the event loop. Nothing in a vault can make :func:`scan_vault` raise or read outside the
+vault; each file that breaks a rule is a :class:`Problem` and the rest still load:
+
+- only ``*.md`` files; hidden files and folders (``.obsidian/``, ``.trash/``, ``.git/``) and
+  Logseq's configuration folder ``logseq/`` at the top (with its ``bak/`` copies) are skipped;
+- a symlink is never followed: one that resolves outside the vault is reported, and one inside
+  it needs no following, since what it points to is read at its own path (or is in a skipped
+  folder). A folder met twice (a bind mount of a parent) is read once, so no walk loops;
+- a file is opened without following a symlink in its last part, and where ``/proc`` tells,
+  the path actually opened is checked to lie in the vault, so a folder swapped for a symlink
+  mid-walk cannot lead outside either;
+- each file is read up to ``max_file_bytes`` (larger: skipped), must be UTF-8 (a BOM is fine)
+  and must parse (malformed front matter is skipped with its line).
+
+:func:`read_note_text` reads one note named by a path that came from outside (a URL), refusing
+anything that could leave the vault.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
+
+from visionflow.notes.parse import Note, NoteError, parse_note
+
+__all__ = [
+    "MAX_PROBLEMS_KEPT",
+    "Problem",
+    "VaultScan",
+    "read_note_text",
+    "scan_vault",
+]
+
+#: Problems kept word for word in a :class:`VaultScan`; the rest are counted.
+MAX_PROBLEMS_KEPT = 20
+
+#: Folder entries a scan looks at (files of any kind, folders) before it stops: a vault folder
+#: that holds millions of other files is not walked to its end.
+DEFAULT_MAX_ENTRIES = 1_000_000
+
+#: Longest path (in characters, after decoding) that :func:`read_note_text` accepts.
+MAX_PATH_CHARS = 4096
+
+_CONFIG_FOLDER = "logseq"  # at the top of a Logseq graph: config.edn, custom.css, bak/
+_PROC_FD = Path("/proc/self/fd")
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+_READ_CHUNK = 1 << 20
+# after one decoding, an escape that would decode to '.', '/', '\', '%' or NUL is an attempt
+# on a second decoder somewhere: refused
+_DOUBLE_ENCODED = re.compile(r"%(?:2e|2f|5c|25|00)", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A file (or folder) of the vault that was not loaded, and why. ``path`` is vault-relative."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class VaultScan:
+    """What a scan found: the notes that loaded (in walk order: a folder's files by name, then
+    its folders by name), the first :data:`MAX_PROBLEMS_KEPT` problems, how many problems there
+    were in all, and whether the whole vault was walked (False when a limit stopped it)."""
+
+    notes: tuple[Note, ...]
+    problems: tuple[Problem, ...]
+    problem_count: int
+    complete: bool
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.kept: list[Problem] = []
+        self.count = 0
+
+    def add(self, path: str, reason: str) -> None:
+        self.count += 1
+        if len(self.kept) < MAX_PROBLEMS_KEPT:
+            self.kept.append(Problem(path, reason))
+
+
+def scan_vault(
+    root: Path,
+    *,
+    max_file_bytes: int,
+    max_notes: int,
+    max_entries: int = DEFAULT_MAX_ENTRIES,
+) -> VaultScan:
+    """Walk the vault at ``root`` and parse every note in it (blocking: call it in a worker
+    thread). Raises :class:`NoteError` only when ``root`` is not a folder that can be read;
+    everything else wrong is a :class:`Problem` in the result. At most ``max_notes`` notes are
+    loaded and ``max_entries`` folder entries looked at; reaching either ends the walk with a
+    problem saying so (``complete`` False)."""
+    if max_file_bytes < 0 or max_notes < 0 or max_entries < 0:
+        raise ValueError("limits must be >= 0")
+    top = _vault_root(root)
+    try:
+        top_stat = os.stat(top)
+    except OSError as exc:
+        raise NoteError(str(root), f"the vault folder cannot be read: {exc.strerror}") from exc
+    notes: list[Note] = []
+    problems = _Problems()
+    seen_folders = {(top_stat.st_dev, top_stat.st_ino)}
+    entries = 0
+    # (real folder path, its vault-relative path); popped last first, pushed in reverse
+    stack: list[tuple[str, str]] = [(top, "")]
+    complete = True
+    while stack and complete:
+        folder, rel_folder = stack.pop()
+        listing: list[os.DirEntry[str]] = []
+        try:
+            with os.scandir(folder) as it:
+                for entry in it:
+                    entries += 1
+                    if entries > max_entries:
+                        problems.add(
+                            rel_folder or ".",
+                            f"more than {max_entries} folder entries: the walk stopped here",
+                        )
+                        complete = False
+                        break
+                    listing.append(entry)
+        except OSError as exc:
+            if not rel_folder:
+                raise NoteError(
+                    str(root), f"the vault folder cannot be read: {exc.strerror}"
+                ) from exc
+            problems.add(rel_folder, f"folder cannot be read: {exc.strerror}")
+            continue
+        listing.sort(key=lambda e: e.name)
+        subfolders: list[tuple[str, str]] = []
+        for entry in listing if complete else ():
+            name = entry.name
+            rel = f"{rel_folder}/{name}" if rel_folder else name
+            if _skipped(name, top_level=not rel_folder):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError as exc:
+                problems.add(rel, f"cannot be read: {exc.strerror}")
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                _check_symlink(entry.path, top, rel, problems)
+            elif stat.S_ISDIR(st.st_mode):
+                if (st.st_dev, st.st_ino) in seen_folders:
+                    problems.add(rel, "folder already read at another path (a loop)")
+                else:
+                    seen_folders.add((st.st_dev, st.st_ino))
+                    subfolders.append((entry.path, rel))
+            elif name.endswith(".md"):
+                if not stat.S_ISREG(st.st_mode):
+                    problems.add(rel, "not a regular file")
+                elif len(notes) == max_notes:
+                    problems.add(rel, f"more than {max_notes} notes: the walk stopped here")
+                    complete = False
+                    break
+                elif (note := _load(entry.path, top, rel, max_file_bytes, problems)) is not None:
+                    notes.append(note)
+        stack.extend(reversed(subfolders))
+    return VaultScan(tuple(notes), tuple(problems.kept), problems.count, complete)
+
+
+def _vault_root(root: Path) -> str:
+    """The vault's real path (symlinks of the root itself resolved: the user chose it), or
+    NoteError when it is missing or not a folder."""
+    try:
+        real = os.path.realpath(root)
+        st = os.stat(real)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise NoteError(str(root), "the vault folder does not exist") from exc
+    if not stat.S_ISDIR(st.st_mode):
+        raise NoteError(str(root), "the vault is not a folder")
+    return real
+
+
+def _skipped(name: str, *, top_level: bool) -> bool:
+    return name.startswith(".") or (top_level and name == _CONFIG_FOLDER)
+
+
+def _hidden_part(rel_parts: list[str]) -> bool:
+    return any(p.startswith(".") for p in rel_parts) or rel_parts[:1] == [_CONFIG_FOLDER]
+
+
+def _inside(real: str, top: str) -> str | None:
+    """``real`` relative to ``top`` with '/', or None when it is not inside ``top``."""
+    if real == top:
+        return ""
+    prefix = top if top.endswith(os.sep) else top + os.sep
+    return real[len(prefix) :].replace(os.sep, "/") if real.startswith(prefix) else None
+
+
+def _check_symlink(path: str, top: str, rel: str, problems: _Problems) -> None:
+    """Report a symlink that is worth a word; none is followed (see the module docstring)."""
+    try:
+        real = os.path.realpath(path, strict=True)
+    except OSError:
+        problems.add(rel, "broken symlink (or a symlink loop): not followed")
+        return
+    if _inside(real, top) is None:
+        problems.add(rel, "symlink to outside the vault: not followed")
+
+
+def _load(path: str, top: str, rel: str, limit: int, problems: _Problems) -> Note | None:
+    try:
+        return parse_note(_decode(_read(path, top, rel, limit), rel), rel)
+    except NoteError as exc:
+        problems.add(rel, exc.detail)
+        return None
+
+
+def _read(path: str, top: str, rel: str, limit: int) -> bytes:
+    """At most ``limit`` bytes of the regular file at ``path``, which must lie in ``top``."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NoteError(rel, "is a symlink: not followed") from exc
+        raise NoteError(rel, f"cannot be read: {exc.strerror}") from exc
+    try:
+        if _PROC_FD.is_dir():  # what was opened, whatever happened to the path meanwhile
+            try:
+                opened = os.readlink(_PROC_FD / str(fd))
+            except OSError as exc:
+                raise NoteError(rel, f"cannot be read: {exc.strerror}") from exc
+            if opened != path:
+                where = "outside the vault" if _inside(opened, top) is None else "elsewhere"
+                raise NoteError(rel, f"changed while being opened: led {where}, not read")
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NoteError(rel, "not a regular file")
+        if st.st_size > limit:
+            raise NoteError(rel, f"{st.st_size} bytes, over the limit of {limit}: not read")
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := os.read(fd, min(_READ_CHUNK, limit + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:  # it grew while we read
+                raise NoteError(rel, f"over the limit of {limit} bytes: not read")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise NoteError(rel, f"cannot be read: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+
+
+def _decode(data: bytes, rel: str) -> str:
+    try:
+        return data.decode("utf-8-sig")  # a BOM is dropped
+    except UnicodeDecodeError as exc:
+        raise NoteError(rel, f"not UTF-8 (byte {exc.start}): not read") from exc
+
+
+# --------------------------------------------------------------------------- one note
+
+
+def read_note_text(root: Path, rel: str, max_bytes: int) -> str:
+    """The text of the note at ``rel`` in the vault at ``root`` (blocking).
+
+    ``rel`` is percent-encoded, as in a URL (``notes/my%20page.md``), and is decoded once. It is
+    refused (:class:`NoteError`) unless, once decoded, it is a relative ``/``-separated path
+    with no empty, ``.`` or ``..`` part, no backslash, NUL or control character, no escape left
+    that decodes to ``.``, ``/``, ``\\``, ``%`` or NUL (double encoding), no hidden part and not
+    in ``logseq/``, ending in ``.md``; and unless the file it names, symlinks resolved, is a
+    regular file inside the vault (and not hidden) of at most ``max_bytes`` bytes of UTF-8.
+    """
+    decoded = _check_rel(rel)
+    top = _vault_root(root)
+    target = os.path.realpath(os.path.join(top, decoded))
+    real_rel = _inside(target, top)
+    if real_rel is None:
+        raise NoteError(_shown(rel), "resolves outside the vault")
+    if not real_rel or _hidden_part(real_rel.split("/")) or not real_rel.endswith(".md"):
+        raise NoteError(_shown(rel), "resolves to a file that is not a note of the vault")
+    return _decode(_read(target, top, _shown(rel), max_bytes), _shown(rel))
+
+
+def _shown(rel: str) -> str:
+    return rel if rel.isprintable() else ascii(rel)
+
+
+def _check_rel(rel: str) -> str:
+    shown = _shown(rel)
+    if not rel:
+        raise NoteError(shown, "empty path")
+    if len(rel) > 3 * MAX_PATH_CHARS:
+        raise NoteError(shown[:80], "path too long")
+    try:
+        decoded = unquote(rel, errors="strict")
+    except UnicodeDecodeError as exc:
+        raise NoteError(shown, "percent-encoding that is not UTF-8") from exc
+    if len(decoded) > MAX_PATH_CHARS:
+        raise NoteError(shown[:80], "path too long")
+    for text in (rel, decoded):
+        if "\\" in text:
+            raise NoteError(shown, "backslash in the path")
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+            raise NoteError(shown, "NUL or control character in the path")
+    if _DOUBLE_ENCODED.search(decoded):
+        raise NoteError(shown, "percent-encoded twice ('%2e', '%2f', '%5c', '%25' or '%00')")
+    if decoded.startswith("/"):
+        raise NoteError(shown, "absolute path")
+    parts = decoded.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise NoteError(shown, "empty, '.' or '..' part in the path")
+    if _hidden_part(parts):
+        raise NoteError(shown, "hidden or configuration folder")
+    if not decoded.endswith(".md"):
+        raise NoteError(shown, "not a .md note")
+    return decoded
