@@ -1,0 +1,172 @@
+"""Notes to a graph document (pure): pages, placeholders for missing pages, weighted links.
+
+The result is a docs/protocol.md section 7 document, as ``POST /api/graph/import`` takes it:
+
+- one node per note, id ``note:<normalised title>`` (so a page keeps its id, and the layout its
+  position, across runs and across changes of case), label the title, group ``note``, metadata
+  ``{path, aliases, tags}``;
+- one node per page that is linked or tagged but has no note, as Obsidian and Logseq show them:
+  id ``note:<normalised name>`` (the id the page gets once it is written), group
+  ``placeholder``, metadata ``{placeholder: true}``;
+- one undirected edge per pair of pages that link to each other, weighing the links between
+  them both ways (a tag counts once per note that carries it); a page's links to itself are
+  dropped.
+
+A link names a page the way Obsidian and Logseq resolve it, case-insensitively
+(:func:`~visionflow.notes.parse.normalise_name`), through, best first: the note's path in the
+vault (``folder/page``), its title, its name from the file name (``a/b`` for ``a___b.md``), its
+file name as is, an alias, the end of its path (``sub/page`` for ``folder/sub/page.md``). When
+two notes claim the same name at the same rank, the one with the shorter path, then the first
+path in sort order, has it. Output is sorted by id and by (source, target): the same notes give
+the same document, byte for byte, whatever order they come in.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from visionflow.notes.parse import Link, Note, normalise_name, page_name_from_path
+
+__all__ = ["MAX_EDGE_WEIGHT", "build_graph", "resolve_index"]
+
+#: The import format's largest weight (``visionflow.graph.document.MAX_WEIGHT``, which this
+#: layer may not import; a test holds the two equal). Links beyond it are not counted further.
+MAX_EDGE_WEIGHT = 1e6
+
+_PREFIX = "note:"
+
+# ranks of the names a note answers to, best first
+_PATH, _TITLE, _NAME, _FILE, _ALIAS, _PATH_END = range(6)
+
+
+def resolve_index(notes: list[Note]) -> dict[str, int]:
+    """Normalised name -> index in ``notes`` of the note a link by that name reaches."""
+    best: dict[str, tuple[int, int, str, int]] = {}
+
+    def claim(name: str, rank: int, index: int, path: str) -> None:
+        key = normalise_name(name)
+        if not key:
+            return
+        offer = (rank, len(path), path, index)
+        if key not in best or offer < best[key]:
+            best[key] = offer
+
+    for index, note in enumerate(notes):
+        path = note.path
+        stem_path = path[:-3] if path.endswith(".md") else path
+        claim(stem_path, _PATH, index, path)
+        claim(note.title, _TITLE, index, path)
+        claim(note.name, _NAME, index, path)
+        claim(posixpath.basename(stem_path), _FILE, index, path)
+        for alias in note.aliases:
+            claim(alias, _ALIAS, index, path)
+        parts = stem_path.split("/")
+        for k in range(1, len(parts) - 1):
+            claim("/".join(parts[k:]), _PATH_END, index, path)
+    return {key: offer[3] for key, offer in best.items()}
+
+
+def build_graph(notes: Iterable[Note]) -> dict[str, Any]:
+    """The graph document of ``notes`` (see the module docstring). Two notes with the same path
+    are one: the first is kept."""
+    by_path: dict[str, Note] = {}
+    for note in notes:
+        by_path.setdefault(note.path, note)
+    ordered = [by_path[p] for p in sorted(by_path)]
+    index = resolve_index(ordered)
+
+    ids: list[str] = []
+    used: set[str] = set()
+    for i, note in enumerate(ordered):
+        title_key = normalise_name(note.title)
+        node_id = _PREFIX + title_key
+        if not title_key or index.get(title_key) != i or node_id in used:
+            # another note answers to this title (two "index.md" in different folders): this
+            # one is named by its path, which no other note has
+            node_id = _PREFIX + note.path
+        base, n = node_id, 2
+        while node_id in used:  # only a title that looks like another note's path gets here
+            node_id = f"{base}~{n}"
+            n += 1
+        used.add(node_id)
+        ids.append(node_id)
+    page_by_id = {node_id: i for i, node_id in enumerate(ids)}
+
+    placeholders: dict[str, str] = {}  # id -> label (the first spelling met)
+    weights: Counter[tuple[str, str]] = Counter()
+
+    def target_id(name: str) -> str | None:
+        key = normalise_name(name)
+        if not key:
+            return None
+        hit = index.get(key)
+        if hit is not None:
+            return ids[hit]
+        node_id = _PREFIX + key
+        if node_id not in page_by_id:
+            placeholders.setdefault(node_id, " ".join(name.split()))
+        return node_id
+
+    for i, note in enumerate(ordered):
+        source = ids[i]
+        targets = [
+            _link_target(link, note.path, index, ids) or target_id(_placeholder_name(link))
+            for link in note.links
+        ]
+        targets += [target_id(tag) for tag in note.tags]
+        for target in targets:
+            if target is not None and target != source:
+                weights[(source, target) if source < target else (target, source)] += 1
+
+    nodes: list[dict[str, Any]] = [
+        {
+            "id": ids[i],
+            "label": note.title,
+            "group": "note",
+            "metadata": {"path": note.path, "aliases": list(note.aliases), "tags": list(note.tags)},
+        }
+        for i, note in enumerate(ordered)
+    ]
+    nodes += [
+        {"id": node_id, "label": label, "group": "placeholder", "metadata": {"placeholder": True}}
+        for node_id, label in placeholders.items()
+    ]
+    nodes.sort(key=lambda node: str(node["id"]))
+    edges = [
+        {"source": s, "target": t, "weight": float(min(count, MAX_EDGE_WEIGHT))}
+        for (s, t), count in sorted(weights.items())
+    ]
+    return {"nodes": nodes, "edges": edges}
+
+
+def _link_target(link: Link, from_path: str, index: dict[str, int], ids: list[str]) -> str | None:
+    """The id of the note ``link`` reaches, or None when it reaches none."""
+    if link.kind != "markdown":
+        hit = index.get(normalise_name(link.target.lstrip("/")))
+        return ids[hit] if hit is not None else None
+    # a Markdown link is a path: from the linking note's folder, from the vault's top (written
+    # "/..."), or (Obsidian's "shortest path") the bare file name
+    target = link.target
+    candidates = []
+    if not target.startswith("/"):
+        candidates.append(posixpath.normpath(posixpath.join(posixpath.dirname(from_path), target)))
+    candidates.append(posixpath.normpath(target.lstrip("/")))
+    candidates.append(posixpath.basename(target))
+    for candidate in candidates:
+        if candidate.startswith("../") or candidate == "..":
+            continue  # above the vault
+        hit = index.get(normalise_name(candidate))
+        if hit is not None:
+            return ids[hit]
+    return None
+
+
+def _placeholder_name(link: Link) -> str:
+    """What a link that reaches no note names: a page name, or for a path the page its file
+    name gives (``../x/a___b.md`` -> ``a/b``)."""
+    if link.kind != "markdown":
+        return link.target.lstrip("/")
+    return page_name_from_path(posixpath.basename(link.target))
