@@ -18,6 +18,7 @@ from visionflow.metrics import CONTENT_TYPE
 from visionflow.web import openapi, routes_settings
 from visionflow.web.context import ServiceContext
 from visionflow.web.context import context_of as _ctx
+from visionflow.web.cutoff import ShutdownAnswer
 from visionflow.web.errors import http_exception_handler
 from visionflow.web.guards import RequestGuard
 from visionflow.web.peergone import PeerGoneGuard
@@ -68,9 +69,14 @@ def create_app(ctx: ServiceContext, extra_routes: list[BaseRoute] | None = None)
             *(extra_routes or []),
         ],
         exception_handlers={HTTPException: http_exception_handler},
-        # Host, Origin and Content-Type rules before any route (docs/security.md); outermost,
-        # a client gone mid-response ends the request quietly (web/peergone.py).
-        middleware=[Middleware(PeerGoneGuard), Middleware(RequestGuard, live=ctx.live)],
+        # Host, Origin and Content-Type rules before any route (docs/security.md); outside
+        # them, a client gone mid-response ends the request quietly (web/peergone.py) and one
+        # cut off by the shutdown gets a 503 (web/cutoff.py).
+        middleware=[
+            Middleware(PeerGoneGuard),
+            Middleware(ShutdownAnswer),
+            Middleware(RequestGuard, live=ctx.live),
+        ],
     )
     app.state.ctx = ctx
     app.state.uploads = UploadSlots()  # request bodies being read (web/uploads.py)

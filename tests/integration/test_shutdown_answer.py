@@ -1,0 +1,58 @@
+"""A request the shutdown cuts off gets 503 in the error shape, not an empty 500."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from support.servicekit import JSON, eventually
+
+from visionflow import settings as s
+from visionflow.graph.store import GraphStore
+from visionflow.service import Service
+from visionflow.web import routes_graph
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_an_import_cut_off_by_the_shutdown_gets_503(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    entered = threading.Event()
+    release = threading.Event()
+    real_import = routes_graph._import
+
+    def slow_import(store: GraphStore, data: bytes, mode: str) -> dict[str, Any]:
+        entered.set()
+        release.wait(60)  # an import that outlasts the grace
+        return real_import(store, data, mode)
+
+    monkeypatch.setattr(routes_graph, "_import", slow_import)
+    settings = s.validate(
+        {"server": {"port": 0, "shutdown_grace": 0.5}, "state": {"dir": str(tmp_path)}}
+    )
+    svc = Service(settings)
+    answer: list[httpx.Response] = []
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            await tg.start(svc.run)
+
+            async def post() -> None:
+                async with httpx.AsyncClient(base_url=str(svc.http.url), timeout=30) as client:
+                    doc = b'{"nodes": [{"id": "a"}], "edges": []}'
+                    answer.append(await client.post("/api/graph/import", content=doc, headers=JSON))
+
+            tg.start_soon(post)
+            await eventually(entered.is_set)
+            svc.request_stop()
+            await anyio.sleep(1.0)  # past the grace: the request is cancelled
+            release.set()
+    assert len(answer) == 1
+    r = answer[0]
+    assert r.status_code == 503, r.text
+    assert r.json()["error"]["code"] == "shutting_down"
+    assert not [rec for rec in caplog.records if rec.exc_info]
