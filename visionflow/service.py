@@ -38,7 +38,7 @@ from visionflow.web.context import Foundations, ServiceContext
 from visionflow.web.hub import Hub
 from visionflow.web.pins import EnginePins
 from visionflow.web.server import HttpServer
-from visionflow.web.ws import websocket_route
+from visionflow.web.ws import UpgradeRequiredRoute, websocket_route
 
 log = logger.bind(subsystem="main")
 
@@ -141,6 +141,7 @@ class Service:
                     *routes_graph.routes(),
                     *routes_bots.routes(),
                     websocket_route(ctx, hub, graph_revision=lambda: ctx.store.revision),
+                    UpgradeRequiredRoute(),
                     *viewer.routes(),
                 ],
             )

@@ -9,7 +9,7 @@ each app's document comes from its own routes only.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -38,8 +38,11 @@ ERROR_SCHEMA: dict[str, Any] = {
 
 
 class ApiRoute(Route):
-    """A route with its OpenAPI metadata: ``body`` (a msgspec Struct type or a JSON schema) and
-    the statuses it documents besides 200, for every method it has."""
+    """A route with its OpenAPI metadata, for every method it has: ``body`` (a msgspec Struct
+    type or a JSON schema: the ``application/json`` body), ``bodies`` (a schema per media type
+    besides, or instead of ``body``'s for ``application/json``, a Struct type still listed in
+    the components), query ``parameters`` (OpenAPI parameter objects) and the statuses it
+    documents besides 200."""
 
     def __init__(
         self,
@@ -48,11 +51,20 @@ class ApiRoute(Route):
         *,
         methods: list[str],
         body: type[Any] | dict[str, Any] | None = None,
+        bodies: Mapping[str, dict[str, Any]] | None = None,
+        parameters: Sequence[dict[str, Any]] = (),
         statuses: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(path, endpoint, methods=methods)
         self.body = body
+        self.bodies = dict(bodies or {})
+        self.parameters = list(parameters)
         self.statuses = dict(statuses or {})
+
+
+def schema_ref(struct: type[Any]) -> dict[str, Any]:
+    """A reference to a Struct's schema among the components (a ``body`` of some route)."""
+    return {"$ref": f"#/components/schemas/{struct.__name__}"}
 
 
 #: What every route may answer before its handler runs (RequestGuard, visionflow/web/security.py).
@@ -93,8 +105,12 @@ def document(routes: list[BaseRoute]) -> dict[str, Any]:
             continue
         if not isinstance(route, Route) or route.path == "/openapi.json":
             continue
+        if getattr(route, "undocumented", False):
+            continue
         doc = inspect.getdoc(route.endpoint) or ""
         body = route.body if isinstance(route, ApiRoute) else None
+        bodies = route.bodies if isinstance(route, ApiRoute) else {}
+        parameters = route.parameters if isinstance(route, ApiRoute) else []
         statuses = route.statuses if isinstance(route, ApiRoute) else {}
         for method in sorted((route.methods or set()) - {"HEAD"}):
             op: dict[str, Any] = {
@@ -109,16 +125,15 @@ def document(routes: list[BaseRoute]) -> dict[str, Any]:
                     "description": text,
                     "content": {"application/json": {"schema": ERROR_SCHEMA}},
                 }
+            if parameters:
+                op["parameters"] = parameters
+            content: dict[str, Any] = {}
             if body is not None:
-                schema = (
-                    {"$ref": f"#/components/schemas/{body.__name__}"}
-                    if isinstance(body, type)
-                    else body
-                )
-                op["requestBody"] = {
-                    "required": True,
-                    "content": {"application/json": {"schema": schema}},
-                }
+                schema = schema_ref(body) if isinstance(body, type) else body
+                content["application/json"] = {"schema": schema}
+            content.update({media: {"schema": schema} for media, schema in bodies.items()})
+            if content:
+                op["requestBody"] = {"required": True, "content": content}
             paths.setdefault(route.path, {})[method.lower()] = op
     return {
         "openapi": "3.1.0",

@@ -36,7 +36,9 @@ import anyio.abc
 import numpy as np
 from loguru import logger
 from starlette.datastructures import Headers, QueryParams
-from starlette.routing import WebSocketRoute
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
 
 from visionflow.errors import FrameDecodeError, GraphError, RemoteProtocolError
@@ -70,6 +72,7 @@ from visionflow.protocol.wire import (
 )
 from visionflow.settings import Settings
 from visionflow.web.auth import presented_token, token_ok
+from visionflow.web.errors import error_response
 from visionflow.web.hub import CloseRequest, Hub, HubContext, HubFullError, Viewer
 from visionflow.web.security import websocket_refusal
 
@@ -492,3 +495,23 @@ def websocket_route(
 ) -> WebSocketRoute:
     """The ``/wss`` route for ``create_app(ctx, extra_routes=[...])``."""
     return WebSocketRoute(path, WebSocketEndpoint(ctx, hub, graph_revision=graph_revision))
+
+
+class UpgradeRequiredRoute(Route):
+    """Plain HTTP at the WebSocket path: GET gets 426 naming the upgrade it needs, any other
+    method 405 (``Allow: GET``), where no HTTP route used to answer 404 to a path the API
+    document lists. Not in /openapi.json itself: the WebSocket route documents the path."""
+
+    undocumented = True
+
+    def __init__(self, path: str = "/wss") -> None:
+        super().__init__(path, _upgrade_required, methods=["GET"])
+
+
+async def _upgrade_required(request: Request) -> Response:
+    return error_response(
+        426,
+        "upgrade_required",
+        "this is the WebSocket endpoint: connect with a WebSocket client (docs/protocol.md)",
+        headers={"Upgrade": "websocket", "Connection": "Upgrade"},
+    )
