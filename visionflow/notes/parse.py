@@ -487,8 +487,8 @@ _FENCE_CLOSE = re.compile(r"[ \t]*(`{3,}|~{3,})[ \t]*")
 _BACKTICKS = re.compile(r"`+")
 _WIKI = re.compile(r"(?<!#)(!?)\[\[([^\[\]\n]+)\]\]")
 _MARKDOWN = re.compile(
-    r"(!?)\[[^\[\]\n]*\]\(\s*(<[^<>\n]*>|(?:[^()\s]|\([^()\s]*\))+)"
-    r"""(?:\s+(?:"[^"\n]*"|'[^'\n]*'))?\s*\)"""
+    r"(!?)\[[^\[\]\n]*\]\([ \t]*(<[^<>\n]*>|(?:[^()\s]|\([^()\s]*\))+)"
+    r"""(?:[ \t]+(?:"[^"\n]*"|'[^'\n]*'))?[ \t]*\)"""
 )
 _TAG = re.compile(r"(?<!\S)#(?:\[\[([^\[\]\n]+)\]\]|([\w/-]+))")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
@@ -537,7 +537,7 @@ def parse_note(text: str, path: str) -> Note:
             tags += _front_list(value)
         else:  # Obsidian reads "[[links]]" in other properties' text
             for s in _strings(value):
-                links += _wiki_links(s)
+                links += [link for _, link in _wiki_links(s)]
 
     body = lines[start:]
     properties = _page_properties(body)
@@ -554,13 +554,14 @@ def parse_note(text: str, path: str) -> Note:
             continue
         body[index] = ""  # its [[refs]] name the page itself or its tags: not links
 
-    for line in _visible_lines(body):
-        links += _wiki_links(line)
-        links += _markdown_links(line)
-        for m in _TAG.finditer(line):
-            tag = m[1] if m[1] is not None else m[2].rstrip("/")
-            if m[1] is not None or not tag.isdigit():  # "#13" is a number, not a tag
-                tags.append(tag)
+    visible = "\n".join(_visible_lines(body))  # one pass of each pattern over the whole body
+    found = _wiki_links(visible) + _markdown_links(visible)
+    found.sort(key=lambda pair: pair[0])  # in order of appearance
+    links += [link for _, link in found]
+    for m in _TAG.finditer(visible):
+        tag = m[1] if m[1] is not None else m[2].rstrip("/")
+        if m[1] is not None or not tag.isdigit():  # "#13" is a number, not a tag
+            tags.append(tag)
 
     return Note(
         path=path,
@@ -698,20 +699,22 @@ def _without_inline_code(line: str) -> str:
     return "".join(pieces)
 
 
-def _wiki_links(text: str) -> list[Link]:
-    out: list[Link] = []
+def _wiki_links(text: str) -> list[tuple[int, Link]]:
+    """(offset, link) of each ``[[link]]`` and ``![[embed]]`` in ``text``."""
+    out: list[tuple[int, Link]] = []
     for m in _WIKI.finditer(text):
         target = m[2].partition("|")[0].rstrip("\\")  # "\|" is the label bar inside a table
         page, _, fragment = target.partition("#")
         page = page.strip()
         if not page or _is_attachment(page):
             continue  # [[#heading]] is this note; [[image.png]] is a file
-        out.append(Link(page, "embed" if m[1] else "wiki", fragment.strip()))
+        out.append((m.start(), Link(page, "embed" if m[1] else "wiki", fragment.strip())))
     return out
 
 
-def _markdown_links(text: str) -> list[Link]:
-    out: list[Link] = []
+def _markdown_links(text: str) -> list[tuple[int, Link]]:
+    """(offset, link) of each ``[text](page.md)`` in ``text`` that names a note."""
+    out: list[tuple[int, Link]] = []
     for m in _MARKDOWN.finditer(text):
         raw = m[2][1:-1] if m[2].startswith("<") else m[2]
         if _SCHEME.match(raw) or raw.startswith("//"):
@@ -720,7 +723,8 @@ def _markdown_links(text: str) -> list[Link]:
         where = unquote(where)
         if not where.casefold().endswith(".md") or not posixpath.basename(where)[:-3].strip():
             continue  # an image or another file; "#heading" alone is this note
-        out.append(Link(where, "embed" if m[1] else "markdown", unquote(fragment)))
+        link = Link(where, "embed" if m[1] else "markdown", unquote(fragment))
+        out.append((m.start(), link))
     return out
 
 
