@@ -13,9 +13,10 @@ import pytest
 from support.clock import anyio_backend  # noqa: F401  (every test here runs on trio's MockClock)
 from support.hubfakes import FakeASGI, FakePins, FakeSource, context, ids_of, snap
 
+from visionflow.protocol.frames import RECORD_DTYPE
 from visionflow.protocol.messages import GraphChanged
 from visionflow.web.hub import Hub
-from visionflow.web.ws import HEARTBEAT, WebSocketEndpoint
+from visionflow.web.ws import DRAG_NODES_PER_S, HEARTBEAT, MAX_DRAG_RECORDS, WebSocketEndpoint
 
 pytestmark = pytest.mark.anyio
 
@@ -169,3 +170,41 @@ async def test_drags_are_pinned_without_flags_and_refusals_are_reported() -> Non
         await until(peer, lambda: len(peer.texts()) == 2)
         assert json.loads(peer.texts()[1])["code"] == "unknown_node"
         assert pins.calls == [("pin", [5, 7], 1), ("release", [5], 1)]
+
+
+async def test_drags_are_limited_by_the_nodes_they_touch_not_the_messages() -> None:
+    # 4096-node drags at 20 messages a second pass the message limit (100/s) but touch 82k
+    # nodes a second: the drag budget (DRAG_NODES_PER_S, 2 s of burst) refuses the excess,
+    # tells the viewer once, and closes it (1008) when the excess goes on.
+    pins = FakePins()
+    async with connected(pins=pins) as (_, _, peer):
+        await until(peer, lambda: len(peer.texts()) == 1)
+        records = np.zeros(MAX_DRAG_RECORDS, RECORD_DTYPE)
+        records["id"] = 2000 + np.arange(MAX_DRAG_RECORDS)  # FakePins refuses id 999
+        data = records.tobytes()
+        sent = 0
+        while not peer.closes() and sent < 200:
+            await peer.client_sends({"type": "websocket.receive", "bytes": data})
+            sent += 1
+            await anyio.sleep(0.05)
+        pinned = sum(len(ids) for kind, ids, _ in pins.calls if kind == "pin")
+        elapsed = sent * 0.05
+        # the burst (2 s worth) plus the refill over the run, never the 82k/s sent
+        assert pinned <= 2 * DRAG_NODES_PER_S + DRAG_NODES_PER_S * elapsed + MAX_DRAG_RECORDS
+        assert pinned >= 2 * DRAG_NODES_PER_S - MAX_DRAG_RECORDS
+        errors = [json.loads(t) for t in peer.texts() if '"error"' in t]
+        assert [e["code"] for e in errors] == ["rate_limited"]  # told once
+        close = peer.closes()[0]
+        assert close["code"] == 1008 and "drag rate limit" in close["reason"]
+
+
+async def test_a_single_node_drag_at_60_hz_is_never_limited() -> None:
+    pins = FakePins()
+    async with connected(pins=pins) as (_, _, peer):
+        await until(peer, lambda: len(peer.texts()) == 1)
+        record = np.zeros(1, RECORD_DTYPE).tobytes()
+        for _ in range(600):  # ten seconds of dragging one node
+            await peer.client_sends({"type": "websocket.receive", "bytes": record})
+            await anyio.sleep(1 / 60)
+        await until(peer, lambda: len(pins.calls) == 600)
+        assert not peer.closes() and '"error"' not in "".join(peer.texts())
