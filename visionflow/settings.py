@@ -127,6 +127,7 @@ class McpSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True)
     backoff_max: PositiveSeconds = 30.0
     breaker_threshold: Annotated[int, Meta(ge=1, le=1000)] = 5
     breaker_cooldown: PositiveSeconds = 30.0
+    max_agents_per_endpoint: Annotated[int, Meta(ge=1, le=1_000_000)] = 10_000
     endpoints: list[McpEndpoint] = []
 
 

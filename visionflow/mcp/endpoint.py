@@ -155,7 +155,25 @@ class EndpointWatcher:
         self.metrics.mcp_connected.labels(**self._metric_labels).set(1 if connected else 0)
         self.metrics.mcp_agents.labels(**self._metric_labels).set(self.status.agent_count)
 
+    def _cap(self, agents: list[Agent]) -> list[Agent]:
+        """The first ``mcp.max_agents_per_endpoint`` agents as the server listed them; a cut is
+        logged once per size and shown in health (degraded: not everything is on screen)."""
+        limit = self.mcp.max_agents_per_endpoint
+        if len(agents) <= limit:
+            if self.health.detail.pop("agents_listed", None) is not None:
+                self.health.detail.pop("degraded", None)
+            return agents
+        if self.health.detail.get("agents_listed") != len(agents):
+            self.log.warning(
+                "the server lists {} agents; showing the first {} (mcp.max_agents_per_endpoint)",
+                len(agents),
+                limit,
+            )
+        self.health.detail.update(agents_listed=len(agents), degraded=True)
+        return agents[:limit]
+
     def _set_agents(self, agents: list[Agent]) -> None:
+        agents = self._cap(agents)
         if agents == self.agents and self._live:
             return
         try:

@@ -13,6 +13,7 @@ from support.clock import anyio_backend  # noqa: F401  (every test here runs on 
 
 from visionflow import settings as s
 from visionflow.errors import RpcTransportError
+from visionflow.mcp.claudeflow import Agent
 from visionflow.mcp.endpoint import EndpointWatcher
 from visionflow.metrics import Metrics
 from visionflow.supervisor import HealthRegistry
@@ -79,3 +80,28 @@ async def test_breaker_opens_after_threshold_and_probes_once_per_cooldown() -> N
     assert probes[0] - attempts[2] == pytest.approx(30.0)
     assert probes[1] - probes[0] == pytest.approx(30.0)
     assert watcher.breaker.failures == len(attempts)
+
+
+@pytest.mark.anyio
+async def test_an_endpoint_shows_at_most_max_agents_per_endpoint() -> None:
+    # A server listing 60k agents that change every poll once held the loop for seconds and
+    # sent every viewer the whole list on each change: the cap bounds what one endpoint shows.
+    settings = s.validate({"mcp": {"max_agents_per_endpoint": 3, "endpoints": [{"name": "big"}]}})
+    registry = HealthRegistry("t")
+    reported: list[list[str]] = []
+    watcher = EndpointWatcher(
+        settings.mcp.endpoints[0],
+        settings.mcp,
+        registry.register("mcp:big"),
+        Metrics(),
+        lambda name, agents, live: reported.append([a.id for a in agents]),
+    )
+    many = [Agent(id=f"a{i}") for i in range(5)]
+    watcher._set_agents(many)
+    assert reported == [["a0", "a1", "a2"]]  # the first ones the server listed
+    health = registry.get("mcp:big")
+    assert health is not None and health.detail["agents_listed"] == 5
+    assert health.detail["degraded"] is True  # not everything is on screen: said so
+    watcher._set_agents(many[:2])
+    assert reported[-1] == ["a0", "a1"]
+    assert "agents_listed" not in health.detail and "degraded" not in health.detail
