@@ -6,9 +6,10 @@ vault; each file that breaks a rule is a :class:`Problem` and the rest still loa
 
 - only ``*.md`` files; hidden files and folders (``.obsidian/``, ``.trash/``, ``.git/``) and
   Logseq's configuration folder ``logseq/`` at the top (with its ``bak/`` copies) are skipped;
-- a symlink is never followed: one that resolves outside the vault is reported, and one inside
-  it needs no following, since what it points to is read at its own path (or is in a skipped
-  folder). A folder met twice (a bind mount of a parent) is read once, so no walk loops;
+- a symlink is never followed: one to outside the vault is reported (when it stands for a
+  note or a folder), and one inside it needs no following, since what it points to is read at
+  its own path (or is in a skipped folder). A folder met twice (a bind mount of a parent) is
+  read once, so no walk loops;
 - a file is opened without following a symlink in its last part, and where ``/proc`` tells,
   the path actually opened is checked to lie in the vault, so a folder swapped for a symlink
   mid-walk cannot lead outside either;
@@ -200,13 +201,16 @@ def _inside(real: str, top: str) -> str | None:
 
 
 def _check_symlink(path: str, top: str, rel: str, problems: _Problems) -> None:
-    """Report a symlink that is worth a word; none is followed (see the module docstring)."""
+    """Report a symlink that stands for a note or a folder; none is followed (see the module
+    docstring). One to a picture outside the vault is no loss to the graph: not reported."""
+    note_like = rel.endswith(".md")
     try:
         real = os.path.realpath(path, strict=True)
     except OSError:
-        problems.add(rel, "broken symlink (or a symlink loop): not followed")
+        if note_like:
+            problems.add(rel, "broken symlink (or a symlink loop): not followed")
         return
-    if _inside(real, top) is None:
+    if _inside(real, top) is None and (note_like or os.path.isdir(real)):
         problems.add(rel, "symlink to outside the vault: not followed")
 
 

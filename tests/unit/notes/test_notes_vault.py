@@ -61,6 +61,8 @@ def obsidian(tmp_path: Path, outside: Path) -> Path:
     (root / "Self.md").symlink_to(root / "Self.md")
     (root / "Link To Home.md").symlink_to(root / "Home.md")  # in the vault: read at Home.md
     (root / "Link To Config.md").symlink_to(root / ".obsidian/workspace.md")
+    (root / "attachments/outside.png").symlink_to(outside / "secret.md")  # not a note: quiet
+    (root / "attachments/gone.png").symlink_to(root / "nothing.png")
     return root
 
 
