@@ -106,7 +106,7 @@ def build_graph(notes: Iterable[Note]) -> dict[str, Any]:
         if hit is not None:
             return ids[hit]
         node_id = _PREFIX + key
-        if node_id not in page_by_id:
+        if node_id not in page_by_id:  # else a page named by its path has that very id
             placeholders.setdefault(node_id, " ".join(name.split()))
         return node_id
 
