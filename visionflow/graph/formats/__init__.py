@@ -1,0 +1,72 @@
+"""Graph documents in other formats: read into docs/protocol.md section 7, written from an
+export. One module per format, each sans-IO (bytes in, a validated document out; an
+:class:`~visionflow.graph.document.ExportedDocument` in, bytes out):
+
+- ``json``: ours (:mod:`visionflow.graph.document`); read and written;
+- ``d3``: d3-force / 3d-force-graph JSON (:mod:`.d3`); read;
+- ``networkx``: networkx node-link JSON (:mod:`.nodelink`); read;
+- ``graphml``: GraphML, networkx's and Gephi's (:mod:`.graphml`); read and written;
+- ``gexf``: GEXF 1.2 / 1.3 (:mod:`.gexf`); read, written as 1.2;
+- ``csv``: edge lists (:mod:`.csvedges`); read.
+
+:mod:`.detect` picks the reader; :mod:`.common` holds what they share, among it the rule that
+an attribute a format does not map to a field becomes metadata.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+from visionflow import jsonsafe
+from visionflow.errors import GraphError
+from visionflow.graph import document
+from visionflow.graph.document import ExportedDocument
+from visionflow.graph.formats import csvedges, d3, gexf, graphml, nodelink
+from visionflow.graph.formats.common import Limits, Parsed
+from visionflow.graph.formats.detect import FORMATS, choose
+
+__all__ = ["EXPORTS", "FORMATS", "Limits", "Parsed", "choose", "read", "write"]
+
+#: Export format -> (media type, file name extension).
+EXPORTS: Final = {
+    "json": ("application/json", "json"),
+    "graphml": (graphml.MEDIA_TYPE, "graphml"),
+    "gexf": (gexf.MEDIA_TYPE, "gexf"),
+}
+
+
+def _json(data: bytes) -> object:
+    try:
+        return jsonsafe.decode(data)
+    except msgspec.DecodeError as exc:
+        raise GraphError("bad_json", f"body is not valid JSON: {exc}", "") from exc
+
+
+def read(fmt: str, data: bytes, limits: Limits) -> Parsed:
+    """``data`` in format ``fmt`` (one of :data:`FORMATS`) as a validated document."""
+    if fmt == "json":
+        return Parsed(document.decode(data))
+    if fmt == "d3":
+        return d3.read(_json(data))
+    if fmt == "networkx":
+        return nodelink.read(_json(data))
+    if fmt == "graphml":
+        return graphml.read(data, limits)
+    if fmt == "gexf":
+        return gexf.read(data, limits)
+    if fmt == "csv":
+        return csvedges.read(data, limits)
+    raise GraphError("invalid_parameter", f"format must be one of {', '.join(FORMATS)}", "format")
+
+
+def write(fmt: str, doc: ExportedDocument) -> bytes:
+    """An export in format ``fmt`` (a key of :data:`EXPORTS`)."""
+    if fmt == "graphml":
+        return graphml.write(doc)
+    if fmt == "gexf":
+        return gexf.write(doc)
+    if fmt == "json":
+        return msgspec.json.encode(doc)
+    raise GraphError("invalid_parameter", f"format must be one of {', '.join(EXPORTS)}", "format")
