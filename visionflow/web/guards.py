@@ -51,6 +51,7 @@ class RequestGuard:
                 headers.get("host"),
                 headers.get("origin"),
                 headers.get("content-type"),
+                scope["path"],
             )
             if refusal is not None and refusal.status == 415 and not _route_takes(scope):
                 # no route takes this method here: the router's 404 or 405 (with its Allow

@@ -13,9 +13,12 @@ Sans-IO: pure functions over header strings and the server settings. The HTTP mi
 - **Origin** (mutating requests and ``/wss``): a browser sends it on every cross-site request and a
   page cannot forge it. Allowed: none at all (a script, not a browser), the same origin as the
   request's ``Host``, or one listed in ``server.allowed_origins`` (``*`` any).
-- **Content-Type** (mutating requests): ``application/json`` only, so a page cannot slip a body in
+- **Content-Type** (mutating requests): ``application/json``, so a page cannot slip a body in
   through an HTML form or a CORS "simple" request (``text/plain``, form encodings), which a
-  browser sends cross-site without asking the server first.
+  browser sends cross-site without asking the server first. A route may take other types
+  (:data:`BODY_TYPES`: the graph import takes GraphML, GEXF and CSV) as long as each is none of
+  those three: a page can send any other type cross-site only after a CORS preflight, which
+  this service never approves.
 """
 
 from __future__ import annotations
@@ -36,6 +39,24 @@ WILDCARD_ADDRESSES: Final = frozenset({"0.0.0.0", "::", "[::]"})
 DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 _NAME: Final = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$")
+
+#: What a browser sends cross-site without a preflight (the CORS-safelisted Content-Types):
+#: never accepted as a body, whatever a route takes.
+SIMPLE_TYPES: Final = frozenset(
+    {"text/plain", "application/x-www-form-urlencoded", "multipart/form-data"}
+)
+#: Body types a route takes besides ``application/json``, by path. Each needs a preflight.
+BODY_TYPES: Final[dict[str, frozenset[str]]] = {
+    "/api/graph/import": frozenset(
+        {
+            "application/graphml+xml",
+            "application/gexf+xml",
+            "application/xml",
+            "text/xml",
+            "text/csv",
+        }
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,10 +180,22 @@ def origin_allowed(origin: str | None, host: str | None, allowed_origins: Sequen
     return same_origin(origin, host)
 
 
+def media_type(content_type: str | None) -> str:
+    """The type without parameters (``charset``), lower-case."""
+    return (content_type or "").partition(";")[0].strip().lower()
+
+
 def is_json(content_type: str | None) -> bool:
     """``application/json``, with or without parameters such as ``charset``."""
-    media_type = (content_type or "").partition(";")[0].strip().lower()
-    return media_type == "application/json"
+    return media_type(content_type) == "application/json"
+
+
+def body_type_allowed(content_type: str | None, path: str = "") -> bool:
+    """JSON, or a type the route at ``path`` takes besides (never a CORS-safelisted one)."""
+    media = media_type(content_type)
+    if media == "application/json":
+        return True
+    return media in BODY_TYPES.get(path, frozenset()) and media not in SIMPLE_TYPES
 
 
 def is_mutating(method: str) -> bool:
@@ -192,8 +225,10 @@ def http_refusal(
     host: str | None,
     origin: str | None,
     content_type: str | None,
+    path: str = "",
 ) -> Refusal | None:
-    """None when an HTTP request may proceed; else how to refuse it (Host, Origin, type)."""
+    """None when an HTTP request may proceed; else how to refuse it (Host, Origin, type).
+    ``path`` is the request's, for the body types a route takes besides JSON."""
     reason = _host_refusal(server, host)
     if reason is not None:
         return Refusal(403, "host_not_allowed", reason, "Host")
@@ -202,11 +237,12 @@ def http_refusal(
     reason = _origin_refusal(server, host, origin)
     if reason is not None:
         return Refusal(403, "origin_not_allowed", f"cross-site request refused: {reason}", "Origin")
-    if not is_json(content_type):
+    if not body_type_allowed(content_type, path):
+        types = ", ".join(["application/json", *sorted(BODY_TYPES.get(path, ()))])
         return Refusal(
             415,
             "unsupported_media_type",
-            f"{method.upper()} needs Content-Type: application/json, not {content_type!r}",
+            f"{method.upper()} needs Content-Type: {types}, not {content_type!r}",
             "Content-Type",
         )
     return None
