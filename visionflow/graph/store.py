@@ -41,6 +41,7 @@ from visionflow.graph.document import (
     parse,
 )
 from visionflow.graph.document import check_position as check_position  # persist.py uses it
+from visionflow.graph.heat import spread_heat
 from visionflow.protocol.wire import AGENT_FLAG, ID_MASK, KNOWLEDGE_FLAG
 
 ImportMode = Literal["replace", "merge"]
@@ -180,20 +181,6 @@ def _empty_dense() -> DenseState:
         version=-1,
         heat=np.zeros(0, np.float64),
     )
-
-
-def _spread_heat(d: DenseState, seeds: I64, levels: F64) -> None:
-    """Raise the heat of ``seeds`` to ``levels``, of their neighbours to half of it and of the
-    nodes two hops away to a quarter (never lowering a heat), vectorised over the CSR."""
-    for _hop in range(3):
-        if seeds.size == 0:
-            return
-        np.maximum.at(d.heat, seeds, levels)
-        counts = d.indptr[seeds + 1] - d.indptr[seeds]
-        starts = np.repeat(d.indptr[seeds], counts)
-        offsets = np.arange(starts.size) - np.repeat(np.cumsum(counts) - counts, counts)
-        seeds = d.indices[starts + offsets]
-        levels = np.repeat(levels * 0.5, counts)
 
 
 def _mix(x: int) -> int:
@@ -716,7 +703,7 @@ class GraphStore:
             if cold.size:  # a placed node stays put, and so does a restored neighbourhood
                 keep = ~np.isin(seeds, cold)
                 seeds, levels = seeds[keep], levels[keep]
-            _spread_heat(d, seeds, levels)
+            spread_heat(d.heat, d.indptr, d.indices, seeds, levels)
         d.heat[cold] = 0.0
         if new.size:
             d.fresh = new[~np.isin(new, cold)] if cold.size else new

@@ -28,6 +28,7 @@ import numpy.typing as npt
 from loguru import logger
 
 from visionflow.errors import StartupError
+from visionflow.graph import heat as graph_heat
 from visionflow.graph.dense import csr_from_edges
 from visionflow.graph.store import DenseState, GraphStore
 from visionflow.physics import KERNEL_CACHE, cpu, multilevel
@@ -370,7 +371,9 @@ class PhysicsEngine:
         return _snapshot(self.tick, state, settled=False)
 
     def _compile(self) -> None:
-        """Run both repulsion paths once on tiny graphs so the first real step is fast."""
+        """Run both repulsion paths once on tiny graphs so the first real step is fast, and
+        compile the store's heat spreading (the first sync after an import runs it)."""
+        graph_heat.warm_up()
         stepper = make_stepper(self.backend or "cpu")
         for n in (8, cpu.EXACT_MAX_NODES + 8):
             rng = np.random.default_rng(0)
