@@ -79,7 +79,8 @@ MUTATING_GUARD_STATUSES: dict[str, str] = {
 DESCRIPTION = (
     "Every request needs a Host in server.allowed_hosts (403 otherwise). Mutating requests "
     "(any method but GET, HEAD, OPTIONS and TRACE) also need an Origin that is absent, this "
-    "server's own or in server.allowed_origins (403), a Content-Type of application/json (415) "
+    "server's own or in server.allowed_origins (403), a Content-Type of application/json (415; "
+    "the graph import also takes the types its request body lists) "
     "and, when server.token is set, 'Authorization: Bearer <token>' (401). Errors are "
     '{"error": {"code", "message", "path"}}; for these refusals path names the header.'
 )

@@ -1,7 +1,9 @@
 """Graph routes: ``/api/graph/data`` (paged), ``/api/graph/import`` and ``/api/graph/export``.
 
 Parsing, validating and applying a document of any size runs in a worker thread: a 100k-node
-import must not stall the event loop (and with it every viewer's frames).
+import must not stall the event loop (and with it every viewer's frames). The formats other
+than ours (d3, networkx, GraphML, GEXF, CSV) are read and written by
+:mod:`visionflow.graph.formats`; these routes only pick one.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
 from visionflow.errors import GraphError
-from visionflow.graph import document
+from visionflow.graph import document, formats
+from visionflow.graph.formats import d3, nodelink
 from visionflow.graph.store import GraphStore
 from visionflow.protocol.snapshot import Snapshot
 from visionflow.protocol.wire import ID_MASK
@@ -25,7 +28,7 @@ from visionflow.state import save_graph
 from visionflow.web.context import context_of
 from visionflow.web.errors import error_response
 from visionflow.web.guards import read_body, require_started, require_token
-from visionflow.web.openapi import ApiRoute
+from visionflow.web.openapi import ApiRoute, schema_ref
 
 log = logger.bind(subsystem="graph")
 
@@ -154,19 +157,36 @@ async def graph_data(request: Request) -> Response:
     return Response(await anyio.to_thread.run_sync(page), media_type="application/json")
 
 
-def _import(store: GraphStore, data: bytes, mode: str) -> dict[str, Any]:
-    result = store.import_document(document.decode(data), mode)  # type: ignore[arg-type]
+def _import(
+    store: GraphStore, data: bytes, mode: str, fmt: str | None, content_type: str | None
+) -> dict[str, Any]:
+    chosen = formats.choose(fmt, content_type, data)
+    # a reader stops at the graph limits: a CSV row is a few bytes and a dict of hundreds
+    limits = formats.Limits(max_nodes=store.max_nodes, max_edges=store.max_edges)
+    parsed = formats.read(chosen, data, limits)
+    try:
+        result = store.import_document(parsed.document, mode)  # type: ignore[arg-type]
+    except GraphError as exc:  # named as the source names it (links[3], line 12)
+        raise GraphError(exc.code, exc.message, parsed.locate(exc.path)) from None
     return {
         "added": result.added,
         "updated": result.updated,
         "removed": result.removed,
         "edges": result.edges,
         "revision": result.revision,
+        "format": chosen,
     }
 
 
 async def graph_import(request: Request) -> Response:
-    """Import a graph document (docs/protocol.md section 7), all or nothing; ?mode=merge|replace."""
+    """Import a graph document (docs/protocol.md section 7), all or nothing; ?mode=merge|replace.
+
+    The body is VisionFlow JSON, d3 / 3d-force-graph JSON, networkx node-link JSON, GraphML,
+    GEXF or a CSV edge list: named by ?format=, else by the Content-Type (application/json,
+    application/graphml+xml, application/gexf+xml, text/csv; application/xml and text/xml by
+    the root element), JSON by its shape. Fields and attributes a format does not map go into
+    the node's or edge's metadata.
+    """
     ctx = context_of(request)
     refused = require_token(ctx, request) or require_started(ctx)
     if refused is not None:
@@ -174,14 +194,24 @@ async def graph_import(request: Request) -> Response:
     mode = request.query_params.get("mode", "merge")
     if mode not in ("merge", "replace"):
         return error_response(400, "invalid_parameter", "mode must be merge or replace", "mode")
+    fmt = request.query_params.get("format")
+    if fmt is not None and fmt not in formats.FORMATS:
+        return error_response(
+            400,
+            "invalid_parameter",
+            f"format must be one of {', '.join(formats.FORMATS)}",
+            "format",
+        )
     body = await read_body(request, ctx.live.current.server.max_request_bytes)
     if isinstance(body, Response):
         return body
+    content_type = request.headers.get("content-type")
     try:
-        # decoding and validating a large document is CPU work: off the event loop
-        result = await anyio.to_thread.run_sync(_import, ctx.store, body, mode)
+        # reading and validating a large document is CPU work: off the event loop
+        result = await anyio.to_thread.run_sync(_import, ctx.store, body, mode, fmt, content_type)
     except GraphError as exc:
-        return error_response(400, exc.code, exc.message, exc.path or None)
+        status = 415 if exc.code == "unsupported_media_type" else 400
+        return error_response(status, exc.code, exc.message, exc.path or None)
     ctx.changes.knowledge_changed(replaced=mode == "replace")
     try:
         await anyio.to_thread.run_sync(save_graph, ctx.store, ctx.live.current.state.dir)
@@ -194,25 +224,66 @@ async def graph_import(request: Request) -> Response:
 
 
 async def graph_export(request: Request) -> Response:
-    """The knowledge graph as an import document, each node with its current position."""
+    """The knowledge graph, each node with its current position: ?format=json (an import
+    document, the default), graphml or gexf (1.2), as networkx and Gephi read them."""
     ctx = context_of(request)
     starting = require_started(ctx)
     if starting is not None:
         return starting
+    fmt = request.query_params.get("format", "json")
+    if fmt not in formats.EXPORTS:
+        return error_response(
+            400,
+            "invalid_parameter",
+            f"format must be one of {', '.join(formats.EXPORTS)}",
+            "format",
+        )
     snapshot = ctx.engine.latest
 
     def export() -> bytes:
         positions = PositionIndex(snapshot).as_mapping()
-        return msgspec.json.encode(ctx.store.export(positions or None))
+        return formats.write(fmt, ctx.store.export(positions or None))
 
-    # same graph version and same layout tick: the same document
-    key = (ctx.store.version, None if snapshot is None else snapshot.sequence)
+    # same format, graph version and layout tick: the same document
+    key = (fmt, ctx.store.version, None if snapshot is None else snapshot.sequence)
     data = await ctx.exports.run(key, export)
+    media, extension = formats.EXPORTS[fmt]
     return Response(
         data,
-        media_type="application/json",
-        headers={"Content-Disposition": 'attachment; filename="visionflow-graph.json"'},
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="visionflow-graph.{extension}"'},
     )
+
+
+def _query(name: str, values: tuple[str, ...], default: str | None, text: str) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string", "enum": list(values)}
+    if default is not None:
+        schema["default"] = default
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
+
+
+def _text(description: str) -> dict[str, Any]:
+    return {"type": "string", "description": description}
+
+
+_XML_BODY = _text("GraphML or GEXF, told apart by the root element (graphml, gexf)")
+IMPORT_BODIES: dict[str, dict[str, Any]] = {
+    "application/json": {"oneOf": [schema_ref(document.GraphDocument), d3.SCHEMA, nodelink.SCHEMA]},
+    "application/graphml+xml": _text(
+        "GraphML (networkx, Gephi): key attr.name/attr.type, node and edge data; label, group, "
+        "x, y, z and weight are mapped, other data is metadata. No DOCTYPE."
+    ),
+    "application/gexf+xml": _text(
+        "GEXF 1.1-1.3: attributes and attvalues, viz:position, edge weight; other attributes "
+        "are metadata. No DOCTYPE."
+    ),
+    "application/xml": _XML_BODY,
+    "text/xml": _XML_BODY,
+    "text/csv": _text(
+        "An edge list: source,target[,weight], header row optional (other columns are edge "
+        "metadata), RFC 4180 quoting, UTF-8"
+    ),
+}
 
 
 def routes() -> list[BaseRoute]:
@@ -228,11 +299,33 @@ def routes() -> list[BaseRoute]:
             graph_import,
             methods=["POST"],
             body=document.GraphDocument,
+            bodies=IMPORT_BODIES,
+            parameters=[
+                _query("mode", ("merge", "replace"), "merge", "merge into or replace the graph"),
+                _query(
+                    "format",
+                    formats.FORMATS,
+                    None,
+                    "the body's format; by default from the Content-Type and the body",
+                ),
+            ],
             statuses={
-                "400": "invalid document: nothing applied (path names the item)",
+                "400": "invalid document, or one no reader recognises: nothing applied (path "
+                "names the item, or the line of an XML or CSV body); an XML body with a DOCTYPE "
+                "(`unsafe_xml`)",
                 "401": "token required",
                 "413": "document over server.max_request_bytes",
+                "415": "the body is not one of the Content-Types listed for it "
+                "(`unsupported_media_type`)",
             },
         ),
-        ApiRoute("/api/graph/export", graph_export, methods=["GET"]),
+        ApiRoute(
+            "/api/graph/export",
+            graph_export,
+            methods=["GET"],
+            parameters=[
+                _query("format", tuple(formats.EXPORTS), "json", "json, graphml or gexf (1.2)")
+            ],
+            statuses={"400": "unknown format (`invalid_parameter`)"},
+        ),
     ]
