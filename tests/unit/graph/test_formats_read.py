@@ -384,6 +384,12 @@ def test_graphml_refusals_name_the_line(body: str, keys: str, code: str, path: s
     assert (error.code, error.path) == (code, path), error
 
 
+def test_graphml_in_another_namespace_is_read_as_the_root_says() -> None:
+    old = b'<graphml xmlns="http://graphml.graphdrawing.org/xmlns/graphml"><graph><node id="a"/>'
+    doc = read("graphml", old + b"</graph></graphml>")
+    assert doc["nodes"] == [{"id": "a"}]
+
+
 def test_graphml_reader_wants_graphml() -> None:
     error = refused("graphml", b"<gexf/>")
     assert (error.code, error.path) == ("unknown_format", "line 1")

@@ -20,11 +20,13 @@ __all__ = [
     "EDGE_NAMES",
     "METADATA_PREFIX",
     "NODE_NAMES",
+    "UNSET",
     "Limits",
     "Parsed",
     "edge_record",
     "exported_name",
     "json_text",
+    "line_locator",
     "node_record",
     "text_id",
 ]

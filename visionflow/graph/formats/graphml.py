@@ -73,6 +73,7 @@ class _Reader:
         self.edges: list[dict[str, Any]] = []
         self.edge_lines: list[int] = []
         self.open: list[str] = []  # local names of the open elements ("": another namespace)
+        self.ns = GRAPHML_NS
         self.items: list[_Item] = []  # open nodes and edges
         self.key: _Key | None = None  # the key being declared
         self.data: tuple[_Key, _Item | None, int] | None = None  # the data or default open
@@ -84,11 +85,13 @@ class _Reader:
     def start(self, ns: str, name: str, attrs: dict[str, str], line: int) -> None:
         # the most frequent elements first: this runs for every element of the document
         open_ = self.open
-        if not open_ and name != "graphml":
-            raise GraphError(
-                "unknown_format", f"expected a GraphML document, not <{name}>", f"line {line}"
-            )
-        if self.data is not None or (ns and ns != GRAPHML_NS):
+        if not open_:
+            if name != "graphml":
+                raise GraphError(
+                    "unknown_format", f"expected a GraphML document, not <{name}>", f"line {line}"
+                )
+            self.ns = ns  # the root's namespace is GraphML's, whatever a file calls it
+        if self.data is not None or (ns and ns != GRAPHML_NS and ns != self.ns):
             self.markup = self.data is not None  # yFiles graphics and the like: not read
             open_.append("")
             return
