@@ -22,6 +22,7 @@ from visionflow.errors import GraphError
 from visionflow.graph import document, formats
 from visionflow.graph.formats import d3, nodelink
 from visionflow.graph.store import GraphStore
+from visionflow.memory import release_freed
 from visionflow.protocol.snapshot import Snapshot
 from visionflow.protocol.wire import ID_MASK
 from visionflow.state import save_graph
@@ -157,6 +158,10 @@ async def graph_data(request: Request) -> Response:
     return Response(await anyio.to_thread.run_sync(page), media_type="application/json")
 
 
+# After a body this large, the freed parse is given back to the system (visionflow/memory.py).
+RELEASE_AFTER_BYTES = 16 * 1024 * 1024
+
+
 def _import(
     store: GraphStore, data: bytes, mode: str, fmt: str | None, content_type: str | None
 ) -> dict[str, Any]:
@@ -168,6 +173,10 @@ def _import(
         result = store.import_document(parsed.document, mode)  # type: ignore[arg-type]
     except GraphError as exc:  # named as the source names it (links[3], line 12)
         raise GraphError(exc.code, exc.message, parsed.locate(exc.path)) from None
+    finally:
+        if len(data) >= RELEASE_AFTER_BYTES:
+            del parsed
+            release_freed()
     return {
         "added": result.added,
         "updated": result.updated,
