@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "visionflow"
 # Lowest first. Units in one layer are peers: they may not import each other either.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("__init__", "errors"),  # the version string and the exception tree
-    ("jsonsafe", "fileio", "threads", "logs", "metrics", "settings", "supervisor"),
+    ("jsonsafe", "fileio", "threads", "memory", "logs", "metrics", "settings", "supervisor"),
     ("live_settings",),  # settings + the overrides file
     # the wire codec (a client may use it alone); MCP servers; a notes vault (knows no graph)
     ("protocol", "mcp", "notes"),

@@ -1,10 +1,11 @@
 """The one place where changes to the graph are handled, whatever their source.
 
 A source edits the graph store (an MCP endpoint's agents through :class:`AgentGraph`, an import
-or the saved graph through the store's document import; later a notes vault) and then reports
-here. :class:`GraphChanges` does the rest, in one order for every source: saved positions go to
-the nodes that just appeared, the physics engine is woken, and viewers are told
-(``graph_changed`` once per revision, ``agents`` with the endpoint's list).
+or the saved graph through the store's document import, a notes vault through
+:meth:`GraphChanges.load_notes`) and then reports here. :class:`GraphChanges` does the rest, in
+one order for every source: saved positions go to the nodes that just appeared, the physics
+engine is woken, and viewers are told (``graph_changed`` once per revision, ``agents`` with the
+endpoint's list).
 
 The service owns it (it is built with the engine and the hub, before anything runs); request
 handlers reach it through the context.
@@ -12,13 +13,18 @@ handlers reach it through the context.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from visionflow import state
 from visionflow.graph.agents import AgentGraph
 from visionflow.graph.store import GraphStore, NodeKey
 from visionflow.mcp.claudeflow import Agent
+from visionflow.notes.build import ID_PREFIX, build_graph
+from visionflow.notes.vault import Problem, scan_vault
 from visionflow.protocol.messages import Agents, GraphChanged, ServerMessage
 
 
@@ -34,6 +40,20 @@ class Layout(Protocol):
     def wake(self) -> None: ...
 
     def restart_warmup(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class VaultLoad:
+    """What loading a notes vault gave: pages, graph nodes and edges made of them (placeholders
+    included), the first problems (files skipped, and why) and how many there were."""
+
+    notes: int
+    nodes: int
+    edges: int
+    problems: tuple[Problem, ...]
+    problem_count: int
+    complete: bool
+    seconds: float
 
 
 class GraphChanges:
@@ -76,6 +96,25 @@ class GraphChanges:
         self.engine.wake()
         self._announce_graph_changed()
         self.viewers.publish(Agents(agents=self.agents.agents_json(endpoint)))
+
+    def load_notes(self, root: str, *, max_file_bytes: int, max_notes: int) -> VaultLoad:
+        """Blocking (a worker thread): read the vault at ``root`` and make the graph's notes
+        exactly its pages (``note:`` ids; other knowledge nodes and agents stay). Then call
+        :meth:`knowledge_changed` on the event loop. NoteError when ``root`` cannot be read;
+        GraphError when the pages do not fit ``physics.max_nodes``/``max_edges``."""
+        t0 = time.perf_counter()
+        scan = scan_vault(Path(root), max_file_bytes=max_file_bytes, max_notes=max_notes)
+        doc = build_graph(scan.notes)
+        self.store.import_document(doc, "replace", scope=ID_PREFIX)
+        return VaultLoad(
+            notes=len(scan.notes),
+            nodes=len(doc["nodes"]),
+            edges=len(doc["edges"]),
+            problems=scan.problems,
+            problem_count=scan.problem_count,
+            complete=scan.complete,
+            seconds=time.perf_counter() - t0,
+        )
 
     def knowledge_changed(self, *, replaced: bool = False) -> None:
         """Knowledge nodes were added, changed or removed (an import; ``replaced``: the whole

@@ -22,12 +22,14 @@ import anyio.abc
 from loguru import logger
 
 from visionflow import __version__, logs
-from visionflow.changes import GraphChanges
+from visionflow.changes import GraphChanges, VaultLoad
+from visionflow.errors import GraphError
 from visionflow.graph.agents import AgentGraph
 from visionflow.graph.store import GraphStore
 from visionflow.live_settings import LiveSettings
 from visionflow.mcp.endpoint import EndpointWatcher
 from visionflow.metrics import Metrics
+from visionflow.notes.parse import NoteError
 from visionflow.physics.engine import PhysicsEngine
 from visionflow.settings import Settings
 from visionflow.state import LayoutSaver
@@ -106,6 +108,66 @@ class Service:
     def request_stop(self) -> None:
         self.stop_requested.set()
 
+    async def _load_notes(self) -> bool:
+        """Read ``knowledge.path`` into the graph (after the restore, so the notes' saved
+        positions apply); False if a stop came first. A vault that cannot be read is a failed
+        ``notes`` health entry with the reason, not a failed start."""
+        knowledge = self.settings.knowledge
+        health = self.ctx.registry.register("notes")
+        health.detail["path"] = knowledge.path
+        self.ctx.registry.starting = "reading the notes vault"
+        loaded: list[VaultLoad | NoteError | GraphError] = []
+
+        def load() -> None:
+            try:
+                vault = self.changes.load_notes(
+                    knowledge.path,
+                    max_file_bytes=knowledge.max_note_bytes,
+                    max_notes=knowledge.max_notes,
+                )
+            except (NoteError, GraphError) as exc:  # the vault, not the service, is at fault
+                loaded.append(exc)
+            else:
+                loaded.append(vault)
+
+        if not await self._unless_stopped(load, "notes vault"):
+            return False
+        vault = loaded[0]
+        if not isinstance(vault, VaultLoad):
+            health.state = "failed"
+            health.last_error = str(vault)
+            log.error("notes vault {} not loaded: {}", knowledge.path, vault)
+            return True
+        health.state = "running"
+        health.detail.update(
+            notes=vault.notes,
+            nodes=vault.nodes,
+            edges=vault.edges,
+            problems=vault.problem_count,
+            first_problems=[f"{p.path}: {p.reason}" for p in vault.problems[:5]],
+            complete=vault.complete,
+        )
+        health.last_error = None
+        if vault.problem_count or not vault.complete:
+            health.detail["degraded"] = True
+            log.warning(
+                "notes vault {}: {} file(s) skipped{} (first: {}); see /api/health",
+                knowledge.path,
+                vault.problem_count,
+                "" if vault.complete else ", and the walk stopped at a limit",
+                "; ".join(f"{p.path}: {p.reason}" for p in vault.problems[:3]) or "none",
+            )
+        log.info(
+            "notes vault {}: {} notes, {} nodes and {} edges in the graph, read in {:.1f} s",
+            knowledge.path,
+            vault.notes,
+            vault.nodes,
+            vault.edges,
+            vault.seconds,
+        )
+        self.changes.knowledge_changed()
+        return True
+
     async def _unless_stopped(self, work: Callable[[], object], name: str) -> bool:
         """Run blocking ``work`` in a daemon thread; False if a stop came first (abandoned)."""
         finished = False
@@ -154,7 +216,10 @@ class Service:
             await supervisor.start("http", self.http.run, critical=True)
             log.info("listening at {}; restoring the saved state", self.http.url)
             restore = partial(self.changes.restore, settings.state.dir, endpoints)
-            if await self._unless_stopped(restore, "state restore"):
+            restored = await self._unless_stopped(restore, "state restore")
+            if restored and settings.knowledge.path:
+                restored = await self._load_notes()
+            if restored:
                 ctx.registry.starting = None
                 saver = LayoutSaver(
                     self.engine,

@@ -108,6 +108,8 @@ class PhysicsSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=T
 
 class KnowledgeSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     path: str = ""
+    max_note_bytes: Annotated[int, Meta(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    max_notes: Annotated[int, Meta(ge=1, le=2_000_000)] = 100_000
 
 
 class McpEndpoint(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):

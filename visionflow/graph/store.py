@@ -422,7 +422,9 @@ class GraphStore:
             self._warm(t, CHANGE_HEAT)
             self._bump()
 
-    def import_document(self, doc: object, mode: ImportMode = "merge") -> ImportResult:
+    def import_document(
+        self, doc: object, mode: ImportMode = "merge", *, scope: str | None = None
+    ) -> ImportResult:
         """Apply a docs/protocol.md section 7 document (knowledge nodes) whole, or raise GraphError.
 
         ``doc`` is a :class:`~visionflow.graph.document.GraphDocument` or a decoded JSON value
@@ -431,7 +433,10 @@ class GraphStore:
         ``merge`` adds new nodes, updates the given fields of known ones (matched by id, so
         their u32 ids and positions stay) and adds/updates edges.  ``replace`` makes the
         knowledge graph exactly the document: other knowledge nodes and knowledge-knowledge
-        edges go; agent nodes and their edges stay.
+        edges go; agent nodes and their edges stay. ``scope`` (an id prefix, e.g. ``"note:"``)
+        narrows that to the knowledge nodes whose ids start with it, and to the edges between
+        two of them: a notes vault replaces its own pages and leaves imported nodes alone. Every
+        node of a scoped document must be in the scope.
         """
         if mode not in ("replace", "merge"):
             raise GraphError("invalid_mode", "mode must be 'replace' or 'merge'", "mode")
@@ -444,10 +449,23 @@ class GraphStore:
             (e.source, e.target, e.metadata) for e in document.edges if e.metadata is not None
         ]
         kind = NodeKind.KNOWLEDGE
+        if scope is not None:
+            for i, n in enumerate(doc_nodes):
+                if not n.id.startswith(scope):
+                    raise GraphError(
+                        "invalid_node", f"id {n.id!r} is not in scope {scope!r}", f"nodes[{i}].id"
+                    )
+
+        def scoped(raw: int) -> bool:
+            key = self._nodes[raw].key
+            return key.kind is kind and (scope is None or key.external_id.startswith(scope))
+
         with self.lock:
             in_doc = {n.id for n in doc_nodes}
             existing = {
-                key.external_id: raw for key, raw in self._by_key.items() if key.kind is kind
+                key.external_id: raw
+                for key, raw in self._by_key.items()
+                if key.kind is kind and (scope is None or key.external_id.startswith(scope))
             }
             known = in_doc if mode == "replace" else in_doc | existing.keys()
             for src, dst, _w, path in doc_edges:
@@ -475,7 +493,7 @@ class GraphStore:
                     for (s, t) in self._edges
                     if s not in removed_set
                     and t not in removed_set
-                    and not (self._nodes[s].key.kind is kind and self._nodes[t].key.kind is kind)
+                    and not (scoped(s) and scoped(t))
                 )
             pairs = {(src, dst) for src, dst, _w, _path in doc_edges}  # later ones win
             if mode == "merge":  # restating an edge the store holds adds nothing
@@ -492,11 +510,7 @@ class GraphStore:
             for raw in removed_ids:
                 self._drop_node(raw)
             if mode == "replace":
-                for s, t in [
-                    (s, t)
-                    for (s, t) in self._edges
-                    if self._nodes[s].key.kind is kind and self._nodes[t].key.kind is kind
-                ]:
+                for s, t in [(s, t) for (s, t) in self._edges if scoped(s) and scoped(t)]:
                     del self._edges[(s, t)]
                     self._edge_meta.pop((s, t), None)
                     if (t, s) not in self._edges:

@@ -30,13 +30,15 @@ from typing import Any
 
 from visionflow.notes.parse import Link, Note, normalise_name, page_name_from_path
 
-__all__ = ["MAX_EDGE_WEIGHT", "build_graph", "resolve_index"]
+__all__ = ["ID_PREFIX", "MAX_EDGE_WEIGHT", "build_graph", "resolve_index"]
 
 #: The import format's largest weight (``visionflow.graph.document.MAX_WEIGHT``, which this
 #: layer may not import; a test holds the two equal). Links beyond it are not counted further.
 MAX_EDGE_WEIGHT = 1e6
 
-_PREFIX = "note:"
+#: Every id build_graph makes starts with this: the store replaces exactly these on a reload.
+ID_PREFIX = "note:"
+_PREFIX = ID_PREFIX
 
 # ranks of the names a note answers to, best first
 _PATH, _TITLE, _NAME, _FILE, _ALIAS, _PATH_END = range(6)

@@ -345,3 +345,29 @@ def test_a_queued_drag_of_a_node_removed_meanwhile_is_dropped() -> None:
     store.remove_node(a)
     d = store.sync()  # applies the queue: a is gone, so only b is pinned
     assert d.n == 1 and d.pinned.tolist() == [1] and d.pos[0].tolist() == [2.0, 2.0, 2.0]
+
+
+def test_a_scoped_replace_touches_only_nodes_in_its_scope() -> None:
+    store = GraphStore()
+    store.import_document(
+        {
+            "nodes": [{"id": "note:a"}, {"id": "note:b"}, {"id": "mine"}],
+            "edges": [
+                {"source": "note:a", "target": "note:b"},
+                {"source": "mine", "target": "note:a"},
+            ],
+        }
+    )
+    result = store.import_document(
+        {"nodes": [{"id": "note:a"}, {"id": "note:c"}], "edges": []}, "replace", scope="note:"
+    )
+    assert result.removed == 1  # note:b; "mine" is out of scope
+    assert {n.key.external_id for n in store.nodes()} == {"note:a", "note:c", "mine"}
+    ends = {
+        (store.node(e.source).key.external_id, store.node(e.target).key.external_id)  # type: ignore[union-attr]
+        for e in store.edges()
+    }
+    assert ends == {("mine", "note:a")}  # the note-note edge went, the edge out of scope stayed
+    with pytest.raises(GraphError) as err:
+        store.import_document({"nodes": [{"id": "other"}]}, "replace", scope="note:")
+    assert err.value.path == "nodes[0].id"
