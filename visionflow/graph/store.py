@@ -20,10 +20,12 @@ searches.
 from __future__ import annotations
 
 import enum
+import heapq
 import itertools
 import math
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -65,6 +67,10 @@ SPHERE_SCALE = 10.0
 NEW_HEAT = 1.0
 DRAG_HEAT = 0.6
 CHANGE_HEAT = 0.5
+
+# Adjacency entries a read-only query visits per hold of the lock (edges_from, neighbourhood):
+# a few milliseconds, so a query over a large graph never stalls the event loop's edits.
+QUERY_CHUNK = 65_536
 
 
 class NodeKind(enum.IntEnum):
@@ -882,6 +888,77 @@ class GraphStore:
                 for (s, t), w in itertools.islice(self._edges.items(), offset, end)
             ]
             return nodes, edges, self.revision
+
+    def edges_from(
+        self, sources: Sequence[int], among: AbstractSet[int], cap: int
+    ) -> tuple[list[tuple[int, int, float]], bool]:
+        """Edges from a node of ``sources`` to a node of ``among`` (raw ids), at most ``cap``,
+        as (source, target, weight) with wire ids, by source in the order given; and whether
+        there were more.
+
+        The lock is held for about ``QUERY_CHUNK`` adjacency entries at a time, not for the
+        whole query: a caller that needs one revision compares ``revision`` before and after.
+        A source that is gone meanwhile is skipped.
+        """
+        out: list[tuple[int, int, float]] = []
+        i = 0
+        while i < len(sources):
+            with self.lock:
+                visits = 0
+                while i < len(sources) and visits < QUERY_CHUNK:
+                    s = sources[i]
+                    i += 1
+                    near = self._adj.get(s)
+                    if near is None:
+                        continue
+                    # the smaller side: a hub among a few nodes, or a few neighbours of many
+                    side = near if len(near) <= len(among) else among
+                    other = among if side is near else near
+                    visits += len(side) + 1
+                    source = self._nodes[s].flagged_id
+                    for t in [t for t in side if t in other]:
+                        w = self._edges.get((s, t))
+                        if w is None:
+                            continue  # only the edge t -> s
+                        if len(out) == cap:
+                            return out, True
+                        out.append((source, self._nodes[t].flagged_id, w))
+        return out, False
+
+    def neighbourhood(self, node_id: int, depth: int, cap: int) -> tuple[list[int], bool]:
+        """Raw ids of a node (first) and of its neighbours up to ``depth`` hops, either edge
+        direction: one hop before two, each ring by ascending id; at most ``cap`` (>= 1) ids,
+        and whether there were more.
+
+        GraphError ``unknown_node`` (path ``id``) for no such node. The lock is held for about
+        ``QUERY_CHUNK`` adjacency entries at a time (see :meth:`edges_from`).
+        """
+        with self.lock:
+            raw = self._require(node_id, "id")
+            ring = set(self._adj[raw])
+        out, seen = [raw], {raw}
+        for hop in range(depth):
+            ring -= seen
+            room = cap - len(out)
+            if len(ring) > room:  # a hub: the lowest ids of this ring fill the rest
+                out += heapq.nsmallest(room, ring)
+                return out, True
+            ordered = sorted(ring)
+            out += ordered
+            seen |= ring
+            if hop + 1 == depth:
+                break
+            ring = set()
+            i = 0
+            while i < len(ordered):
+                with self.lock:
+                    visits = 0
+                    while i < len(ordered) and visits < QUERY_CHUNK:
+                        near = self._adj.get(ordered[i], ())
+                        i += 1
+                        ring.update(near)
+                        visits += len(near) + 1
+        return out, False
 
     def keys(self) -> dict[int, NodeKey]:
         """Raw id -> stable key, for layout persistence."""
