@@ -25,12 +25,21 @@ from __future__ import annotations
 
 import posixpath
 from collections import Counter
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeAlias
 
 from visionflow.notes.parse import Link, Note, normalise_name, page_name_from_path
 
-__all__ = ["ID_PREFIX", "MAX_EDGE_WEIGHT", "build_graph", "resolve_index"]
+__all__ = [
+    "ID_PREFIX",
+    "MAX_EDGE_WEIGHT",
+    "Lookup",
+    "build_graph",
+    "note_names",
+    "note_targets",
+    "placeholder_keys",
+    "resolve_index",
+]
 
 #: The import format's largest weight (``visionflow.graph.document.MAX_WEIGHT``, which this
 #: layer may not import; a test holds the two equal). Links beyond it are not counted further.
@@ -43,32 +52,75 @@ _PREFIX = ID_PREFIX
 # ranks of the names a note answers to, best first
 _PATH, _TITLE, _NAME, _FILE, _ALIAS, _PATH_END = range(6)
 
+#: A normalised name -> the id of the page it reaches, or None.
+Lookup: TypeAlias = Callable[[str], str | None]
+
+
+def note_names(note: Note) -> Iterator[tuple[str, int]]:
+    """The normalised names ``note`` answers to, each with its rank (lower is better; a name
+    may come more than once). Empty names are left out."""
+    path = note.path
+    stem_path = path[:-3] if path.endswith(".md") else path
+    names = [
+        (stem_path, _PATH),
+        (note.title, _TITLE),
+        (note.name, _NAME),
+        (posixpath.basename(stem_path), _FILE),
+        *((alias, _ALIAS) for alias in note.aliases),
+    ]
+    parts = stem_path.split("/")
+    names += [("/".join(parts[k:]), _PATH_END) for k in range(1, len(parts) - 1)]
+    for name, rank in names:
+        key = normalise_name(name)
+        if key:
+            yield key, rank
+
 
 def resolve_index(notes: list[Note]) -> dict[str, int]:
     """Normalised name -> index in ``notes`` of the note a link by that name reaches."""
     best: dict[str, tuple[int, int, str, int]] = {}
-
-    def claim(name: str, rank: int, index: int, path: str) -> None:
-        key = normalise_name(name)
-        if not key:
-            return
-        offer = (rank, len(path), path, index)
-        if key not in best or offer < best[key]:
-            best[key] = offer
-
     for index, note in enumerate(notes):
         path = note.path
-        stem_path = path[:-3] if path.endswith(".md") else path
-        claim(stem_path, _PATH, index, path)
-        claim(note.title, _TITLE, index, path)
-        claim(note.name, _NAME, index, path)
-        claim(posixpath.basename(stem_path), _FILE, index, path)
-        for alias in note.aliases:
-            claim(alias, _ALIAS, index, path)
-        parts = stem_path.split("/")
-        for k in range(1, len(parts) - 1):
-            claim("/".join(parts[k:]), _PATH_END, index, path)
+        for key, rank in note_names(note):
+            offer = (rank, len(path), path, index)
+            if key not in best or offer < best[key]:
+                best[key] = offer
     return {key: offer[3] for key, offer in best.items()}
+
+
+def note_targets(note: Note, lookup: Lookup) -> list[tuple[str, str | None]]:
+    """Where each of ``note``'s links, then each of its tags, leads: ``(id, None)`` for a page
+    (``lookup`` gives the id of the page a normalised name reaches, or None), ``(id, label)``
+    for a placeholder (the id the page will have, the name as first spelled). A link or tag
+    with an empty name leads nowhere and is left out."""
+    targets: list[tuple[str, str | None]] = []
+    for link in note.links:
+        hit = _link_target(link, note.path, lookup)
+        target = (hit, None) if hit is not None else _name_target(_placeholder_name(link), lookup)
+        if target is not None:
+            targets.append(target)
+    for tag in note.tags:
+        target = _name_target(tag, lookup)
+        if target is not None:
+            targets.append(target)
+    return targets
+
+
+def placeholder_keys(note: Note) -> Iterator[str]:
+    """The compared names of the placeholders ``note``'s links and tags would make, were the
+    pages they name missing (empty ones included)."""
+    for link in note.links:
+        yield normalise_name(_placeholder_name(link))
+    for tag in note.tags:
+        yield normalise_name(tag)
+
+
+def _name_target(name: str, lookup: Lookup) -> tuple[str, str | None] | None:
+    key = normalise_name(name)
+    if not key:
+        return None
+    hit = lookup(key)
+    return (hit, None) if hit is not None else (_PREFIX + key, " ".join(name.split()))
 
 
 def build_graph(notes: Iterable[Note]) -> dict[str, Any]:
@@ -100,27 +152,17 @@ def build_graph(notes: Iterable[Note]) -> dict[str, Any]:
     placeholders: dict[str, str] = {}  # id -> label (the first spelling met)
     weights: Counter[tuple[str, str]] = Counter()
 
-    def target_id(name: str) -> str | None:
-        key = normalise_name(name)
-        if not key:
-            return None
+    def lookup(key: str) -> str | None:
         hit = index.get(key)
-        if hit is not None:
-            return ids[hit]
-        node_id = _PREFIX + key
-        if node_id not in page_by_id:  # else a page named by its path has that very id
-            placeholders.setdefault(node_id, " ".join(name.split()))
-        return node_id
+        return ids[hit] if hit is not None else None
 
     for i, note in enumerate(ordered):
         source = ids[i]
-        targets = [
-            _link_target(link, note.path, index, ids) or target_id(_placeholder_name(link))
-            for link in note.links
-        ]
-        targets += [target_id(tag) for tag in note.tags]
-        for target in targets:
-            if target is not None and target != source:
+        for target, label in note_targets(note, lookup):
+            if label is not None and target not in page_by_id:
+                # (a page named by its path may have that very id: then it is the target)
+                placeholders.setdefault(target, label)
+            if target != source:
                 weights[(source, target) if source < target else (target, source)] += 1
 
     nodes: list[dict[str, Any]] = [
@@ -144,11 +186,10 @@ def build_graph(notes: Iterable[Note]) -> dict[str, Any]:
     return {"nodes": nodes, "edges": edges}
 
 
-def _link_target(link: Link, from_path: str, index: dict[str, int], ids: list[str]) -> str | None:
+def _link_target(link: Link, from_path: str, lookup: Lookup) -> str | None:
     """The id of the note ``link`` reaches, or None when it reaches none."""
     if link.kind != "markdown":
-        hit = index.get(normalise_name(link.target.lstrip("/")))
-        return ids[hit] if hit is not None else None
+        return lookup(normalise_name(link.target.lstrip("/")))
     # a Markdown link is a path: from the linking note's folder, from the vault's top (written
     # "/..."), or (Obsidian's "shortest path") the bare file name
     target = link.target
@@ -160,9 +201,9 @@ def _link_target(link: Link, from_path: str, index: dict[str, int], ids: list[st
     for candidate in candidates:
         if candidate.startswith("../") or candidate == "..":
             continue  # above the vault
-        hit = index.get(normalise_name(candidate))
+        hit = lookup(normalise_name(candidate))
         if hit is not None:
-            return ids[hit]
+            return hit
     return None
 
 
