@@ -23,6 +23,7 @@ from loguru import logger
 from visionflow.errors import StartupError
 from visionflow.settings import Settings
 from visionflow.web import hyperws
+from visionflow.web.acceptlog import AcceptErrors, TrioAcceptFilter, is_asyncio_accept_error
 
 log = logger.bind(subsystem="http")
 
@@ -77,6 +78,9 @@ def _quiet_cancelled_callbacks(loop: asyncio.AbstractEventLoop) -> None:
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
+        if is_asyncio_accept_error(context):
+            ACCEPT_ERRORS.note(str(exc) if exc is not None else "out of system resources")
+            return
         if isinstance(exc, asyncio.CancelledError):
             log.debug("a connection was cancelled at the end of the drain")
             return
@@ -90,6 +94,17 @@ def _quiet_cancelled_callbacks(loop: asyncio.AbstractEventLoop) -> None:
 
     handler._visionflow_quiet = True  # type: ignore[attr-defined]
     loop.set_exception_handler(handler)
+
+
+#: Failed accepts of this process (both backends), logged once per burst (web/acceptlog.py).
+ACCEPT_ERRORS = AcceptErrors()
+
+
+def _quiet_trio_accept_errors() -> None:
+    """trio logs every failed accept (every 100 ms while out of descriptors) with a traceback."""
+    std = logging.getLogger("trio.serve_listeners")
+    if not any(isinstance(f, TrioAcceptFilter) for f in std.filters):
+        std.addFilter(TrioAcceptFilter(ACCEPT_ERRORS))
 
 
 #: The part of ``server.shutdown_grace`` hypercorn gets to drain; the rest is for ending it.
@@ -168,6 +183,7 @@ class HttpServer:
         task_status.started(self.port)
         try:
             if sniffio.current_async_library() == "trio":
+                _quiet_trio_accept_errors()
                 from hypercorn.trio.run import worker_serve as trio_serve
 
                 await trio_serve(app, config, sockets=sockets, shutdown_trigger=self._stopping.wait)
