@@ -24,8 +24,8 @@ import heapq
 import itertools
 import math
 import threading
-from collections.abc import Iterable, Mapping, Sequence
-from collections.abc import Set as AbstractSet
+import time
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -68,9 +68,11 @@ NEW_HEAT = 1.0
 DRAG_HEAT = 0.6
 CHANGE_HEAT = 0.5
 
-# Adjacency entries a read-only query visits per hold of the lock (edges_from, neighbourhood):
-# a few milliseconds, so a query over a large graph never stalls the event loop's edits.
-QUERY_CHUNK = 65_536
+# How long a read-only query (edges_from, neighbourhood) holds the lock at a time, in seconds:
+# a query over a large graph takes many short holds, so the event loop's edits never wait
+# long for it (at 300k nodes an adjacency entry costs about a microsecond: cache misses).
+QUERY_HOLD_S = 0.004
+QUERY_BATCH = 1024
 
 
 class NodeKind(enum.IntEnum):
@@ -890,48 +892,62 @@ class GraphStore:
             return nodes, edges, self.revision
 
     def edges_from(
-        self, sources: Sequence[int], among: AbstractSet[int], cap: int
+        self, sources: Sequence[int], among: Collection[int], cap: int
     ) -> tuple[list[tuple[int, int, float]], bool]:
         """Edges from a node of ``sources`` to a node of ``among`` (raw ids), at most ``cap``,
         as (source, target, weight) with wire ids, by source in the order given; and whether
         there were more.
 
-        The lock is held for about ``QUERY_CHUNK`` adjacency entries at a time, not for the
-        whole query: a caller that needs one revision compares ``revision`` before and after.
-        A source that is gone meanwhile is skipped.
+        The lock is held for about ``QUERY_HOLD_S`` at a time (a hub's neighbours are looked at
+        ``QUERY_BATCH`` at a time), never for the whole query: a caller that needs one revision
+        compares ``revision`` before and after. Edges of a node gone meanwhile are left out.
         """
-        out: list[tuple[int, int, float]] = []
-        i = 0
-        while i < len(sources):
+        found: list[tuple[int, int, float]] = []
+        more = False
+        i = j = s = 0
+        todo: list[int] = []  # what sources[i - 1]'s targets may be, looked at from j on
+        other: Collection[int] = ()  # ... and what each must be in, too
+        while (i < len(sources) or j < len(todo)) and not more:
             with self.lock:
-                visits = 0
-                while i < len(sources) and visits < QUERY_CHUNK:
-                    s = sources[i]
-                    i += 1
-                    near = self._adj.get(s)
-                    if near is None:
-                        continue
-                    # the smaller side: a hub among a few nodes, or a few neighbours of many
-                    side = near if len(near) <= len(among) else among
-                    other = among if side is near else near
-                    visits += len(side) + 1
-                    source = self._nodes[s].flagged_id
-                    for t in [t for t in side if t in other]:
-                        w = self._edges.get((s, t))
-                        if w is None:
-                            continue  # only the edge t -> s
-                        if len(out) == cap:
-                            return out, True
-                        out.append((source, self._nodes[t].flagged_id, w))
-        return out, False
+                until = time.perf_counter() + QUERY_HOLD_S
+                edges = self._edges
+                while not more:
+                    if j == len(todo):
+                        if i == len(sources):
+                            break
+                        s, j = sources[i], 0
+                        i += 1
+                        near: Collection[int] = self._adj.get(s, ())
+                        # the smaller side: a hub among a few nodes, or a few neighbours of many
+                        todo, other = (
+                            (list(near), among) if len(near) <= len(among) else (list(among), near)
+                        )
+                    for t in todo[j : j + QUERY_BATCH]:
+                        w = edges.get((s, t)) if t in other else None
+                        if w is not None:  # None: not in both, or only the edge t -> s
+                            if len(found) == cap:
+                                more = True
+                                break
+                            found.append((s, t, w))
+                    j = min(j + QUERY_BATCH, len(todo))
+                    if time.perf_counter() >= until:
+                        break
+        # wire ids after the lock: one dict lookup each is atomic
+        nodes = self._nodes
+        out = []
+        for s, t, w in found:
+            a, b = nodes.get(s), nodes.get(t)
+            if a is not None and b is not None:
+                out.append((a.flagged_id, b.flagged_id, w))
+        return out, more
 
     def neighbourhood(self, node_id: int, depth: int, cap: int) -> tuple[list[int], bool]:
         """Raw ids of a node (first) and of its neighbours up to ``depth`` hops, either edge
         direction: one hop before two, each ring by ascending id; at most ``cap`` (>= 1) ids,
         and whether there were more.
 
-        GraphError ``unknown_node`` (path ``id``) for no such node. The lock is held for about
-        ``QUERY_CHUNK`` adjacency entries at a time (see :meth:`edges_from`).
+        GraphError ``unknown_node`` (path ``id``) for no such node. The lock is held for
+        ``QUERY_HOLD_S`` at a time (see :meth:`edges_from`).
         """
         with self.lock:
             raw = self._require(node_id, "id")
@@ -952,12 +968,12 @@ class GraphStore:
             i = 0
             while i < len(ordered):
                 with self.lock:
-                    visits = 0
-                    while i < len(ordered) and visits < QUERY_CHUNK:
-                        near = self._adj.get(ordered[i], ())
+                    until = time.perf_counter() + QUERY_HOLD_S
+                    while i < len(ordered):
+                        ring.update(self._adj.get(ordered[i], ()))
                         i += 1
-                        ring.update(near)
-                        visits += len(near) + 1
+                        if time.perf_counter() >= until:
+                            break
         return out, False
 
     def keys(self) -> dict[int, NodeKey]:

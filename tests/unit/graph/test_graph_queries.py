@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from visionflow.errors import GraphError
@@ -63,25 +65,57 @@ def test_edges_from_a_hub_reads_the_smaller_side_and_skips_gone_nodes() -> None:
     assert edges == []  # the edge is hub -> s3: found from the hub's side only
 
 
-def test_edges_from_releases_the_lock_between_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    store = _graph([(f"n{i}", f"n{i + 1}") for i in range(40)])
-    monkeypatch.setattr(store_module, "QUERY_CHUNK", 4)
-    holds = []
-    lock = store.lock
+class CountingLock:
+    """The store's lock, counting its holds; ``then`` runs (lock held) at the start of one."""
 
-    class Counting:
-        def __enter__(self) -> None:
-            holds.append(1)
-            lock.acquire()
+    def __init__(self, store: GraphStore, then: dict[int, Callable[[], None]]) -> None:
+        self.store, self.lock, self.then, self.holds = store, store.lock, then, 0
 
-        def __exit__(self, *exc: object) -> None:
-            lock.release()
+    def __enter__(self) -> None:
+        self.lock.acquire()
+        self.holds += 1
+        action = self.then.get(self.holds)
+        if action is not None:
+            action()
 
-    store.lock = Counting()  # type: ignore[assignment]
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+@pytest.fixture
+def short_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One source, or one batch of 8 of a hub's neighbours, per hold of the lock."""
+    monkeypatch.setattr(store_module, "QUERY_HOLD_S", 0.0)
+    monkeypatch.setattr(store_module, "QUERY_BATCH", 8)
+
+
+@pytest.mark.usefixtures("short_holds")
+def test_edges_from_takes_many_short_holds_and_splits_a_hub() -> None:
+    store = _graph(
+        [(f"n{i}", f"n{i + 1}") for i in range(40)] + [("n0", f"s{i}") for i in range(60)]
+    )
+    counting = CountingLock(store, {})
+    store.lock = counting  # type: ignore[assignment]
     raws = [_raw(store, f"n{i}") for i in range(41)]
     edges, cut = store.edges_from(raws, set(raws), 1000)
     assert len(edges) == 40 and not cut
-    assert len(holds) > 5  # many short holds, not one long one
+    # one per source, n0's among them: the smaller side, these 41 nodes, 8 at a time
+    assert counting.holds == 40 + 6
+    hub = _raw(store, "n0")
+    spokes = {_raw(store, f"s{i}") for i in range(60)}
+    counting.holds = 0
+    edges, cut = store.edges_from([hub], spokes | {hub}, 1000)
+    assert len(edges) == 60 and not cut
+    assert counting.holds == 8  # 60 neighbours (61 with n1), 8 at a time
+
+
+@pytest.mark.usefixtures("short_holds")
+def test_edges_from_leaves_out_a_node_removed_between_holds() -> None:
+    store = _graph([("a", "b"), ("b", "c"), ("c", "d")])
+    a, b, c, d = (_raw(store, x) for x in "abcd")
+    store.lock = CountingLock(store, {2: lambda: store.remove_node(d)})  # type: ignore[assignment]
+    edges, cut = store.edges_from([a, b, c], {a, b, c, d}, 100)
+    assert _names(store, edges) == {("a", "b"), ("b", "c")} and not cut
 
 
 def test_neighbourhood_rings_in_id_order_with_a_cap() -> None:
