@@ -35,7 +35,7 @@ from visionflow.settings import Settings
 from visionflow.state import LayoutSaver
 from visionflow.supervisor import HealthRegistry, RestartPolicy, Supervisor
 from visionflow.threads import run_abandonable
-from visionflow.web import routes_bots, routes_graph, viewer
+from visionflow.web import routes_bots, routes_graph, routes_notes, viewer
 from visionflow.web.app import create_app
 from visionflow.web.context import Foundations, ServiceContext
 from visionflow.web.hub import Hub
@@ -206,6 +206,7 @@ class Service:
                 extra_routes=[
                     *routes_graph.routes(),
                     *routes_bots.routes(),
+                    *routes_notes.routes(),
                     websocket_route(ctx, hub, graph_revision=lambda: ctx.store.revision),
                     UpgradeRequiredRoute(),
                     *viewer.routes(),
