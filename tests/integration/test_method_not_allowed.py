@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ async def test_405_names_every_method_of_the_path_as_the_openapi_document_does(
                 continue  # the WebSocket upgrade: see the next test
 
             documented = {m.upper() for m in ops}
+            path = re.sub(r"{\w+}", "1", path)  # a path parameter: any value routes the same
             wrong = next(m for m in ("DELETE", "PUT", "PATCH") if m not in documented)
             # no Content-Type on purpose: the router's 405, not the guard's 415, must answer
             r = await client.request(wrong, path)

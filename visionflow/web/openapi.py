@@ -9,6 +9,7 @@ each app's document comes from its own routes only.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -86,6 +87,9 @@ DESCRIPTION = (
 )
 
 
+_PATH_PARAM = re.compile(r"{(\w+)(?::(\w+))?}")
+
+
 def document(routes: list[BaseRoute]) -> dict[str, Any]:
     structs = [r.body for r in routes if isinstance(r, ApiRoute) and isinstance(r.body, type)]
     _, components = msgspec.json.schema_components(
@@ -126,8 +130,17 @@ def document(routes: list[BaseRoute]) -> dict[str, Any]:
                     "description": text,
                     "content": {"application/json": {"schema": ERROR_SCHEMA}},
                 }
-            if parameters:
-                op["parameters"] = parameters
+            in_path = [
+                {
+                    "name": name,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "integer"} if convertor == "int" else {"type": "string"},
+                }
+                for name, convertor in _PATH_PARAM.findall(route.path)
+            ]
+            if parameters or in_path:
+                op["parameters"] = [*in_path, *parameters]
             content: dict[str, Any] = {}
             if body is not None:
                 schema = schema_ref(body) if isinstance(body, type) else body
@@ -135,7 +148,8 @@ def document(routes: list[BaseRoute]) -> dict[str, Any]:
             content.update({media: {"schema": schema} for media, schema in bodies.items()})
             if content:
                 op["requestBody"] = {"required": True, "content": content}
-            paths.setdefault(route.path, {})[method.lower()] = op
+            # OpenAPI names a path parameter {id}; Starlette's {id:int} also says its type
+            paths.setdefault(_PATH_PARAM.sub(r"{\1}", route.path), {})[method.lower()] = op
     return {
         "openapi": "3.1.0",
         "info": {"title": "VisionFlow", "version": __version__, "description": DESCRIPTION},
