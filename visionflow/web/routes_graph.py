@@ -1,13 +1,17 @@
-"""Graph routes: ``/api/graph/data`` (paged), ``/api/graph/import`` and ``/api/graph/export``.
+"""Graph routes: ``/api/graph/data`` (paged, searched, filtered), ``/api/graph/neighbours/{id}``,
+``/api/graph/import`` and ``/api/graph/export``.
 
 Parsing, validating and applying a document of any size runs in a worker thread: a 100k-node
-import must not stall the event loop (and with it every viewer's frames). The formats other
-than ours (d3, networkx, GraphML, GEXF, CSV) are read and written by
+import must not stall the event loop (and with it every viewer's frames). So do searches and
+neighbourhoods, which copy the node list under the store's lock and scan it without, and
+read edges a few milliseconds at a time (the event loop's agent updates take that lock). The
+formats other than ours (d3, networkx, GraphML, GEXF, CSV) are read and written by
 :mod:`visionflow.graph.formats`; these routes only pick one.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -21,10 +25,10 @@ from starlette.routing import BaseRoute
 from visionflow.errors import GraphError
 from visionflow.graph import document, formats
 from visionflow.graph.formats import d3, nodelink
-from visionflow.graph.store import GraphStore
+from visionflow.graph.store import GraphStore, Node, NodeKind
 from visionflow.memory import release_freed
 from visionflow.protocol.snapshot import Snapshot
-from visionflow.protocol.wire import ID_MASK
+from visionflow.protocol.wire import FLAG_MASK, ID_MASK
 from visionflow.state import save_graph
 from visionflow.web.context import context_of
 from visionflow.web.errors import error_response
@@ -35,6 +39,19 @@ log = logger.bind(subsystem="graph")
 
 DEFAULT_PAGE = 10_000
 MAX_PAGE = 100_000
+# Edges of a filtered page or a neighbourhood: past this, ``truncated`` (ask a smaller limit).
+MAX_EDGES = MAX_PAGE
+# Longest ``q``, ``type`` or ``status`` (characters): a search box, not a document.
+MAX_QUERY_CHARS = 200
+# What ``?kind=`` names: a placeholder is a knowledge node of this group (a notes vault's page
+# that is linked but not written); ``knowledge`` means the other knowledge nodes.
+KINDS = ("knowledge", "agent", "placeholder")
+PLACEHOLDER_GROUP = "placeholder"
+# Hops ``/api/graph/neighbours/{id}?depth=`` takes.
+DEPTHS = (1, 2)
+# Times a query is read again when the graph changed while it was read (then it is answered
+# as read: the viewer is sent graph_changed for the newer revision and reads it again).
+QUERY_TRIES = 3
 
 
 class PositionIndex:
@@ -92,6 +109,88 @@ class Page(msgspec.Struct):
     edge_count: int
     nodes: list[PageNode]
     edges: list[PageEdge]
+    # a filtered page only: it had more than MAX_EDGES edges
+    truncated: bool = False
+
+
+class Neighbourhood(msgspec.Struct):
+    revision: int
+    depth: int
+    limit: int
+    truncated: bool
+    node_count: int
+    edge_count: int
+    nodes: list[PageNode]
+    edges: list[PageEdge]
+
+
+def node_kind(node: Node) -> str:
+    """``kind=``'s name for a node: agent, placeholder or knowledge."""
+    if node.key.kind is NodeKind.AGENT:
+        return "agent"
+    return "placeholder" if node.group == PLACEHOLDER_GROUP else "knowledge"
+
+
+def _folded(value: object) -> str | None:
+    return value.casefold() if isinstance(value, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFilter:
+    """What ``?q=&kind=&type=&status=`` ask for; a node must meet every one given (AND).
+
+    ``q``: a case-insensitive substring of the label, the key or one of the aliases
+    (``metadata["aliases"]``, a list of strings, as a notes vault keeps them). ``type``: an
+    agent's reported type or its colour-table type (``metadata["type"]`` / ``["kind"]``, so
+    ``coordinator`` finds a 2.x ``task-orchestrator``); ``status``: its ``metadata["status"]``;
+    both case-insensitive, whole values, and agents only. ``q``, ``type`` and ``status`` are
+    kept casefolded.
+    """
+
+    q: str | None = None
+    kind: str | None = None
+    type: str | None = None
+    status: str | None = None
+
+    @classmethod
+    def of(cls, params: dict[str, str]) -> NodeFilter:
+        """From the query parameters given (names ``q``, ``kind``, ``type``, ``status``)."""
+        return cls(
+            _folded(params.get("q")),
+            params.get("kind"),
+            _folded(params.get("type")),
+            _folded(params.get("status")),
+        )
+
+    @property
+    def active(self) -> bool:
+        return any(v is not None for v in (self.q, self.kind, self.type, self.status))
+
+    def matches(self, node: Node) -> bool:
+        if self.kind is not None and node_kind(node) != self.kind:
+            return False
+        if self.type is not None or self.status is not None:
+            if node.key.kind is not NodeKind.AGENT:
+                return False
+            meta = node.metadata
+            if self.type is not None and self.type not in (
+                _folded(meta.get("type")),
+                _folded(meta.get("kind")),
+            ):
+                return False
+            if self.status is not None and self.status != _folded(meta.get("status")):
+                return False
+        return self.q is None or self._text_matches(node)
+
+    def _text_matches(self, node: Node) -> bool:
+        q = self.q
+        assert q is not None
+        if q in node.label.casefold() or q in node.key.external_id.casefold():
+            return True
+        aliases = node.metadata.get("aliases")
+        return isinstance(aliases, list) and any(
+            isinstance(a, str) and q in a.casefold() for a in aliases
+        )
 
 
 def _int_param(request: Request, name: str, default: int, maximum: int) -> int | Response:
@@ -105,31 +204,112 @@ def _int_param(request: Request, name: str, default: int, maximum: int) -> int |
     return int(text)
 
 
+def _filter_param(request: Request) -> NodeFilter | Response:
+    """``?q=&kind=&type=&status=``; one left empty (as a form sends it) is no filter."""
+    given: dict[str, str] = {}
+    for name in ("q", "kind", "type", "status"):
+        text = request.query_params.get(name)
+        if not text:
+            continue
+        if len(text) > MAX_QUERY_CHARS:
+            return error_response(
+                400,
+                "invalid_parameter",
+                f"{name} must be at most {MAX_QUERY_CHARS} characters",
+                name,
+            )
+        given[name] = text
+    if given.get("kind", KINDS[0]) not in KINDS:
+        return error_response(
+            400, "invalid_parameter", f"kind must be one of {', '.join(KINDS)}", "kind"
+        )
+    return NodeFilter.of(given)
+
+
+def _page_nodes(nodes: list[Node], positions: PositionIndex) -> list[PageNode]:
+    where = positions.lookup([n.id for n in nodes])
+    return [
+        PageNode(
+            id=n.id,
+            flagged_id=n.flagged_id,
+            kind=n.key.kind.name.lower(),
+            key=n.key.external_id,
+            label=n.label,
+            group=n.group,
+            metadata=n.metadata,
+            pinned=n.pinned,
+            position=pos,
+        )
+        for n, pos in zip(nodes, where, strict=True)
+    ]
+
+
 def _page(store: GraphStore, positions: PositionIndex, offset: int, limit: int) -> Page:
     with store.lock:  # counts and the page from one revision
         nodes, edges, revision = store.page(offset, limit)
         node_count, edge_count = len(store), store.edge_count
-    where = positions.lookup([n.id for n in nodes])
     return Page(
         revision=revision,
         offset=offset,
         limit=limit,
         node_count=node_count,
         edge_count=edge_count,
-        nodes=[
-            PageNode(
-                id=n.id,
-                flagged_id=n.flagged_id,
-                kind=n.key.kind.name.lower(),
-                key=n.key.external_id,
-                label=n.label,
-                group=n.group,
-                metadata=n.metadata,
-                pinned=n.pinned,
-                position=pos,
-            )
-            for n, pos in zip(nodes, where, strict=True)
-        ],
+        nodes=_page_nodes(nodes, positions),
+        edges=[PageEdge(s, t, w) for s, t, w in edges],
+    )
+
+
+def _filtered_page(
+    store: GraphStore, positions: PositionIndex, flt: NodeFilter, offset: int, limit: int
+) -> Page:
+    """The matching nodes ``[offset, offset+limit)``, in the store's order, and the edges from
+    them to any matching node: each edge between two matches comes once, with its source's
+    page, so one page of results carries every edge among them and all pages the rest."""
+    for _ in range(QUERY_TRIES):
+        with store.lock:  # a copy of the list (milliseconds); the scan runs without the lock
+            nodes, revision = store.nodes(), store.revision
+        matched = [n for n in nodes if flt.matches(n)]
+        window = matched[offset : offset + limit]
+        among = {n.id for n in matched}
+        edges, truncated = store.edges_from([n.id for n in window], among, MAX_EDGES)
+        if store.revision == revision:
+            break
+    return Page(
+        revision=revision,
+        offset=offset,
+        limit=limit,
+        node_count=len(matched),
+        edge_count=len(edges),
+        nodes=_page_nodes(window, positions),
+        edges=[PageEdge(s, t, w) for s, t, w in edges],
+        truncated=truncated,
+    )
+
+
+def _neighbours(
+    store: GraphStore, positions: PositionIndex, node_id: int, depth: int, limit: int
+) -> Neighbourhood:
+    """The node, its neighbours up to ``depth`` hops (at most ``limit`` nodes in all) and the
+    edges among them; GraphError ``unknown_node`` for no node with that raw or flagged id."""
+    for _ in range(QUERY_TRIES):
+        with store.lock:
+            node, revision = store.node(node_id), store.revision
+        if node is None or (node_id & FLAG_MASK and node_id != node.flagged_id):
+            raise GraphError("unknown_node", f"no node with id {node_id}", "id")
+        ids, cut = store.neighbourhood(node.id, depth, limit)
+        # one dict lookup each needs no lock; a node gone meanwhile moved the revision
+        nodes = [n for n in map(store.node, ids) if n is not None]
+        edges, too_many = store.edges_from(ids, set(ids), MAX_EDGES)
+        if store.revision == revision:
+            break
+    return Neighbourhood(
+        revision=revision,
+        depth=depth,
+        limit=limit,
+        truncated=cut or too_many,
+        node_count=len(nodes),
+        edge_count=len(edges),
+        nodes=_page_nodes(nodes, positions),
         edges=[PageEdge(s, t, w) for s, t, w in edges],
     )
 
@@ -138,7 +318,10 @@ async def graph_data(request: Request) -> Response:
     """Nodes (id, flagged id, kind, label, group, metadata, position) and edges, paged.
 
     ``?offset=&limit=`` page both lists (limit up to 100000); ``node_count`` and ``edge_count``
-    say how many there are in all.
+    say how many there are in all. ``?q=&kind=&type=&status=`` (combined: AND) keep the nodes
+    that match, paged the same way, ``node_count`` counting them; each filtered page carries
+    the edges from its nodes to any matching node (``edge_count`` counts them, at most 100000,
+    else ``truncated``), so the pages together hold every edge among the matches once.
     """
     ctx = context_of(request)
     starting = require_started(ctx)
@@ -150,12 +333,63 @@ async def graph_data(request: Request) -> Response:
     limit = _int_param(request, "limit", DEFAULT_PAGE, MAX_PAGE)
     if isinstance(limit, Response):
         return limit
+    flt = _filter_param(request)
+    if isinstance(flt, Response):
+        return flt
     snapshot = ctx.engine.latest
 
-    def page() -> bytes:  # sorting 100k ids and building the page: off the event loop
-        return msgspec.json.encode(_page(ctx.store, PositionIndex(snapshot), offset, limit))
+    def page() -> bytes:  # sorting 100k ids, a search, building the page: off the event loop
+        positions = PositionIndex(snapshot)
+        if flt.active:
+            return msgspec.json.encode(_filtered_page(ctx.store, positions, flt, offset, limit))
+        return msgspec.json.encode(_page(ctx.store, positions, offset, limit))
 
     return Response(await anyio.to_thread.run_sync(page), media_type="application/json")
+
+
+async def graph_neighbours(request: Request) -> Response:
+    """A node, its neighbours up to ``?depth=`` hops (1, the default, or 2; edges either way)
+    and the edges among them, as ``/api/graph/data`` gives nodes and edges.
+
+    The path's id is the node's ``id`` or ``flagged_id`` as ``/api/graph/data`` reports them
+    (not its key: find that with ``?q=``). The node comes first, then the nodes one hop away,
+    then two, each by ascending id; at most ``?limit=`` nodes (default 10000, at most 100000)
+    and 100000 edges, ``truncated`` when there were more.
+    """
+    ctx = context_of(request)
+    starting = require_started(ctx)
+    if starting is not None:
+        return starting
+    text = request.path_params["id"]
+    if not (text.isascii() and text.isdecimal()) or int(text) > 0xFFFF_FFFF:
+        return error_response(
+            400,
+            "invalid_parameter",
+            "id must be a node's id or flagged_id (an integer 0-4294967295), not its key",
+            "id",
+        )
+    node_id = int(text)
+    depth = _int_param(request, "depth", DEPTHS[0], DEPTHS[-1])
+    if isinstance(depth, Response) or depth not in DEPTHS:
+        return error_response(400, "invalid_parameter", "depth must be 1 or 2", "depth")
+    limit = _int_param(request, "limit", DEFAULT_PAGE, MAX_PAGE)
+    if isinstance(limit, Response):
+        return limit
+    if limit == 0:
+        return error_response(
+            400, "invalid_parameter", f"limit must be an integer 1-{MAX_PAGE}", "limit"
+        )
+    snapshot = ctx.engine.latest
+
+    def neighbours() -> bytes:
+        found = _neighbours(ctx.store, PositionIndex(snapshot), node_id, depth, limit)
+        return msgspec.json.encode(found)
+
+    try:
+        data = await anyio.to_thread.run_sync(neighbours)
+    except GraphError as exc:
+        return error_response(404, exc.code, exc.message, exc.path or None)
+    return Response(data, media_type="application/json")
 
 
 # After a body this large, the freed parse is given back to the system (visionflow/memory.py).
@@ -271,6 +505,51 @@ def _query(name: str, values: tuple[str, ...], default: str | None, text: str) -
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
 
 
+def _param(name: str, schema: dict[str, Any], text: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
+
+
+_OFFSET = _param("offset", {"type": "integer", "minimum": 0, "default": 0}, "the first node")
+_LIMIT = _param(
+    "limit",
+    {"type": "integer", "minimum": 0, "maximum": MAX_PAGE, "default": DEFAULT_PAGE},
+    "nodes (and, unfiltered, edges) per page",
+)
+_SHORT = {"type": "string", "maxLength": MAX_QUERY_CHARS}
+DATA_PARAMETERS = [
+    _OFFSET,
+    _LIMIT,
+    _param(
+        "q",
+        _SHORT,
+        "a case-insensitive substring of a node's label, key or one of its aliases "
+        "(metadata.aliases)",
+    ),
+    _param(
+        "kind",
+        {"type": "string", "enum": list(KINDS)},
+        "knowledge, agent, or placeholder (a knowledge node of group placeholder: a page that "
+        "is linked but not written); knowledge means the other knowledge nodes",
+    ),
+    _param(
+        "type",
+        _SHORT,
+        "agents of this type, reported or colour-table (metadata.type or metadata.kind), "
+        "case-insensitive",
+    ),
+    _param("status", _SHORT, "agents of this status (metadata.status), case-insensitive"),
+]
+# The path's {id} is listed by openapi.document itself (as text: a key gets a 400 that says so).
+NEIGHBOUR_PARAMETERS = [
+    _param("depth", {"type": "integer", "enum": list(DEPTHS), "default": 1}, "hops"),
+    _param(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE},
+        "nodes at most, the node itself included",
+    ),
+]
+
+
 def _text(description: str) -> dict[str, Any]:
     return {"type": "string", "description": description}
 
@@ -301,7 +580,23 @@ def routes() -> list[BaseRoute]:
             "/api/graph/data",
             graph_data,
             methods=["GET"],
-            statuses={"400": "bad offset or limit"},
+            parameters=DATA_PARAMETERS,
+            statuses={
+                "400": "a bad parameter (`invalid_parameter`, path names it): offset or limit "
+                f"not an integer in range, an unknown kind, a q, type or status over "
+                f"{MAX_QUERY_CHARS} characters"
+            },
+        ),
+        ApiRoute(
+            "/api/graph/neighbours/{id}",
+            graph_neighbours,
+            methods=["GET"],
+            parameters=NEIGHBOUR_PARAMETERS,
+            statuses={
+                "400": "id not an integer, depth not 1 or 2, limit not 1-100000 "
+                "(`invalid_parameter`, path names it)",
+                "404": "no node with that id (`unknown_node`)",
+            },
         ),
         ApiRoute(
             "/api/graph/import",
