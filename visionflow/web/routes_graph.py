@@ -188,9 +188,11 @@ class NodeFilter:
         if q in node.label.casefold() or q in node.key.external_id.casefold():
             return True
         aliases = node.metadata.get("aliases")
-        return isinstance(aliases, list) and any(
-            isinstance(a, str) and q in a.casefold() for a in aliases
-        )
+        if isinstance(aliases, list):
+            for alias in aliases:  # a loop: a generator per node kept the collector busy
+                if isinstance(alias, str) and q in alias.casefold():
+                    return True
+        return False
 
 
 def _int_param(request: Request, name: str, default: int, maximum: int) -> int | Response:
