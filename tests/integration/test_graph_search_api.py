@@ -123,6 +123,7 @@ async def test_refusals_name_the_parameter(tmp_path: Path) -> None:
             ({"type": long}, "type"),
             ({"status": long, "q": "a"}, "status"),
             ({"q": "a", "limit": "lots"}, "limit"),
+            ({"offset": "1" * 5000}, "offset"),  # was a 500: int() refuses over 4300 digits
         ]:
             r = await client.get("/api/graph/data", params=params)
             assert r.status_code == 400, (params, r.text)
@@ -193,6 +194,9 @@ async def test_neighbours_refusals(tmp_path: Path) -> None:
             ("/api/graph/neighbours/paper-1", {}, "id"),  # a key: not accepted
             ("/api/graph/neighbours/4294967296", {}, "id"),
             ("/api/graph/neighbours/-1", {}, "id"),
+            ("/api/graph/neighbours/" + "9" * 5000, {}, "id"),  # int() refuses > 4300 digits
+            (f"/api/graph/neighbours/{node['id']}", {"depth": "9" * 5000}, "depth"),
+            (f"/api/graph/neighbours/{node['id']}", {"limit": "0" * 5000}, "limit"),
         ]:
             r = await client.get(path, params=params)
             assert r.status_code == 400, (path, params, r.text)

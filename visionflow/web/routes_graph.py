@@ -199,7 +199,8 @@ def _int_param(request: Request, name: str, default: int, maximum: int) -> int |
     text = request.query_params.get(name)
     if text is None:
         return default
-    if not (text.isascii() and text.isdecimal()) or int(text) > maximum:
+    # the length first: int() refuses over 4300 digits (a ValueError, so a 500, before this)
+    if not (text.isascii() and text.isdecimal() and len(text) <= 20) or int(text) > maximum:
         return error_response(
             400, "invalid_parameter", f"{name} must be an integer 0-{maximum}", name
         )
@@ -363,7 +364,7 @@ async def graph_neighbours(request: Request) -> Response:
     if starting is not None:
         return starting
     text = request.path_params["id"]
-    if not (text.isascii() and text.isdecimal()) or int(text) > 0xFFFF_FFFF:
+    if not (text.isascii() and text.isdecimal() and len(text) <= 10) or int(text) > 0xFFFF_FFFF:
         return error_response(
             400,
             "invalid_parameter",
