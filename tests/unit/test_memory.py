@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 
 import pytest
 
-from visionflow.memory import release_freed
+from visionflow.memory import keep_out_of_gc, no_gc_while, release_freed
 
 
 def _rss_mib() -> float:
@@ -37,3 +38,30 @@ def test_freed_small_objects_go_back_to_the_system() -> None:
     assert grown - before > 100 and kept - before > 100  # allocated, and freed but kept
     assert after < before + 0.5 * (kept - before), (before, grown, kept, after)
     assert len(keep) > 1000
+
+
+def test_no_gc_while_nests_and_restores_the_collector() -> None:
+    assert gc.isenabled()
+    with no_gc_while():
+        assert not gc.isenabled()
+        with no_gc_while():  # another import at the same time
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # still one block running
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with no_gc_while():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # it was off before: left off
+    finally:
+        gc.enable()
+
+
+def test_keep_out_of_gc_freezes_what_is_alive() -> None:
+    before = gc.get_freeze_count()
+    graph = [{"node": i} for i in range(1000)]
+    keep_out_of_gc()
+    try:
+        assert gc.get_freeze_count() >= before + len(graph)
+    finally:
+        gc.unfreeze()  # other tests expect a collector that sees everything

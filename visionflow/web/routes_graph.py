@@ -26,7 +26,7 @@ from visionflow.errors import GraphError
 from visionflow.graph import document, formats
 from visionflow.graph.formats import d3, nodelink
 from visionflow.graph.store import GraphStore, Node, NodeKind
-from visionflow.memory import release_freed
+from visionflow.memory import keep_out_of_gc, no_gc_while, release_freed
 from visionflow.protocol.snapshot import Snapshot
 from visionflow.protocol.wire import FLAG_MASK, ID_MASK
 from visionflow.state import save_graph
@@ -397,6 +397,8 @@ async def graph_neighbours(request: Request) -> Response:
 
 # After a body this large, the freed parse is given back to the system (visionflow/memory.py).
 RELEASE_AFTER_BYTES = 16 * 1024 * 1024
+# After an import of this many nodes, what is alive is frozen out of the cyclic GC (same module).
+FREEZE_AFTER_NODES = 10_000
 
 
 def _import(
@@ -405,9 +407,11 @@ def _import(
     chosen = formats.choose(fmt, content_type, data)
     # a reader stops at the graph limits: a CSV row is a few bytes and a dict of hundreds
     limits = formats.Limits(max_nodes=store.max_nodes, max_edges=store.max_edges)
-    parsed = formats.read(chosen, data, limits)
+    with no_gc_while():  # the objects it makes live on: collecting them now only stalls
+        parsed = formats.read(chosen, data, limits)
     try:
-        result = store.import_document(parsed.document, mode)  # type: ignore[arg-type]
+        with no_gc_while():
+            result = store.import_document(parsed.document, mode)  # type: ignore[arg-type]
     except GraphError as exc:  # named as the source names it (links[3], line 12)
         raise GraphError(exc.code, exc.message, parsed.locate(exc.path)) from None
     finally:
@@ -458,6 +462,8 @@ async def graph_import(request: Request) -> Response:
     except GraphError as exc:
         status = 415 if exc.code == "unsupported_media_type" else 400
         return error_response(status, exc.code, exc.message, exc.path or None)
+    if result["added"] + result["updated"] >= FREEZE_AFTER_NODES:
+        keep_out_of_gc()  # the graph it made lives on: no full collection walks it again
     ctx.changes.knowledge_changed(replaced=mode == "replace")
     try:
         await anyio.to_thread.run_sync(save_graph, ctx.store, ctx.live.current.state.dir)
