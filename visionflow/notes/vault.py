@@ -16,6 +16,10 @@ vault; each file that breaks a rule is a :class:`Problem` and the rest still loa
 - each file is read up to ``max_file_bytes`` (larger: skipped), must be UTF-8 (a BOM is fine)
   and must parse (malformed front matter is skipped with its line).
 
+:func:`walk_folder` and :func:`read_entry` are the same walk for part of a vault (a folder, or
+one path a watcher saw change: ``notes.live``), with an optional cache of notes whose files did
+not change.
+
 :func:`read_note_text` reads one note named by a path that came from outside (a URL), refusing
 anything that could leave the vault.
 """
@@ -28,16 +32,22 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import unquote
 
 from visionflow.notes.parse import Note, NoteError, parse_note
 
 __all__ = [
     "MAX_PROBLEMS_KEPT",
+    "NoteCache",
     "Problem",
+    "ProblemSink",
     "VaultScan",
+    "read_entry",
     "read_note_text",
     "scan_vault",
+    "vault_root",
+    "walk_folder",
 ]
 
 #: Problems kept word for word in a :class:`VaultScan`; the rest are counted.
@@ -79,6 +89,22 @@ class VaultScan:
     complete: bool
 
 
+class ProblemSink(Protocol):
+    """Where a walk reports a file it did not load: ``add(vault-relative path, reason)``."""
+
+    def add(self, path: str, reason: str) -> None: ...
+
+
+class NoteCache(Protocol):
+    """Notes parsed before, for a walk to take instead of reading a file again: ``get`` gives
+    the note at ``rel`` if the file's ``lstat`` shows it unchanged, ``put`` records a note just
+    read with the ``lstat`` taken before reading it."""
+
+    def get(self, rel: str, st: os.stat_result) -> Note | None: ...
+
+    def put(self, rel: str, st: os.stat_result, note: Note) -> None: ...
+
+
 class _Problems:
     def __init__(self) -> None:
         self.kept: list[Problem] = []
@@ -104,17 +130,53 @@ def scan_vault(
     problem saying so (``complete`` False)."""
     if max_file_bytes < 0 or max_notes < 0 or max_entries < 0:
         raise ValueError("limits must be >= 0")
-    top = _vault_root(root)
-    try:
-        top_stat = os.stat(top)
-    except OSError as exc:
-        raise NoteError(str(root), f"the vault folder cannot be read: {exc.strerror}") from exc
+    top = vault_root(root)
     notes: list[Note] = []
     problems = _Problems()
-    seen_folders = {(top_stat.st_dev, top_stat.st_ino)}
+    complete = walk_folder(
+        top,
+        "",
+        notes,
+        problems,
+        max_file_bytes=max_file_bytes,
+        max_notes=max_notes,
+        max_entries=max_entries,
+        shown=str(root),
+    )
+    return VaultScan(tuple(notes), tuple(problems.kept), problems.count, complete)
+
+
+def walk_folder(
+    top: str,
+    rel_start: str,
+    notes: list[Note],
+    problems: ProblemSink,
+    *,
+    max_file_bytes: int,
+    max_notes: int,
+    max_entries: int = DEFAULT_MAX_ENTRIES,
+    shown: str = "",
+    cache: NoteCache | None = None,
+    held: int = 0,
+) -> bool:
+    """Walk the folder ``rel_start`` (vault-relative, "" for the top) of the vault whose real
+    path is ``top``, appending the notes it holds to ``notes`` (until they and ``held`` notes
+    held elsewhere make ``max_notes``) and reporting the rest to ``problems``. Returns False
+    when a limit stopped the walk. The top folder that cannot be listed is a
+    :class:`NoteError` (``shown`` names it); any other folder is a problem. ``cache`` gives the
+    notes of files that did not change."""
+    start = os.path.join(top, rel_start) if rel_start else top
+    try:
+        start_stat = os.stat(start)
+    except OSError as exc:
+        if not rel_start:
+            raise NoteError(shown, f"the vault folder cannot be read: {exc.strerror}") from exc
+        problems.add(rel_start, f"folder cannot be read: {exc.strerror}")
+        return True
+    seen_folders = {(start_stat.st_dev, start_stat.st_ino)}
     entries = 0
     # (real folder path, its vault-relative path); popped last first, pushed in reverse
-    stack: list[tuple[str, str]] = [(top, "")]
+    stack: list[tuple[str, str]] = [(start, rel_start)]
     complete = True
     while stack and complete:
         folder, rel_folder = stack.pop()
@@ -133,9 +195,7 @@ def scan_vault(
                     listing.append(entry)
         except OSError as exc:
             if not rel_folder:
-                raise NoteError(
-                    str(root), f"the vault folder cannot be read: {exc.strerror}"
-                ) from exc
+                raise NoteError(shown, f"the vault folder cannot be read: {exc.strerror}") from exc
             problems.add(rel_folder, f"folder cannot be read: {exc.strerror}")
             continue
         listing.sort(key=lambda e: e.name)
@@ -158,20 +218,111 @@ def scan_vault(
                 else:
                     seen_folders.add((st.st_dev, st.st_ino))
                     subfolders.append((entry.path, rel))
-            elif name.endswith(".md"):
-                if not stat.S_ISREG(st.st_mode):
-                    problems.add(rel, "not a regular file")
-                elif len(notes) == max_notes:
-                    problems.add(rel, f"more than {max_notes} notes: the walk stopped here")
-                    complete = False
-                    break
-                elif (note := _load(entry.path, top, rel, max_file_bytes, problems)) is not None:
-                    notes.append(note)
+            elif name.endswith(".md") and not _add_note(
+                entry.path, top, rel, st, notes, problems, max_file_bytes, max_notes, held, cache
+            ):
+                complete = False  # max_notes reached
+                break
         stack.extend(reversed(subfolders))
-    return VaultScan(tuple(notes), tuple(problems.kept), problems.count, complete)
+    return complete
 
 
-def _vault_root(root: Path) -> str:
+def read_entry(
+    top: str,
+    rel: str,
+    notes: list[Note],
+    problems: ProblemSink,
+    *,
+    max_file_bytes: int,
+    max_notes: int,
+    max_entries: int = DEFAULT_MAX_ENTRIES,
+    cache: NoteCache | None = None,
+    held: int = 0,
+) -> bool:
+    """Read what is at ``rel`` (vault-relative) in the vault whose real path is ``top`` as
+    :func:`scan_vault` would read it there: a note, a folder (walked), a symlink (reported when
+    it stands for a note or a folder) or nothing (gone, hidden, not a note, or only reached
+    through a symlink or a hidden folder, which a scan never follows). Notes go to ``notes``
+    (until they and ``held`` others make ``max_notes``), the rest to ``problems``; False when a
+    limit stopped it. ``cache`` serves the notes of a folder's files that did not change (the
+    file at ``rel`` itself is always read: it was reported changed)."""
+    parts = rel.split("/")
+    if not rel or any(p in ("", ".", "..") for p in parts) or _hidden_part(parts):
+        return True
+    path = os.path.join(top, rel)
+    parent = os.path.dirname(path)
+    try:
+        if os.path.realpath(parent) != parent:  # reached through a symlink: a scan is not
+            return True
+        st = os.lstat(path)
+    except (OSError, ValueError):  # gone (or a parent is not a folder); ValueError: a NUL
+        return True
+    if stat.S_ISLNK(st.st_mode):
+        _check_symlink(path, top, rel, problems)
+    elif stat.S_ISDIR(st.st_mode):
+        return walk_folder(
+            top,
+            rel,
+            notes,
+            problems,
+            max_file_bytes=max_file_bytes,
+            max_notes=max_notes,
+            max_entries=max_entries,
+            cache=cache,
+            held=held,
+        )
+    elif rel.endswith(".md"):
+        fresh = _Fresh(cache) if cache is not None else None
+        return _add_note(
+            path, top, rel, st, notes, problems, max_file_bytes, max_notes, held, fresh
+        )
+    return True
+
+
+class _Fresh:
+    """A cache that records but never serves: for a file reported changed."""
+
+    def __init__(self, cache: NoteCache) -> None:
+        self._cache = cache
+
+    def get(self, rel: str, st: os.stat_result) -> Note | None:
+        return None
+
+    def put(self, rel: str, st: os.stat_result, note: Note) -> None:
+        self._cache.put(rel, st, note)
+
+
+def _add_note(
+    path: str,
+    top: str,
+    rel: str,
+    st: os.stat_result,
+    notes: list[Note],
+    problems: ProblemSink,
+    max_file_bytes: int,
+    max_notes: int,
+    held: int,
+    cache: NoteCache | None,
+) -> bool:
+    """Load the note at ``path`` (lstat ``st``) into ``notes``; False when ``notes`` and
+    ``held`` notes held elsewhere make ``max_notes`` already."""
+    if not stat.S_ISREG(st.st_mode):
+        problems.add(rel, "not a regular file")
+        return True
+    if held + len(notes) >= max_notes:
+        problems.add(rel, f"more than {max_notes} notes: the walk stopped here")
+        return False
+    note = cache.get(rel, st) if cache is not None else None
+    if note is None:
+        note = _load(path, top, rel, max_file_bytes, problems)
+        if note is not None and cache is not None:
+            cache.put(rel, st, note)
+    if note is not None:
+        notes.append(note)
+    return True
+
+
+def vault_root(root: Path) -> str:
     """The vault's real path (symlinks of the root itself resolved: the user chose it), or
     NoteError when it is missing or not a folder."""
     try:
@@ -200,7 +351,7 @@ def _inside(real: str, top: str) -> str | None:
     return real[len(prefix) :].replace(os.sep, "/") if real.startswith(prefix) else None
 
 
-def _check_symlink(path: str, top: str, rel: str, problems: _Problems) -> None:
+def _check_symlink(path: str, top: str, rel: str, problems: ProblemSink) -> None:
     """Report a symlink that stands for a note or a folder; none is followed (see the module
     docstring). One to a picture outside the vault is no loss to the graph: not reported."""
     note_like = rel.endswith(".md")
@@ -214,7 +365,7 @@ def _check_symlink(path: str, top: str, rel: str, problems: _Problems) -> None:
         problems.add(rel, "symlink to outside the vault: not followed")
 
 
-def _load(path: str, top: str, rel: str, limit: int, problems: _Problems) -> Note | None:
+def _load(path: str, top: str, rel: str, limit: int, problems: ProblemSink) -> Note | None:
     try:
         return parse_note(_decode(_read(path, top, rel, limit), rel), rel)
     except NoteError as exc:
@@ -279,7 +430,7 @@ def read_note_text(root: Path, rel: str, max_bytes: int) -> str:
     regular file inside the vault (and not hidden) of at most ``max_bytes`` bytes of UTF-8.
     """
     decoded = _check_rel(rel)
-    top = _vault_root(root)
+    top = vault_root(root)
     target = os.path.realpath(os.path.join(top, decoded))
     real_rel = _inside(target, top)
     if real_rel is None:
