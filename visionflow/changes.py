@@ -2,10 +2,10 @@
 
 A source edits the graph store (an MCP endpoint's agents through :class:`AgentGraph`, an import
 or the saved graph through the store's document import, a notes vault through
-:meth:`GraphChanges.load_notes`) and then reports here. :class:`GraphChanges` does the rest, in
-one order for every source: saved positions go to the nodes that just appeared, the physics
-engine is woken, and viewers are told (``graph_changed`` once per revision, ``agents`` with the
-endpoint's list).
+:meth:`GraphChanges.load_notes` and :meth:`GraphChanges.update_notes`) and then reports here.
+:class:`GraphChanges` does the rest, in one order for every source: saved positions go to the
+nodes that just appeared, the physics engine is woken, and viewers are told (``graph_changed``
+once per revision, ``agents`` with the endpoint's list).
 
 The service owns it (it is built with the engine and the hub, before anything runs); request
 handlers reach it through the context.
@@ -13,19 +13,22 @@ handlers reach it through the context.
 
 from __future__ import annotations
 
-import time
+import contextlib
 from collections.abc import Iterable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from visionflow import state
+from visionflow.errors import GraphError
 from visionflow.graph.agents import AgentGraph
-from visionflow.graph.store import GraphStore, NodeKey
+from visionflow.graph.store import GraphStore, NodeKey, NodeKind
 from visionflow.mcp.claudeflow import Agent
-from visionflow.notes.build import ID_PREFIX, build_graph
-from visionflow.notes.vault import Problem, scan_vault
+from visionflow.notes.build import ID_PREFIX
+from visionflow.notes.incremental import GraphDelta
+from visionflow.notes.live import LiveVault, VaultRead
 from visionflow.protocol.messages import Agents, GraphChanged, ServerMessage
+
+#: What reading a notes vault gave (``VaultRead``), under the name the service knew it by.
+VaultLoad = VaultRead
 
 
 class Viewers(Protocol):
@@ -40,20 +43,6 @@ class Layout(Protocol):
     def wake(self) -> None: ...
 
     def restart_warmup(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class VaultLoad:
-    """What loading a notes vault gave: pages, graph nodes and edges made of them (placeholders
-    included), the first problems (files skipped, and why) and how many there were."""
-
-    notes: int
-    nodes: int
-    edges: int
-    problems: tuple[Problem, ...]
-    problem_count: int
-    complete: bool
-    seconds: float
 
 
 class GraphChanges:
@@ -72,6 +61,9 @@ class GraphChanges:
         # Saved positions still waiting for their node: empty until the start-up restore.
         self.pending = state.PendingLayout()
         self._announced_revision = -1
+        # whether the store holds the vault's document as last read (else the next read is
+        # applied whole, not as a delta)
+        self._notes_in_store = False
 
     # -- sources ------------------------------------------------------------------------------
 
@@ -97,23 +89,45 @@ class GraphChanges:
         self._announce_graph_changed()
         self.viewers.publish(Agents(agents=self.agents.agents_json(endpoint)))
 
-    def load_notes(self, root: str, *, max_file_bytes: int, max_notes: int) -> VaultLoad:
-        """Blocking (a worker thread): read the vault at ``root`` and make the graph's notes
-        exactly its pages (``note:`` ids; other knowledge nodes and agents stay). Then call
-        :meth:`knowledge_changed` on the event loop. NoteError when ``root`` cannot be read;
+    def load_notes(self, vault: LiveVault) -> VaultRead:
+        """Blocking (a worker thread): read the whole vault and make the graph's notes exactly
+        its pages (``note:`` ids; other knowledge nodes and agents stay). Then call
+        :meth:`knowledge_changed` on the event loop. NoteError when the vault cannot be read;
         GraphError when the pages do not fit ``physics.max_nodes``/``max_edges``."""
-        t0 = time.perf_counter()
-        scan = scan_vault(Path(root), max_file_bytes=max_file_bytes, max_notes=max_notes)
-        doc = build_graph(scan.notes)
-        self.store.import_document(doc, "replace", scope=ID_PREFIX)
-        return VaultLoad(
-            notes=len(scan.notes),
-            nodes=len(doc["nodes"]),
-            edges=len(doc["edges"]),
-            problems=scan.problems,
-            problem_count=scan.problem_count,
-            complete=scan.complete,
-            seconds=time.perf_counter() - t0,
+        return self._apply_notes(vault, vault.read_all())
+
+    def update_notes(self, vault: LiveVault, paths: Iterable[str] | None) -> VaultRead | None:
+        """Blocking (a worker thread): read again what is at ``paths`` (absolute, as a watcher
+        saw them change; None: the whole vault) and apply the difference to the graph as one
+        change; None when nothing the graph or the vault's problems hold changed. Then call
+        :meth:`knowledge_changed` on the event loop if the delta is not empty. Only what changed
+        is touched, so only the nodes around it are reheated, and every other note keeps its
+        id and place. Errors as :meth:`load_notes` (a GraphError leaves the graph as it was and
+        the next read is applied whole)."""
+        read = vault.read_all() if paths is None else vault.update(paths)
+        return None if read is None else self._apply_notes(vault, read)
+
+    def _apply_notes(self, vault: LiveVault, read: VaultRead) -> VaultRead:
+        store = self.store
+        with store.lock:  # one change: the physics thread syncs before or after all of it
+            in_store = self._notes_in_store and self._holds_unchanged(vault, read.delta)
+            self._notes_in_store = False
+            if in_store:
+                _apply_delta(store, read.delta)
+            else:  # the first read, after a failure, or when an import replaced the notes
+                store.import_document(vault.graph.document(), "replace", scope=ID_PREFIX)
+            self._notes_in_store = True
+        return read
+
+    def _holds_unchanged(self, vault: LiveVault, delta: GraphDelta) -> bool:
+        """Whether the store holds every node of the vault's graph that ``delta`` does not
+        add (an import with ``mode=replace`` may have removed them)."""
+        added = {str(node["id"]) for node in delta.nodes}
+        store = self.store
+        kind = NodeKind.KNOWLEDGE
+        return all(
+            node_id in added or store.node_by_key(kind, node_id) is not None
+            for node_id in vault.graph.nodes
         )
 
     def knowledge_changed(self, *, replaced: bool = False) -> None:
@@ -140,3 +154,26 @@ class GraphChanges:
             return
         self._announced_revision = revision
         self.viewers.publish(GraphChanged(revision=revision))
+
+
+def _apply_delta(store: GraphStore, delta: GraphDelta) -> None:
+    """Apply a notes graph's delta to ``store`` (its lock held): nodes and edges added or
+    changed in one merge (which refuses a graph that would be too big before it changes
+    anything), then the edges and nodes removed."""
+    if delta.nodes or delta.edges:
+        doc = {"nodes": list(delta.nodes), "edges": list(delta.edges)}
+        store.import_document(doc, "merge", scope=ID_PREFIX)
+    kind = NodeKind.KNOWLEDGE
+    removed = set(delta.removed_nodes)
+    for source, target in delta.removed_edges:
+        if source in removed or target in removed:
+            continue  # goes with its node
+        s = store.node_by_key(kind, source)
+        t = store.node_by_key(kind, target)
+        if s is not None and t is not None:
+            with contextlib.suppress(GraphError):  # unknown_edge: someone removed it already
+                store.remove_edge(s.id, t.id)
+    for node_id in delta.removed_nodes:
+        node = store.node_by_key(kind, node_id)
+        if node is not None:
+            store.remove_node(node.id)

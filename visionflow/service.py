@@ -3,10 +3,11 @@ supervisor, and shuts down gracefully on SIGINT/SIGTERM.
 
 Start order: ``hub`` (fans frames out) and the critical ``http`` listener first, so liveness
 probes get an answer at once; then the saved state is restored in a worker thread (a 1M-node
-graph takes tens of seconds; meanwhile ``/readyz`` says so and the graph routes answer 503);
-then ``physics`` (reports started at once, compiles in a thread), ``layout`` (saves positions:
-never before the restore, which it would overwrite) and one ``mcp:NAME`` per endpoint. A stop
-during the restore abandons it (the thread is a daemon) and starts nothing more.
+graph takes tens of seconds; meanwhile ``/readyz`` says so and the graph routes answer 503)
+and the notes vault (``knowledge.path``) is read; then ``physics`` (reports started at once,
+compiles in a thread), ``layout`` (saves positions: never before the restore, which it would
+overwrite), ``notes`` (watches the vault, if it was read) and one ``mcp:NAME`` per endpoint. A
+stop during the restore abandons it (the thread is a daemon) and starts nothing more.
 """
 
 from __future__ import annotations
@@ -16,24 +17,27 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import anyio
 import anyio.abc
 from loguru import logger
 
 from visionflow import __version__, logs
-from visionflow.changes import GraphChanges, VaultLoad
+from visionflow.changes import GraphChanges
 from visionflow.errors import GraphError
 from visionflow.graph.agents import AgentGraph
 from visionflow.graph.store import GraphStore
 from visionflow.live_settings import LiveSettings
 from visionflow.mcp.endpoint import EndpointWatcher
 from visionflow.metrics import Metrics
+from visionflow.notes.live import LiveVault, VaultRead
 from visionflow.notes.parse import NoteError
+from visionflow.notes.watch import Batch, VaultWatcher
 from visionflow.physics.engine import PhysicsEngine
 from visionflow.settings import Settings
 from visionflow.state import LayoutSaver
-from visionflow.supervisor import HealthRegistry, RestartPolicy, Supervisor
+from visionflow.supervisor import HealthRegistry, RestartPolicy, SubsystemHealth, Supervisor
 from visionflow.threads import run_abandonable
 from visionflow.web import routes_bots, routes_graph, routes_notes, viewer
 from visionflow.web.app import create_app
@@ -72,6 +76,7 @@ class Service:
     http: HttpServer = field(init=False)
     stop_requested: anyio.Event = field(default_factory=anyio.Event)
     on_ready: Callable[[Service], None] | None = None
+    _notes_watcher: VaultWatcher | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         physics = self.settings.physics
@@ -110,63 +115,89 @@ class Service:
 
     async def _load_notes(self) -> bool:
         """Read ``knowledge.path`` into the graph (after the restore, so the notes' saved
-        positions apply); False if a stop came first. A vault that cannot be read is a failed
-        ``notes`` health entry with the reason, not a failed start."""
+        positions apply) and make the ``notes`` watcher that keeps it current; False if a stop
+        came first. A vault that cannot be read is a failed ``notes`` health entry with the
+        reason, not a failed start (and nothing watches it)."""
         knowledge = self.settings.knowledge
         health = self.ctx.registry.register("notes")
         health.detail["path"] = knowledge.path
         self.ctx.registry.starting = "reading the notes vault"
-        loaded: list[VaultLoad | NoteError | GraphError] = []
+        vault = LiveVault(
+            Path(knowledge.path),
+            max_file_bytes=knowledge.max_note_bytes,
+            max_notes=knowledge.max_notes,
+        )
+        loaded: list[VaultRead | NoteError | GraphError] = []
 
         def load() -> None:
             try:
-                vault = self.changes.load_notes(
-                    knowledge.path,
-                    max_file_bytes=knowledge.max_note_bytes,
-                    max_notes=knowledge.max_notes,
-                )
+                read = self.changes.load_notes(vault)
             except (NoteError, GraphError) as exc:  # the vault, not the service, is at fault
                 loaded.append(exc)
             else:
-                loaded.append(vault)
+                loaded.append(read)
 
         if not await self._unless_stopped(load, "notes vault"):
             return False
-        vault = loaded[0]
-        if not isinstance(vault, VaultLoad):
+        read = loaded[0]
+        if not isinstance(read, VaultRead):
             health.state = "failed"
-            health.last_error = str(vault)
-            log.error("notes vault {} not loaded: {}", knowledge.path, vault)
+            health.last_error = str(read)
+            log.error("notes vault {} not loaded: {}", knowledge.path, read)
             return True
         health.state = "running"
-        health.detail.update(
-            notes=vault.notes,
-            nodes=vault.nodes,
-            edges=vault.edges,
-            problems=vault.problem_count,
-            first_problems=[f"{p.path}: {p.reason}" for p in vault.problems[:5]],
-            complete=vault.complete,
-        )
-        health.last_error = None
-        if vault.problem_count or not vault.complete:
-            health.detail["degraded"] = True
+        _report_notes(health, read)
+        if read.problem_count or not read.complete:
             log.warning(
                 "notes vault {}: {} file(s) skipped{} (first: {}); see /api/health",
                 knowledge.path,
-                vault.problem_count,
-                "" if vault.complete else ", and the walk stopped at a limit",
-                "; ".join(f"{p.path}: {p.reason}" for p in vault.problems[:3]) or "none",
+                read.problem_count,
+                "" if read.complete else ", and the walk stopped at a limit",
+                "; ".join(f"{p.path}: {p.reason}" for p in read.problems[:3]) or "none",
             )
         log.info(
             "notes vault {}: {} notes, {} nodes and {} edges in the graph, read in {:.1f} s",
             knowledge.path,
-            vault.notes,
-            vault.nodes,
-            vault.edges,
-            vault.seconds,
+            read.notes,
+            read.nodes,
+            read.edges,
+            read.seconds,
         )
         self.changes.knowledge_changed()
+        self._notes_watcher = VaultWatcher(
+            vault, health, partial(self._apply_notes_batch, vault, health)
+        )
         return True
+
+    async def _apply_notes_batch(
+        self, vault: LiveVault, health: SubsystemHealth, batch: Batch
+    ) -> None:
+        """The watcher's batch: read in a worker thread, applied to the store as one change,
+        the engine woken and viewers told. A graph too full for it is reported, not raised;
+        NoteError (the vault folder gone) goes to the watcher."""
+        paths = None if batch.everything else batch.paths
+        work = partial(self.changes.update_notes, vault, paths)
+        try:
+            read = await run_abandonable(work, name="notes batch")
+        except GraphError as exc:
+            health.detail["degraded"] = True
+            health.last_error = f"notes not applied: {exc}"
+            log.warning("notes vault: a change was not applied: {}", exc)
+            return
+        finally:
+            health.detail["batches"] = health.detail.get("batches", 0) + 1
+        if read is None:
+            return
+        if read.delta:
+            self.changes.knowledge_changed()
+        _report_notes(health, read)
+        log.info(
+            "notes vault: {}: {}; {} note(s) read in {:.0f} ms",
+            "everything" if paths is None else f"{len(paths)} path(s) changed",
+            read.delta.summary(),
+            read.parsed,
+            read.seconds * 1000,
+        )
 
     async def _unless_stopped(self, work: Callable[[], object], name: str) -> bool:
         """Run blocking ``work`` in a daemon thread; False if a stop came first (abandoned)."""
@@ -232,6 +263,8 @@ class Service:
                 )
                 await supervisor.start("physics", self.engine.run)
                 await supervisor.start("layout", saver.run)
+                if self._notes_watcher is not None:
+                    await supervisor.start("notes", self._notes_watcher.run)
                 for endpoint in settings.mcp.endpoints:
                     name = f"mcp:{endpoint.name}"
                     watcher = EndpointWatcher(
@@ -289,3 +322,20 @@ async def serve(settings: Settings) -> None:
         tg.start_soon(watch_signals)
         await service.run()
         tg.cancel_scope.cancel()
+
+
+def _report_notes(health: SubsystemHealth, read: VaultRead) -> None:
+    """The ``notes`` entry's counts after a read; degraded while files are skipped."""
+    health.detail.update(
+        notes=read.notes,
+        nodes=read.nodes,
+        edges=read.edges,
+        problems=read.problem_count,
+        first_problems=[f"{p.path}: {p.reason}" for p in read.problems[:5]],
+        complete=read.complete,
+    )
+    health.last_error = None
+    if read.problem_count or not read.complete:
+        health.detail["degraded"] = True
+    else:
+        health.detail.pop("degraded", None)
