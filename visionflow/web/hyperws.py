@@ -297,9 +297,25 @@ class OversizeAwareStream(ws_stream.WSStream):
                     limit = self.config.websocket_max_message_size
                     await self._refuse_oversize(f"a compressed message inflating past {limit}")
                     continue
+                if self.connection.state == ConnectionState.OPEN and not self._refused_oversize:
+                    # wsproto could not read the peer's frames (1002 protocol error, 1007 bad
+                    # UTF-8) and hands us the close to send; hypercorn dropped the TCP connection
+                    # without it, so the peer only saw 1006.
+                    await self._fail(event.code, event.reason or "")
+                    continue
                 if self.connection.state == ConnectionState.REMOTE_CLOSING:
                     await self._send_wsproto_event(event.response())
                 await self.send(StreamClosed(stream_id=self.stream_id))
+
+    async def _fail(self, code: int, reason: str) -> None:
+        client = self.client
+        peer = f"{client[0]}:{client[1]}" if client else "?"
+        log.info("closing a viewer from {} with {}: {}", peer, code, reason)
+        short = reason.encode()[:_MAX_CLOSE_REASON].decode(errors="ignore")
+        await self._send_wsproto_event(CloseConnection(code=code, reason=short))
+        if self.app_put is not None:
+            await self.app_put({"type": "websocket.disconnect", "code": code})
+        await self.send(StreamClosed(stream_id=self.stream_id))
 
     async def _refuse_oversize(self, what: str) -> None:
         self._refused_oversize = True
@@ -313,6 +329,8 @@ class OversizeAwareStream(ws_stream.WSStream):
 
 
 _LINGER_ZERO = struct.pack("ii", 1, 0)
+#: A close frame's reason holds at most 123 bytes of UTF-8.
+_MAX_CLOSE_REASON = 123
 
 
 def reset_connection(stream_send: Callable[..., Awaitable[None]]) -> bool:

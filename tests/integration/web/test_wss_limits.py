@@ -248,3 +248,28 @@ def _can_bind(host: str) -> bool:
     except OSError:
         return False
     return True
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (client_frame(0x3, b"x"), 1002),  # a reserved opcode
+        (client_frame(0x1, b"\xff\xfe bad utf-8"), 1007),  # a text message that is not UTF-8
+        (bytes([0x81, 0x02]) + b"hi", 1002),  # an unmasked client frame
+    ],
+)
+async def test_a_protocol_error_is_answered_with_a_close_frame(frame: bytes, code: int) -> None:
+    # hypercorn dropped the TCP connection without a close frame, so the peer saw 1006.
+    with anyio.fail_after(30):
+        async with running({}) as h:
+            sock, _ = await anyio.to_thread.run_sync(lambda: upgrade(h.url + "?subscribe=false"))
+            with sock:
+                await anyio.to_thread.run_sync(sock.sendall, frame)
+                frames, eof = await anyio.to_thread.run_sync(read_server_frames, sock, 5.0)
+            closes = [payload for op, payload in frames if op == 0x8]
+            assert closes, frames
+            assert int.from_bytes(closes[0][:2], "big") == code
+            assert eof
+            with anyio.fail_after(10):
+                while h.hub.connections:
+                    await anyio.sleep(0.01)
