@@ -64,6 +64,7 @@ class GraphChanges:
         # whether the store holds the vault's document as last read (else the next read is
         # applied whole, not as a delta)
         self._notes_in_store = False
+        self._notes_revision = -1  # the store's revision right after the notes were applied
 
     # -- sources ------------------------------------------------------------------------------
 
@@ -110,13 +111,17 @@ class GraphChanges:
     def _apply_notes(self, vault: LiveVault, read: VaultRead) -> VaultRead:
         store = self.store
         with store.lock:  # one change: the physics thread syncs before or after all of it
-            in_store = self._notes_in_store and self._holds_unchanged(vault, read.delta)
+            in_store = self._notes_in_store and (
+                store.revision == self._notes_revision  # nothing else changed the graph since
+                or self._holds_unchanged(vault, read.delta)
+            )
             self._notes_in_store = False
             if in_store:
                 _apply_delta(store, read.delta)
             else:  # the first read, after a failure, or when an import replaced the notes
                 store.import_document(vault.graph.document(), "replace", scope=ID_PREFIX)
             self._notes_in_store = True
+            self._notes_revision = store.revision
         return read
 
     def _holds_unchanged(self, vault: LiveVault, delta: GraphDelta) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import heapq
 import os
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +127,9 @@ class LiveVault:
         self._top: str | None = None  # the real path read, once read
         self._identity: tuple[int, int] | None = None  # its (device, inode)
         self._problems: dict[str, str] = {}
+        # folder -> notes and problems under it, so that a changed path that is no folder of
+        # the vault is forgotten without going through every note
+        self._folders: Counter[str] = Counter()
         self._stamps: dict[str, Stamp] = {}  # the notes a walk may take as they are
         self._complete = True
 
@@ -177,6 +181,9 @@ class LiveVault:
         delta = self.graph.update(changed)
         self._top, self._identity = top, (st.st_dev, st.st_ino)
         self._problems = problems.by_path
+        self._folders = Counter(
+            a for p in (*self.graph.notes, *self._problems) for a in _ancestors(p)
+        )
         self._stamps = cache.new
         self._complete = complete
         return self._result(delta, len(notes) - cache.served, t0)
@@ -202,8 +209,12 @@ class LiveVault:
         rels = {rel for rel in rels if not any(a in rels for a in _ancestors(rel))}
         if not rels:
             return None
-        gone_notes = [p for p in self.graph.notes if _at_or_under(p, rels)]
-        gone_problems = [p for p in self._problems if _at_or_under(p, rels)]
+        if any(self._folders[rel] for rel in rels):  # a folder: whatever lies under it
+            gone_notes = [p for p in self.graph.notes if _at_or_under(p, rels)]
+            gone_problems = [p for p in self._problems if _at_or_under(p, rels)]
+        else:
+            gone_notes = [rel for rel in rels if rel in self.graph.notes]
+            gone_problems = [rel for rel in rels if rel in self._problems]
         cache = _Cache(
             self.graph.notes, {p: s for p in gone_notes if (s := self._stamps.pop(p, None))}
         )
@@ -227,6 +238,8 @@ class LiveVault:
         changed.update((note.path, note) for note in notes)
         old_problems = {p: self._problems.pop(p) for p in gone_problems}
         self._problems.update(problems.by_path)
+        _count(self._folders, (*gone_notes, *gone_problems), -1)
+        _count(self._folders, (*(n.path for n in notes), *problems.by_path), 1)
         self._stamps.update(cache.new)
         self._complete = self._complete and complete
         if not changed and old_problems == problems.by_path:
@@ -278,6 +291,15 @@ def _ancestors(rel: str) -> Iterable[str]:
         rel = rel[:end]
         yield rel
         end = rel.rfind("/")
+
+
+def _count(folders: Counter[str], paths: Iterable[str], step: int) -> None:
+    """Add ``step`` to the count of every folder above each of ``paths`` (none left at 0)."""
+    for path in paths:
+        for folder in _ancestors(path):
+            folders[folder] += step
+            if not folders[folder]:
+                del folders[folder]
 
 
 def _at_or_under(rel: str, rels: set[str]) -> bool:

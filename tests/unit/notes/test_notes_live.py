@@ -6,6 +6,7 @@ import os
 import random
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -245,4 +246,6 @@ def test_random_changes_reported_as_a_watcher_reports_them(tmp_path: Path, seed:
         vault.update(reported)
         scan = scan_vault(root, max_file_bytes=LIMIT, max_notes=100)
         assert vault.graph.document() == build_graph(scan.notes)
+        held = [*vault.graph.notes, *vault._problems]
+        assert vault._folders == Counter(a for p in held for a in live._ancestors(p))
     same_as_a_scan(vault, root)
