@@ -19,7 +19,7 @@ from visionflow.mcp.endpoint import EndpointWatcher
 from visionflow.metrics import Metrics
 from visionflow.physics.engine import PhysicsEngine
 from visionflow.supervisor import HealthRegistry
-from visionflow.web.singleflight import SingleFlight
+from visionflow.web.singleflight import OneAtATime, SingleFlight
 
 
 @dataclass
@@ -39,6 +39,7 @@ class ServiceContext(Foundations):
     changes: GraphChanges
     watchers: dict[str, EndpointWatcher] = field(default_factory=dict)
     exports: SingleFlight = field(default_factory=SingleFlight)  # GET /api/graph/export
+    imports: OneAtATime = field(default_factory=OneAtATime)  # POST /api/graph/import
 
 
 def context_of(conn: HTTPConnection) -> ServiceContext:

@@ -404,6 +404,17 @@ FREEZE_AFTER_NODES = 10_000
 def _import(
     store: GraphStore, data: bytes, mode: str, fmt: str | None, content_type: str | None
 ) -> dict[str, Any]:
+    try:
+        return _read_and_apply(store, data, mode, fmt, content_type)
+    finally:
+        # the parsed document is gone with the call's frame, applied or refused
+        if len(data) >= RELEASE_AFTER_BYTES:
+            release_freed()
+
+
+def _read_and_apply(
+    store: GraphStore, data: bytes, mode: str, fmt: str | None, content_type: str | None
+) -> dict[str, Any]:
     chosen = formats.choose(fmt, content_type, data)
     # a reader stops at the graph limits: a CSV row is a few bytes and a dict of hundreds
     limits = formats.Limits(max_nodes=store.max_nodes, max_edges=store.max_edges)
@@ -414,10 +425,6 @@ def _import(
             result = store.import_document(parsed.document, mode)  # type: ignore[arg-type]
     except GraphError as exc:  # named as the source names it (links[3], line 12)
         raise GraphError(exc.code, exc.message, parsed.locate(exc.path)) from None
-    finally:
-        if len(data) >= RELEASE_AFTER_BYTES:
-            del parsed
-            release_freed()
     return {
         "added": result.added,
         "updated": result.updated,
@@ -457,8 +464,12 @@ async def graph_import(request: Request) -> Response:
         return body
     content_type = request.headers.get("content-type")
     try:
-        # reading and validating a large document is CPU work: off the event loop
-        result = await anyio.to_thread.run_sync(_import, ctx.store, body, mode, fmt, content_type)
+        # reading and validating a large document is CPU work: off the event loop, and one
+        # import at a time (a parse takes ~10x its body in memory)
+        async with ctx.imports:
+            result = await anyio.to_thread.run_sync(
+                _import, ctx.store, body, mode, fmt, content_type
+            )
     except GraphError as exc:
         status = 415 if exc.code == "unsupported_media_type" else 400
         return error_response(status, exc.code, exc.message, exc.path or None)

@@ -1,4 +1,5 @@
-"""One costly response at a time, shared by the requests that want the same one.
+"""One costly response at a time, shared by the requests that want the same one; and one
+import at a time (:class:`OneAtATime`).
 
 ``GET /api/graph/export`` of a large graph is seconds of Python work in a worker thread, and
 every such thread competes with the event loop for the GIL: two clients exporting in a loop
@@ -48,3 +49,24 @@ class SingleFlight:
                 finally:
                     self._flight = None
                     flight.done.set()
+
+
+class OneAtATime:
+    """An async lock made on first use (inside the event loop): ``async with gate: ...``.
+
+    For imports: decoding a document takes about ten times its size in Python objects (a 63 MiB
+    body of small nodes: ~600 MB), so four admitted at once reached 2.8 GB; one at a time keeps
+    the peak to one parse plus the bodies waiting (``web/uploads.py`` bounds those).
+    """
+
+    def __init__(self) -> None:
+        self._lock: anyio.Lock | None = None
+
+    async def __aenter__(self) -> None:
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        await self._lock.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._lock is not None
+        self._lock.release()

@@ -7,7 +7,7 @@ import threading
 import anyio
 import pytest
 
-from visionflow.web.singleflight import SingleFlight
+from visionflow.web.singleflight import OneAtATime, SingleFlight
 
 pytestmark = pytest.mark.anyio
 
@@ -107,3 +107,22 @@ async def test_a_failed_run_lets_a_waiter_run_its_own() -> None:
         await anyio.sleep(0.05)
         gate.set()
     assert got == [b"ok"] and calls == ["failing", "working"]
+
+
+async def test_one_at_a_time_lets_one_in_and_the_next_after() -> None:
+    gate = OneAtATime()
+    inside = 0
+    most = 0
+
+    async def work() -> None:
+        nonlocal inside, most
+        async with gate:
+            inside += 1
+            most = max(most, inside)
+            await anyio.sleep(0.01)
+            inside -= 1
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(5):
+            tg.start_soon(work)
+    assert most == 1 and inside == 0
