@@ -48,6 +48,7 @@ from visionflow.web.server import HttpServer
 from visionflow.web.ws import UpgradeRequiredRoute, websocket_route
 
 log = logger.bind(subsystem="main")
+notes_log = logger.bind(subsystem="notes")
 
 #: The interpreter's thread switch interval while serving (see ``serve``).
 SWITCH_INTERVAL_S = 0.001
@@ -182,7 +183,7 @@ class Service:
         except GraphError as exc:
             health.detail["degraded"] = True
             health.last_error = f"notes not applied: {exc}"
-            log.warning("notes vault: a change was not applied: {}", exc)
+            notes_log.warning("notes vault: a change was not applied: {}", exc)
             return
         finally:
             health.detail["batches"] = health.detail.get("batches", 0) + 1
@@ -191,7 +192,7 @@ class Service:
         if read.delta:
             self.changes.knowledge_changed()
         _report_notes(health, read)
-        log.info(
+        notes_log.info(
             "notes vault: {}: {}; {} note(s) read in {:.0f} ms",
             "everything" if paths is None else f"{len(paths)} path(s) changed",
             read.delta.summary(),

@@ -25,6 +25,7 @@ supervisor restarts the child with its backoff.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -158,6 +159,8 @@ async def watch_folder(top: str, stop: anyio.Event) -> AsyncGenerator[set[str], 
     """The paths that change under ``top``, every file and folder (the vault's rules are
     applied when they are read), as watchfiles reports them. NoteError when the folder
     cannot be watched."""
+    # watchfiles logs every set of changes at INFO; the service logs each batch it applies
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
     try:
         async for changes in awatch(
             top,
