@@ -27,9 +27,6 @@ from visionflow.notes.incremental import GraphDelta
 from visionflow.notes.live import LiveVault, VaultRead
 from visionflow.protocol.messages import Agents, GraphChanged, ServerMessage
 
-#: What reading a notes vault gave (``VaultRead``), under the name the service knew it by.
-VaultLoad = VaultRead
-
 
 class Viewers(Protocol):
     """Where control messages go (the hub)."""
