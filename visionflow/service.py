@@ -30,6 +30,7 @@ from visionflow.graph.agents import AgentGraph
 from visionflow.graph.store import GraphStore
 from visionflow.live_settings import LiveSettings
 from visionflow.mcp.endpoint import EndpointWatcher
+from visionflow.memory import keep_out_of_gc
 from visionflow.metrics import Metrics
 from visionflow.notes.live import LiveVault, VaultRead
 from visionflow.notes.parse import NoteError
@@ -254,6 +255,7 @@ class Service:
                 restored = await self._load_notes()
             if restored:
                 ctx.registry.starting = None
+                keep_out_of_gc()  # the restored graph lives on: no full collection walks it
                 saver = LayoutSaver(
                     self.engine,
                     ctx.store,
