@@ -52,7 +52,11 @@ def test_running_out_of_descriptors_logs_one_line_per_burst(tmp_path: Path, back
         time.sleep(1.0)  # the hub's frame packer compiles right after
         host, port = url.removeprefix("http://").split(":")
         for _ in range(2 * FD_LIMIT):  # far more connections than descriptors
-            held.append(socket.create_connection((host, int(port)), timeout=5))
+            try:
+                held.append(socket.create_connection((host, int(port)), timeout=2))
+            except TimeoutError:
+                break  # the listen backlog is full too: the server is surely out of them
+        assert len(held) > FD_LIMIT // 2
         time.sleep(3.0)  # asyncio retries accept every second, trio every 100 ms
         for s in held:
             s.close()
