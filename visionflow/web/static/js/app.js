@@ -397,6 +397,7 @@ function visible(id) {
 function select(id, fly) {
   selected = id;
   neighbours = new Set([id]);
+  panels.showNote(id >= 0 ? meta.get(id) : null, id & ID_MASK);
   if (id < 0) {
     panels.showDetails(null);
     styleDirty = true;

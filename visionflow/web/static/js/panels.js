@@ -27,6 +27,42 @@ const PHYSICS_FIELDS = {
 };
 const PHYSICS_FLAGS = ["linlog", "enabled"];
 
+// -- notes of the vault (GET /api/notes/{id}); pure helpers, tested in tests/js ----------------
+
+export const NOTE_PREFIX = "note:";
+export const NO_PAGE = "no page yet: a link to a missing note";
+
+/** Whether a node of /api/graph/data is a note of the vault (a page, or a placeholder: a link
+ *  to a page not written yet), so that its text is asked of /api/notes/{id}. */
+export function isNoteNode(node) {
+  return (
+    node != null &&
+    typeof node.key === "string" &&
+    node.key.startsWith(NOTE_PREFIX) &&
+    (node.group === "note" || node.group === "placeholder")
+  );
+}
+
+function joined(value) {
+  if (value == null) return "";
+  return Array.isArray(value) ? value.map(String).join(", ") : String(value);
+}
+
+/** The rows shown above a note's text: path, aliases, tags (strings; empty ones are skipped). */
+export function noteRows(note) {
+  return [
+    ["path", joined(note && note.path)],
+    ["aliases", joined(note && note.aliases)],
+    ["tags", joined(note && note.tags)],
+  ].filter(([, v]) => v !== "");
+}
+
+/** What the panel says when /api/notes/{id} refuses (an ApiError or any error). */
+export function noteErrorText(exc) {
+  if (exc && exc.code === "not_a_note") return NO_PAGE;
+  return (exc && exc.message) || "the note could not be read";
+}
+
 export class Panels {
   constructor({ api, onSelectAgent }) {
     this.api = api;
@@ -34,6 +70,8 @@ export class Panels {
     this.agents = new Map(); // flagged id (or endpoint/agent_id when no node) -> agent
     this.endpoints = [];
     this.settings = null;
+    this.noteSeq = 0; // answers of an older selection are dropped
+    this.noteId = null; // raw id of the note shown
     this.wire();
   }
 
@@ -285,6 +323,63 @@ export class Panels {
     }
     $("details-list").replaceChildren(...items);
     section.hidden = false;
+  }
+
+  /**
+   * A note's path, aliases, tags and Markdown text under the details (`node` as
+   * /api/graph/data gives it, `rawId` its raw id); anything else hides that part. The text is
+   * untrusted: it goes in as textContent only. Selecting the same note again (the graph
+   * changed) reads it again without blanking what is shown.
+   */
+  async showNote(node, rawId) {
+    const seq = ++this.noteSeq;
+    const box = $("note");
+    const status = $("note-status");
+    const list = $("note-meta");
+    const pre = $("note-text");
+    if (!isNoteNode(node)) {
+      this.noteId = null;
+      box.hidden = true;
+      return;
+    }
+    if (this.noteId !== rawId) {
+      this.noteId = rawId;
+      status.classList.remove("error");
+      text(status, "reading the note…");
+      status.hidden = false;
+      list.replaceChildren();
+      text(pre, "");
+      pre.hidden = true;
+    }
+    box.hidden = false;
+    let note;
+    try {
+      note = await this.api.call(`/api/notes/${encodeURIComponent(String(rawId))}`);
+    } catch (exc) {
+      if (seq !== this.noteSeq) return;
+      status.classList.add("error");
+      text(status, noteErrorText(exc));
+      status.hidden = false;
+      list.replaceChildren();
+      text(pre, "");
+      pre.hidden = true;
+      return;
+    }
+    if (seq !== this.noteSeq) return;
+    const items = [];
+    for (const [k, v] of noteRows(note)) {
+      const dt = document.createElement("dt");
+      text(dt, k);
+      const dd = document.createElement("dd");
+      text(dd, v);
+      items.push(dt, dd);
+    }
+    list.replaceChildren(...items);
+    status.classList.remove("error");
+    text(status, "");
+    status.hidden = true;
+    text(pre, note && typeof note.text === "string" ? note.text : "");
+    pre.hidden = false;
   }
 }
 
