@@ -26,10 +26,10 @@ async def test_an_import_cut_off_by_the_shutdown_gets_503(
     release = threading.Event()
     real_import = routes_graph._import
 
-    def slow_import(store: GraphStore, data: bytes, mode: str) -> dict[str, Any]:
+    def slow_import(store: GraphStore, data: bytes, *rest: Any) -> dict[str, Any]:
         entered.set()
         release.wait(60)  # an import that outlasts the grace
-        return real_import(store, data, mode)
+        return real_import(store, data, *rest)
 
     monkeypatch.setattr(routes_graph, "_import", slow_import)
     settings = s.validate(
