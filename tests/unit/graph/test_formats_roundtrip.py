@@ -16,7 +16,12 @@ from visionflow.graph.document import ExportedDocument, GraphDocument
 from visionflow.graph.formats import Limits
 from visionflow.graph.formats.common import EDGE_NAMES, NODE_NAMES, exported_name
 
-nx = pytest.importorskip("networkx")  # in the bench extra; the fixtures cover it otherwise
+
+def networkx() -> Any:
+    """networkx, or skip: only the tests that talk to it need it (it is in the bench extra;
+    the round trips of our own formats run everywhere)."""
+    return pytest.importorskip("networkx")
+
 
 TRICKY = "quote \" amp & lt < gt > apos ' tab\tnl\ncr\r é 漢 🙂"
 
@@ -159,6 +164,7 @@ def test_d3_documents_read_back_whole(force_graph: bool) -> None:
 
 
 def to_networkx(doc: GraphDocument) -> Any:
+    nx = networkx()
     g = nx.DiGraph()
     for n in doc.nodes:
         attrs = {exported_name(k, NODE_NAMES): v for k, v in (n.metadata or {}).items()}
@@ -176,6 +182,7 @@ def to_networkx(doc: GraphDocument) -> Any:
 
 
 def test_networkx_node_link_reads_back_whole() -> None:
+    nx = networkx()
     for edges in ("edges", "links"):
         data = json.dumps(nx.node_link_data(to_networkx(SAMPLE), edges=edges)).encode()
         assert back("networkx", data) == same(SAMPLE)
@@ -205,6 +212,7 @@ SCALAR = document.parse(  # what networkx's XML writers take: scalar attributes
 
 
 def test_networkx_written_graphml_and_gexf_read_back_whole() -> None:
+    nx = networkx()
     g = to_networkx(SCALAR)
     graphml = "\n".join(nx.generate_graphml(g)).encode()
     assert back("graphml", graphml) == same(SCALAR)
@@ -214,6 +222,7 @@ def test_networkx_written_graphml_and_gexf_read_back_whole() -> None:
 
 
 def test_networkx_reads_our_graphml() -> None:
+    nx = networkx()
     g = nx.read_graphml(io.BytesIO(formats.write("graphml", exported(SAMPLE))))
     assert set(g.nodes) == {n.id for n in SAMPLE.nodes}
     a = g.nodes["a"]
@@ -231,6 +240,7 @@ def test_networkx_reads_our_graphml() -> None:
 
 
 def test_networkx_reads_our_gexf() -> None:
+    nx = networkx()
     g = nx.read_gexf(io.BytesIO(formats.write("gexf", exported(SAMPLE))))
     assert set(g.nodes) == {n.id for n in SAMPLE.nodes}
     a = g.nodes["a"]

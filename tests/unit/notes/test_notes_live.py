@@ -177,7 +177,7 @@ def test_a_vault_folder_gone_or_replaced_is_vault_gone_and_is_read_again_later(
     shutil.copytree(backup, root)  # another folder at the same path (maybe the same inode)
     assert vault.present()
     # a new inode says "replaced"; the same one reused, only the event on the folder tells
-    with pytest.raises(VaultGoneError, match="itself changed|was replaced"):
+    with pytest.raises(VaultGoneError, match=r"itself changed|was replaced"):
         vault.update([str(root), str(root / "A.md")])  # as watchfiles reports a deletion
     read = vault.read_all()
     assert not read.delta  # the same pages: the graph keeps every id
