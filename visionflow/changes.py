@@ -75,10 +75,12 @@ class GraphChanges:
     def agents_reported(self, endpoint: str, agents: list[Agent], live: bool) -> None:
         """An endpoint watcher's report (``live=False``: its server is unreachable).
 
-        GraphError ``graph_full`` propagates with nothing changed (the watcher retries).
+        GraphError ``graph_full`` or ``graph_busy`` propagates with nothing changed (the
+        watcher retries at its next poll).
         """
         changed = self.agents.update(endpoint, agents, live)
-        self.pending.apply(self.store)  # agents back after a restart get their old places
+        # agents back after a restart get their old places (now, or at a later call)
+        self.pending.apply(self.store, wait=False)
         if live:
             self.pending.endpoint_answered(endpoint)
         if not changed:
@@ -135,7 +137,7 @@ class GraphChanges:
     def knowledge_changed(self, *, replaced: bool = False) -> None:
         """Knowledge nodes were added, changed or removed (an import; ``replaced``: the whole
         graph was replaced, so the layout ramps its forces up again from zero)."""
-        self.pending.apply(self.store)
+        self.pending.apply(self.store, wait=False)
         if replaced:
             self.engine.restart_warmup()
         self.engine.wake()

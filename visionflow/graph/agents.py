@@ -95,7 +95,9 @@ class AgentGraph:
         ignored). Returns whether anything a viewer sees changed.
 
         All or nothing: GraphError ``graph_full`` when the nodes or edges it would add do not
-        fit under the store's limits, with nothing changed (the next poll tries again).
+        fit under the store's limits, and ``graph_busy`` when the store's lock is taken (an
+        import or an export holds it for seconds; this runs on the event loop, which must not
+        wait for it), with nothing changed either way (the next poll tries again).
         """
         known = self._agents.setdefault(endpoint, {})
         was_live = self._live.get(endpoint)
@@ -109,7 +111,9 @@ class AgentGraph:
         current = {a.id: a for a in agents}
         changed = was_live is not True or current.keys() != known.keys()
         hub_refs, edge_keys = _relations(endpoint, current)
-        with self.store.lock:
+        if not self.store.lock.acquire(blocking=False):
+            raise GraphError("graph_busy", "the graph is being changed; applied at the next poll")
+        try:
             self._check_room(endpoint, current, hub_refs, edge_keys)
             self._live[endpoint] = True
             for agent_id in known.keys() - current.keys():
@@ -122,6 +126,8 @@ class AgentGraph:
                     changed = True
             self._agents[endpoint] = current
             self._link(endpoint, hub_refs, edge_keys)
+        finally:
+            self.store.lock.release()
         return changed
 
     def _check_room(

@@ -179,6 +179,10 @@ class EndpointWatcher:
         try:
             self.on_agents(self.settings.name, agents, True)
         except GraphError as exc:
+            if exc.code == "graph_busy":
+                # an import or export holds the graph: nothing applied, the next poll retries
+                self.log.debug("agents not applied this poll: {}", exc.message)
+                return
             # No room in the graph (physics.max_nodes / max_edges): nothing was applied, the
             # link is fine, and the next poll tries again.
             message = f"{_NOT_SHOWN}{exc.message}"

@@ -76,11 +76,17 @@ class PendingLayout:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def apply(self, store: GraphStore) -> int:
-        """Queue the positions of pending nodes that now exist; returns how many."""
+    def apply(self, store: GraphStore, *, wait: bool = True) -> int:
+        """Queue the positions of pending nodes that now exist; returns how many.
+
+        ``wait=False`` (the event loop): if the store's lock is taken, do nothing now; the
+        next call (the next poll or import) applies them.
+        """
         if not self._pending:
             return 0
-        with store.lock:
+        if not store.lock.acquire(blocking=wait):
+            return 0
+        try:
             found: dict[NodeKey, int] = {}
             for key in self._pending:
                 node = store.node_by_key(key.kind, key.external_id)
@@ -91,6 +97,8 @@ class PendingLayout:
             count = store.set_positions({raw: self._pending[k] for k, raw in found.items()})
             for key in found:
                 del self._pending[key]
+        finally:
+            store.lock.release()
         return count
 
     def keep_agents_of(self, endpoints: Iterable[str]) -> None:

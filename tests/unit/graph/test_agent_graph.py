@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from visionflow.errors import GraphError
@@ -138,3 +140,31 @@ def test_agent_edges_must_fit_too() -> None:
     assert len(store) == 0
     assert graph.update("ep", pair[:1], live=True) and store.edge_count == 1
     assert not graph.update("ep", pair[:1], live=True)  # the same again fits, unchanged
+
+
+def test_a_poll_while_the_graph_is_held_changes_nothing_and_the_next_one_applies() -> None:
+    # An import or an export holds the store's lock for seconds; the poll runs on the event
+    # loop, which must not wait for it: graph_busy, nothing applied, the next poll retries.
+    store = GraphStore()
+    graph = AgentGraph(store)
+    graph.update("ep", [agent("a")], live=True)
+    held, done = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with store.lock:
+            held.set()
+            done.wait(30)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert held.wait(30)
+        with pytest.raises(GraphError) as err:
+            graph.update("ep", [agent("a"), agent("b")], live=True)
+        assert err.value.code == "graph_busy"
+    finally:
+        done.set()
+        thread.join(30)
+    assert set(ids_by_agent(graph)) == {"a"}  # nothing of the refused poll
+    assert graph.update("ep", [agent("a"), agent("b")], live=True) is True
+    assert set(ids_by_agent(graph)) == {"a", "b"}

@@ -12,7 +12,7 @@ import pytest
 from support.clock import anyio_backend  # noqa: F401  (every test here runs on trio's MockClock)
 
 from visionflow import settings as s
-from visionflow.errors import RpcTransportError
+from visionflow.errors import GraphError, RpcTransportError
 from visionflow.mcp.claudeflow import Agent
 from visionflow.mcp.endpoint import EndpointWatcher
 from visionflow.metrics import Metrics
@@ -105,3 +105,26 @@ async def test_an_endpoint_shows_at_most_max_agents_per_endpoint() -> None:
     watcher._set_agents(many[:2])
     assert reported[-1] == ["a0", "a1"]
     assert "agents_listed" not in health.detail and "degraded" not in health.detail
+
+
+@pytest.mark.anyio
+async def test_a_busy_graph_defers_the_agents_to_the_next_poll_quietly() -> None:
+    settings = s.validate({"mcp": {"endpoints": [{"name": "ep"}]}})
+    registry = HealthRegistry("t")
+    busy = [True]
+    applied: list[list[str]] = []
+
+    def on_agents(name: str, agents: list[Agent], live: bool) -> None:
+        if busy[0]:
+            raise GraphError("graph_busy", "the graph is being changed; applied at the next poll")
+        applied.append([a.id for a in agents])
+
+    watcher = EndpointWatcher(
+        settings.mcp.endpoints[0], settings.mcp, registry.register("mcp:ep"), Metrics(), on_agents
+    )
+    agents = [Agent(id="a")]
+    watcher._set_agents(agents)
+    assert applied == [] and watcher.agents == [] and watcher.status.last_error is None
+    busy[0] = False
+    watcher._set_agents(agents)  # the next poll, same list: applied now
+    assert applied == [["a"]] and watcher.agents == agents
