@@ -25,11 +25,9 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,32 +35,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import websockets
+from _serve import serve
 
 from visionflow.protocol.frames import RECORD_DTYPE
 
 POLL_S = 0.01
 TIMEOUT_S = 30.0
 JSON = {"content-type": "application/json"}
-
-
-def serve(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    settings = f'[server]\nport = 0\n[state]\ndir = "{tmp / "state"}"\n'
-    (tmp / "settings.toml").write_text(settings)
-    exe = shutil.which("visionflow") or str(Path(sys.executable).parent / "visionflow")
-    log = (tmp / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [exe, "serve", "--config", str(tmp / "settings.toml")], stdout=log, stderr=log, cwd=tmp
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        m = re.search(rb"ready at (http://[0-9.:]+)", (tmp / "serve.log").read_bytes())
-        if m:
-            return proc, m.group(1).decode()
-        if proc.poll() is not None:
-            raise SystemExit("visionflow serve exited: " + (tmp / "serve.log").read_text())
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("visionflow serve did not become ready in 120 s")
 
 
 def document(n: int, first: int, seed: int) -> bytes:

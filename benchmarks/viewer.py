@@ -26,17 +26,15 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "browser"))
 
+from _serve import serve  # noqa: E402
 from cdp import Browser  # noqa: E402
 
 PAGE_SCRIPT = r"""
@@ -91,25 +89,6 @@ PAGE_SCRIPT = r"""
   return JSON.stringify(out);
 })
 """
-
-
-def serve(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    (tmp / "settings.toml").write_text(f'[server]\nport = 0\n[state]\ndir = "{tmp / "state"}"\n')
-    exe = shutil.which("visionflow") or str(Path(sys.executable).parent / "visionflow")
-    log = (tmp / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [exe, "serve", "--config", str(tmp / "settings.toml")], stdout=log, stderr=log, cwd=tmp
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        m = re.search(rb"ready at (http://[0-9.:]+)", (tmp / "serve.log").read_bytes())
-        if m:
-            return proc, m.group(1).decode()
-        if proc.poll() is not None:
-            raise SystemExit("visionflow serve exited: " + (tmp / "serve.log").read_text())
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("visionflow serve did not become ready in 120 s")
 
 
 async def measure(url: str, sizes: list[int]) -> dict[str, dict[str, float]]:
