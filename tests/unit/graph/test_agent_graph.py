@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-import threading
-
 import pytest
+from support.locks import lock_held_elsewhere
 
 from visionflow.errors import GraphError
 from visionflow.graph.agents import AgentGraph
@@ -148,23 +147,9 @@ def test_a_poll_while_the_graph_is_held_changes_nothing_and_the_next_one_applies
     store = GraphStore()
     graph = AgentGraph(store)
     graph.update("ep", [agent("a")], live=True)
-    held, done = threading.Event(), threading.Event()
-
-    def holder() -> None:
-        with store.lock:
-            held.set()
-            done.wait(30)
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    try:
-        assert held.wait(30)
-        with pytest.raises(GraphError) as err:
-            graph.update("ep", [agent("a"), agent("b")], live=True)
-        assert err.value.code == "graph_busy"
-    finally:
-        done.set()
-        thread.join(30)
+    with lock_held_elsewhere(store), pytest.raises(GraphError) as err:
+        graph.update("ep", [agent("a"), agent("b")], live=True)
+    assert err.value.code == "graph_busy"
     assert set(ids_by_agent(graph)) == {"a"}  # nothing of the refused poll
     assert graph.update("ep", [agent("a"), agent("b")], live=True) is True
     assert set(ids_by_agent(graph)) == {"a", "b"}

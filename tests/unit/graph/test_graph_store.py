@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
-import threading
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from support.locks import lock_held_elsewhere
 
 from visionflow.errors import GraphError
 from visionflow.graph.store import GraphStore, NodeKind
@@ -285,27 +283,6 @@ def test_pin_changes_reach_the_dense_flags_without_a_rebuild() -> None:
     store.add_node(NodeKind.KNOWLEDGE, "new")  # a rebuild keeps the flags
     d = store.sync()
     assert [int(r) for r in d.ids[np.flatnonzero(d.pinned)]] == [raws[2]]
-
-
-@contextlib.contextmanager
-def lock_held_elsewhere(store: GraphStore) -> Iterator[None]:
-    """Another thread holds the store's lock for the duration (as an import would)."""
-    held = threading.Event()
-    done = threading.Event()
-
-    def holder() -> None:
-        with store.lock:
-            held.set()
-            done.wait(30)
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    try:
-        assert held.wait(30)
-        yield
-    finally:
-        done.set()
-        thread.join(30)
 
 
 def test_drags_and_releases_never_wait_for_a_held_lock() -> None:
