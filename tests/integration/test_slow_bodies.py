@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 from support.servicekit import running
 
@@ -23,6 +24,17 @@ async def _response(stream: anyio.abc.ByteStream) -> bytes:
         while b"\r\n\r\n" not in data:
             data += await stream.receive()
     return data
+
+
+async def imports_again(client: httpx.AsyncClient) -> None:
+    """A small import is refused (503) until the server has room again, then applied."""
+    with anyio.fail_after(30):
+        while True:
+            r = await client.post("/api/graph/import", json={"nodes": [{"id": "a"}]})
+            if r.status_code == 200:
+                return
+            assert r.status_code == 503
+            await anyio.sleep(0.1)
 
 
 @pytest.mark.anyio
@@ -60,13 +72,7 @@ async def test_too_many_bodies_at_once_from_one_client_get_503(
             for s in held:
                 await s.aclose()
         # the slots come back when those connections go
-        with anyio.fail_after(30):
-            while True:
-                r = await client.post("/api/graph/import", json={"nodes": [{"id": "a"}]})
-                if r.status_code == 200:
-                    break
-                assert r.status_code == 503
-                await anyio.sleep(0.1)
+        await imports_again(client)
 
 
 @pytest.mark.anyio
@@ -107,13 +113,7 @@ async def test_bodies_held_at_once_share_a_byte_budget(
         finally:
             await first.aclose()
         # the bytes come back with the connection: a body fits again
-        with anyio.fail_after(30):
-            while True:
-                r = await client.post("/api/graph/import", json={"nodes": [{"id": "a"}]})
-                if r.status_code == 200:
-                    break
-                assert r.status_code == 503
-                await anyio.sleep(0.1)
+        await imports_again(client)
     # the refused client hung up after the head: under trio hypercorn then fails the rest of
     # the response, which ended quietly (web/peergone.py), not as an ASGI traceback
     assert not [r for r in caplog.records if r.exc_info or "Error in ASGI" in r.getMessage()]
