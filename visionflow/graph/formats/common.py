@@ -14,6 +14,7 @@ from typing import Any, Final
 import msgspec
 
 from visionflow.errors import GraphError
+from visionflow.graph import document
 from visionflow.graph.document import GraphDocument, check_position, check_weight
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "json_text",
     "line_locator",
     "node_record",
+    "parsed_by_line",
     "text_id",
 ]
 
@@ -64,6 +66,22 @@ class Parsed:
 
 
 _ITEM = re.compile(r"^(nodes|edges)\[(\d+)\](.*)$", re.DOTALL)
+
+
+def parsed_by_line(
+    nodes: list[dict[str, Any]],
+    edges: list[dict[str, Any]],
+    node_lines: list[int],
+    edge_lines: list[int],
+) -> Parsed:
+    """Validate the records read from a line-based source (XML, CSV), naming a refused item
+    by its line (``line 12: edges[3].target``)."""
+    locate = line_locator(node_lines, edge_lines)
+    try:
+        parsed = document.parse({"nodes": nodes, "edges": edges})
+    except GraphError as exc:
+        raise GraphError(exc.code, exc.message, locate(exc.path)) from None
+    return Parsed(parsed, locate)
 
 
 def line_locator(node_lines: list[int], edge_lines: list[int]) -> Callable[[str], str]:

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from visionflow.errors import GraphError
 from visionflow.graph import document
-from visionflow.graph.formats.common import Limits, Parsed, line_locator
+from visionflow.graph.formats.common import Limits, Parsed, parsed_by_line
 
 __all__ = ["MEDIA_TYPE", "read"]
 
@@ -116,10 +116,5 @@ def read(data: bytes, limits: Limits) -> Parsed:
         raise GraphError("bad_csv", str(exc), f"line {rows.line_num}") from None
     except UnicodeDecodeError:
         raise _not_utf8(data) from None
-    locate = line_locator(list(nodes.values()), edge_lines)
-    doc = {"nodes": [{"id": node_id} for node_id in nodes], "edges": edges}
-    try:
-        parsed = document.parse(doc)
-    except GraphError as exc:
-        raise GraphError(exc.code, exc.message, locate(exc.path)) from None
-    return Parsed(parsed, locate)
+    node_records = [{"id": node_id} for node_id in nodes]
+    return parsed_by_line(node_records, edges, list(nodes.values()), edge_lines)

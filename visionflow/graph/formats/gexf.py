@@ -22,7 +22,6 @@ from typing import Any, Final
 import msgspec
 
 from visionflow.errors import GraphError
-from visionflow.graph import document
 from visionflow.graph.document import ExportedDocument, check_position
 from visionflow.graph.formats import typed, xmlsafe
 from visionflow.graph.formats.common import (
@@ -33,8 +32,8 @@ from visionflow.graph.formats.common import (
     Parsed,
     edge_record,
     exported_name,
-    line_locator,
     node_record,
+    parsed_by_line,
 )
 
 __all__ = ["GEXF_NS", "MEDIA_TYPE", "read", "write"]
@@ -233,12 +232,7 @@ def read(data: bytes, limits: Limits) -> Parsed:
     """A GEXF document as a validated section 7 one."""
     reader = _Reader(limits)
     xmlsafe.parse(data, reader, limits)
-    locate = line_locator(reader.node_lines, reader.edge_lines)
-    try:
-        parsed = document.parse({"nodes": reader.nodes, "edges": reader.edges})
-    except GraphError as exc:
-        raise GraphError(exc.code, exc.message, locate(exc.path)) from None
-    return Parsed(parsed, locate)
+    return parsed_by_line(reader.nodes, reader.edges, reader.node_lines, reader.edge_lines)
 
 
 # --------------------------------------------------------------------------- writing

@@ -20,7 +20,6 @@ from typing import Any, Final
 import msgspec
 
 from visionflow.errors import GraphError
-from visionflow.graph import document
 from visionflow.graph.document import ExportedDocument
 from visionflow.graph.formats import typed, xmlsafe
 from visionflow.graph.formats.common import (
@@ -30,8 +29,8 @@ from visionflow.graph.formats.common import (
     Parsed,
     edge_record,
     exported_name,
-    line_locator,
     node_record,
+    parsed_by_line,
 )
 
 __all__ = ["GRAPHML_NS", "MEDIA_TYPE", "read", "write"]
@@ -201,12 +200,7 @@ def read(data: bytes, limits: Limits) -> Parsed:
     """A GraphML document as a validated section 7 one."""
     reader = _Reader(limits)
     xmlsafe.parse(data, reader, limits)
-    locate = line_locator(reader.node_lines, reader.edge_lines)
-    try:
-        parsed = document.parse({"nodes": reader.nodes, "edges": reader.edges})
-    except GraphError as exc:
-        raise GraphError(exc.code, exc.message, locate(exc.path)) from None
-    return Parsed(parsed, locate)
+    return parsed_by_line(reader.nodes, reader.edges, reader.node_lines, reader.edge_lines)
 
 
 # --------------------------------------------------------------------------- writing
