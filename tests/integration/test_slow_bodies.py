@@ -115,5 +115,5 @@ async def test_bodies_held_at_once_share_a_byte_budget(
         # the bytes come back with the connection: a body fits again
         await imports_again(client)
     # the refused client hung up after the head: under trio hypercorn then fails the rest of
-    # the response, which ended quietly (web/peergone.py), not as an ASGI traceback
+    # the response, which ended quietly (web/endings.py), not as an ASGI traceback
     assert not [r for r in caplog.records if r.exc_info or "Error in ASGI" in r.getMessage()]

@@ -18,10 +18,9 @@ from visionflow.metrics import CONTENT_TYPE
 from visionflow.web import openapi, routes_settings
 from visionflow.web.context import ServiceContext
 from visionflow.web.context import context_of as _ctx
-from visionflow.web.cutoff import ShutdownAnswer
+from visionflow.web.endings import RequestEndings
 from visionflow.web.errors import http_exception_handler
 from visionflow.web.guards import RequestGuard
-from visionflow.web.peergone import PeerGoneGuard
 from visionflow.web.uploads import UploadSlots
 
 
@@ -70,11 +69,9 @@ def create_app(ctx: ServiceContext, extra_routes: list[BaseRoute] | None = None)
         ],
         exception_handlers={HTTPException: http_exception_handler},
         # Host, Origin and Content-Type rules before any route (docs/security.md); outside
-        # them, a client gone mid-response ends the request quietly (web/peergone.py) and one
-        # cut off by the shutdown gets a 503 (web/cutoff.py).
+        # them, a client gone mid-response or a request the shutdown cuts off (web/endings.py).
         middleware=[
-            Middleware(PeerGoneGuard),
-            Middleware(ShutdownAnswer),
+            Middleware(RequestEndings),
             Middleware(RequestGuard, live=ctx.live),
         ],
     )
