@@ -44,6 +44,19 @@ class ServerSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=Tr
     allowed_origins: list[Annotated[str, Meta(pattern=ORIGIN_PATTERN)]] = []
     shutdown_grace: Annotated[float, Meta(ge=0.0, le=300.0)] = 5.0
     max_request_bytes: Annotated[int, Meta(ge=1024, le=1 << 30)] = 64 * 1024 * 1024
+    # HTTP limits (docs/operations.md, "HTTP limits and TLS"): mutating requests per second
+    # per client address (token bucket; 0 = no limit) and how many may come at once.
+    rate_limit: Annotated[float, Meta(ge=0.0, le=100_000.0)] = 20.0
+    rate_burst: Annotated[int, Meta(ge=1, le=100_000)] = 200
+    # Graph imports run one at a time; this many more wait their turn (the rest get 503).
+    max_queued_imports: Annotated[int, Meta(ge=0, le=64)] = 4
+    # Time to send a request's headers (from connecting or from the previous response; also
+    # how long an idle keep-alive connection stays open) and to finish a TLS handshake.
+    header_timeout: Annotated[float, Meta(ge=0.5, le=300.0)] = 5.0
+    max_header_bytes: Annotated[int, Meta(ge=1024, le=1024 * 1024)] = 16 * 1024
+    # TLS (hypercorn's): both set = https and wss on the same port; PEM files, key unencrypted.
+    certfile: Annotated[str, Meta(max_length=4096)] = ""
+    keyfile: Annotated[str, Meta(max_length=4096)] = ""
 
 
 class LogSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -249,6 +262,14 @@ def _validate_struct(cls: type[Struct], raw: object, path: str, issues: list[Con
 
 
 def _cross_checks(settings: Settings) -> Iterator[ConfigIssue]:
+    server = settings.server
+    if bool(server.certfile) != bool(server.keyfile):
+        missing, given = ("keyfile", "certfile") if server.certfile else ("certfile", "keyfile")
+        yield ConfigIssue(
+            f"server.{missing}",
+            MISSING,
+            f"must be set too when server.{given} is set (TLS needs both)",
+        )
     ws = settings.websocket
     if ws.min_interval_ms > ws.max_interval_ms:
         yield ConfigIssue(
