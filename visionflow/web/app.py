@@ -21,6 +21,7 @@ from visionflow.web.context import context_of as _ctx
 from visionflow.web.endings import RequestEndings
 from visionflow.web.errors import http_exception_handler
 from visionflow.web.guards import RequestGuard
+from visionflow.web.ratelimit import RateLimit
 from visionflow.web.uploads import UploadSlots
 
 
@@ -60,6 +61,7 @@ def base_routes() -> list[BaseRoute]:
 
 
 def create_app(ctx: ServiceContext, extra_routes: list[BaseRoute] | None = None) -> Starlette:
+    server = ctx.live.current.server  # the [server] table cannot change while running
     app = Starlette(
         routes=[
             *base_routes(),
@@ -72,6 +74,8 @@ def create_app(ctx: ServiceContext, extra_routes: list[BaseRoute] | None = None)
         # them, a client gone mid-response or a request the shutdown cuts off (web/endings.py).
         middleware=[
             Middleware(RequestEndings),
+            # per-client token bucket on mutating requests: 429 before any other work
+            Middleware(RateLimit, rate=server.rate_limit, burst=server.rate_burst),
             Middleware(RequestGuard, live=ctx.live),
         ],
     )
