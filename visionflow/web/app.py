@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from visionflow.metrics import CONTENT_TYPE
 from visionflow.web import openapi, routes_settings
+from visionflow.web.access import AccessMetrics, init_series
 from visionflow.web.context import ServiceContext
 from visionflow.web.context import context_of as _ctx
 from visionflow.web.endings import RequestEndings
@@ -47,7 +48,13 @@ async def api_health(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     """Prometheus metrics (text exposition format)."""
     ctx = _ctx(request)
-    ctx.metrics.observe_subsystems({n: sub.state for n, sub in ctx.registry.subsystems.items()})
+    subsystems = ctx.registry.subsystems
+    ctx.metrics.observe_subsystems(
+        {n: sub.state for n, sub in subsystems.items()},
+        {n: sub.detail for n, sub in subsystems.items()},
+    )
+    ctx.metrics.ready.set(1 if ctx.registry.readiness()[0] else 0)
+    ctx.metrics.physics_step_budget.set(1.0 / ctx.live.current.physics.rate_hz)
     return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
 
 
@@ -71,8 +78,10 @@ def create_app(ctx: ServiceContext, extra_routes: list[BaseRoute] | None = None)
         ],
         exception_handlers={HTTPException: http_exception_handler},
         # Host, Origin and Content-Type rules before any route (docs/security.md); outside
-        # them, a client gone mid-response or a request the shutdown cuts off (web/endings.py).
+        # them, a client gone mid-response or a request the shutdown cuts off (web/endings.py);
+        # outermost, every request counted and timed by route (web/access.py).
         middleware=[
+            Middleware(AccessMetrics, ctx=ctx),
             Middleware(RequestEndings),
             # per-client token bucket on mutating requests: 429 before any other work
             Middleware(RateLimit, rate=server.rate_limit, burst=server.rate_burst),
@@ -80,5 +89,6 @@ def create_app(ctx: ServiceContext, extra_routes: list[BaseRoute] | None = None)
         ],
     )
     app.state.ctx = ctx
+    init_series(ctx.metrics, app.routes)
     app.state.uploads = UploadSlots()  # request bodies being read (web/uploads.py)
     return app

@@ -154,9 +154,8 @@ class HttpServer:
         # hypercorn mid-drain, which spills asyncio tracebacks.
         config.graceful_timeout = self._settings.server.shutdown_grace * GRACE_SHARE
         config.errorlog = logging.getLogger("hypercorn.error")
-        config.accesslog = (
-            logging.getLogger("hypercorn.access") if self._settings.log.access_log else None
-        )
+        # log.access_log lines come from web/access.py (route, status, duration as fields)
+        config.accesslog = None
         config.websocket_max_message_size = self._settings.websocket.max_inbound_bytes
         config.h2_max_inbound_frame_size = 1 << 16
         # per server, read by hyperws.OversizeAwareStream (hypercorn has no setting for it)
