@@ -42,6 +42,13 @@ class ServiceContext(Foundations):
     imports: OneAtATime = field(default_factory=OneAtATime)  # POST /api/graph/import
 
 
+def foundations_of(conn: HTTPConnection) -> Foundations:
+    """What every app has, the service's and a relay's (``visionflow relay``) alike."""
+    ctx = conn.app.state.ctx
+    assert isinstance(ctx, Foundations)
+    return ctx
+
+
 def context_of(conn: HTTPConnection) -> ServiceContext:
     ctx = conn.app.state.ctx
     assert isinstance(ctx, ServiceContext)

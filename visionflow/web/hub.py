@@ -58,6 +58,7 @@ from visionflow.threads import run_abandonable
 __all__ = [
     "CONTROL_QUEUE_LIMIT",
     "CloseRequest",
+    "FrameTap",
     "Hub",
     "HubContext",
     "HubFullError",
@@ -113,6 +114,22 @@ class PinSink(Protocol):
     def release(self, node_ids: np.ndarray, owner: int) -> None: ...
 
     def release_all(self, owner: int) -> None: ...
+
+
+class FrameTap(Protocol):
+    """Sees what the hub sends, to pass it on elsewhere (``cluster.ClusterPublisher``: NATS).
+
+    Both calls run on the hub's tick and must not block: keep a reference, hand it to a task.
+    """
+
+    def tick(self, snapshot: Snapshot, cache: FrameCache | None) -> None:
+        """A new newest snapshot, once each; ``cache`` is this tick's frame cache, if the hub
+        built one (its keyframes are then shared rather than encoded again)."""
+        ...
+
+    def control(self, text: str) -> None:
+        """A control message every viewer is sent (encoded once, as the viewers get it)."""
+        ...
 
 
 class HubContext(Protocol):
@@ -275,6 +292,7 @@ class Hub:
         stopping: anyio.Event | None = None,
         health_name: str = "hub",
         baseline_capacity: int = DEFAULT_BASELINES,
+        tap: FrameTap | None = None,
     ) -> None:
         self.ctx = ctx
         self.source = source
@@ -294,6 +312,8 @@ class Hub:
         #: When the next viewer that is behind the newest tick becomes due (a timer wake-up).
         self._wake_at = math.inf
         self.ticks = 0
+        self.tap = tap
+        self._tapped: Snapshot | None = None
 
     # ---------------------------------------------------------------- connections
 
@@ -401,6 +421,16 @@ class Hub:
         else:
             self._wake_at = min(self._wake_at, now + (1.0 - viewer.repeat_tokens) / REPEATS_PER_S)
 
+    def restart_streams(self) -> None:
+        """Every subscribed viewer's next frame is a keyframe, sent at once (a relay that lost
+        its stream for a while: its viewers start again from a whole state)."""
+        for viewer in self.viewers():
+            if viewer.interval is not None and not viewer.closing:
+                self._withdraw(viewer)
+                viewer.stream.restart()
+                viewer.urgent = True
+        self._kick.set()
+
     def unsubscribe(self, viewer: Viewer) -> None:
         viewer.interval = None
         viewer.urgent = False
@@ -418,6 +448,8 @@ class Hub:
     def publish(self, message: ServerMessage) -> None:
         """Send a control message to every viewer (encoded once)."""
         text = encode_server_text(message)
+        if self.tap is not None:
+            self.tap.control(text)
         for viewer in self.viewers():
             self.send_control(viewer, text)
 
@@ -509,6 +541,9 @@ class Hub:
                 self.ctx.metrics.frames_dropped.inc()
             queued += 1
         self.ticks += 1
+        if self.tap is not None and self._tapped is not snapshot:
+            self._tapped = snapshot
+            self.tap.tick(snapshot, cache)
         return queued
 
     def _due_slot(self, viewer: Viewer, sequence: int, now: float) -> int | None:
