@@ -261,6 +261,7 @@ class WebSocketEndpoint:
             await self._serve(conn, params, receive)
         except Exception as exc:  # noqa: BLE001 — boundary: per-WebSocket handler
             log.opt(exception=exc).error("viewer {} failed: {!r}", viewer.client_id, exc)
+            self.ctx.metrics.viewers_closed.labels(code=str(CLOSE_INTERNAL)).inc()
             with anyio.move_on_after(viewer.close_flush):
                 await send({"type": "websocket.close", "code": CLOSE_INTERNAL, "reason": ""})
         finally:
@@ -274,6 +275,7 @@ class WebSocketEndpoint:
 
     async def _refuse(self, send: Send, refusal: CloseRequest, peer: str) -> None:
         log.info("refused a viewer from {} with {}: {}", peer, refusal.code, refusal.reason)
+        self.ctx.metrics.viewers_refused.labels(code=str(refusal.code)).inc()
         with anyio.move_on_after(self.ctx.live.current.websocket.send_timeout):
             await send({"type": "websocket.accept"})
             await send(
@@ -343,6 +345,7 @@ class WebSocketEndpoint:
             if isinstance(item, CloseRequest):
                 # Even behind a stuck send: on asyncio the close frame is queued after it (and
                 # without one hypercorn closes with 1011); the try is bounded by close_flush.
+                self.ctx.metrics.viewers_closed.labels(code=str(item.code)).inc()
                 await self._send(conn, {"type": "websocket.close", **item._asdict()})
                 # hypercorn never reports the client's answer to a close; returning is what
                 # makes it close the TCP connection, as RFC 6455 has the server do.
