@@ -159,6 +159,31 @@ class SupervisorSettings(Struct, kw_only=True, forbid_unknown_fields=True, froze
     restart_window: PositiveSeconds = 60.0
 
 
+#: "" (off), or NATS server URLs separated by commas: ``nats://host:port`` or ``tls://host:port``.
+#: No credentials in it (no ``@``): settings are shown by check-config and /api/settings.
+NATS_URL_PATTERN = r"^((nats|tls)://[^\s,/?#@]+(,(nats|tls)://[^\s,/?#@]+)*)?$"
+
+
+class ClusterSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """``[cluster]``: publish frames to NATS for ``visionflow relay`` processes (docs/cluster.md).
+    Needs the asyncio backend (nats-py is asyncio only)."""
+
+    nats_url: Annotated[str, Meta(max_length=2048, pattern=NATS_URL_PATTERN)] = ""
+    subject_prefix: Annotated[
+        str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+    ] = "visionflow"
+    # A whole frame this often even when every tick went out (a relay that joins late starts
+    # from it), also while the layout rests.
+    keyframe_interval: Annotated[float, Meta(ge=0.1, le=60.0)] = 2.0
+    # Control messages waiting for the broker; beyond it the oldest are dropped (counted).
+    max_pending: Annotated[int, Meta(ge=1, le=10_000)] = 256
+    # A relay's drag or API request to the simulation; then 504 / an `error` to the viewer.
+    request_timeout: Annotated[float, Meta(gt=0.0, le=60.0)] = 5.0
+    connect_timeout: PositiveSeconds = 2.0
+    backoff_initial: PositiveSeconds = 0.2
+    backoff_max: PositiveSeconds = 5.0
+
+
 class Settings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
@@ -168,6 +193,7 @@ class Settings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     mcp: McpSettings = msgspec.field(default_factory=McpSettings)
     state: StateSettings = msgspec.field(default_factory=StateSettings)
     supervisor: SupervisorSettings = msgspec.field(default_factory=SupervisorSettings)
+    cluster: ClusterSettings = msgspec.field(default_factory=ClusterSettings)
 
 
 # --------------------------------------------------------------------------- validation
@@ -287,6 +313,12 @@ def _cross_checks(settings: Settings) -> Iterator[ConfigIssue]:
     if sup.backoff_initial > sup.backoff_max:
         yield ConfigIssue(
             "supervisor.backoff_initial", sup.backoff_initial, "must be <= supervisor.backoff_max"
+        )
+    if settings.cluster.backoff_initial > settings.cluster.backoff_max:
+        yield ConfigIssue(
+            "cluster.backoff_initial",
+            settings.cluster.backoff_initial,
+            "must be <= cluster.backoff_max",
         )
     if settings.mcp.backoff_initial > settings.mcp.backoff_max:
         yield ConfigIssue(
