@@ -1,7 +1,8 @@
 """What survives a restart: the imported knowledge graph and the layout, under ``state.dir``.
 
-The graph is saved (atomically) after every import, the layout by the :class:`LayoutSaver`
-(``state/layout.py``, which also holds the layout file format).
+The graph is saved (atomically) after every import (``state/graphfile.py`` holds its format and
+versions), the layout by the :class:`LayoutSaver` (``state/layout.py``, which also holds the
+layout file format). ``state/backup.py`` makes one backup file of all of it and restores one.
 At start (``restore``) the layout file is read first: the node ids, id counter and revision it
 keeps go to the store, so the graph loaded next and agents that come back later get their old
 ids. Then the saved positions are applied to the nodes that exist; positions of nodes that are
@@ -14,20 +15,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-import msgspec
 from loguru import logger
 
-from visionflow import jsonsafe
 from visionflow.errors import GraphError
 from visionflow.fileio import STATE_FILE_MAX, read_bounded, remove_orphans, write_atomic
 from visionflow.graph.store import GraphStore, NodeKey, NodeKind
+from visionflow.state.graphfile import GRAPH_FILE, decode_graph, encode_graph
 from visionflow.state.layout import LayoutSaver, layout_path, load_layout
 
 __all__ = ["LayoutSaver", "PendingLayout", "load_graph", "restore", "save_graph"]
 
 log = logger.bind(subsystem="state")
-
-GRAPH_FILE = "graph.json"
 
 
 def graph_path(state_dir: str) -> Path:
@@ -36,8 +34,8 @@ def graph_path(state_dir: str) -> Path:
 
 def save_graph(store: GraphStore, state_dir: str) -> None:
     """Blocking: call from a worker thread."""
-    doc = store.export_document({})  # no positions: they live in the layout file
-    write_atomic(graph_path(state_dir), msgspec.json.encode(doc))
+    exported = store.export({})  # no positions: they live in the layout file
+    write_atomic(graph_path(state_dir), encode_graph(exported))
 
 
 def load_graph(store: GraphStore, state_dir: str) -> str | None:
@@ -50,8 +48,9 @@ def load_graph(store: GraphStore, state_dir: str) -> str | None:
     except OSError as exc:
         return f"cannot read {path}: {exc.strerror or exc}"
     try:
-        result = store.import_document(jsonsafe.decode(data), "replace")
-    except (msgspec.DecodeError, GraphError) as exc:
+        _version, doc = decode_graph(data)  # version 1 reads as it is; the next save writes 2
+        result = store.import_document(doc, "replace")
+    except (ValueError, GraphError) as exc:
         return f"ignoring {path}: {exc}"
     log.info(
         "restored {} knowledge node(s) and {} edge(s) from {}", result.added, result.edges, path
