@@ -75,6 +75,8 @@ MUTATING_GUARD_STATUSES: dict[str, str] = {
     "403": "Host not in server.allowed_hosts (`host_not_allowed`), or an Origin that is neither "
     "this server nor in server.allowed_origins (`origin_not_allowed`)",
     "415": "the body is not Content-Type: application/json (`unsupported_media_type`)",
+    "429": "over server.rate_limit mutating requests a second from this client address "
+    "(`rate_limited`, with Retry-After)",
 }
 
 DESCRIPTION = (
