@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 HUMAN_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {extra[subsystem]: <12} | {message}"
 
+#: The bound value of an access line (web/access.py), and the fields a JSON line lifts from it.
+ACCESS_KEY = "access"
+ACCESS_FIELDS = ("method", "path", "route", "status", "duration_ms", "client")
+
 # stdlib logger name prefix -> subsystem tag
 _SUBSYSTEM_OF = {"hypercorn": "http", "stamina": "retry", "numba": "physics", "websockets": "ws"}
 
@@ -50,7 +54,11 @@ def _json_sink(stream: TextIO) -> Any:
             "subsystem": record["extra"].get("subsystem", "main"),
             "message": record["message"],
         }
-        extra = {k: v for k, v in record["extra"].items() if k != "subsystem"}
+        access = record["extra"].get(ACCESS_KEY)
+        if isinstance(access, dict):
+            # an access line (web/access.py): its fields at the top level, as they are
+            doc.update((k, v) for k, v in access.items() if k in ACCESS_FIELDS)
+        extra = {k: v for k, v in record["extra"].items() if k not in ("subsystem", ACCESS_KEY)}
         if extra:
             doc["extra"] = {
                 k: v if isinstance(v, int | float | str | bool) else str(v)
