@@ -5,9 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
+
+from visionflow.notes.example import EXAMPLE_VAULT
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,6 +48,29 @@ def test_sdist_has_license_tests_settings_docs_and_benchmarks(tmp_path: Path) ->
         "benchmarks/README.md",
         "docs/protocol.md",
         "visionflow/cli.py",
+        "visionflow/notes/example/VisionFlow.md",
     ):
         assert needed in names, needed
     assert "License-Expression: MIT" in metadata
+
+
+@pytest.mark.slow
+def test_wheel_carries_the_viewer_and_the_example_vault(tmp_path: Path) -> None:
+    build = (
+        "import sys; from setuptools import build_meta; print(build_meta.build_wheel(sys.argv[1]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", build, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with zipfile.ZipFile(tmp_path / proc.stdout.strip().splitlines()[-1]) as wheel:
+        names = set(wheel.namelist())
+    example = {n for n in names if n.startswith("visionflow/notes/example/")}
+    shipped = {f"visionflow/notes/example/{p.name}" for p in EXAMPLE_VAULT.glob("*.md")}
+    assert example == shipped
+    assert "visionflow/web/static/index.html" in names

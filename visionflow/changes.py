@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Protocol
 
 from visionflow import state
@@ -62,6 +63,10 @@ class GraphChanges:
         # applied whole, not as a delta)
         self._notes_in_store = False
         self._notes_revision = -1  # the store's revision right after the notes were applied
+        # the vault whose pages the graph shows (GET /api/notes reads there), and whether it is
+        # the example that ships with the package (it makes way for the first import)
+        self.notes_root: Path | None = None
+        self.example_shown = False
 
     # -- sources ------------------------------------------------------------------------------
 
@@ -122,6 +127,35 @@ class GraphChanges:
             self._notes_in_store = True
             self._notes_revision = store.revision
         return read
+
+    def holds_imported_knowledge(self) -> bool:
+        """Blocking: whether the graph has knowledge nodes that no notes vault made (an import,
+        now or restored), which the example vault must not be shown beside."""
+        kind = NodeKind.KNOWLEDGE
+        return any(
+            key.kind is kind and not key.external_id.startswith(ID_PREFIX)
+            for key in self.store.keys().values()
+        )
+
+    def drop_notes(self) -> int:
+        """Blocking (a worker thread): remove every note (``note:`` ids) from the graph, when no
+        vault is read this run or the example vault makes way for an import; returns how many
+        nodes went. Then call :meth:`knowledge_changed` on the event loop if any did."""
+        store = self.store
+        with store.lock:
+            result = store.import_document({"nodes": [], "edges": []}, "replace", scope=ID_PREFIX)
+            self._notes_in_store = False
+        return result.removed
+
+    def drop_example(self) -> int:
+        """Blocking (a worker thread, one import at a time): after an import, the example
+        vault's notes go (a user's own graph is not shown mixed with ours); 0 when it is not
+        shown."""
+        if not self.example_shown:
+            return 0
+        self.example_shown = False
+        self.notes_root = None
+        return self.drop_notes()
 
     def _holds_unchanged(self, vault: LiveVault, delta: GraphDelta) -> bool:
         """Whether the store holds every node of the vault's graph that ``delta`` does not

@@ -32,6 +32,7 @@ from visionflow.live_settings import LiveSettings
 from visionflow.mcp.endpoint import EndpointWatcher
 from visionflow.memory import keep_out_of_gc
 from visionflow.metrics import Metrics
+from visionflow.notes.example import EXAMPLE_VAULT, NO_VAULT
 from visionflow.notes.live import LiveVault, VaultRead
 from visionflow.notes.parse import NoteError
 from visionflow.notes.watch import Batch, VaultWatcher
@@ -115,17 +116,47 @@ class Service:
     def request_stop(self) -> None:
         self.stop_requested.set()
 
-    async def _load_notes(self) -> bool:
-        """Read ``knowledge.path`` into the graph (after the restore, so the notes' saved
-        positions apply) and make the ``notes`` watcher that keeps it current; False if a stop
-        came first. A vault that cannot be read is a failed ``notes`` health entry with the
-        reason, not a failed start (and nothing watches it)."""
+    async def _read_knowledge(self) -> bool:
+        """After the restore: read the vault ``knowledge.path`` names, or the example vault
+        when it is empty and the graph holds nothing imported, or none (``"none"``: the notes
+        a former vault left in the saved graph go). False if a stop came first."""
+        path = self.settings.knowledge.path
+        if path and path != NO_VAULT:
+            return await self._load_notes(Path(path), example=False)
+        changes = self.changes
+        imported: list[bool] = []
+        if not await self._unless_stopped(
+            lambda: imported.append(changes.holds_imported_knowledge()), "graph check"
+        ):
+            return False
+        if not path and not imported[0]:
+            return await self._load_notes(EXAMPLE_VAULT, example=True)
+        dropped: list[int] = []
+        if not await self._unless_stopped(lambda: dropped.append(changes.drop_notes()), "notes"):
+            return False
+        if dropped[0]:
+            log.info("no notes vault: {} note node(s) of a former vault removed", dropped[0])
+            self.changes.knowledge_changed()
+        return True
+
+    async def _load_notes(self, root: Path, *, example: bool) -> bool:
+        """Read the vault at ``root`` into the graph (after the restore, so the notes' saved
+        positions apply) and, unless it is the example (whose files do not change), make the
+        ``notes`` watcher that keeps it current; False if a stop came first. A vault that cannot
+        be read is a failed ``notes`` health entry with the reason, not a failed start (and
+        nothing watches it)."""
         knowledge = self.settings.knowledge
         health = self.ctx.registry.register("notes")
-        health.detail["path"] = knowledge.path
+        health.detail["path"] = str(root)
+        if example:
+            health.detail["example"] = True
+            log.info(
+                "no knowledge.path and no imported graph: showing the example vault "
+                '(knowledge.path = "none" turns it off; an import replaces it)'
+            )
         self.ctx.registry.starting = "reading the notes vault"
         vault = LiveVault(
-            Path(knowledge.path),
+            root,
             max_file_bytes=knowledge.max_note_bytes,
             max_notes=knowledge.max_notes,
         )
@@ -145,30 +176,33 @@ class Service:
         if not isinstance(read, VaultRead):
             health.state = "failed"
             health.last_error = str(read)
-            log.error("notes vault {} not loaded: {}", knowledge.path, read)
+            log.error("notes vault {} not loaded: {}", root, read)
             return True
         health.state = "running"
         _report_notes(health, read)
         if read.problem_count or not read.complete:
             log.warning(
                 "notes vault {}: {} file(s) skipped{} (first: {}); see /api/health",
-                knowledge.path,
+                root,
                 read.problem_count,
                 "" if read.complete else ", and the walk stopped at a limit",
                 "; ".join(f"{p.path}: {p.reason}" for p in read.problems[:3]) or "none",
             )
         log.info(
             "notes vault {}: {} notes, {} nodes and {} edges in the graph, read in {:.1f} s",
-            knowledge.path,
+            root,
             read.notes,
             read.nodes,
             read.edges,
             read.seconds,
         )
+        self.changes.notes_root = root
+        self.changes.example_shown = example
         self.changes.knowledge_changed()
-        self._notes_watcher = VaultWatcher(
-            vault, health, partial(self._apply_notes_batch, vault, health)
-        )
+        if not example:
+            self._notes_watcher = VaultWatcher(
+                vault, health, partial(self._apply_notes_batch, vault, health)
+            )
         return True
 
     async def _apply_notes_batch(
@@ -251,8 +285,8 @@ class Service:
             log.info("listening at {}; restoring the saved state", self.http.url)
             restore = partial(self.changes.restore, settings.state.dir, endpoints)
             restored = await self._unless_stopped(restore, "state restore")
-            if restored and settings.knowledge.path:
-                restored = await self._load_notes()
+            if restored:
+                restored = await self._read_knowledge()
             if restored:
                 ctx.registry.starting = None
                 keep_out_of_gc()  # the restored graph lives on: no full collection walks it

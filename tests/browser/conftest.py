@@ -129,6 +129,8 @@ class Stack:
             "shutdown_grace = 2.0\n"
             "[state]\n"
             f'dir = "{self.root / "state"}"\n'
+            "[knowledge]\n"
+            'path = "none"\n'  # the graph is the one imported below, not the example vault
             "[[mcp.endpoints]]\n"
             'name = "sim"\n'
             'host = "127.0.0.1"\n'

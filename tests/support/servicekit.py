@@ -18,7 +18,12 @@ JSON = {"Content-Type": "application/json"}
 
 @asynccontextmanager
 async def running(raw: dict[str, Any]) -> AsyncIterator[tuple[Service, httpx.AsyncClient]]:
-    raw = {**raw, "server": {"port": 0, "shutdown_grace": 2.0, **raw.get("server", {})}}
+    # No example vault unless a test asks (knowledge.path = ""): tests count what they put in.
+    raw = {
+        **raw,
+        "server": {"port": 0, "shutdown_grace": 2.0, **raw.get("server", {})},
+        "knowledge": {"path": "none", **raw.get("knowledge", {})},
+    }
     svc = Service(s.validate(raw))
     async with anyio.create_task_group() as tg:
         with anyio.fail_after(15):

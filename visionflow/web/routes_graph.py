@@ -475,6 +475,9 @@ async def graph_import(request: Request) -> Response:
         return error_response(status, exc.code, exc.message, exc.path or None)
     if result["added"] + result["updated"] >= FREEZE_AFTER_NODES:
         keep_out_of_gc()  # the graph it made lives on: no full collection walks it again
+    if ctx.changes.example_shown:  # the user's own graph is not shown mixed with the example
+        result["removed"] += await anyio.to_thread.run_sync(ctx.changes.drop_example)
+        ctx.registry.remove("notes")
     ctx.changes.knowledge_changed(replaced=mode == "replace")
     try:
         await anyio.to_thread.run_sync(save_graph, ctx.store, ctx.live.current.state.dir)

@@ -53,7 +53,7 @@ async def note_text(request: Request) -> Response:
         )
     try:
         text = await anyio.to_thread.run_sync(
-            read_note_text, Path(knowledge.path), quote(path, safe="/"), knowledge.max_note_bytes
+            read_note_text, root, quote(path, safe="/"), knowledge.max_note_bytes
         )
     except NoteError as exc:
         return error_response(404, "note_unreadable", str(exc), "id")
