@@ -9,7 +9,6 @@ points elsewhere gets the same refusal.
 
 from __future__ import annotations
 
-from pathlib import Path
 from urllib.parse import quote
 
 import anyio
@@ -37,8 +36,9 @@ async def note_text(request: Request) -> Response:
     if starting is not None:
         return starting
     knowledge = ctx.live.current.knowledge
-    if not knowledge.path:
-        return error_response(404, "no_vault", "no notes vault is configured (knowledge.path)")
+    root = ctx.changes.notes_root
+    if root is None:
+        return error_response(404, "no_vault", "no notes vault is shown (knowledge.path)")
     node_id: int = request.path_params["id"]
     node = ctx.store.node(node_id)
     if node is None:
