@@ -13,6 +13,7 @@ import math
 import os
 import tomllib
 import typing
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -125,13 +126,58 @@ class KnowledgeSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen
     max_notes: Annotated[int, Meta(ge=1, le=2_000_000)] = 100_000
 
 
+#: An HTTP header name (RFC 9110 token) and a value without CR, LF or NUL.
+HEADER_NAME = Annotated[str, Meta(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")]
+HEADER_VALUE = Annotated[str, Meta(max_length=8192, pattern=r"^[^\r\n\x00]*$")]
+#: Set by the MCP client itself on every request: a header of the user's must not clash.
+RESERVED_HEADERS = frozenset(
+    {
+        *("accept", "accept-encoding", "content-type", "content-length", "host", "connection"),
+        *("transfer-encoding", "last-event-id", "mcp-session-id", "mcp-protocol-version"),
+    }
+)
+#: The TCP line transport's defaults when only one of host/port is given.
+TCP_DEFAULT_HOST, TCP_DEFAULT_PORT = "127.0.0.1", 9500
+
+
 class McpEndpoint(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """One MCP server to watch, reached by exactly one transport (docs/mcp.md): ``url``
+    (Streamable HTTP, with ``headers``), ``command`` (stdio, with ``args``, ``env``, ``cwd``)
+    or ``host``/``port`` (newline-delimited JSON-RPC over TCP, e.g. a socat bridge)."""
+
     name: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
-    host: Annotated[str, Meta(min_length=1, max_length=255)] = "127.0.0.1"
-    port: Port = 9500
-    command: list[str] = []
+    url: Annotated[str, Meta(max_length=2048, pattern=r"^(https?://[^\s/?#]+[^\s]*)?$")] = ""
+    headers: dict[HEADER_NAME, HEADER_VALUE] = {}
+    # A list is the whole argv (the old form); a string is the program, as .mcp.json has it.
+    command: str | list[str] = []
+    args: list[str] = []
+    env: dict[Annotated[str, Meta(pattern=r"^[^=\x00]+$")], str] = {}
     cwd: str = ""
+    host: Annotated[str, Meta(max_length=255)] = ""  # "" with a port: 127.0.0.1
+    port: Annotated[int, Meta(ge=0, le=65535)] = 0  # 0 with a host: 9500
     poll_interval: Annotated[float, Meta(ge=0.1, le=3600.0)] = 2.0
+
+    @property
+    def transports(self) -> list[str]:
+        """The transports this endpoint names (valid settings name exactly one)."""
+        given = [("http", bool(self.url)), ("stdio", bool(self.command))]
+        given.append(("tcp", bool(self.host or self.port)))
+        return [name for name, present in given if present]
+
+    @property
+    def transport(self) -> Literal["http", "stdio", "tcp"]:
+        kinds = self.transports
+        return "http" if "http" in kinds else "stdio" if "stdio" in kinds else "tcp"
+
+    @property
+    def argv(self) -> list[str]:
+        """The launched server's command line: ``command`` (program or argv) and ``args``."""
+        head = [self.command] if isinstance(self.command, str) else list(self.command)
+        return [part for part in head if part] + list(self.args)
+
+    @property
+    def tcp_address(self) -> tuple[str, int]:
+        return self.host or TCP_DEFAULT_HOST, self.port or TCP_DEFAULT_PORT
 
 
 class McpSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -230,6 +276,12 @@ def _rule_for(info: msgspec.inspect.Type) -> str:
     if isinstance(info, mi.ListType):
         item = _rule_for(_unwrap(info.item_type)).removeprefix("must be ")
         return f"must be a list (each item {item})"
+    if isinstance(info, mi.DictType):
+        value = _rule_for(_unwrap(info.value_type)).removeprefix("must be ")
+        return f"must be a table of keys to values (each value {value})"
+    if isinstance(info, mi.UnionType):
+        rules = [_rule_for(_unwrap(t)).removeprefix("must be ") for t in info.types]
+        return "must be " + " or ".join(rules)
     return f"must be a {type(info).__name__.removesuffix('Type').lower()}"
 
 
@@ -254,6 +306,18 @@ def _validate_value(tp: Any, value: object, path: str, issues: list[ConfigIssue]
         for i, item in enumerate(value):
             _validate_struct(tp.__args__[0], item, f"{path}[{i}]", issues)
         return
+    if getattr(tp, "__origin__", None) is dict and isinstance(value, Mapping):
+        # Item by item, and never echoing a value: these tables (headers, env) hold secrets.
+        key_tp, value_tp = tp.__args__
+        for key, item in value.items():
+            sub = f"{path}.{key}"
+            if not _converts(key, key_tp):
+                rule = _rule_for(_unwrap(msgspec.inspect.type_info(key_tp)))
+                issues.append(ConfigIssue(sub, MISSING, f"the name {rule}"))
+            elif not _converts(item, value_tp):
+                rule = _rule_for(_unwrap(msgspec.inspect.type_info(value_tp)))
+                issues.append(ConfigIssue(sub, MISSING, f"the value (not shown) {rule}"))
+        return
     if isinstance(value, float) and not math.isfinite(value):
         # msgspec lets nan through an unbounded float; no setting of ours means anything by it.
         issues.append(ConfigIssue(path, value, "must be a finite number"))
@@ -262,6 +326,14 @@ def _validate_value(tp: Any, value: object, path: str, issues: list[ConfigIssue]
         msgspec.convert(value, tp, strict=True)
     except msgspec.ValidationError:
         issues.append(ConfigIssue(path, value, _rule_for(_unwrap(msgspec.inspect.type_info(tp)))))
+
+
+def _converts(value: object, tp: Any) -> bool:
+    try:
+        msgspec.convert(value, tp, strict=True)
+    except msgspec.ValidationError:
+        return False
+    return True
 
 
 def _validate_struct(cls: type[Struct], raw: object, path: str, issues: list[ConfigIssue]) -> None:
@@ -329,6 +401,32 @@ def _cross_checks(settings: Settings) -> Iterator[ConfigIssue]:
         if ep.name in names:
             yield ConfigIssue(f"mcp.endpoints[{i}].name", ep.name, "must be unique")
         names.add(ep.name)
+        yield from _endpoint_checks(f"mcp.endpoints[{i}]", ep)
+
+
+_TRANSPORT_KEYS = {"http": "url", "stdio": "command", "tcp": "host/port"}
+_ONE_TRANSPORT = (
+    'give exactly one transport: url = "http://host:port/mcp" (Streamable HTTP), '
+    'command = "program" with args (stdio), or host/port (TCP line bridge)'
+)
+
+
+def _endpoint_checks(path: str, ep: McpEndpoint) -> Iterator[ConfigIssue]:
+    kinds = ep.transports
+    if len(kinds) != 1:
+        given = ", ".join(_TRANSPORT_KEYS[k] for k in kinds) or "none"
+        yield ConfigIssue(path, ep.name, f"{_ONE_TRANSPORT} (given: {given})")
+        return
+    if ep.headers and ep.transport != "http":
+        yield ConfigIssue(f"{path}.headers", MISSING, "applies only to an endpoint with url")
+    for key, value in (("args", ep.args), ("env", ep.env), ("cwd", ep.cwd)):
+        if value and ep.transport != "stdio":
+            yield ConfigIssue(f"{path}.{key}", MISSING, "applies only to an endpoint with command")
+    for header in ep.headers:
+        if header.lower() in RESERVED_HEADERS:
+            yield ConfigIssue(
+                f"{path}.headers", header, "is a header the MCP client sets itself: remove it"
+            )
 
 
 def validate(
@@ -597,19 +695,44 @@ def masked(doc: dict[str, Any], *, commands: bool = False) -> dict[str, Any]:
         if isinstance(table, dict) and table.get(key):
             out[section] = {**table, key: "***"}
     mcp = out.get("mcp")
-    if commands and isinstance(mcp, dict) and isinstance(mcp.get("endpoints"), list):
+    if isinstance(mcp, dict) and isinstance(mcp.get("endpoints"), list):
         out["mcp"] = {
             **mcp,
-            "endpoints": [
-                {
-                    **ep,
-                    "command": ["***"] if ep.get("command") else [],
-                    "cwd": "***" if ep.get("cwd") else "",
-                }
-                for ep in mcp["endpoints"]
-            ],
+            "endpoints": [_masked_endpoint(ep, commands) for ep in mcp["endpoints"]],
         }
     return out
+
+
+def _masked_endpoint(ep: dict[str, Any], commands: bool) -> dict[str, Any]:
+    """Header and environment values are always secrets (a bearer token, an API key), and so
+    are a URL's password and query values; ``commands`` hides the command line too."""
+    out = dict(ep)
+    for key in ("headers", "env"):
+        if isinstance(ep.get(key), dict):
+            out[key] = dict.fromkeys(ep[key], "***")
+    if isinstance(ep.get("url"), str):
+        out["url"] = redact_url(ep["url"])
+    if commands:
+        out["command"] = ["***"] if ep.get("command") else []
+        out["args"] = ["***"] if ep.get("args") else []
+        out["cwd"] = "***" if ep.get("cwd") else ""
+    return out
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password and each query value replaced by ``***`` (for logs and
+    status: a token in a URL is as secret as one in a header)."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{hostport}" if ":" in userinfo else f"{user}@{hostport}"
+    query = "&".join(
+        f"{name}=***" if sep else name
+        for name, sep, _ in (item.partition("=") for item in parts.query.split("&") if item)
+    )
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def to_toml(settings: Settings, *, mask: bool = True) -> str:
@@ -632,6 +755,9 @@ def _toml_value(value: object) -> str:
         return msgspec.json.encode(value).decode()
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):  # an inline table (an endpoint's headers, env)
+        items = (f"{_toml_value(str(k))} = {_toml_value(v)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
     raise TypeError(f"cannot render {value!r} as TOML")
 
 

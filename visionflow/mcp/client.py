@@ -55,6 +55,7 @@ from .rpc import (
     StrayError,
     UnknownResponse,
 )
+from .versions import LATEST, negotiated
 
 __all__ = ["PROTOCOL_VERSION", "McpClient", "connect_mcp", "open_session"]
 
@@ -170,6 +171,9 @@ class McpClient:
                 error = RpcTransportError(f"{self.endpoint}: write failed: {exc!r}")
                 self._abort(error)
                 raise error from exc
+            except RpcTransportError as exc:  # the HTTP shell says why itself
+                self._abort(exc)
+                raise _fresh(exc) from None
             except anyio.get_cancelled_exc_class():
                 # A half-written line would corrupt every later message: drop the link.
                 self._abort(RpcTransportError(f"{self.endpoint}: write interrupted"))
@@ -246,7 +250,7 @@ class McpClient:
         result = await self.call(
             "initialize",
             {
-                "protocolVersion": PROTOCOL_VERSION,
+                "protocolVersion": LATEST,
                 "capabilities": {},
                 "clientInfo": {"name": client_name, "version": __version__},
             },
@@ -256,7 +260,9 @@ class McpClient:
         info = result.get("serverInfo")
         self.server_info = info if isinstance(info, dict) else {}
         version = result.get("protocolVersion")
+        # Recorded before it is judged: the status shows what an incompatible server wanted.
         self.protocol_version = version if isinstance(version, str) else None
+        negotiated(self.endpoint, version)
         await self.notify("notifications/initialized")
         self.catalog = ToolCatalog.from_tools_list(await self.call("tools/list"))
 

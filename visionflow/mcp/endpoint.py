@@ -29,12 +29,13 @@ from visionflow import logs
 from visionflow.errors import GraphError, RemoteProtocolError, RpcError, RpcRemoteError
 from visionflow.metrics import Metrics
 from visionflow.settings import McpEndpoint as EndpointSettings
-from visionflow.settings import McpSettings
+from visionflow.settings import McpSettings, redact_url
 from visionflow.supervisor import SubsystemHealth
 
 from .breaker import CircuitBreaker
 from .claudeflow import Agent, SwarmStatus
 from .client import McpClient, connect_mcp
+from .http import connect_http_mcp
 from .rpc import Notification
 from .stdio import launch_mcp
 
@@ -63,6 +64,7 @@ class EndpointStatus:
 
     name: str
     target: str
+    transport: str = "tcp"  # http, stdio or tcp
     connected: bool = False
     breaker: str = "closed"
     server_name: str | None = None
@@ -79,6 +81,7 @@ class EndpointStatus:
         return {
             "name": self.name,
             "target": self.target,
+            "transport": self.transport,
             "connected": self.connected,
             "breaker": self.breaker,
             "server": {
@@ -121,10 +124,7 @@ class EndpointWatcher:
         self.metrics = metrics
         self.on_agents = on_agents
         self.breaker = CircuitBreaker(mcp.breaker_threshold, mcp.breaker_cooldown)
-        target = (
-            " ".join(endpoint.command) if endpoint.command else f"{endpoint.host}:{endpoint.port}"
-        )
-        self.status = EndpointStatus(endpoint.name, target)
+        self.status = EndpointStatus(endpoint.name, _target(endpoint), endpoint.transport)
         self.client: McpClient | None = None
         self.agents: list[Agent] = []
         self._live = False
@@ -215,18 +215,32 @@ class EndpointWatcher:
 
     def _open(self) -> AbstractAsyncContextManager[McpClient]:
         mcp = self.mcp
-        if self.settings.command:
+        if self.settings.transport == "http":
+            return connect_http_mcp(
+                self.settings.url,
+                name=self.settings.name,
+                headers=dict(self.settings.headers),
+                connect_timeout=mcp.connect_timeout,
+                call_timeout=mcp.call_timeout,
+                max_message_bytes=mcp.max_line_bytes,
+                backoff_initial=mcp.backoff_initial,
+                backoff_max=mcp.backoff_max,
+                on_notification=self._on_notification,
+            )
+        if self.settings.transport == "stdio":
             return launch_mcp(
-                list(self.settings.command),
+                self.settings.argv,
                 name=self.settings.name,
                 call_timeout=mcp.call_timeout,
                 max_line_bytes=mcp.max_line_bytes,
                 on_notification=self._on_notification,
                 cwd=self.cwd,
+                env=dict(self.settings.env),
             )
+        host, port = self.settings.tcp_address
         return connect_mcp(
-            self.settings.host,
-            self.settings.port,
+            host,
+            port,
             connect_timeout=mcp.connect_timeout,
             call_timeout=mcp.call_timeout,
             max_line_bytes=mcp.max_line_bytes,
@@ -376,6 +390,16 @@ class EndpointWatcher:
         finally:
             self.client = None
             self.metrics.mcp_connected.labels(**self._metric_labels).set(0)
+
+
+def _target(endpoint: EndpointSettings) -> str:
+    """What the status shows as the endpoint's address (a URL's secrets redacted)."""
+    if endpoint.transport == "http":
+        return redact_url(endpoint.url)
+    if endpoint.transport == "stdio":
+        return " ".join(endpoint.argv)
+    host, port = endpoint.tcp_address
+    return f"{host}:{port}"
 
 
 def _str_or_none(value: object) -> str | None:

@@ -13,7 +13,7 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -78,8 +78,13 @@ async def launch_mcp(
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     on_notification: NotificationHandler | None = None,
     cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[McpClient]:
-    """Start ``command``, handshake over its pipes and yield a ready client."""
+    """Start ``command``, handshake over its pipes and yield a ready client.
+
+    ``env`` is added to our environment (as MCP clients' ``env`` is), not a replacement: the
+    server still finds ``PATH``, ``HOME`` and the like.
+    """
     if not command:
         raise RpcTransportError(f"{name}: empty command")
     try:
@@ -89,6 +94,7 @@ async def launch_mcp(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=cwd,
+            env={**os.environ, **env} if env else None,
             start_new_session=True,  # its own process group, stopped as a whole
         )
     except OSError as exc:

@@ -20,7 +20,7 @@ from visionflow.supervisor import HealthRegistry
 
 
 def make_watcher(**mcp: Any) -> tuple[EndpointWatcher, HealthRegistry, list[float]]:
-    settings = s.validate({"mcp": {**mcp, "endpoints": [{"name": "down"}]}})
+    settings = s.validate({"mcp": {**mcp, "endpoints": [{"name": "down", "port": 9500}]}})
     registry = HealthRegistry("t")
     watcher = EndpointWatcher(
         settings.mcp.endpoints[0],
@@ -86,7 +86,9 @@ async def test_breaker_opens_after_threshold_and_probes_once_per_cooldown() -> N
 async def test_an_endpoint_shows_at_most_max_agents_per_endpoint() -> None:
     # A server listing 60k agents that change every poll once held the loop for seconds and
     # sent every viewer the whole list on each change: the cap bounds what one endpoint shows.
-    settings = s.validate({"mcp": {"max_agents_per_endpoint": 3, "endpoints": [{"name": "big"}]}})
+    settings = s.validate(
+        {"mcp": {"max_agents_per_endpoint": 3, "endpoints": [{"name": "big", "port": 9500}]}}
+    )
     registry = HealthRegistry("t")
     reported: list[list[str]] = []
     watcher = EndpointWatcher(
@@ -109,7 +111,7 @@ async def test_an_endpoint_shows_at_most_max_agents_per_endpoint() -> None:
 
 @pytest.mark.anyio
 async def test_a_busy_graph_defers_the_agents_to_the_next_poll_quietly() -> None:
-    settings = s.validate({"mcp": {"endpoints": [{"name": "ep"}]}})
+    settings = s.validate({"mcp": {"endpoints": [{"name": "ep", "port": 9500}]}})
     registry = HealthRegistry("t")
     busy = [True]
     applied: list[list[str]] = []
