@@ -7,7 +7,8 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Match, Route
+from starlette.routing import BaseRoute, Match, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 _CODES = {
     400: "bad_request",
@@ -51,7 +52,19 @@ def _allowed(request: Request) -> list[str]:
     first route on the path only, and a path can have several (``/api/settings``: GET in one
     route, PATCH and POST in another)."""
     methods: set[str] = set()
+    # inside a Mount the scope's root_path is the mount's: match from the app's own root
+    scope = {**request.scope, "root_path": request.scope.get("app_root_path", "")}
     for route in request.app.router.routes:
-        if isinstance(route, Route) and route.matches(request.scope)[0] is not Match.NONE:
-            methods |= route.methods or set()
+        if route.matches(scope)[0] is not Match.NONE:
+            methods |= methods_of(route)
     return sorted(methods)
+
+
+def methods_of(route: BaseRoute) -> set[str]:
+    """The methods a route takes: a Route's own, GET and HEAD for a mount of files (StaticFiles
+    refuses the rest), none for a WebSocket route."""
+    if isinstance(route, Route):
+        return set(route.methods or ())
+    if isinstance(route, Mount) and isinstance(route.app, StaticFiles):
+        return {"GET", "HEAD"}
+    return set()

@@ -23,7 +23,7 @@ from visionflow.live_settings import LiveSettings
 from visionflow.web import uploads
 from visionflow.web.auth import presented_token, token_ok
 from visionflow.web.context import ServiceContext
-from visionflow.web.errors import error_response
+from visionflow.web.errors import error_response, methods_of
 from visionflow.web.security import http_refusal
 from visionflow.web.uploads import UploadSlots
 
@@ -73,7 +73,11 @@ def _route_takes(scope: Scope) -> bool:
     routes = getattr(getattr(app, "router", None), "routes", None)
     if routes is None:
         return True  # not under a Starlette app: keep the rule
-    return any(route.matches(scope)[0] is Match.FULL for route in routes)
+    method = scope["method"]
+    # a Mount matches whatever the method: the methods its files take are asked separately
+    return any(
+        route.matches(scope)[0] is Match.FULL and method in methods_of(route) for route in routes
+    )
 
 
 def authorized(ctx: ServiceContext, request: Request) -> bool:
