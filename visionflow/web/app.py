@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from visionflow.metrics import CONTENT_TYPE
 from visionflow.web import openapi, routes_settings
@@ -22,6 +22,7 @@ from visionflow.web.context import context_of as _ctx
 from visionflow.web.endings import RequestEndings
 from visionflow.web.errors import http_exception_handler
 from visionflow.web.guards import RequestGuard
+from visionflow.web.openapi import STRING, TEXT, Answer, ApiRoute, obj
 from visionflow.web.ratelimit import RateLimit
 from visionflow.web.uploads import UploadSlots
 
@@ -58,12 +59,48 @@ async def metrics(request: Request) -> Response:
     return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
 
 
+_READY = obj(["ready", "reasons"], ready={"type": "boolean"}, reasons={"type": "array"})
+_HEALTH = obj(
+    ["status", "uptime_s", "version", "subsystems"],
+    status={"enum": ["ok", "degraded", "failing"]},
+    uptime_s={"type": "number"},
+    version=STRING,
+    subsystems={
+        "type": "object",
+        "additionalProperties": obj(
+            ["state", "restarts", "last_error", "detail"],
+            state={"enum": ["starting", "running", "backoff", "failed", "stopped"]},
+            restarts={"type": "integer"},
+            last_error={"type": ["string", "null"]},
+            detail={"type": "object"},
+        ),
+    },
+)
+
+
 def base_routes() -> list[BaseRoute]:
     return [
-        Route("/healthz", healthz, methods=["GET", "HEAD"]),
-        Route("/readyz", readyz, methods=["GET", "HEAD"]),
-        Route("/api/health", api_health, methods=["GET", "HEAD"]),
-        Route("/metrics", metrics, methods=["GET", "HEAD"]),
+        ApiRoute(
+            "/healthz",
+            healthz,
+            methods=["GET", "HEAD"],
+            response=obj(["status"], status={"const": "alive"}),
+        ),
+        ApiRoute(
+            "/readyz",
+            readyz,
+            methods=["GET", "HEAD"],
+            response=_READY,
+            statuses={"503": Answer("not ready: the reasons", {"application/json": _READY})},
+        ),
+        ApiRoute(
+            "/api/health",
+            api_health,
+            methods=["GET", "HEAD"],
+            response=_HEALTH,
+            statuses={"503": Answer("failing", {"application/json": _HEALTH})},
+        ),
+        ApiRoute("/metrics", metrics, methods=["GET", "HEAD"], media={"text/plain": TEXT}),
     ]
 
 

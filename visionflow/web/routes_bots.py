@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
+import anyio
 import msgspec
 from msgspec import Meta
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from visionflow.errors import RemoteProtocolError, RpcError, RpcRemoteError
 from visionflow.mcp.client import McpClient
@@ -21,7 +22,7 @@ from visionflow.mcp.endpoint import EndpointWatcher
 from visionflow.web.context import ServiceContext, context_of
 from visionflow.web.errors import error_response
 from visionflow.web.guards import authorized, read_json_body, require_started, require_token
-from visionflow.web.openapi import ApiRoute
+from visionflow.web.openapi import STRING, ApiRoute, obj
 
 Name = Annotated[str, Meta(min_length=1, max_length=128)]
 
@@ -105,7 +106,8 @@ async def _body(request: Request, ctx: ServiceContext, kind: type[Any]) -> Any:
 async def bots_data(request: Request) -> Response:
     """Agent nodes, swarm hub nodes and the edges among them, with what each server reported."""
     ctx = context_of(request)
-    return JSONResponse(ctx.agents.data_json())
+    # in a worker thread: it reads under the graph's lock, which an import holds for seconds
+    return JSONResponse(await anyio.to_thread.run_sync(ctx.agents.data_json))
 
 
 async def bots_status(request: Request) -> Response:
@@ -195,15 +197,68 @@ MUTATION_STATUSES = {
 }
 
 
+_INT_OR_NULL = {"type": ["integer", "null"]}
+_TEXT_OR_NULL = {"type": ["string", "null"]}
+AGENT = obj(
+    ["id", "endpoint", "agent_id", "name", "type", "kind", "status", "live"],
+    id=_INT_OR_NULL,
+    endpoint=STRING,
+    agent_id=STRING,
+    name=_TEXT_OR_NULL,
+    type=_TEXT_OR_NULL,
+    kind=STRING,
+    status=_TEXT_OR_NULL,
+    metadata={"type": "object"},
+    live={"type": "boolean"},
+)
+DATA = obj(
+    ["agents", "hubs", "edges", "revisions"],
+    agents={"type": "array", "items": AGENT},
+    revisions={
+        "type": "object",
+        "additionalProperties": {"type": "integer", "minimum": 1},
+        "description": "each endpoint's agents revision: the agents_changed messages after it "
+        "apply to this list",
+    },
+    hubs={
+        "type": "array",
+        "items": obj(["id", "endpoint", "kind", "hub_id"], id={"type": "integer"}),
+    },
+    edges={
+        "type": "array",
+        "items": obj(["source", "target", "weight"], weight={"type": "number"}),
+    },
+)
+STATUS = obj(
+    ["endpoints"],
+    endpoints={
+        "type": "array",
+        "items": obj(
+            ["name", "target", "connected", "breaker", "server", "tools", "last_error"],
+            name=STRING,
+            target=STRING,
+            connected={"type": "boolean"},
+            breaker=STRING,
+            server={"type": "object"},
+            tools={"type": "array", "items": STRING},
+            last_error=_TEXT_OR_NULL,
+        ),
+    },
+)
+#: What a mutation answers: the endpoint it went to and what the server said.
+DONE = obj(["endpoint"], endpoint=STRING)
+
+
 def routes() -> list[BaseRoute]:
     return [
-        Route("/api/bots/data", bots_data, methods=["GET"]),
-        Route("/api/bots/status", bots_status, methods=["GET"]),
+        ApiRoute("/api/bots/data", bots_data, methods=["GET"], response=DATA),
+        ApiRoute("/api/bots/status", bots_status, methods=["GET"], response=STATUS),
         ApiRoute(
             "/api/bots/initialize-swarm",
             initialize_swarm,
             methods=["POST"],
             body=InitializeSwarm,
+            response=DONE,
             statuses=MUTATION_STATUSES,
         ),
         ApiRoute(
@@ -211,6 +266,7 @@ def routes() -> list[BaseRoute]:
             spawn_agent,
             methods=["POST"],
             body=SpawnAgent,
+            response=DONE,
             statuses=MUTATION_STATUSES,
         ),
         ApiRoute(
@@ -218,6 +274,7 @@ def routes() -> list[BaseRoute]:
             submit_task,
             methods=["POST"],
             body=SubmitTask,
+            response=DONE,
             statuses=MUTATION_STATUSES,
         ),
     ]

@@ -33,7 +33,7 @@ from visionflow.state import save_graph
 from visionflow.web.context import context_of
 from visionflow.web.errors import error_response
 from visionflow.web.guards import read_body, require_started, require_token
-from visionflow.web.openapi import ApiRoute, schema_ref
+from visionflow.web.openapi import ApiRoute, obj, schema_ref
 
 log = logger.bind(subsystem="graph")
 
@@ -532,7 +532,9 @@ def _param(name: str, schema: dict[str, Any], text: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
 
 
-_OFFSET = _param("offset", {"type": "integer", "minimum": 0, "default": 0}, "the first node")
+_OFFSET = _param(
+    "offset", {"type": "integer", "minimum": 0, "maximum": 1 << 31, "default": 0}, "the first node"
+)
 _LIMIT = _param(
     "limit",
     {"type": "integer", "minimum": 0, "maximum": MAX_PAGE, "default": DEFAULT_PAGE},
@@ -597,6 +599,21 @@ IMPORT_BODIES: dict[str, dict[str, Any]] = {
 }
 
 
+#: What a route that reads the graph answers while the saved graph is being restored.
+STARTING = {"503": "the saved graph is still being restored (`starting`, with Retry-After)"}
+_COUNT = {"type": "integer", "minimum": 0}
+IMPORTED = obj(
+    ["added", "updated", "removed", "edges", "revision", "format", "saved"],
+    added=_COUNT,
+    updated=_COUNT,
+    removed=_COUNT,
+    edges=_COUNT,
+    revision={"type": "integer"},
+    format={"enum": list(formats.FORMATS)},
+    saved={"type": "boolean", "description": "false: applied, but not saved under state.dir"},
+)
+
+
 def routes() -> list[BaseRoute]:
     return [
         ApiRoute(
@@ -604,10 +621,12 @@ def routes() -> list[BaseRoute]:
             graph_data,
             methods=["GET"],
             parameters=DATA_PARAMETERS,
+            response=Page,
             statuses={
                 "400": "a bad parameter (`invalid_parameter`, path names it): offset or limit "
                 f"not an integer in range, an unknown kind, a q, type or status over "
-                f"{MAX_QUERY_CHARS} characters"
+                f"{MAX_QUERY_CHARS} characters",
+                **STARTING,
             },
         ),
         ApiRoute(
@@ -615,10 +634,12 @@ def routes() -> list[BaseRoute]:
             graph_neighbours,
             methods=["GET"],
             parameters=NEIGHBOUR_PARAMETERS,
+            response=Neighbourhood,
             statuses={
                 "400": "id not an integer, depth not 1 or 2, limit not 1-100000 "
                 "(`invalid_parameter`, path names it)",
                 "404": "no node with that id (`unknown_node`)",
+                **STARTING,
             },
         ),
         ApiRoute(
@@ -636,7 +657,9 @@ def routes() -> list[BaseRoute]:
                     "the body's format; by default from the Content-Type and the body",
                 ),
             ],
+            response=IMPORTED,
             statuses={
+                **STARTING,
                 "400": "invalid document, or one no reader recognises: nothing applied (path "
                 "names the item, or the line of an XML or CSV body); an XML body with a DOCTYPE "
                 "(`unsafe_xml`)",
@@ -653,6 +676,10 @@ def routes() -> list[BaseRoute]:
             parameters=[
                 _query("format", tuple(formats.EXPORTS), "json", "json, graphml or gexf (1.2)")
             ],
-            statuses={"400": "unknown format (`invalid_parameter`)"},
+            media={
+                media: document.GraphDocument if fmt == "json" else _text(f"{fmt} XML")
+                for fmt, (media, _) in formats.EXPORTS.items()
+            },
+            statuses={"400": "unknown format (`invalid_parameter`)", **STARTING},
         ),
     ]

@@ -23,7 +23,7 @@ from visionflow.notes.vault import read_note_text
 from visionflow.web.context import context_of
 from visionflow.web.errors import error_response
 from visionflow.web.guards import require_started
-from visionflow.web.openapi import ApiRoute
+from visionflow.web.openapi import STRING, ApiRoute, obj
 
 
 async def note_text(request: Request) -> Response:
@@ -78,6 +78,20 @@ def routes() -> list[BaseRoute]:
             "/api/notes/{id:int}",
             note_text,
             methods=["GET"],
-            statuses={"404": "not a page of the vault, or no vault, or the file may not be read"},
+            response=obj(
+                ["id", "flagged_id", "key", "label", "path", "aliases", "tags", "text"],
+                id={"type": "integer"},
+                flagged_id={"type": "integer"},
+                key=STRING,
+                label=STRING,
+                path=STRING,
+                aliases={"type": "array"},
+                tags={"type": "array"},
+                text=STRING,
+            ),
+            statuses={
+                "404": "not a page of the vault, or no vault, or the file may not be read",
+                "503": "the saved graph is still being restored (`starting`, with Retry-After)",
+            },
         )
     ]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from visionflow.errors import ConfigError
 from visionflow.web.context import context_of
 from visionflow.web.errors import error_response
 from visionflow.web.guards import authorized, read_json_body, require_token
-from visionflow.web.openapi import ApiRoute
+from visionflow.web.openapi import STRING, ApiRoute, obj
 
 
 async def get_settings(request: Request) -> Response:
@@ -56,13 +56,23 @@ async def patch_settings(request: Request) -> Response:
     return JSONResponse(ctx.live.as_json())
 
 
+SETTINGS = obj(
+    ["settings", "overrides", "revision", "runtime_keys"],
+    settings={"type": "object", "description": "every setting in effect"},
+    overrides={"type": "object", "description": "what PATCH changed, kept under state.dir"},
+    revision={"type": "integer"},
+    runtime_keys={"type": "array", "items": STRING},
+)
+
+
 def routes() -> list[BaseRoute]:
     return [
-        Route("/api/settings", get_settings, methods=["GET"]),
+        ApiRoute("/api/settings", get_settings, methods=["GET"], response=SETTINGS),
         ApiRoute(
             "/api/settings",
             patch_settings,
             methods=["PATCH", "POST"],
+            response=SETTINGS,
             body={
                 "type": "object",
                 "description": "a partial settings document; only runtime keys may change",

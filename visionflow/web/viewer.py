@@ -12,9 +12,11 @@ from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
+
+from visionflow.web.openapi import TEXT, ApiRoute
 
 STATIC = Path(str(files("visionflow.web") / "static"))
 
@@ -56,6 +58,6 @@ class _Static(StaticFiles):
 
 def routes() -> list[BaseRoute]:
     return [
-        Route("/", index, methods=["GET", "HEAD"]),
+        ApiRoute("/", index, methods=["GET", "HEAD"], media={"text/html": TEXT}),
         Mount("/static", app=_Static(directory=STATIC), name="static"),
     ]
