@@ -115,6 +115,25 @@ def require_started(ctx: ServiceContext) -> Response | None:
     )
 
 
+# What a client refused by a full import queue is told to wait (an import takes seconds or more).
+IMPORTS_RETRY_AFTER_S = 5
+
+
+def imports_busy(max_waiting: int, *, close: bool = False) -> Response:
+    """503 for an import refused because one runs and ``max_waiting`` more wait their turn;
+    ``close`` when its body is left unread (the connection cannot carry another request)."""
+    headers = {"Retry-After": str(IMPORTS_RETRY_AFTER_S)}
+    if close:
+        headers["Connection"] = "close"
+    return error_response(
+        503,
+        "busy",
+        f"an import is running and {max_waiting} more are waiting their turn "
+        "(server.max_queued_imports); try again",
+        headers=headers,
+    )
+
+
 async def read_body(request: Request, limit: int) -> bytes | Response:
     """The raw body, or the refusal: 413 once it passes ``limit`` bytes (declared or read),
     408 when it arrives too slowly, 503 when too many bodies are being read (web/uploads.py)."""

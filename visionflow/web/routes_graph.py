@@ -32,7 +32,7 @@ from visionflow.protocol.wire import FLAG_MASK, ID_MASK
 from visionflow.state import save_graph
 from visionflow.web.context import context_of
 from visionflow.web.errors import error_response
-from visionflow.web.guards import read_body, require_started, require_token
+from visionflow.web.guards import imports_busy, read_body, require_started, require_token
 from visionflow.web.openapi import ApiRoute, obj, schema_ref
 
 log = logger.bind(subsystem="graph")
@@ -459,14 +459,19 @@ async def graph_import(request: Request) -> Response:
             f"format must be one of {', '.join(formats.FORMATS)}",
             "format",
         )
+    max_waiting = ctx.live.current.server.max_queued_imports
+    if ctx.imports.full(max_waiting):  # refused before its body is received
+        return imports_busy(max_waiting, close=True)
     body = await read_body(request, ctx.live.current.server.max_request_bytes)
     if isinstance(body, Response):
         return body
     content_type = request.headers.get("content-type")
     try:
         # reading and validating a large document is CPU work: off the event loop, and one
-        # import at a time (a parse takes ~10x its body in memory)
-        async with ctx.imports:
+        # import at a time, a bounded number waiting (a parse takes ~10x its body in memory)
+        async with ctx.imports.turn(max_waiting) as admitted:
+            if not admitted:
+                return imports_busy(max_waiting)
             result = await anyio.to_thread.run_sync(
                 _import, ctx.store, body, mode, fmt, content_type
             )

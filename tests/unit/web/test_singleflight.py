@@ -116,7 +116,8 @@ async def test_one_at_a_time_lets_one_in_and_the_next_after() -> None:
 
     async def work() -> None:
         nonlocal inside, most
-        async with gate:
+        async with gate.turn(max_waiting=10) as admitted:
+            assert admitted
             inside += 1
             most = max(most, inside)
             await anyio.sleep(0.01)
@@ -125,4 +126,38 @@ async def test_one_at_a_time_lets_one_in_and_the_next_after() -> None:
     async with anyio.create_task_group() as tg:
         for _ in range(5):
             tg.start_soon(work)
-    assert most == 1 and inside == 0
+    assert most == 1 and inside == 0 and gate.admitted == 0
+
+
+async def test_one_at_a_time_refuses_past_the_waiting_bound_and_keeps_arrival_order() -> None:
+    gate = OneAtATime()
+    release = anyio.Event()
+    order: list[int] = []
+    answers: dict[int, bool] = {}
+
+    async def work(i: int) -> None:
+        async with gate.turn(max_waiting=2) as admitted:
+            answers[i] = admitted
+            if admitted:
+                order.append(i)
+                if i == 0:
+                    await release.wait()
+
+    async with anyio.create_task_group() as tg:
+        for i in range(5):  # 0 runs, 1 and 2 wait, 3 and 4 are refused at once
+            tg.start_soon(work, i)
+            await anyio.sleep(0.01)
+        assert gate.full(2) and not gate.full(3)
+        assert answers == {0: True, 3: False, 4: False}
+        release.set()
+    assert order == [0, 1, 2] and answers[1] and answers[2]
+    assert gate.admitted == 0 and not gate.full(0)  # an idle gate takes one even with no queue
+
+
+async def test_no_queue_means_one_at_a_time_and_the_rest_refused() -> None:
+    gate = OneAtATime()
+    async with gate.turn(max_waiting=0) as first:
+        assert first and gate.full(0)
+        async with gate.turn(max_waiting=0) as second:
+            assert not second
+    assert not gate.full(0)
