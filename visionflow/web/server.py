@@ -24,6 +24,7 @@ from visionflow.errors import StartupError
 from visionflow.settings import Settings
 from visionflow.web import hyperws
 from visionflow.web.acceptlog import AcceptErrors, TrioAcceptFilter, is_asyncio_accept_error
+from visionflow.web.tls import check_tls_files
 
 log = logger.bind(subsystem="http")
 
@@ -158,6 +159,18 @@ class HttpServer:
         config.accesslog = None
         config.websocket_max_message_size = self._settings.websocket.max_inbound_bytes
         config.h2_max_inbound_frame_size = 1 << 16
+        server = self._settings.server
+        # Slowloris: hypercorn's idle timer runs from the connection's start (and from the end
+        # of each response) until a request's headers are complete; a client dripping its
+        # headers is cut off when it runs out. Bodies have their own pace rule (web/uploads.py).
+        config.keep_alive_timeout = server.header_timeout
+        config.ssl_handshake_timeout = server.header_timeout
+        # The request line and headers may not pass this (431, and the connection closes).
+        config.h11_max_incomplete_size = server.max_header_bytes
+        config.h2_max_header_list_size = server.max_header_bytes
+        if server.certfile:
+            config.certfile = server.certfile
+            config.keyfile = server.keyfile
         # per server, read by hyperws.OversizeAwareStream (hypercorn has no setting for it)
         config.websocket_compression = self._settings.websocket.compression
         config.websocket_send_timeout = self._settings.websocket.send_timeout
@@ -167,16 +180,21 @@ class HttpServer:
         self, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         server = self._settings.server
+        tls = bool(server.certfile)
+        if tls:  # a bad file fails start-up with one line naming it, before the port opens
+            check_tls_files(server.certfile, server.keyfile)
         sock = bind_socket(server.host, server.port)
         self.port = int(sock.getsockname()[1])
         host = server.host if ":" not in server.host else f"[{server.host}]"
-        self.url = f"http://{host}:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://{host}:{self.port}"
         config = self._config()
         # hypercorn's WebSocket stream class, swapped for ours: process-wide, so done here, where
         # hypercorn is started, rather than by an app; idempotent (see web/hyperws.py)
         hyperws.install()
         app = wrap_app(_PlainLifespan(self._app), config.wsgi_max_body_size, "asgi")
-        sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
+        # hypercorn wraps a secure socket in TLS with the files of config.certfile/keyfile
+        secure, insecure = ([sock], []) if tls else ([], [sock])
+        sockets = Sockets(secure_sockets=secure, insecure_sockets=insecure, quic_sockets=[])
         log.info("listening on {}", self.url)
         # The socket is already listening, so connections queue from this point on.
         task_status.started(self.port)
