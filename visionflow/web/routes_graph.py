@@ -490,6 +490,7 @@ async def graph_import(request: Request) -> Response:
     except OSError as exc:
         # Applied but not durable: say so rather than fail a request that did its work.
         log.warning("imported graph not saved: {}", exc)
+        ctx.metrics.graph_save_failures.inc()
         result["saved"] = False
     return JSONResponse(result)
 
