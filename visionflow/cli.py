@@ -1,4 +1,4 @@
-"""Command line: ``visionflow serve | check-config | mcp-sim``.
+"""Command line: ``visionflow serve | check-config | mcp-sim | state backup|restore``.
 
 Exit codes: 0 clean stop or valid settings, 1 start-up failure (port busy, ...),
 2 invalid settings or usage, 141 when the reader of stdout went away (``| head``).
@@ -87,6 +87,22 @@ def _parser() -> argparse.ArgumentParser:
     faults.add_argument("--out-of-order", action="store_true", help="answer out of order")
     faults.add_argument("--drip", type=int, metavar="BYTES", help="send replies in tiny pieces")
     faults.add_argument("--huge-line", type=int, metavar="BYTES", help="send one huge line")
+
+    state = command("state", "back up or restore the saved state: graph, layout, overrides")
+    actions = state.add_subparsers(dest="action", required=True, title="actions", metavar="ACTION")
+    for name, text in (
+        ("backup", "write a backup of state.dir to FILE (from the running service, if any)"),
+        ("restore", "replace the files of state.dir by those of FILE (the service stopped)"),
+    ):
+        action = actions.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        action.add_argument("file", metavar="FILE", help="the backup file (a .tar.gz)")
+        action.add_argument(
+            "--config", metavar="PATH", help="settings file (default: ./settings.toml)"
+        )
+        if name == "backup":
+            action.add_argument(
+                "--url", help="ask the service at URL (default: the one running on state.dir)"
+            )
     return parser
 
 
@@ -106,6 +122,19 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"# note: {note}", file=sys.stderr)
     print(settings.to_toml(loaded.settings))
     return EXIT_OK
+
+
+def cmd_state(args: argparse.Namespace) -> int:
+    try:
+        loaded = settings.load(args.config)
+    except ConfigError as exc:
+        _err(exc.render())
+        return EXIT_CONFIG
+    from visionflow.state import command
+
+    if args.action == "backup":
+        return command.backup(loaded.settings, args.file, args.url)
+    return command.restore(loaded.settings, args.file)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -219,7 +248,12 @@ def _run(argv: Sequence[str] | None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version, a usage error: argparse printed it
         return exc.code if isinstance(exc.code, int) else EXIT_CONFIG if exc.code else EXIT_OK
-    handlers = {"serve": cmd_serve, "check-config": cmd_check_config, "mcp-sim": cmd_mcp_sim}
+    handlers = {
+        "serve": cmd_serve,
+        "check-config": cmd_check_config,
+        "mcp-sim": cmd_mcp_sim,
+        "state": cmd_state,
+    }
     return handlers[args.command](args)
 
 

@@ -39,6 +39,7 @@ from visionflow.notes.watch import Batch, VaultWatcher
 from visionflow.physics.engine import PhysicsEngine
 from visionflow.settings import Settings
 from visionflow.state import LayoutSaver
+from visionflow.state.lockfile import StateLock, hold_for_service
 from visionflow.supervisor import HealthRegistry, RestartPolicy, SubsystemHealth, Supervisor
 from visionflow.threads import run_abandonable
 from visionflow.web import routes_bots, routes_graph, routes_notes, viewer
@@ -341,8 +342,27 @@ async def serve(settings: Settings) -> None:
     # default 5 ms, two clients exporting a 300k-node graph held /healthz at p99 393 ms; at
     # 1 ms, 108 ms, with as many exports done (benchmarks/loop_stall.py).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    service = Service(settings)
+    # state.dir is this process's while it runs (state/lockfile.py): `visionflow state
+    # backup` asks this service at the URL written there once ready; `restore` is refused
+    lock = await anyio.to_thread.run_sync(hold_for_service, settings.state.dir)
+    ready = anyio.Event()
+    service = Service(settings, on_ready=lambda _: ready.set())
+    try:
+        await _serve(service, lock, ready)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+async def _serve(service: Service, lock: StateLock | None, ready: anyio.Event) -> None:
     async with anyio.create_task_group() as tg:
+        if lock is not None:
+
+            async def announce() -> None:
+                await ready.wait()
+                await anyio.to_thread.run_sync(lock.announce, str(service.http.url))
+
+            tg.start_soon(announce)
 
         async def watch_signals() -> None:
             # Kept open for the whole run so a second Ctrl-C is ours too, not a KeyboardInterrupt.

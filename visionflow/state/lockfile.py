@@ -27,9 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
+from loguru import logger
 
 from visionflow import jsonsafe
-from visionflow.errors import VisionflowError
+from visionflow.errors import StartupError, VisionflowError
+
+log = logger.bind(subsystem="state")
 
 LOCK_FILE = "visionflow.lock"
 _INFO_MAX = 4096
@@ -105,9 +108,13 @@ class StateLock:
         return lock
 
     def announce(self, url: str) -> None:
-        """Blocking (a small write). Say where the holder (a service) answers."""
+        """Blocking (a small write). Say where the holder (a service) answers; a failed write
+        is a warning (``state backup`` then says the service is starting, or takes --url)."""
         self.holder = Holder(self.holder.pid, self.holder.role, url)
-        self._write()
+        try:
+            self._write()
+        except OSError as exc:
+            log.warning("cannot write {}: {}", self.path, exc.strerror or exc)
 
     def _write(self) -> None:
         data = msgspec.json.encode(self.holder) + b"\n"
@@ -137,3 +144,26 @@ def _read_holder(fd: int) -> Holder | None:
         return jsonsafe.decode(data, _HOLDER)
     except (OSError, msgspec.DecodeError):
         return None  # caught mid-write, or not ours: the message says "another process"
+
+
+def hold_for_service(state_dir: str) -> StateLock | None:
+    """Blocking, at the start of ``visionflow serve``: hold ``state_dir`` for this process.
+
+    StartupError when another process holds it. None, with a warning, when it cannot be locked
+    at all: the service then starts as it would without a writable ``state.dir``.
+    """
+    try:
+        return StateLock.take(state_dir, "serve")
+    except StateDirBusyError as exc:
+        raise StartupError(
+            f"state.dir {exc}: one state directory serves one process (stop that one, or give "
+            "this one its own state.dir)"
+        ) from None
+    except OSError as exc:
+        log.warning(
+            "cannot lock {} ({}): 'visionflow state backup' and 'restore' cannot tell that this "
+            "service uses it",
+            lock_path(state_dir),
+            exc.strerror or exc,
+        )
+        return None

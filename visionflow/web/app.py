@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
 from visionflow.metrics import CONTENT_TYPE
-from visionflow.web import openapi, routes_settings
+from visionflow.web import openapi, routes_settings, routes_state
 from visionflow.web.access import AccessMetrics, init_series
 from visionflow.web.context import ServiceContext
 from visionflow.web.context import context_of as _ctx
@@ -110,6 +110,7 @@ def create_app(ctx: ServiceContext, extra_routes: list[BaseRoute] | None = None)
         routes=[
             *base_routes(),
             *routes_settings.routes(),
+            *routes_state.routes(),
             *openapi.routes(),
             *(extra_routes or []),
         ],
