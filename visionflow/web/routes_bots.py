@@ -29,7 +29,8 @@ Name = Annotated[str, Meta(min_length=1, max_length=128)]
 
 class InitializeSwarm(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
     topology: Literal["hierarchical", "mesh", "ring", "star"]
-    max_agents: Annotated[int, Meta(ge=1, le=1000)] = 8
+    # claude-flow's swarm_init takes 1-100 (its tool schema): more was a 502 from the server
+    max_agents: Annotated[int, Meta(ge=1, le=100)] = 8
     strategy: Name = "balanced"
     agent_types: Annotated[list[Name], Meta(max_length=100)] = []
     endpoint: Name | None = None
