@@ -57,6 +57,17 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "path", nargs="?", metavar="PATH", help="settings file (default: ./settings.toml)"
     )
+    check.add_argument(
+        "--mcp-json",
+        metavar="FILE",
+        help="instead: print the [[mcp.endpoints]] for the mcpServers of FILE (.mcp.json, "
+        "Claude Desktop's config)",
+    )
+    check.add_argument(
+        "--show-secrets",
+        action="store_true",
+        help="with --mcp-json: print header and env values (default: ***)",
+    )
 
     sim = command("mcp-sim", "run the claude-flow swarm simulator (an MCP server)")
     sim.add_argument(
@@ -66,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
         "--port", type=int, default=9500, help="TCP port, 0 for a free one (default: %(default)s)"
     )
     sim.add_argument("--stdio", action="store_true", help="serve one session on stdin/stdout")
+    sim.add_argument(
+        "--http",
+        action="store_true",
+        help="serve MCP over Streamable HTTP at http://HOST:PORT/mcp (--delay applies)",
+    )
     sim.add_argument(
         "--flavor", choices=["v2", "v3"], default="v2", help="claude-flow dialect (default: v2)"
     )
@@ -111,6 +127,10 @@ def _err(message: str) -> None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    if args.mcp_json is not None:
+        from visionflow.mcp.mcpjson import check_mcp_json
+
+        return check_mcp_json(args.mcp_json, show_secrets=args.show_secrets)
     try:
         loaded = settings.load(args.path)
     except ConfigError as exc:
@@ -222,7 +242,16 @@ def cmd_mcp_sim(args: argparse.Namespace) -> int:
     )
     logs.setup("INFO", "human")
     common = {"flavor": args.flavor, "faults": faults, "seed": args.seed}
-    if args.stdio:
+    if args.http and args.stdio:
+        _err("--http and --stdio: give one")
+        return EXIT_CONFIG
+    if args.http:
+        from visionflow.mcpsim.http import serve_simulator_http
+        from visionflow.mcpsim.server import Simulator
+
+        sim = Simulator(tick_interval=args.tick, **common)
+        main_fn = partial(serve_simulator_http, args.host, args.port, sim=sim)
+    elif args.stdio:
         logger.remove()  # stdout is the protocol; keep the log on stderr only
         logs.setup("WARNING", "human")
         main_fn = partial(serve_simulator_stdio, tick_interval=args.tick, **common)
