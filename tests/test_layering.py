@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("state",),  # saved graph and layout (state/layout.py: the file and the LayoutSaver)
     ("changes",),  # graph changes from every source: store, state, engine wake, viewers
     ("web",),  # wires the subsystems together
+    ("cluster",),  # NATS: the service's publisher (a hub tap) and `visionflow relay` (web parts)
     ("service",),
     ("cli",),
     ("__main__",),
