@@ -26,7 +26,7 @@ from visionflow.mcp.claudeflow import Agent
 from visionflow.notes.build import ID_PREFIX
 from visionflow.notes.incremental import GraphDelta
 from visionflow.notes.live import LiveVault, VaultRead
-from visionflow.protocol.messages import Agents, GraphChanged, ServerMessage
+from visionflow.protocol.messages import AgentsChanged, GraphChanged, ServerMessage
 
 
 class Viewers(Protocol):
@@ -83,16 +83,17 @@ class GraphChanges:
         GraphError ``graph_full`` or ``graph_busy`` propagates with nothing changed (the
         watcher retries at its next poll).
         """
-        changed = self.agents.update(endpoint, agents, live)
+        delta = self.agents.update(endpoint, agents, live)
         # agents back after a restart get their old places (now, or at a later call)
         self.pending.apply(self.store, wait=False)
         if live:
             self.pending.endpoint_answered(endpoint)
-        if not changed:
+        if delta is None:
             return
         self.engine.wake()
         self._announce_graph_changed()
-        self.viewers.publish(Agents(agents=self.agents.agents_json(endpoint)))
+        # only what changed: a list of thousands of agents is not resent for one status change
+        self.viewers.publish(AgentsChanged(*delta))
 
     def load_notes(self, vault: LiveVault) -> VaultRead:
         """Blocking (a worker thread): read the whole vault and make the graph's notes exactly

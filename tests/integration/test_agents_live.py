@@ -38,10 +38,13 @@ async def test_spawned_agent_reaches_rest_control_messages_and_frames(tmp_path: 
                 assert r.status_code == 200, r.text
                 seen: dict[str, Any] = {}
                 with anyio.fail_after(10):
-                    while not {"graph_changed", "agents"} <= seen.keys():
+                    while not {"graph_changed", "agents_changed"} <= seen.keys():
                         message = await viewer.json()
                         seen[message["type"]] = message
-                agents = seen["agents"]["agents"]
+                change = seen["agents_changed"]
+                assert change["endpoint"] == "sim" and change["removed"] == []
+                agents = change["changed"]
+                assert change["count"] == 1 and change["revision"] >= 1
                 assert [a["name"] for a in agents] == ["C"]
                 assert agents[0]["kind"] == "coder" and agents[0]["live"]
                 node_id = agents[0]["id"]

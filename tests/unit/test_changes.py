@@ -8,7 +8,7 @@ from visionflow.changes import GraphChanges
 from visionflow.graph.agents import AgentGraph
 from visionflow.graph.store import GraphStore, NodeKey, NodeKind
 from visionflow.mcp.claudeflow import Agent
-from visionflow.protocol.messages import Agents, GraphChanged, ServerMessage
+from visionflow.protocol.messages import AgentsChanged, GraphChanged, ServerMessage
 from visionflow.state import PendingLayout
 
 
@@ -49,7 +49,7 @@ def test_agents_restore_saved_places_wake_the_engine_and_tell_viewers() -> None:
     assert d.pos[d.index_of([node.id])].tolist() == [[1.0, 2.0, 3.0]]
     assert changes.carried() == {}  # "old" was not listed: gone for good
     assert engine.calls == ["wake"]
-    assert [type(m) for m in viewers.sent] == [GraphChanged, Agents]
+    assert [type(m) for m in viewers.sent] == [GraphChanged, AgentsChanged]
     # The same report again: nothing a viewer sees changed, nothing is said.
     changes.agents_reported("sim", [Agent(id="a1")], live=True)
     assert engine.calls == ["wake"] and len(viewers.sent) == 2

@@ -9,7 +9,8 @@ a field the server did not report stays ``None``.
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from typing import Any, NamedTuple
 
 from visionflow.errors import GraphError
 from visionflow.graph.store import GraphStore, NodeKind
@@ -79,56 +80,109 @@ def _relations(
     return hub_refs, edges
 
 
+class AgentsDelta(NamedTuple):
+    """What one report changed for viewers: the ``agents_changed`` message's fields."""
+
+    endpoint: str
+    revision: int  # the endpoint's agents revision after this change (one more than before)
+    live: bool
+    changed: list[dict[str, Any]]  # agent objects added or changed (all of them when live flips)
+    removed: list[str]  # agent ids no longer listed
+    total: int  # the endpoint's agents after the change
+
+
 class AgentGraph:
-    """Keeps the store's agent nodes in step with what each endpoint reports."""
+    """Keeps the store's agent nodes in step with what each endpoint reports.
+
+    ``update`` may run in a worker thread (one at a time) while readers on the event loop call
+    ``agents_json``: what readers see is replaced whole (copy on write), never changed in place.
+    """
 
     def __init__(self, store: GraphStore) -> None:
         self.store = store
         self._agents: dict[str, dict[str, Agent]] = {}  # endpoint -> agent id -> agent
         self._live: dict[str, bool] = {}
+        self._revisions: dict[str, int] = {}  # endpoint -> agents revision (agents_changed)
         # endpoint -> (hub kind, id) -> raw node id
         self._hubs: dict[str, dict[tuple[str, str], int]] = {}
         self._edges: dict[str, set[tuple[int, int]]] = {}  # endpoint -> edges we made
+        self._updating = threading.Lock()
 
-    def update(self, endpoint: str, agents: list[Agent], live: bool) -> bool:
+    def update(
+        self, endpoint: str, agents: list[Agent], live: bool, *, wait: float = 0.0
+    ) -> AgentsDelta | None:
         """Apply one poll (``live``) or mark the endpoint unreachable (``live=False``, agents
-        ignored). Returns whether anything a viewer sees changed.
+        ignored). Returns what a viewer sees change, or None when nothing did.
 
         All or nothing: GraphError ``graph_full`` when the nodes or edges it would add do not
-        fit under the store's limits, and ``graph_busy`` when the store's lock is taken (an
-        import or an export holds it for seconds; this runs on the event loop, which must not
-        wait for it), with nothing changed either way (the next poll tries again).
+        fit under the store's limits, and ``graph_busy`` when the store's lock stays taken for
+        ``wait`` seconds (an import or an export holds it for seconds; on the event loop, which
+        must not wait for it, ``wait`` is 0), with nothing changed either way (the next poll
+        tries again).
         """
-        known = self._agents.setdefault(endpoint, {})
+        with self._updating:
+            if not self.store.lock.acquire(timeout=wait if wait > 0 else -1, blocking=wait > 0):
+                raise GraphError(
+                    "graph_busy", "the graph is being changed; applied at the next poll"
+                )
+            try:
+                return self._update(endpoint, agents, live)
+            finally:
+                self.store.lock.release()
+
+    def _update(self, endpoint: str, agents: list[Agent], live: bool) -> AgentsDelta | None:
+        known = self._agents.get(endpoint, {})
         was_live = self._live.get(endpoint)
         if not live:
-            self._live[endpoint] = False
             if was_live is False:
-                return False
+                return None
             for agent in known.values():
                 self._upsert(endpoint, agent, live=False)
-            return bool(known)
+            self._live = {**self._live, endpoint: False}
+            if not known:
+                return None
+            return self._delta(endpoint, known, list(known.values()), [], live=False)
         current = {a.id: a for a in agents}
-        changed = was_live is not True or current.keys() != known.keys()
         hub_refs, edge_keys = _relations(endpoint, current)
-        if not self.store.lock.acquire(blocking=False):
-            raise GraphError("graph_busy", "the graph is being changed; applied at the next poll")
-        try:
-            self._check_room(endpoint, current, hub_refs, edge_keys)
-            self._live[endpoint] = True
-            for agent_id in known.keys() - current.keys():
-                node = self.store.node_by_key(NodeKind.AGENT, agent_key(endpoint, agent_id))
-                if node is not None:
-                    self.store.remove_node(node.id)
-            for agent in current.values():
-                if known.get(agent.id) != agent or was_live is not True:
-                    self._upsert(endpoint, agent, live=True)
-                    changed = True
-            self._agents[endpoint] = current
-            self._link(endpoint, hub_refs, edge_keys)
-        finally:
-            self.store.lock.release()
-        return changed
+        self._check_room(endpoint, current, hub_refs, edge_keys)
+        removed = [agent_id for agent_id in known if agent_id not in current]
+        for agent_id in removed:
+            node = self.store.node_by_key(NodeKind.AGENT, agent_key(endpoint, agent_id))
+            if node is not None:
+                self.store.remove_node(node.id)
+        changed = [
+            agent
+            for agent in current.values()
+            if was_live is not True or known.get(agent.id) != agent
+        ]
+        for agent in changed:
+            self._upsert(endpoint, agent, live=True)
+        self._agents = {**self._agents, endpoint: current}
+        self._live = {**self._live, endpoint: True}
+        self._link(endpoint, hub_refs, edge_keys)
+        if not changed and not removed and was_live is True:
+            return None
+        return self._delta(endpoint, current, changed, removed, live=True)
+
+    def _delta(
+        self,
+        endpoint: str,
+        agents: dict[str, Agent],
+        changed: list[Agent],
+        removed: list[str],
+        *,
+        live: bool,
+    ) -> AgentsDelta:
+        revision = self._revisions.get(endpoint, 0) + 1
+        self._revisions = {**self._revisions, endpoint: revision}
+        by_key = self.store.node_by_key
+        objects = []
+        for agent in changed:
+            node = by_key(NodeKind.AGENT, agent_key(endpoint, agent.id))
+            objects.append(
+                agent_json(endpoint, agent, None if node is None else node.flagged_id, live)
+            )
+        return AgentsDelta(endpoint, revision, live, objects, removed, len(agents))
 
     def _check_room(
         self,
@@ -218,12 +272,17 @@ class AgentGraph:
             store.set_edge(source_id, target_id, 1.0)
         self._edges[endpoint] = wanted
 
+    def revisions(self) -> dict[str, int]:
+        """Each endpoint's agents revision (the last ``agents_changed`` it sent)."""
+        return self._revisions
+
     def agents_json(self, endpoint: str | None = None) -> list[dict[str, Any]]:
         out = []
+        lives = self._live  # the views of one moment: update replaces them, never edits
         for ep, agents in self._agents.items():
             if endpoint is not None and ep != endpoint:
                 continue
-            live = self._live.get(ep, False)
+            live = lives.get(ep, False)
             for agent in agents.values():
                 node = self.store.node_by_key(NodeKind.AGENT, agent_key(ep, agent.id))
                 out.append(agent_json(ep, agent, None if node is None else node.flagged_id, live))
@@ -258,4 +317,9 @@ class AgentGraph:
                                 "weight": 1.0,
                             }
                         )
-        return {"agents": self.agents_json(), "hubs": hubs, "edges": edges}
+            return {
+                "agents": self.agents_json(),
+                "hubs": hubs,
+                "edges": edges,
+                "revisions": self.revisions(),
+            }

@@ -276,7 +276,8 @@ class GraphStore:
 
     def node_by_key(self, kind: NodeKind, external_id: str) -> Node | None:
         raw = self._by_key.get(NodeKey(kind, external_id))
-        return None if raw is None else self._nodes[raw]
+        # .get: read without the lock, the node may go between the two lookups
+        return None if raw is None else self._nodes.get(raw)
 
     def nodes(self) -> list[Node]:
         with self.lock:

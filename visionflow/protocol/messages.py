@@ -18,7 +18,7 @@ from visionflow.protocol.wire import ID_MASK
 
 __all__ = [
     "CLIENT_MESSAGE_TYPES",
-    "Agents",
+    "AgentsChanged",
     "ClientMessage",
     "ConnectionEstablished",
     "ErrorMessage",
@@ -99,9 +99,18 @@ class GraphChanged(_Message, tag="graph_changed", frozen=True):
     revision: int
 
 
-class Agents(_Message, tag="agents", frozen=True):
-    #: Agent objects exactly as ``GET /api/bots/data`` returns them (dicts or msgspec Structs).
-    agents: list[Any]
+class AgentsChanged(_Message, tag="agents_changed", frozen=True):
+    """The agents of one endpoint changed (docs/protocol.md section 5): only what changed."""
+
+    endpoint: str
+    #: the endpoint's agents revision: one more than the previous message's for this endpoint
+    revision: int
+    live: bool
+    #: agent objects added or changed, exactly as ``GET /api/bots/data`` lists them
+    changed: list[Any]
+    #: ``agent_id`` of each agent no longer listed
+    removed: list[str]
+    count: int
 
 
 class Settled(_Message, tag="settled", frozen=True):
@@ -129,7 +138,7 @@ class ErrorMessage(_Message, tag="error", frozen=True):
 ServerMessage: TypeAlias = (
     ConnectionEstablished
     | GraphChanged
-    | Agents
+    | AgentsChanged
     | Settled
     | Moving
     | Pong

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import threading
+
 import pytest
 from support.locks import lock_held_elsewhere
 
@@ -151,5 +153,67 @@ def test_a_poll_while_the_graph_is_held_changes_nothing_and_the_next_one_applies
         graph.update("ep", [agent("a"), agent("b")], live=True)
     assert err.value.code == "graph_busy"
     assert set(ids_by_agent(graph)) == {"a"}  # nothing of the refused poll
-    assert graph.update("ep", [agent("a"), agent("b")], live=True) is True
+    assert graph.update("ep", [agent("a"), agent("b")], live=True) is not None
     assert set(ids_by_agent(graph)) == {"a", "b"}
+
+
+def test_a_report_gives_only_what_changed_with_one_revision_more_each_time() -> None:
+    store = GraphStore()
+    graph = AgentGraph(store)
+    first = graph.update("ep", [agent("a"), agent("b"), agent("c")], live=True)
+    assert first is not None
+    assert (first.endpoint, first.revision, first.live, first.total) == ("ep", 1, True, 3)
+    assert sorted(a["agent_id"] for a in first.changed) == ["a", "b", "c"] and not first.removed
+    # one status changes and one agent leaves: two entries, not the whole list
+    second = graph.update("ep", [agent("a", status="busy"), agent("b")], live=True)
+    assert second is not None and second.revision == 2 and second.total == 2
+    assert [(a["agent_id"], a["status"]) for a in second.changed] == [("a", "busy")]
+    assert second.changed[0]["id"] == ids_by_agent(graph)["a"]  # the node's flagged id
+    assert second.removed == ["c"]
+    assert graph.update("ep", [agent("a", status="busy"), agent("b")], live=True) is None
+    # unreachable: every agent is sent again, marked not live; back: all again, live
+    down = graph.update("ep", [], live=False)
+    assert down is not None and down.revision == 3 and not down.live
+    assert sorted(a["agent_id"] for a in down.changed) == ["a", "b"]
+    assert all(not a["live"] for a in down.changed)
+    back = graph.update("ep", [agent("a", status="busy"), agent("b")], live=True)
+    assert back is not None and back.revision == 4 and all(a["live"] for a in back.changed)
+    assert graph.revisions() == {"ep": 4}
+    assert graph.data_json()["revisions"] == {"ep": 4}
+
+
+def test_a_poll_in_a_worker_thread_waits_for_the_lock_up_to_its_bound() -> None:
+    store = GraphStore()
+    graph = AgentGraph(store)
+    with lock_held_elsewhere(store), pytest.raises(GraphError) as err:
+        graph.update("ep", [agent("a")], live=True, wait=0.05)
+    assert err.value.code == "graph_busy"
+    assert graph.update("ep", [agent("a")], live=True, wait=5.0) is not None
+
+
+def test_readers_see_whole_reports_while_updates_run_in_another_thread() -> None:
+    # The service applies polls in worker threads while the event loop serves agents_json:
+    # each read sees one report or the next, never a dict changing under it.
+    store = GraphStore()
+    graph = AgentGraph(store)
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def poll() -> None:
+        try:
+            for i in range(200):
+                agents = [agent(f"a{j}", status=str(i)) for j in range(i % 7 + 1)]
+                graph.update(f"ep{i % 3}", agents, live=True, wait=5.0)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    while not done.is_set():
+        for listed in graph.agents_json():
+            assert listed["live"] is True
+    thread.join(30)
+    assert not errors
+    assert {a["endpoint"] for a in graph.agents_json()} == {"ep0", "ep1", "ep2"}

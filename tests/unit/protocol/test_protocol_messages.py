@@ -7,7 +7,7 @@ import pytest
 
 from visionflow.errors import RemoteProtocolError
 from visionflow.protocol.messages import (
-    Agents,
+    AgentsChanged,
     ClientMessage,
     ConnectionEstablished,
     ErrorMessage,
@@ -40,7 +40,14 @@ CLIENT: list[ClientMessage] = [
 SERVER: list[ServerMessage] = [
     ConnectionEstablished(timestamp=1, protocol="2", client_id="c1", graph_revision=3),
     GraphChanged(revision=4),
-    Agents(agents=[{"id": "a1", "status": "busy"}]),
+    AgentsChanged(
+        endpoint="sim",
+        revision=2,
+        live=True,
+        changed=[{"id": 1, "agent_id": "a1", "status": "busy"}],
+        removed=["a0"],
+        count=1,
+    ),
     Settled(sequence=10),
     Moving(sequence=11),
     Pong(timestamp=5),

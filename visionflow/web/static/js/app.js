@@ -117,10 +117,11 @@ const stream = new Stream({
       case "graph_changed":
         loadGraph();
         break;
-      case "agents":
-        if (m.agents.length) panels.setEndpointAgents(m.agents[0].endpoint, m.agents);
+      case "agents_changed":
+        // applied in order; one that does not follow what is held (or arrives while the
+        // whole list is being read) means reading the whole list again
+        if (agentsFetching === null && panels.applyAgentsChange(m)) agentsChanged();
         else loadAgents();
-        agentsChanged();
         break;
       case "settled":
         vf.settled = true;
@@ -223,14 +224,30 @@ async function loadGraph() {
   return fetching;
 }
 
-async function loadAgents() {
-  try {
-    const data = await api.call("/api/bots/data");
-    panels.setAllAgents(data.agents || []);
-    agentsChanged();
-  } catch (exc) {
-    vf.errors.push(`agents: ${exc.message}`);
+let agentsFetching = null; // the read of /api/bots/data in flight
+let agentsRefetch = false; // read again when it ends (a change came meanwhile)
+
+function loadAgents() {
+  if (agentsFetching) {
+    agentsRefetch = true;
+    return agentsFetching;
   }
+  agentsFetching = (async () => {
+    try {
+      const data = await api.call("/api/bots/data");
+      panels.setAllAgents(data.agents || [], data.revisions || {});
+      agentsChanged();
+    } catch (exc) {
+      vf.errors.push(`agents: ${exc.message}`);
+    } finally {
+      agentsFetching = null;
+      if (agentsRefetch) {
+        agentsRefetch = false;
+        loadAgents();
+      }
+    }
+  })();
+  return agentsFetching;
 }
 
 function agentsChanged() {

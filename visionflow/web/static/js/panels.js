@@ -68,6 +68,8 @@ export class Panels {
     this.api = api;
     this.onSelectAgent = onSelectAgent;
     this.agents = new Map(); // flagged id (or endpoint/agent_id when no node) -> agent
+    this.agentKeys = new Map(); // endpoint/agent_id -> its key in this.agents
+    this.agentRevisions = new Map(); // endpoint -> the agents revision this.agents holds
     this.endpoints = [];
     this.settings = null;
     this.noteSeq = 0; // answers of an older selection are dropped
@@ -114,17 +116,41 @@ export class Panels {
 
   // -- agents ----------------------------------------------------------------------------------
 
-  /** All agents of one endpoint (an `agents` message or /api/bots/data grouped by endpoint). */
-  setEndpointAgents(endpoint, agents) {
-    for (const [key, agent] of this.agents) if (agent.endpoint === endpoint) this.agents.delete(key);
-    for (const agent of agents) this.agents.set(agent.id ?? `${agent.endpoint}/${agent.agent_id}`, agent);
+  /** Every agent, as /api/bots/data lists them, with each endpoint's agents revision. */
+  setAllAgents(agents, revisions = {}) {
+    this.agents.clear();
+    this.agentKeys.clear();
+    for (const agent of agents) this.putAgent(agent);
+    this.agentRevisions = new Map(Object.entries(revisions));
     this.renderAgents();
   }
 
-  setAllAgents(agents) {
-    this.agents.clear();
-    for (const agent of agents) this.agents.set(agent.id ?? `${agent.endpoint}/${agent.agent_id}`, agent);
+  /**
+   * An `agents_changed` message: true when applied (or already in what was read), false when
+   * it does not follow the revision held (a message missed): then read them all again.
+   */
+  applyAgentsChange(m) {
+    const held = this.agentRevisions.get(m.endpoint) ?? 0;
+    if (m.revision <= held) return true;
+    if (m.revision !== held + 1) return false;
+    for (const agentId of m.removed) {
+      const name = `${m.endpoint}/${agentId}`;
+      this.agents.delete(this.agentKeys.get(name));
+      this.agentKeys.delete(name);
+    }
+    for (const agent of m.changed) this.putAgent(agent);
+    this.agentRevisions.set(m.endpoint, m.revision);
     this.renderAgents();
+    return true;
+  }
+
+  putAgent(agent) {
+    const name = `${agent.endpoint}/${agent.agent_id}`;
+    const before = this.agentKeys.get(name);
+    if (before !== undefined) this.agents.delete(before); // its node id may have changed
+    const key = agent.id ?? name;
+    this.agents.set(key, agent);
+    this.agentKeys.set(name, key);
   }
 
   renderAgents() {
