@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 from support.clikit import child_env, cli
@@ -94,14 +95,15 @@ def one_line_failure(r: subprocess.CompletedProcess[str], *needles: str) -> None
         assert needle in r.stderr, r.stderr
 
 
-def page(url: str) -> dict[str, dict]:
+def page(url: str) -> dict[str, dict[str, Any]]:
     nodes = httpx.get(f"{url}/api/graph/data", timeout=10).json()["nodes"]
     return {n["key"]: n for n in nodes}
 
 
 def layout_of(backup: Path) -> dict[str, list[float]]:
     members = archive.unpack(backup.read_bytes()).members
-    return {e["id"]: e["p"] for e in json.loads(members["layout.json"])["nodes"]}
+    entries: list[dict[str, Any]] = json.loads(members["layout.json"])["nodes"]
+    return {e["id"]: e["p"] for e in entries}
 
 
 GRAPH = {
@@ -116,10 +118,10 @@ def test_backup_running_and_stopped_then_restore_into_a_fresh_state_dir(tmp_path
     second.mkdir()
     live_backup, cold_backup = tmp_path / "live.tar.gz", tmp_path / "cold.tar.gz"
     with serving(first) as (proc, url, log):
-        r = httpx.post(f"{url}/api/graph/import", json=GRAPH, headers=AUTH, timeout=30)
-        assert r.status_code == 200, r.text
-        r = httpx.patch(f"{url}/api/settings", json=OVERRIDE, headers=AUTH, timeout=10)
-        assert r.status_code == 200, r.text
+        resp = httpx.post(f"{url}/api/graph/import", json=GRAPH, headers=AUTH, timeout=30)
+        assert resp.status_code == 200, resp.text
+        resp = httpx.patch(f"{url}/api/settings", json=OVERRIDE, headers=AUTH, timeout=10)
+        assert resp.status_code == 200, resp.text
         deadline = time.monotonic() + 60
         while not all(n["position"] for n in page(url).values()):
             assert time.monotonic() < deadline, "no positions"
@@ -165,8 +167,10 @@ def test_backup_running_and_stopped_then_restore_into_a_fresh_state_dir(tmp_path
         for key, node in after.items():
             expected = saved[key]
             assert node["position"] is not None
-            close = [abs(a - b) < 1e-3 * (1 + abs(b)) for a, b in zip(node["position"], expected)]
-            assert len(close) == 3 and all(close), (key, node["position"], expected)
+            got = node["position"]
+            assert len(got) == len(expected) == 3
+            close = [abs(a - b) < 1e-3 * (1 + abs(b)) for a, b in zip(got, expected, strict=True)]
+            assert all(close), (key, got, expected)
         overrides = httpx.get(f"{url}/api/settings", headers=AUTH, timeout=10).json()["overrides"]
         assert overrides == OVERRIDE
         stop(proc, log)
