@@ -38,6 +38,7 @@ from .client import McpClient, connect_mcp
 from .http import connect_http_mcp
 from .rpc import Notification
 from .stdio import launch_mcp
+from .versions import UnsupportedProtocolVersionError
 
 # (endpoint name, agents, live): live=False means the server is unreachable and what it runs
 # is unknown; the agents list is then empty.
@@ -65,6 +66,9 @@ class EndpointStatus:
     name: str
     target: str
     transport: str = "tcp"  # http, stdio or tcp
+    # connecting (never yet), connected, backoff (waiting to reconnect), or unsupported_version
+    # (the server answered a protocol version we do not speak: protocol_version says which)
+    state: str = "connecting"
     connected: bool = False
     breaker: str = "closed"
     server_name: str | None = None
@@ -82,6 +86,7 @@ class EndpointStatus:
             "name": self.name,
             "target": self.target,
             "transport": self.transport,
+            "state": self.state,
             "connected": self.connected,
             "breaker": self.breaker,
             "server": {
@@ -147,6 +152,7 @@ class EndpointWatcher:
         self.health.state = "running" if connected else "backoff"
         self.health.last_error = self.status.last_error
         self.health.detail.update(
+            state=self.status.state,
             connected=connected,
             breaker=self.status.breaker,
             agents=self.status.agent_count,
@@ -287,6 +293,10 @@ class EndpointWatcher:
                     judged = True
                     self.breaker.record_failure(anyio.current_time())
                     self.status.last_error = str(exc)
+                    self.status.state = "backoff"
+                    if isinstance(exc, UnsupportedProtocolVersionError):
+                        self.status.state = "unsupported_version"
+                        self.status.protocol_version = exc.version
                     self._publish()
                     # No line of its own: the retry hook (logs.log_retry) logs the attempt with
                     # its cause and the delay before the next one.
@@ -368,6 +378,7 @@ class EndpointWatcher:
                     self.status.server_name = _str_or_none(info.get("name"))
                     self.status.server_version = _str_or_none(info.get("version"))
                     self.status.protocol_version = client.protocol_version
+                    self.status.state = "connected"
                     self.status.tools = sorted(client.catalog.names)
                     self.log.info(
                         "connected to {} {} ({} tools, {} agents)",
@@ -384,6 +395,7 @@ class EndpointWatcher:
                         self.log.warning("link lost: {}", exc)
                     finally:
                         self.client = None
+                    self.status.state = "backoff"
                     self._lost_agents()
                     self.breaker.record_failure(anyio.current_time())
                     self._publish()

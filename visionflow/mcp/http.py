@@ -19,7 +19,7 @@ then starts a new one at once); the session is DELETEd when the client closes. A
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -122,6 +122,28 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, httpx.RemoteProtocolError | httpx.LocalProtocolError):
         text += " (is it an HTTP server? a JSON-RPC line server over TCP takes host/port)"
     return text
+
+
+async def _each_chunk(
+    response: httpx.Response, take: Callable[[bytes], Awaitable[bool]]
+) -> None:
+    """Hand each body chunk to ``take`` until it returns True, raises, or the body ends.
+
+    Stopped by cancelling, never by leaving the loop: a cancellation unwinds httpx's and
+    httpcore's body generators at once, while generators left suspended are finalised later by
+    the GC (trio then warns, and the connection is not released in the meantime).
+    """
+    error: Exception | None = None
+    with anyio.CancelScope() as reading:
+        async for chunk in response.aiter_bytes():
+            try:
+                done = await take(chunk)
+            except RemoteProtocolError as exc:
+                error, done = exc, True
+            if done:
+                reading.cancel()
+    if error is not None:
+        raise error
 
 
 class HttpTransport(anyio.abc.ByteStream):
@@ -267,13 +289,15 @@ class HttpTransport(anyio.abc.ByteStream):
         self.session_id = sid
 
     async def _preview(self, response: httpx.Response) -> str:
-        data = b""
+        data = bytearray()
+
+        async def take(chunk: bytes) -> bool:
+            data.extend(chunk)
+            return len(data) >= _PREVIEW_BYTES
+
         try:
             with anyio.move_on_after(1.0):
-                async for chunk in response.aiter_raw():
-                    data += chunk
-                    if len(data) >= _PREVIEW_BYTES:
-                        break
+                await _each_chunk(response, take)
         except httpx.HTTPError:
             pass  # only a preview
         finally:
@@ -314,26 +338,31 @@ class HttpTransport(anyio.abc.ByteStream):
         if length.isdigit() and int(length) > limit:
             raise RemoteProtocolError(f"a JSON answer of {length} bytes exceeds {limit} bytes")
         body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
+
+        async def take(chunk: bytes) -> bool:
+            body.extend(chunk)
             if len(body) > limit:
                 raise RemoteProtocolError(f"a JSON answer exceeds {limit} bytes")
+            return False
+
+        await _each_chunk(response, take)
         for line in _messages(bytes(body)):
             self._note(line)
             await self._push(line)
 
     async def _read_events(self, response: httpx.Response, request_id: int | str) -> None:
         parser = SseParser(self.max_message_bytes)
-        async for chunk in response.aiter_bytes():
+
+        async def take(chunk: bytes) -> bool:
+            answered = False
             for event in parser.feed(chunk):
-                if event.event != "message":
-                    continue
-                answered = False
-                for line in _messages(event.data):
-                    answered |= self._note(line, request_id)
-                    await self._push(line)
-                if answered:
-                    return  # the server should close now; we do not wait for it to
+                if event.event == "message":
+                    for line in _messages(event.data):
+                        answered |= self._note(line, request_id)
+                        await self._push(line)
+            return answered  # our reply: the server should close now; we need not wait
+
+        await _each_chunk(response, take)
 
     def _note(self, line: bytes, request_id: int | str | None = None) -> bool:
         """Remember the negotiated version; is this the reply to ``request_id``?"""
@@ -376,12 +405,16 @@ class HttpTransport(anyio.abc.ByteStream):
                         log.debug("{}: no GET stream (HTTP {})", self.label, status)
                         return
                     delay = initial
-                    async for chunk in response.aiter_bytes():
+
+                    async def take(chunk: bytes, parser: SseParser = parser) -> bool:
                         for event in parser.feed(chunk):
                             if event.event == "message":
                                 for line in _messages(event.data):
                                     await self._push(line)
                         self._last_event_id = parser.last_event_id or self._last_event_id
+                        return False
+
+                    await _each_chunk(response, take)
             except httpx.HTTPError as exc:
                 log.debug("{}: GET stream lost: {}", self.label, _describe(exc))
             except RemoteProtocolError as exc:
