@@ -64,7 +64,8 @@ class ApiRoute(Route):
     the components), query ``parameters`` (OpenAPI parameter objects), ``response`` (the 200
     answer's ``application/json`` body), ``media`` (a schema per media type of a 200 answer that
     is not JSON, or besides it), ``statuses`` (what it answers besides 200: a description, whose
-    body is the error shape, or an :class:`Answer`) and ``tag`` (by default the path's area)."""
+    body is the error shape, or an :class:`Answer`), ``tag`` (by default the path's area) and
+    ``needs_token`` (a read that needs server.token too, as a mutating route does)."""
 
     def __init__(
         self,
@@ -79,6 +80,7 @@ class ApiRoute(Route):
         media: Mapping[str, Schema] | None = None,
         statuses: Mapping[str, str | Answer] | None = None,
         tag: str | None = None,
+        needs_token: bool = False,
     ) -> None:
         super().__init__(path, endpoint, methods=methods)
         self.body = body
@@ -88,6 +90,7 @@ class ApiRoute(Route):
         self.media = dict(media or {})
         self.statuses = dict(statuses or {})
         self.tag = tag
+        self.needs_token = needs_token
 
 
 def schema_ref(struct: type[Any]) -> dict[str, Any]:
@@ -271,7 +274,8 @@ def _operation(route: Route, method: str, token_set: bool) -> dict[str, Any]:
     if len(doc.splitlines()) > 1:
         op["description"] = doc
     mutating = is_mutating(method)
-    op["security"] = _NEEDED if mutating and token_set else _OPTIONAL
+    needs_token = mutating or (api is not None and api.needs_token)
+    op["security"] = _NEEDED if needs_token and token_set else _OPTIONAL
     ok: dict[str, Any] = {"description": "OK"}
     if api is not None and (api.response is not None or api.media):
         content = {"application/json": api.response} if api.response is not None else {}
@@ -292,6 +296,8 @@ def _operation(route: Route, method: str, token_set: bool) -> dict[str, Any]:
             }
         else:
             op["responses"][status] = _error(answer)
+    parameters = api.parameters if api is not None else []
+    declared = {p["name"] for p in parameters if p.get("in") == "path"}
     in_path = [
         {
             "name": name,
@@ -300,8 +306,8 @@ def _operation(route: Route, method: str, token_set: bool) -> dict[str, Any]:
             "schema": {"type": "integer"} if convertor == "int" else STRING,
         }
         for name, convertor in _PATH_PARAM.findall(route.path)
+        if name not in declared  # the route says more than its convertor (a range, say)
     ]
-    parameters = api.parameters if api is not None else []
     if parameters or in_path:
         op["parameters"] = [*in_path, *parameters]
     if api is not None:

@@ -570,8 +570,14 @@ DATA_PARAMETERS = [
     ),
     _param("status", _SHORT, "agents of this status (metadata.status), case-insensitive"),
 ]
-# The path's {id} is listed by openapi.document itself (as text: a key gets a 400 that says so).
 NEIGHBOUR_PARAMETERS = [
+    {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0, "maximum": 0xFFFF_FFFF},
+        "description": "a node's id or flagged_id (a key gets a 400 that says so)",
+    },
     _param("depth", {"type": "integer", "enum": list(DEPTHS), "default": 1}, "hops"),
     _param(
         "limit",

@@ -64,6 +64,8 @@ def routes() -> list[BaseRoute]:
             "/api/state/backup",
             state_backup,
             methods=["GET"],
+            media={MEDIA_TYPE: {"type": "string", "format": "binary"}},
+            needs_token=True,
             statuses={
                 "401": "token required",
                 "503": "still restoring the saved state at start-up (`starting`)",
