@@ -24,8 +24,9 @@ from loguru import logger
 from starlette.routing import BaseRoute, Match, Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from visionflow.logs import ACCESS_KEY
 from visionflow.metrics import UNMATCHED_ROUTE, Metrics
-from visionflow.web.context import ServiceContext
+from visionflow.web.context import Foundations
 
 log = logger.bind(subsystem="http")
 
@@ -98,7 +99,7 @@ def _client(scope: Scope) -> str | None:
 class AccessMetrics:
     """ASGI middleware: see the module docstring."""
 
-    def __init__(self, app: ASGIApp, ctx: ServiceContext) -> None:
+    def __init__(self, app: ASGIApp, ctx: Foundations) -> None:
         self.app = app
         self.ctx = ctx
 
@@ -147,7 +148,7 @@ class AccessMetrics:
             "duration_ms": round(seconds * 1000.0, 3),
             "client": _client(scope),
         }
-        log.bind(access=fields).info(
+        log.bind(**{ACCESS_KEY: fields}).info(
             "{} {} {} {:.1f} ms (client {})",
             method,
             fields["path"],
