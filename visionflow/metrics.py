@@ -32,7 +32,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # No ``*_created`` series: Prometheus stores each as one more series per labelled counter and
 # nothing here reads them; without them a scrape is a quarter shorter (process-wide setting).
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Step times span 0.1 ms (tiny graphs) to seconds (a huge graph on a busy CPU).
 _STEP_BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.033, 0.066, 0.1, 0.25, 0.5, 1.0, 2.5)
