@@ -7,17 +7,23 @@ times, for each size:
 
 - **keyframe**: ``NodeState.applyBuffer`` (what the page runs per frame: the checks of
   ``decodeFrame`` fused with the copy) of a protocol-2 keyframe of every node
-  (the same nodes in the same order as the state holds: the steady case of a running layout);
+  (the same nodes in the same order as the state holds: the steady case of a running layout),
+  as the page runs it (the WebAssembly SIMD kernel of ``static/js/steady.js``, under the page's
+  own Content-Security-Policy), and in the same page with ``{wasm: false}``: the JavaScript
+  loop a browser without WebAssembly runs (**keyframe js**);
 - **delta 10%**: the same for a delta of 10% of the nodes, scattered;
-- **first keyframe**: the one that builds the id -> slot map (once per connection or topology
-  change), for reference;
+- **first key**: the first keyframe of a new state, which allocates the arrays and builds the id
+  -> slot map (once per connection or topology change), for reference, median of 5 (with the
+  kernel's memory, and with plain arrays: **first js**);
 - **baseline**: ``Float32Array.prototype.set`` of the keyframe's records (7 floats per node)
   into a preallocated array: the least work that moves that many bytes in the page.
 
 Frames are built in the page with the layout of docs/protocol.md section 2 (the decoder checks
 it). Browsers coarsen ``performance.now()`` (to 100 us without cross-origin isolation), so every
-sample times 10 frames in a row; 30 samples make the 300 frames, and the table gives medians
-per frame. Target: a 100k keyframe applied in under 5 ms and within 2x the copy.
+sample times several frames in a row: 10 at 100k nodes (30 samples make the 300 frames), 10^6 /
+nodes below that (100 at 10k: a resolution of 1 us a frame, where 10 frames gave 10 us, the
+size of the whole measurement), and the table gives medians per frame. Target: a 100k
+keyframe applied in under 5 ms and within 2x the copy.
 """
 
 from __future__ import annotations
@@ -74,17 +80,33 @@ PAGE_SCRIPT = r"""
     for (let k = 0; k < pick.length; k++) pick[k] = ids[(k * 7919) % n];
     const deltas = [0, 1, 2, 3].map((s) => frame(1, s + 10, pick, s + 0.5));
     const state = new NodeState();
-    const first = time(() => state.applyBuffer(keys[0]), 1);
-    for (let w = 0; w < 20; w++) state.applyBuffer(keys[w % 4]); // warm up the JIT
-    const key = [], delta = [], copy = [];
+    const plain = new NodeState(undefined, { wasm: false });
+    state.applyBuffer(keys[0]);
+    plain.applyBuffer(keys[0]);
+    const reps = Math.max(10, Math.round(1e6 / n));
+    for (let w = 0; w < 20; w++) {
+      state.applyBuffer(keys[w % 4]); // warm up the JIT
+      plain.applyBuffer(keys[w % 4]);
+    }
+    const key = [], keyJs = [], delta = [], copy = [];
     const dst = new Float32Array(7 * n);
     const srcs = keys.map((b) => new Float32Array(b, 16, 7 * n));
     for (let s = 0; s < 30; s++) {
-      copy.push(time((r) => dst.set(srcs[r % 4]), 10));
-      key.push(time((r) => state.applyBuffer(keys[r % 4]), 10));
-      delta.push(time((r) => state.applyBuffer(deltas[r % 4]), 10));
+      copy.push(time((r) => dst.set(srcs[r % 4]), reps));
+      key.push(time((r) => state.applyBuffer(keys[r % 4]), reps));
+      keyJs.push(time((r) => plain.applyBuffer(keys[r % 4]), reps));
+      delta.push(time((r) => state.applyBuffer(deltas[r % 4]), reps));
     }
-    out[n] = { key: median(key), delta: median(delta), copy: median(copy), first };
+    // the first keyframe of a new state (arrays allocated, id table built), once the code is warm
+    const first = [], firstJs = [];
+    for (let s = 0; s < 5; s++) {
+      first.push(time(() => new NodeState().applyBuffer(keys[s % 4]), 1));
+      firstJs.push(time(() => new NodeState(undefined, { wasm: false }).applyBuffer(keys[s % 4]), 1));
+    }
+    out[n] = {
+      key: median(key), keyJs: median(keyJs), delta: median(delta), copy: median(copy),
+      first: median(first), firstJs: median(firstJs), reps, path: state.steadyPath,
+    };
   }
   return JSON.stringify(out);
 })
@@ -123,16 +145,19 @@ def main(argv: list[str] | None = None) -> int:
     agent = data.pop("_")["agent"]
     load = os.getloadavg()
     print(f"viewer decode + apply, headless Chromium ({agent}); 2 CPUs, load {load[0]:.2f}")
-    print("median ms per frame over 30 samples of 10 frames; ratio = ours / copy")
+    paths = sorted({str(data[str(n)]["path"]) for n in sizes})
+    print(f"median ms per frame over 30 samples; ratio = ours / copy; the page's keyframe: {paths}")
     print(
-        f"{'nodes':>7} {'keyframe':>9} {'copy':>7} {'ratio':>6} {'delta 10%':>10} {'first key':>10}"
+        f"{'nodes':>7} {'frames':>6} {'keyframe':>9} {'copy':>7} {'ratio':>6} "
+        f"{'keyframe js':>12} {'ratio':>6} {'delta 10%':>10} {'first key':>10} {'first js':>9}"
     )
     for n in sizes:
         r = data[str(n)]
-        print(
-            f"{n:>7} {r['key']:>9.3f} {r['copy']:>7.3f} {r['key'] / max(r['copy'], 1e-9):>5.2f}x "
-            f"{r['delta']:>10.3f} {r['first']:>10.2f}"
-        )
+        copy = max(r["copy"], 1e-9)
+        row = [f"{n:>7}", f"{30 * r['reps']:>6}", f"{r['key']:>9.3f}", f"{r['copy']:>7.3f}"]
+        row += [f"{r['key'] / copy:>5.2f}x", f"{r['keyJs']:>12.3f}", f"{r['keyJs'] / copy:>5.2f}x"]
+        row += [f"{r['delta']:>10.3f}", f"{r['first']:>10.2f}", f"{r['firstJs']:>9.2f}"]
+        print(" ".join(row))
     return 0
 
 

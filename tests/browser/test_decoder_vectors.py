@@ -1,6 +1,7 @@
 """The page's own frame decoder, in Chromium, against the vectors the Python encoder wrote
 (tests/js/make_vectors.py; node --test checks the same files outside a browser), and its hot
-path, NodeState.applyBuffer, refusing non-finite floats once Chromium has optimized it."""
+path, NodeState.applyBuffer, refusing non-finite floats once Chromium has optimized it: with the
+WebAssembly kernel (static/js/steady.js) the page uses, and with the JavaScript loop."""
 
 from __future__ import annotations
 
@@ -45,11 +46,12 @@ DRAG = """(async (ids, positions) => {
   return btoa(s);
 })"""
 
-# A state of n nodes fed steady keyframes until V8 optimizes the loop that copies and checks
-# them (the one benchmarks/viewer.py times), then, each after more good ones, keyframes with one
-# NaN or infinity at a float word of the first, middle or last record. Every one must throw
-# FrameError at its byte and leave the state as it was; good keyframes still apply after.
-HOT_REFUSALS = """(async (n) => {
+# A state of n nodes fed steady keyframes until V8 optimizes the code that copies and checks
+# them (the one benchmarks/viewer.py times; `wasm`: the kernel, else the JavaScript loop), then,
+# each after more good ones, keyframes with one NaN or infinity at a float word of the first,
+# middle or last record. Every one must throw FrameError at its byte and leave the state as it
+# was; good keyframes still apply after.
+HOT_REFUSALS = """(async (n, wasm) => {
   const { NodeState } = await import("/static/js/nodestate.js");
   const { FrameError } = await import("/static/js/frames.js");
   const message = (seq) => {
@@ -65,7 +67,7 @@ HOT_REFUSALS = """(async (n) => {
     return buf;
   };
   const good = [1, 2, 3, 4].map(message);
-  const state = new NodeState();
+  const state = new NodeState(undefined, { wasm });
   for (let i = 0; i < 100; i++) state.applyBuffer(good[i % 4]);
   const failures = [];
   for (const bad of [NaN, Infinity, -Infinity]) {
@@ -97,7 +99,7 @@ HOT_REFUSALS = """(async (n) => {
   for (let k = 0; k < n; k++) {
     if (Object.is(state.positions[3 * k + 2], f32[7 * k + 3])) applied++;
   }
-  return { failures, applied };
+  return { failures, applied, path: state.steadyPath };
 })"""
 
 
@@ -156,7 +158,10 @@ async def test_the_drag_message_is_byte_for_byte_the_vector(page: Page) -> None:
     assert f32(drag["positions"]) == drag["positions_f32"]
 
 
-async def test_the_optimized_apply_refuses_every_non_finite_float(page: Page) -> None:
+@pytest.mark.parametrize("path", ["wasm", "js"])
+async def test_the_optimized_apply_refuses_every_non_finite_float(page: Page, path: str) -> None:
+    # 5000 nodes: five chunks of the kernel, the last one partly filled
     n = 5000
-    got = await page.evaluate(f"{HOT_REFUSALS}({n})", timeout=120)
-    assert got == {"failures": [], "applied": n}
+    wasm = "true" if path == "wasm" else "false"
+    got = await page.evaluate(f"{HOT_REFUSALS}({n}, {wasm})", timeout=120)
+    assert got == {"failures": [], "applied": n, "path": path}

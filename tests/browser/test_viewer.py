@@ -117,6 +117,8 @@ async def test_page_loads_draws_with_webgl2_and_no_console_errors(page: Page) ->
     assert "VisionFlow" in await page.evaluate("document.title")
     await wait_streaming(page)
     assert await page.evaluate("window.visionflow.webgl") is True
+    # the page's CSP lets it compile its own WebAssembly kernel for steady keyframes
+    assert await page.evaluate("window.visionflow.steadyPath") == "wasm"
     await page.evaluate(CANVAS_ONLY)
     png = await page.screenshot()
     await page.evaluate(OVERLAYS_BACK)

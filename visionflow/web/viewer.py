@@ -21,8 +21,11 @@ from visionflow.web.openapi import TEXT, ApiRoute
 STATIC = Path(str(files("visionflow.web") / "static"))
 
 # 'self' covers ws:/wss: to this host in CSP level 3 browsers (Chromium, Firefox, Safari).
+# 'wasm-unsafe-eval' lets the page compile the WebAssembly kernel it builds itself
+# (static/js/steady.js), and nothing else: not eval() or new Function (docs/security.md).
 CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; "
+    "img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 HEADERS = {

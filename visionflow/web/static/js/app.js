@@ -43,6 +43,10 @@ const vf = {
   screenOf: (id) => screenOf(id),
   nodeIds: () => Array.from(state.ids.subarray(0, state.count)),
   fit: () => fit(),
+  /** "wasm" or "js": what applies a steady keyframe (NodeState.steadyPath) */
+  get steadyPath() {
+    return state.steadyPath;
+  },
 };
 window.visionflow = vf;
 

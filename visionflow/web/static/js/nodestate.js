@@ -10,6 +10,7 @@ import {
   _isChecked,
   _recordsView,
 } from "./frames.js";
+import { MAX_WASM_CAPACITY, WasmArrays, kernel } from "./steady.js";
 
 const DEFAULT_CAPACITY = 1024;
 /** Fewest buckets of the id -> slot table. */
@@ -47,19 +48,26 @@ function pow2AtLeast(x) {
 export class NodeState {
   /**
    * @param {number} [capacity] initial number of slots; the arrays double past it
+   * @param {{wasm?: boolean}} [options] `wasm: false` keeps the steady keyframe in JavaScript
+   *   even where the WebAssembly kernel (steady.js) can run (tests compare the two)
    */
-  constructor(capacity = DEFAULT_CAPACITY) {
+  constructor(capacity = DEFAULT_CAPACITY, { wasm = true } = {}) {
     const cap = Math.max(1, Math.floor(capacity));
     /** Number of nodes (used slots). */
     this.count = 0;
-    /** Flagged node id per slot (Uint32Array of `capacity`, first `count` used). */
-    this.ids = new Uint32Array(cap);
-    /** x, y, z per slot (Float32Array of 3 * `capacity`, first 3 * `count` used). */
-    this.positions = new Float32Array(3 * cap);
     /** Bumped when the set of ids or their slot order changes. */
     this.version = 0;
+    // the steady keyframe's kernel, or null: the JavaScript loop
+    this._kernel = wasm ? kernel() : null;
+    /** @type {WasmArrays|null} the arrays' WebAssembly memory, when the kernel runs */
+    this._wasm = null;
+    /** Flagged node id per slot (Uint32Array of `capacity`, first `count` used). */
+    this.ids = new Uint32Array(0);
+    /** x, y, z per slot (Float32Array of 3 * `capacity`, first 3 * `count` used). */
+    this.positions = new Float32Array(0);
     // Where a checking keyframe writes before it is known to be valid; swapped with positions.
-    this._spare = new Float32Array(3 * cap);
+    this._spare = new Float32Array(0);
+    this._allocate(cap);
     // id -> slot, open addressing with linear probing: bucket b is [2b] = id (as int32),
     // [2b + 1] = slot + 1 (0: empty). Ids are never removed one by one (a keyframe rebuilds),
     // so there are no tombstones; at most half the buckets are used.
@@ -72,6 +80,15 @@ export class NodeState {
   /** Slots allocated; the arrays are reallocated (doubled) when `count` would pass it. */
   get capacity() {
     return this.ids.length;
+  }
+
+  /**
+   * What applies a steady keyframe from `applyBuffer`: "wasm" (the SIMD kernel of steady.js)
+   * or "js" (the DataView loop: no WebAssembly, or the page's CSP forbids compiling it).
+   * @returns {"wasm"|"js"}
+   */
+  get steadyPath() {
+    return this._wasm !== null ? "wasm" : "js";
   }
 
   /**
@@ -179,6 +196,31 @@ export class NodeState {
   }
 
   /**
+   * New, empty `ids`, `positions` and `_spare` of `cap` slots: in the kernel's WebAssembly
+   * memory when it runs and the browser grants the memory, else plain typed arrays.
+   * @param {number} cap slots
+   */
+  _allocate(cap) {
+    this._wasm = null;
+    if (this._kernel !== null && cap <= MAX_WASM_CAPACITY) {
+      try {
+        this._wasm = new WasmArrays(this._kernel, cap);
+      } catch (exc) {
+        if (!(exc instanceof RangeError)) throw exc; // out of memory: plain arrays below
+      }
+    }
+    if (this._wasm !== null) {
+      this.ids = this._wasm.ids;
+      this.positions = this._wasm.a;
+      this._spare = this._wasm.b;
+    } else {
+      this.ids = new Uint32Array(cap);
+      this.positions = new Float32Array(3 * cap);
+      this._spare = new Float32Array(3 * cap);
+    }
+  }
+
+  /**
    * Grow the arrays (doubling) to hold `needed` slots, keeping the used ones, and the table
    * with them.
    * @param {number} needed slots required
@@ -188,15 +230,13 @@ export class NodeState {
     if (needed <= cap) return;
     let next = cap * 2;
     while (next < needed) next *= 2;
-    const ids = new Uint32Array(next);
-    ids.set(this.ids.subarray(0, this.count));
-    const positions = new Float32Array(3 * next);
-    positions.set(this.positions.subarray(0, 3 * this.count));
-    this.ids = ids;
-    this.positions = positions;
-    this._spare = new Float32Array(3 * next);
+    const ids = this.ids;
+    const positions = this.positions;
+    this._allocate(next);
+    this.ids.set(ids.subarray(0, this.count));
+    this.positions.set(positions.subarray(0, 3 * this.count));
     this._sizeTable(next);
-    for (let s = 0; s < this.count; s++) this._insert(ids[s] | 0, s);
+    for (let s = 0; s < this.count; s++) this._insert(this.ids[s] | 0, s);
   }
 
   // -- frames ----------------------------------------------------------------------------------
@@ -257,8 +297,9 @@ export class NodeState {
   }
 
   /**
-   * The steady keyframe of applyBuffer, in one pass over the message: compare each id with
-   * the state's, copy the position into `_spare`, and add up all six floats (see
+   * The steady keyframe of applyBuffer: compare each id with the state's, copy the position
+   * into `_spare`, and check all six floats. With the kernel (steady.js) in WebAssembly SIMD;
+   * without it in one JavaScript pass over the message that adds up all six floats (see
    * firstNonFinite in frames.js: one NaN or infinity makes the sum non-finite; one test after
    * the loop instead of a branch per float). `_spare` is swapped in only if every id matched
    * and every float is finite.
@@ -274,6 +315,16 @@ export class NodeState {
    * @returns {boolean} whether the ids all matched (then the positions are applied)
    */
   _steadyChecking(frame, dv) {
+    if (this._wasm !== null) {
+      const records = new Uint8Array(dv.buffer, dv.byteOffset, dv.byteLength);
+      const got = this._wasm.steady(records, frame.count, this._spare);
+      if (got < 0) _checkFinite(frame); // throws: some record before the first new id is bad
+      if (got !== frame.count) return false;
+      const pos = this._spare;
+      this._spare = this.positions;
+      this.positions = pos;
+      return true;
+    }
     const ids = this.ids;
     const pos = this._spare;
     const n = Math.min(frame.count, MAX_STEADY) | 0;
