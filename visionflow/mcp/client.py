@@ -66,6 +66,8 @@ SKIP_LOG_EVERY = 1000  # thousandth
 
 NotificationHandler = Callable[[Notification], None]
 
+_USE_URL = 'an HTTP server takes url = "http://host:port/mcp"'
+
 _LINK_ERRORS = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
 
 
@@ -101,6 +103,8 @@ class McpClient:
         self.protocol_version: str | None = None
         self.catalog = ToolCatalog(())
         self._skipped = 0  # lines that were not JSON-RPC, for the log's rate limit
+        self._spoke_http = False  # a line read "HTTP/1.1 400 ...": an HTTP server on a TCP port
+        self._heard = False  # any byte from the server yet
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -278,8 +282,16 @@ class McpClient:
                 try:
                     chunk = await self._stream.receive()
                 except anyio.EndOfStream:
-                    reason = RpcTransportError(f"{self.endpoint}: server closed the connection")
+                    hint = ""
+                    if self._spoke_http:
+                        hint = f" (it answered in HTTP: {_USE_URL})"
+                    elif not self._heard:  # an HTTP server may hang up on a JSON line unanswered
+                        hint = f" before saying anything ({_USE_URL}?)"
+                    reason = RpcTransportError(
+                        f"{self.endpoint}: server closed the connection{hint}"
+                    )
                     return
+                self._heard = True
                 for event in self._session.receive_data(chunk):
                     await self._dispatch(event)
         except _LINK_ERRORS as exc:
@@ -327,6 +339,7 @@ class McpClient:
                         self._skipped,
                     )
             case SkippedLine(preview=preview, reason=reason):
+                self._spoke_http |= preview.startswith("HTTP/1.")
                 if self._count_skipped():
                     log.warning(
                         "{}: skipped non-JSON-RPC line {!r} ({}; {} so far)",

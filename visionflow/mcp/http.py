@@ -117,16 +117,15 @@ def _hint(status: int) -> str:
     return ""
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, *, first: bool = False) -> str:
+    """``first``: nothing this server said has been HTTP yet, so garbage hints at a line server."""
     text = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.RemoteProtocolError | httpx.LocalProtocolError):
+    if first and isinstance(exc, httpx.RemoteProtocolError):
         text += " (is it an HTTP server? a JSON-RPC line server over TCP takes host/port)"
     return text
 
 
-async def _each_chunk(
-    response: httpx.Response, take: Callable[[bytes], Awaitable[bool]]
-) -> None:
+async def _each_chunk(response: httpx.Response, take: Callable[[bytes], Awaitable[bool]]) -> None:
     """Hand each body chunk to ``take`` until it returns True, raises, or the body ends.
 
     Stopped by cancelling, never by leaving the loop: a cancellation unwinds httpx's and
@@ -176,6 +175,7 @@ class HttpTransport(anyio.abc.ByteStream):
         self._streams = anyio.CapacityLimiter(MAX_STREAMS)
         self._failure: RpcError | None = None
         self._listening = False
+        self._answered = False  # a response came: the server speaks HTTP
         self._last_event_id: str | None = None
 
     # -- what the client sees ----------------------------------------------------------------
@@ -253,11 +253,13 @@ class HttpTransport(anyio.abc.ByteStream):
                 f"POST got no response in {self.call_timeout:g}s (mcp.call_timeout)"
             ) from None
         except httpx.HTTPError as exc:
-            raise self._fail(f"POST failed: {_describe(exc)}") from exc
+            raise self._fail(f"POST failed: {_describe(exc, first=not self._answered)}") from exc
+        self._answered = True
         status = response.status_code
         if not 200 <= status < 300:
             preview = await self._preview(response)
             if status == 404 and self.session_id is not None and method != "initialize":
+                self.session_id = None  # gone: nothing to DELETE
                 raise self._fail("the server ended the session (HTTP 404): starting a new one")
             raise self._fail(
                 f"POST answered HTTP {status} {response.reason_phrase}{_hint(status)}: {preview}"
@@ -399,6 +401,7 @@ class HttpTransport(anyio.abc.ByteStream):
                 async with self._http.stream("GET", self.url, headers=headers) as response:
                     status = response.status_code
                     if status == 404 and self.session_id is not None:
+                        self.session_id = None
                         self._fail("the server ended the session (HTTP 404): starting a new one")
                         return
                     if status != 200 or _content_type(response) != _SSE:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import socket
+from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, cast
 
@@ -76,14 +77,21 @@ def sse_event(message: object) -> bytes:
 
 
 class _Session:
+    """What the server has to say unasked, for the session's GET stream."""
+
     def __init__(self) -> None:
-        self.writer, self.reader = anyio.create_memory_object_stream[dict[str, Any]](QUEUE_SIZE)
+        self.pending: deque[dict[str, Any]] = deque(maxlen=QUEUE_SIZE)  # the oldest dropped
+        self.more = anyio.Event()
 
     def queue(self, message: dict[str, Any]) -> None:
-        try:
-            self.writer.send_nowait(message)
-        except anyio.WouldBlock:
-            log.debug("sim: GET queue full: a notification dropped")
+        self.pending.append(message)
+        self.more.set()
+
+    async def next(self) -> dict[str, Any]:
+        while not self.pending:
+            self.more = anyio.Event()
+            await self.more.wait()
+        return self.pending.popleft()
 
 
 class HttpSimulator:
@@ -176,11 +184,11 @@ class HttpSimulator:
         await send({"type": "http.response.start", "status": 200, "headers": head})
         # A keep-alive comment first: the client sees the stream is open.
         await send({"type": "http.response.body", "body": b": open\n\n", "more_body": True})
-        async with session.reader.clone() as reader:
-            async for message in reader:
-                await send(
-                    {"type": "http.response.body", "body": sse_event(message), "more_body": True}
-                )
+        while True:
+            message = await session.next()
+            await send(
+                {"type": "http.response.body", "body": sse_event(message), "more_body": True}
+            )
 
 
 class _Lifespan:
