@@ -26,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from visionflow import __version__
+from visionflow.web import apidocs
 from visionflow.web.security import is_mutating
 
 ERROR_SCHEMA: dict[str, Any] = {
@@ -365,4 +366,7 @@ DOCUMENT_SCHEMA = obj(
 
 
 def routes() -> list[BaseRoute]:
-    return [ApiRoute("/openapi.json", openapi, methods=["GET"], response=DOCUMENT_SCHEMA)]
+    return [
+        ApiRoute("/openapi.json", openapi, methods=["GET"], response=DOCUMENT_SCHEMA),
+        ApiRoute("/api/docs", apidocs.api_docs, methods=["GET", "HEAD"], media={"text/html": TEXT}),
+    ]
