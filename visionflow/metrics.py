@@ -188,6 +188,8 @@ class Metrics:
             ["route"],
             registry=r,
         )
+        # (route, method, status class) -> its counter and histogram: labels() is the costly part
+        self._http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.init_routes(UNMATCHED_ROUTE, ["GET"], websocket=False, classes=("4xx",))
 
     def on_restart(self, name: str) -> None:
@@ -233,9 +235,16 @@ class Metrics:
         self.http_duration.labels(route=route)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        labels = {"route": route, "method": method_label(method), "status": status_class(status)}
-        self.http_requests.labels(**labels).inc()
-        self.http_duration.labels(route=route).observe(seconds)
+        method = method_label(method)
+        key = (route, method, status // 100)
+        children = self._http_children.get(key)
+        if children is None:  # bounded: routes x methods (OTHER for the rest) x classes
+            counter = self.http_requests.labels(
+                route=route, method=method, status=status_class(status)
+            )
+            children = self._http_children[key] = (counter, self.http_duration.labels(route=route))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))
