@@ -3,10 +3,13 @@ logged, and the series metrics.Metrics creates for routes and subsystems."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from typing import Any
 
+import anyio
+import pytest
 from loguru import logger
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
@@ -14,15 +17,20 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from visionflow import logs
+from visionflow import __version__, logs
+from visionflow import settings as s
+from visionflow.live_settings import LiveSettings
 from visionflow.metrics import Metrics, method_label, status_class
+from visionflow.supervisor import HealthRegistry
 from visionflow.web.access import (
     MAX_LOGGED_PATH,
+    AccessMetrics,
     init_series,
     logged_path,
     matched_route,
     route_template,
 )
+from visionflow.web.context import Foundations
 
 
 async def _ok(request: Any) -> PlainTextResponse:
@@ -178,3 +186,72 @@ def test_a_json_access_line_has_its_fields_at_the_top_level() -> None:
     assert doc["client"] is None and "other" not in doc
     assert doc["extra"] == {"request_id": 7}  # other bound values stay under extra
     assert doc["subsystem"] == "http"
+
+
+def _driven(inner: Any, access_log: bool = True) -> tuple[Metrics, Any]:
+    """AccessMetrics around ``inner``, with its metrics and the access fields it logs."""
+    live = LiveSettings.from_settings(s.validate({"log": {"access_log": access_log}}))
+    ctx = Foundations(live, HealthRegistry(__version__), Metrics())
+    return ctx.metrics, AccessMetrics(inner, ctx)
+
+
+async def _call(app: Any, path: str = "/x") -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode()}
+    await app(scope, receive, send)
+    return sent
+
+
+def _logged(run: Any) -> list[dict[str, Any]]:
+    fields: list[dict[str, Any]] = []
+    sink = logger.add(lambda m: fields.append(m.record["extra"].get("access")), level="INFO")
+    try:
+        run()
+    finally:
+        logger.remove(sink)
+    return [f for f in fields if f]
+
+
+def test_a_request_cancelled_before_its_answer_is_counted_as_499() -> None:
+    async def cancelled(scope: Any, receive: Any, send: Any) -> None:
+        raise asyncio.CancelledError
+
+    metrics, app = _driven(cancelled)
+
+    def run() -> None:
+        with pytest.raises(asyncio.CancelledError):
+            anyio.run(_call, app, backend="asyncio")
+
+    lines = _logged(run)
+    assert [(f["route"], f["status"]) for f in lines] == [("(unmatched)", 499)]
+    requests = _values(metrics, "visionflow_http_requests_total")
+    assert requests[(("method", "GET"), ("route", "(unmatched)"), ("status", "4xx"))] == 1
+    assert _values(metrics, "visionflow_http_requests_in_flight") == {(): 0}
+
+
+def test_a_handler_that_raises_is_counted_as_500_and_the_error_goes_on() -> None:
+    async def broken(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("boom")
+
+    async def answered(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    metrics, app = _driven(broken)
+
+    def run() -> None:
+        with pytest.raises(RuntimeError, match="boom"):
+            anyio.run(_call, app)
+
+    assert [f["status"] for f in _logged(run)] == [500]
+    metrics, app = _driven(answered, access_log=False)
+    assert _logged(lambda: anyio.run(_call, app)) == []  # counted, not logged
+    requests = _values(metrics, "visionflow_http_requests_total")
+    assert requests[(("method", "GET"), ("route", "(unmatched)"), ("status", "2xx"))] == 1
