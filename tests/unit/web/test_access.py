@@ -189,7 +189,7 @@ def test_a_json_access_line_has_its_fields_at_the_top_level() -> None:
 
 
 def _driven(inner: Any, access_log: bool = True) -> tuple[Metrics, Any]:
-    """AccessMetrics around ``inner``, with its metrics and the access fields it logs."""
+    """AccessMetrics around ``inner``, and the metrics it counts into."""
     live = LiveSettings.from_settings(s.validate({"log": {"access_log": access_log}}))
     ctx = Foundations(live, HealthRegistry(__version__), Metrics())
     return ctx.metrics, AccessMetrics(inner, ctx)
