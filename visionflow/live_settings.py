@@ -53,6 +53,7 @@ RUNTIME_KEYS = (
     "websocket.max_interval_ms",
     "websocket.max_lag",
     "log.level",
+    "log.access_log",  # read per request (web/access.py)
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,3 +81,20 @@ async def test_human_lines_say_method_path_status_duration_and_client(anyio_back
     assert len(access) == 1, lines
     assert " | http " in access[0]
     assert access[0].rstrip().endswith("ms (client 127.0.0.1)")
+
+
+@pytest.mark.anyio
+async def test_the_access_log_is_switched_on_at_runtime(anyio_backend: str, tmp_path: Path) -> None:
+    stream = io.StringIO()
+    sink = logger.add(logs._json_sink(stream), level="INFO")
+    try:
+        async with running({"state": {"dir": str(tmp_path)}}) as (_, client):
+            assert (await client.get("/healthz")).status_code == 200
+            patch = {"log": {"access_log": True}}
+            assert (await client.patch("/api/settings", json=patch)).status_code == 200
+            assert (await client.get("/readyz")).status_code == 200
+    finally:
+        logger.remove(sink)
+    # the PATCH itself is logged: its answer ends after the change applied
+    lines = [(d["method"], d["route"]) for d in _access_lines(stream)]
+    assert lines == [("PATCH", "/api/settings"), ("GET", "/readyz")]
