@@ -82,7 +82,7 @@ class _Simulated:
 @contextmanager
 def served(state_dir: Path, **server: Any) -> Iterator[Served]:
     """The service with its state under ``state_dir``, one MCP simulator endpoint, the example
-    vault, and ``server`` settings (``token=``...); every WARNING or worse it logs is kept."""
+    vault (read from the package, never written), and ``server`` settings (``token=``...); every WARNING or worse it logs is kept."""
     lines: list[str] = []
     sink = logger.add(lambda m: lines.append(str(m)), level="WARNING", format="{message}")
     records = _Records(lines)
@@ -93,6 +93,7 @@ def served(state_dir: Path, **server: Any) -> Iterator[Served]:
             portal.start_task(sim.run)
             raw = {
                 "state": {"dir": str(state_dir)},
+                "knowledge": {"path": ""},  # the example vault: notes to read, nodes to drag
                 "server": server,
                 "mcp": {"endpoints": [{"name": "sim", "port": sim.port, "poll_interval": 0.5}]},
             }
