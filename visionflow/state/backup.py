@@ -166,6 +166,10 @@ def files_backup(state_dir: str, base: Mapping[str, Any] | None) -> tuple[bytes,
         lock = StateLock.take(state_dir, "backup", create=False)
     except FileNotFoundError:
         raise BackupError(f"no state directory {state_dir} (is state.dir right?)") from None
+    except PermissionError as exc:
+        raise BackupError(
+            f"cannot lock {state_dir}: {exc.strerror} (run this as the service's user)"
+        ) from None
     except OSError as exc:
         raise BackupError(f"cannot lock {state_dir}: {exc.strerror or exc}") from None
     with lock:
