@@ -100,50 +100,75 @@ async def test_imports_wait_their_turn_and_past_the_queue_get_503(
         assert (await client.post("/api/graph/import", json=DOC)).status_code == 200
 
 
+#: HTTP/1.1: a request line and headers that never end.
+H1_DRIP = (b"", b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100)
+#: HTTP/2 with prior knowledge: the preface and an empty SETTINGS frame at once, then a HEADERS
+#: frame (stream 1, 16 KiB of block announced) a byte at a time.
+H2_DRIP = (
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000"),
+    bytes.fromhex("004000010400000001") + b"\x00" * 100,
+)
+
+
+async def _dripped(port: int, first: bytes, drip: bytes, limit: float) -> tuple[float, int]:
+    """Send ``first``, then ``drip`` a byte a second until the server hangs up: how long it
+    took from connecting (or ``inf`` if it never did) and how many bytes were dripped."""
+    start = anyio.current_time()
+    ended = float("inf")
+    sent = 0
+    async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+
+        async def reader() -> None:
+            nonlocal ended
+            try:
+                while await stream.receive():
+                    pass
+            except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                pass
+            ended = anyio.current_time() - start
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reader)
+            with anyio.move_on_after(limit):
+                if first:
+                    await stream.send(first)
+                for byte in drip:
+                    if ended != float("inf"):
+                        break
+                    try:
+                        await stream.send(bytes([byte]))
+                    except (anyio.BrokenResourceError, OSError):
+                        break
+                    sent += 1
+                    await anyio.sleep(1.0)
+                while ended == float("inf"):
+                    await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+    return ended, sent
+
+
 @pytest.mark.anyio
 @pytest.mark.slow
 async def test_headers_dripped_a_byte_a_second_are_cut_off_at_the_header_timeout(
     tmp_path: Path,
 ) -> None:
     # 7 s, more than hypercorn's own 5 s keep-alive timeout: a server that ignored the setting
-    # would cut the connection too early, one with no timeout never
+    # would cut the connections too early, one with no timeout never
     timeout = 7.0
     raw = {"state": {"dir": str(tmp_path)}, "server": {"header_timeout": timeout}}
-    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100
     async with running(raw) as (svc, client):
-        start = anyio.current_time()
-        ended: float | None = None
-        sent = 0
-        async with await anyio.connect_tcp("127.0.0.1", _port(svc.http.url)) as stream:
+        port = _port(svc.http.url)
+        results: dict[str, tuple[float, int]] = {}
 
-            async def reader() -> None:
-                nonlocal ended
-                try:
-                    while await stream.receive():
-                        pass
-                except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
-                    pass
-                ended = anyio.current_time()
+        async def drip(name: str, first: bytes, drip: bytes) -> None:
+            results[name] = await _dripped(port, first, drip, timeout + 20)
 
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(reader)
-                with anyio.move_on_after(timeout + 20):
-                    for byte in request:
-                        if ended is not None:
-                            break
-                        try:
-                            await stream.send(bytes([byte]))
-                        except (anyio.BrokenResourceError, OSError):
-                            break
-                        sent += 1
-                        await anyio.sleep(1.0)
-                    while ended is None:
-                        await anyio.sleep(0.05)
-                tg.cancel_scope.cancel()
-        assert ended is not None, "the server never cut the dripping connection off"
-        elapsed = ended - start
-        assert timeout - 0.5 <= elapsed <= timeout + 15, elapsed
-        assert sent < len(request)
+        async with anyio.create_task_group() as tg:  # HTTP/1.1 and HTTP/2 side by side
+            tg.start_soon(drip, "h1", *H1_DRIP)
+            tg.start_soon(drip, "h2", *H2_DRIP)
+        for name, (elapsed, sent) in results.items():
+            assert timeout - 0.5 <= elapsed <= timeout + 15, (name, elapsed)
+            assert sent < 100, (name, sent)
         # the others were served all along
         assert (await client.get("/healthz")).status_code == 200
 

@@ -22,7 +22,7 @@ from loguru import logger
 
 from visionflow.errors import StartupError
 from visionflow.settings import Settings
-from visionflow.web import hyperws
+from visionflow.web import h2idle, hyperws
 from visionflow.web.acceptlog import AcceptErrors, TrioAcceptFilter, is_asyncio_accept_error
 from visionflow.web.tls import check_tls_files
 
@@ -191,6 +191,7 @@ class HttpServer:
         # hypercorn's WebSocket stream class, swapped for ours: process-wide, so done here, where
         # hypercorn is started, rather than by an app; idempotent (see web/hyperws.py)
         hyperws.install()
+        h2idle.install()  # the header timeout for cleartext HTTP/2 too (see web/h2idle.py)
         app = wrap_app(_PlainLifespan(self._app), config.wsgi_max_body_size, "asgi")
         # hypercorn wraps a secure socket in TLS with the files of config.certfile/keyfile
         secure, insecure = ([sock], []) if tls else ([], [sock])
