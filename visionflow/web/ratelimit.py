@@ -31,7 +31,7 @@ from visionflow.web.security import SAFE_METHODS
 
 log = logger.bind(subsystem="http")
 
-#: Clients tracked at once (about 150 bytes each): bounds the table under a flood of addresses.
+#: Clients tracked at once (about 170 bytes each with the key): bounds the table under a flood.
 MAX_CLIENTS = 50_000
 #: Entries looked at per request when sweeping refilled buckets from the old end of the table.
 SWEEP_PER_CALL = 4
