@@ -3,6 +3,7 @@ served by a real hypercorn on an ephemeral loopback port, recording every reques
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -342,6 +343,12 @@ async def test_nothing_listening_and_a_line_server_say_so() -> None:
             async with stream:
                 await stream.receive()
                 await stream.send(b'{"jsonrpc":"2.0","method":"server.initialized"}\n')
+                await stream.send_eof()
+                # read on until the client hangs up: closing with its request unread would
+                # reset the connection, and the client would see a reset, not the line
+                with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                    while True:
+                        await stream.receive()
 
         async with listener, anyio.create_task_group() as tg:
             tg.start_soon(listener.serve, line_server)
