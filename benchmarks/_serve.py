@@ -10,9 +10,12 @@ import time
 from pathlib import Path
 
 
-def serve(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start it with its state under ``tmp``; its process and URL once it says it is ready."""
-    (tmp / "settings.toml").write_text(f'[server]\nport = 0\n[state]\ndir = "{tmp / "state"}"\n')
+def serve(tmp: Path, server: str = "") -> tuple[subprocess.Popen[bytes], str]:
+    """Start it with its state under ``tmp``; its process and URL once it says it is ready.
+    ``server``: more lines for its ``[server]`` table (``"header_timeout = 2.0"``)."""
+    (tmp / "settings.toml").write_text(
+        f'[server]\nport = 0\n{server}\n[state]\ndir = "{tmp / "state"}"\n'
+    )
     exe = shutil.which("visionflow") or str(Path(sys.executable).parent / "visionflow")
     log = (tmp / "serve.log").open("wb")
     proc = subprocess.Popen(
