@@ -32,6 +32,7 @@ import tarfile
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol
 
 import msgspec
@@ -135,20 +136,28 @@ def pack(
         BACKUP_FORMAT, FORMAT_VERSION, visionflow_version, created, source, infos, summary
     )
     out = io.BytesIO()
-    # mtime 0 in gzip and tar: the bytes depend on the state only (created is in the manifest)
+    mtime = _epoch(created)  # what `tar tzvf` shows; the gzip header's stays 0
     with (
         gzip.GzipFile(fileobj=out, mode="wb", compresslevel=COMPRESS_LEVEL, mtime=0) as gz,
         tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar,
     ):
-        _add(tar, MANIFEST, msgspec.json.format(msgspec.json.encode(manifest)))
+        _add(tar, MANIFEST, msgspec.json.format(msgspec.json.encode(manifest)), mtime)
         for m in members:
-            _add(tar, m.name, m.data)
+            _add(tar, m.name, m.data, mtime)
     return out.getvalue()
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+def _epoch(created: str) -> int:
+    try:
+        return int(datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp())
+    except ValueError:
+        return 0
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes, mtime: int) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
+    info.mtime = mtime
     info.mode = 0o600  # a backup holds the whole graph: readable by its owner only
     tar.addfile(info, io.BytesIO(data))
 

@@ -53,6 +53,8 @@ def test_round_trip_manifest_first_members_in_order_checksums_listed() -> None:
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         assert tar.getnames() == ["MANIFEST.json", "graph.json", "layout.json"]
         assert all(m.mode == 0o600 for m in tar.getmembers())
+        # `tar tzvf` shows when it was made (2026-12-05T13:00:00Z)
+        assert {m.mtime for m in tar.getmembers()} == {1796475600}
     got = ar.unpack(data)
     assert got.members == {"graph.json": GRAPH, "layout.json": LAYOUT}
     m = got.manifest
