@@ -127,8 +127,8 @@ class KnowledgeSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen
 
 
 #: An HTTP header name (RFC 9110 token) and a value without CR, LF or NUL.
-HEADER_NAME = Annotated[str, Meta(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")]
-HEADER_VALUE = Annotated[str, Meta(max_length=8192, pattern=r"^[^\r\n\x00]*$")]
+HEADER_NAME = Annotated[str, Meta(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}\Z")]
+HEADER_VALUE = Annotated[str, Meta(max_length=8192, pattern=r"^[^\r\n\x00]*\Z")]
 #: Set by the MCP client itself on every request: a header of the user's must not clash.
 RESERVED_HEADERS = frozenset(
     {
@@ -145,13 +145,13 @@ class McpEndpoint(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True)
     (Streamable HTTP, with ``headers``), ``command`` (stdio, with ``args``, ``env``, ``cwd``)
     or ``host``/``port`` (newline-delimited JSON-RPC over TCP, e.g. a socat bridge)."""
 
-    name: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
-    url: Annotated[str, Meta(max_length=2048, pattern=r"^(https?://[^\s/?#]+[^\s]*)?$")] = ""
+    name: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+\Z")]
+    url: Annotated[str, Meta(max_length=2048, pattern=r"^(https?://[^\s/?#]+[^\s]*)?\Z")] = ""
     headers: dict[HEADER_NAME, HEADER_VALUE] = {}
     # A list is the whole argv (the old form); a string is the program, as .mcp.json has it.
     command: str | list[str] = []
     args: list[str] = []
-    env: dict[Annotated[str, Meta(pattern=r"^[^=\x00]+$")], str] = {}
+    env: dict[Annotated[str, Meta(pattern=r"^[^=\x00]+\Z")], str] = {}
     cwd: str = ""
     host: Annotated[str, Meta(max_length=255)] = ""  # "" with a port: 127.0.0.1
     port: Annotated[int, Meta(ge=0, le=65535)] = 0  # 0 with a host: 9500

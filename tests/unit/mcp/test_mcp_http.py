@@ -104,7 +104,7 @@ class Peer:
         elif method == "tools/list":
             result = TOOLS
         else:
-            result = {"content": [{"type": "text", "text": "{\"ok\": true}"}]}
+            result = {"content": [{"type": "text", "text": '{"ok": true}'}]}
         reply = {"jsonrpc": "2.0", "id": message["id"], "result": result}
         if self.mode == "json":
             await respond(send, 200, msgspec.json.encode(reply), extra)
