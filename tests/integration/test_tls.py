@@ -3,11 +3,13 @@ and wss on the real hypercorn, and bad files refused at start with one line."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import ssl
 import subprocess
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 import trustme
@@ -76,6 +78,27 @@ async def test_https_and_wss_are_served_with_the_configured_certificate(
             assert (await ws.json())["type"] == "connection_established"
         finally:
             ws.ws.close()
+
+
+@pytest.mark.anyio
+async def test_a_handshake_that_never_comes_is_cut_at_the_header_timeout(
+    tmp_path: Path, files: tuple[Path, Path]
+) -> None:
+    certfile, keyfile = files
+    raw = {
+        "state": {"dir": str(tmp_path / "state")},
+        "server": {"certfile": str(certfile), "keyfile": str(keyfile), "header_timeout": 1.0},
+    }
+    async with running(raw) as (svc, _):
+        port = int(str(svc.http.url).rsplit(":", 1)[1])
+        start = anyio.current_time()
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            await stream.send(b"\x16")  # the first byte of a ClientHello, then nothing
+            # hypercorn's own handshake timeout is 60 s: only the setting cuts it this soon
+            with anyio.fail_after(30), contextlib.suppress(anyio.EndOfStream, OSError):
+                while await stream.receive():
+                    pass
+        assert 0.9 <= anyio.current_time() - start < 30
 
 
 def _mismatched(tmp_path: Path, ca: trustme.CA) -> Path:
