@@ -58,7 +58,7 @@ from visionflow.state.graphfile import FORMAT_VERSION as GRAPH_VERSION
 from visionflow.state.graphfile import GRAPH_FILE, decode_graph, encode_graph
 from visionflow.state.layout import FORMAT_VERSION as LAYOUT_VERSION
 from visionflow.state.layout import LAYOUT_FILE, Position, decode_layout, encode_layout
-from visionflow.state.lockfile import StateLock
+from visionflow.state.lockfile import StateLock, give_to_owner
 
 OVERRIDES_VERSION = 2  # 2: marked with LAYOUT_MODEL_MARK; 1: unmarked (before Dec 2026)
 
@@ -257,9 +257,10 @@ def restore_backup(backup: Backup, state_dir: str, base: Mapping[str, Any] | Non
     with StateLock.take(state_dir, "restore") as lock:
         directory = lock.path.parent
         staged: dict[str, Path] = {}
+        owner = directory.stat()
         try:
             for m in members:
-                staged[m.name] = _stage(directory, m.name, m.data)
+                staged[m.name] = _stage(directory, m.name, m.data, owner)
             replaced = _move_old(directory)
             for name, tmp in staged.items():
                 os.replace(tmp, directory / name)
@@ -271,9 +272,10 @@ def restore_backup(backup: Backup, state_dir: str, base: Mapping[str, Any] | Non
     return Restored([m.name for m in members], replaced, summary)
 
 
-def _stage(directory: Path, name: str, data: bytes) -> Path:
+def _stage(directory: Path, name: str, data: bytes, owner: os.stat_result) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
     try:
+        give_to_owner(fd, owner)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -299,6 +301,7 @@ def _move_old(directory: Path) -> Path | None:
         except FileExistsError:
             n += 1
             target = directory / f"replaced-{stamp}-{n}"
+    give_to_owner(target, directory.stat())
     for name in old:
         os.replace(directory / name, target / name)
     return target

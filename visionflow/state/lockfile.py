@@ -100,6 +100,7 @@ class StateLock:
                 if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise StateDirBusyError(state_dir, _read_holder(fd)) from None
                 raise
+            give_to_owner(fd, directory.stat())
             lock = cls(path, fd, Holder(os.getpid(), role))
             lock._write()
         except BaseException:
@@ -167,3 +168,15 @@ def hold_for_service(state_dir: str) -> StateLock | None:
             exc.strerror or exc,
         )
         return None
+
+
+def give_to_owner(target: int | Path, owner: os.stat_result) -> None:
+    """Run as root (``sudo visionflow state restore``), make what we create the state
+    directory's owner's, as the service made it: a file of root's, mode 0600, is one the
+    service (``DynamicUser=``, say) cannot read. Elsewhere nothing to do (or allowed)."""
+    if os.geteuid() != 0:
+        return
+    if isinstance(target, int):
+        os.fchown(target, owner.st_uid, owner.st_gid)
+    else:
+        os.chown(target, owner.st_uid, owner.st_gid, follow_symlinks=False)

@@ -245,3 +245,22 @@ def test_older_formats_go_in_as_they_are_and_the_service_migrates_them(tmp_path:
     live.load_overrides()  # the old model's spring_k is dropped, enabled kept, file rewritten
     assert live.current.physics.knowledge.spring_k == s.Settings().physics.knowledge.spring_k
     assert LAYOUT_MODEL_MARK in (d / "settings-overrides.toml").read_text()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root restores files for another user")
+def test_a_restore_run_as_root_leaves_the_files_to_the_state_dir_s_owner(tmp_path: Path) -> None:
+    # `sudo visionflow state restore` into a DynamicUser= service's state directory: files of
+    # root's, mode 0600, would be unreadable to the service
+    d = _state_dir(tmp_path)
+    backup = ar.unpack(bk.files_backup(str(d), BASE)[0])
+    for path in [d, *d.iterdir()]:
+        os.chown(path, 4321, 4321)
+    done = bk.restore_backup(backup, str(d), BASE)
+    assert done.replaced is not None
+    owned = [d / "graph.json", d / "layout.json", d / "visionflow.lock", done.replaced]
+    assert {(p.stat().st_uid, p.stat().st_gid) for p in owned} == {(4321, 4321)}
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    os.chown(fresh, 4321, 4321)
+    bk.restore_backup(backup, str(fresh), BASE)
+    assert {p.stat().st_uid for p in fresh.iterdir()} == {4321}
