@@ -5,9 +5,9 @@ server process, and the line protocol goes through unchanged. Skipped without so
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import anyio
 import pytest
