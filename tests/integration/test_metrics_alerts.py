@@ -163,3 +163,8 @@ async def test_every_metric_label_and_value_queried_is_served(anyio_backend: str
             for label in filter(None, (g.strip() for g in group.split(","))):
                 assert label in labels_here, f"{where}: grouping by unknown label {label}"
     assert len(checked) >= 25  # the regex found the metrics (a broken one would find none)
+    # and the dashboard shows every series of ours the service serves
+    shown = " ".join(dashboard_exprs())
+    ours = {re.sub(r"_(bucket|sum|count|total)$", "", n) for n in served if "visionflow_" in n}
+    missing = sorted(n for n in ours if n not in shown)
+    assert not missing, f"served but not on the dashboard ({DASHBOARD.name}): {missing}"
