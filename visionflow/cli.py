@@ -53,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
         "--backend", choices=["asyncio", "trio"], default="asyncio", help=BACKEND_HELP
     )
 
+    relay = command("relay", "serve more viewers of a service that publishes to NATS")
+    relay.add_argument("--config", metavar="PATH", help="settings file (default: ./settings.toml)")
+    relay.add_argument("--nats", metavar="URL", help="NATS to read (overrides cluster.nats_url)")
+    relay.add_argument("--host", help="listen on this address (overrides server.host)")
+    relay.add_argument(
+        "--port", type=int, help="listen on this port, 0 for a free one (overrides server.port)"
+    )
+
     check = command("check-config", "validate the settings and print the effective ones")
     check.add_argument(
         "path", nargs="?", metavar="PATH", help="settings file (default: ./settings.toml)"
@@ -163,10 +171,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         overrides.setdefault("server", {})["host"] = args.host
     if args.port is not None:
         overrides.setdefault("server", {})["port"] = args.port
+    relay = args.command == "relay"  # `visionflow relay` shares all of this (cluster/relay.py)
+    backend = "asyncio" if relay else args.backend
+    if relay and args.nats is not None:
+        overrides.setdefault("cluster", {})["nats_url"] = args.nats
     try:
         loaded = settings.load(args.config, overrides=overrides)
     except ConfigError as exc:
         _err(exc.render())
+        return EXIT_CONFIG
+    nats_url = loaded.settings.cluster.nats_url
+    if relay and not nats_url:
+        _err("relay: nothing to read: give --nats nats://HOST:PORT or set cluster.nats_url")
+        return EXIT_CONFIG
+    if nats_url and backend != "asyncio":
+        _err("cluster.nats_url needs the asyncio backend (nats-py): drop --backend trio")
         return EXIT_CONFIG
 
     from loguru import logger
@@ -181,10 +200,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import anyio
 
-    from visionflow.service import serve
+    from visionflow.service import serve, serve_relay
 
     try:
-        anyio.run(serve, loaded.settings, backend=args.backend)
+        anyio.run(serve_relay if relay else serve, loaded.settings, backend=backend)
     except KeyboardInterrupt:
         return EXIT_OK
     except (StartupError, BaseExceptionGroup) as exc:  # a start-up failure is one line
@@ -279,6 +298,7 @@ def _run(argv: Sequence[str] | None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_CONFIG if exc.code else EXIT_OK
     handlers = {
         "serve": cmd_serve,
+        "relay": cmd_serve,
         "check-config": cmd_check_config,
         "mcp-sim": cmd_mcp_sim,
         "state": cmd_state,

@@ -25,6 +25,9 @@ from loguru import logger
 
 from visionflow import __version__, logs
 from visionflow.changes import GraphChanges
+from visionflow.cluster.link import require_asyncio
+from visionflow.cluster.publisher import ClusterPublisher
+from visionflow.cluster.relay import Relay
 from visionflow.errors import GraphError
 from visionflow.graph.agents import AgentGraph
 from visionflow.graph.store import GraphStore
@@ -81,6 +84,8 @@ class Service:
     stop_requested: anyio.Event = field(default_factory=anyio.Event)
     on_ready: Callable[[Service], None] | None = None
     _notes_watcher: VaultWatcher | None = field(default=None, init=False)
+    #: With ``cluster.nats_url``: the hub's tap, publishing to NATS (the ``cluster`` child).
+    publisher: ClusterPublisher | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         physics = self.settings.physics
@@ -99,7 +104,13 @@ class Service:
             health=base.registry.register("physics", essential=True),
         )
         # The hub's `stopping` is set with the supervisor's, in run().
-        self.hub = Hub(base, self.engine, pins=EnginePins(self.engine))
+        # One EnginePins for local and relay viewers: the later drag owns a pin across both.
+        pins = EnginePins(self.engine)
+        if self.settings.cluster.nats_url:  # frames to NATS for `visionflow relay` processes
+            self.publisher = ClusterPublisher(
+                self.settings.cluster, base.registry, base.metrics, pins=pins
+            )
+        self.hub = Hub(base, self.engine, pins=pins, tap=self.publisher)
         agents = AgentGraph(store)
         self.changes = GraphChanges(store, agents, self.engine, self.hub)
         self.ctx = ServiceContext(
@@ -283,6 +294,10 @@ class Service:
             self.http = HttpServer(app, settings, supervisor.stopping)
             ctx.registry.starting = "restoring the saved graph and layout"
             await supervisor.start("http", self.http.run, critical=True)
+            if self.publisher is not None:
+                require_asyncio("cluster.nats_url")  # a start-up failure, not a child's retries
+                self.publisher.app = app  # relays' /api/ requests are answered by it
+                await supervisor.start("cluster", self.publisher.run)
             log.info("listening at {}; restoring the saved state", self.http.url)
             restore = partial(self.changes.restore, settings.state.dir, endpoints)
             restored = await self._unless_stopped(restore, "state restore")
@@ -354,7 +369,13 @@ async def serve(settings: Settings) -> None:
             lock.release()
 
 
-async def _serve(service: Service, lock: StateLock | None, ready: anyio.Event) -> None:
+async def serve_relay(settings: Settings) -> None:
+    """``visionflow relay`` (cluster/relay.py), with the service's signal handling and drain."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    await _serve(Relay(settings, policy=restart_policy(settings)), None, anyio.Event())
+
+
+async def _serve(service: Service | Relay, lock: StateLock | None, ready: anyio.Event) -> None:
     async with anyio.create_task_group() as tg:
         if lock is not None:
 

@@ -17,8 +17,8 @@ from starlette.routing import BaseRoute
 from visionflow.metrics import CONTENT_TYPE
 from visionflow.web import openapi, routes_settings, routes_state
 from visionflow.web.access import AccessMetrics, init_series
-from visionflow.web.context import ServiceContext
-from visionflow.web.context import context_of as _ctx
+from visionflow.web.context import Foundations, ServiceContext
+from visionflow.web.context import foundations_of as _ctx
 from visionflow.web.endings import RequestEndings
 from visionflow.web.errors import http_exception_handler
 from visionflow.web.guards import RequestGuard
@@ -105,15 +105,16 @@ def base_routes() -> list[BaseRoute]:
 
 
 def create_app(ctx: ServiceContext, extra_routes: list[BaseRoute] | None = None) -> Starlette:
+    service_routes = [*routes_settings.routes(), *routes_state.routes(), *openapi.routes()]
+    return build_app(ctx, [*service_routes, *(extra_routes or [])])
+
+
+def build_app(ctx: Foundations, routes: list[BaseRoute]) -> Starlette:
+    """The probes and ``routes`` behind the middleware: the service's app, and a relay's
+    (``visionflow relay``, cluster/relay.py: no graph of its own, only ``Foundations``)."""
     server = ctx.live.current.server  # the [server] table cannot change while running
     app = Starlette(
-        routes=[
-            *base_routes(),
-            *routes_settings.routes(),
-            *routes_state.routes(),
-            *openapi.routes(),
-            *(extra_routes or []),
-        ],
+        routes=[*base_routes(), *routes],
         exception_handlers={HTTPException: http_exception_handler},
         # Host, Origin and Content-Type rules before any route (docs/security.md); outside
         # them, a client gone mid-response or a request the shutdown cuts off (web/endings.py);

@@ -1,0 +1,25 @@
+"""The cluster runs on asyncio only (nats-py): these tests too, against a real nats-server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.natskit import Broker
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    nats = Broker(tmp_path / "nats")
+    nats.workdir.mkdir()
+    nats.start()
+    try:
+        yield nats
+    finally:
+        nats.kill()
