@@ -8,7 +8,8 @@
 // WebSocket hands over its own ArrayBuffer), so the records go through a 28 KiB scratch area
 // in the module's memory, 1024 at a time: each chunk is copied in with TypedArray.set and
 // checked while it is still in the L1 cache, so the message is read from memory once, as by the
-// copy. Measured 0.22-0.24 ms at 100k nodes, about 1x the copy (benchmarks/viewer.py).
+// copy. Measured 0.21-0.30 ms at 100k nodes, 0.82-1.15x the copy, median 1.05x over 12 runs
+// (benchmarks/viewer.py, benchmarks/README.md).
 //
 // The module is built here from bytes, no toolchain and no third-party code (the WAT is beside
 // the builder). Compiling it needs 'wasm-unsafe-eval' in the page's Content-Security-Policy
@@ -16,7 +17,7 @@
 // missing, kernel() is null and NodeState runs the JavaScript loop instead, with the same
 // results.
 
-/** Records the kernel takes per call: 28 KiB of scratch, well inside a 32 KiB L1 cache. */
+/** Records the kernel takes per call: 28 KiB of scratch, which fits a 32 KiB L1 data cache. */
 export const CHUNK_RECORDS = 1024;
 /** Largest capacity kept in WebAssembly memory (28 bytes a slot: 0.9 GiB); more: plain arrays. */
 export const MAX_WASM_CAPACITY = 1 << 25;
