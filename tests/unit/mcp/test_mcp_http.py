@@ -14,6 +14,7 @@ import msgspec
 import pytest
 
 from visionflow.errors import RpcTimeoutError, RpcTransportError
+from visionflow.mcp.client import connect_mcp
 from visionflow.mcp.http import connect_http_mcp
 from visionflow.mcp.rpc import Notification
 from visionflow.mcp.versions import LATEST, SUPPORTED, UnsupportedProtocolVersionError
@@ -372,3 +373,25 @@ async def test_a_url_password_and_query_never_reach_an_error() -> None:
                 pass
     text = str(info.value)
     assert "pw123" not in text and "k456" not in text and f"127.0.0.1:{port}/mcp" in text
+
+
+async def test_a_tcp_endpoint_at_an_http_server_is_told_to_use_url() -> None:
+    async def http_server(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await stream.receive()
+            await stream.send(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+            await stream.send_eof()
+            with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                while True:
+                    await stream.receive()
+
+    with anyio.fail_after(OUTER):
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        async with listener, anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, http_server)
+            with pytest.raises(RpcTransportError, match="it answered in HTTP") as info:
+                async with connect_mcp("127.0.0.1", port):
+                    pass
+            tg.cancel_scope.cancel()
+    assert 'url = "http://host:port/mcp"' in str(info.value)
