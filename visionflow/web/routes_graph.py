@@ -558,9 +558,10 @@ DATA_PARAMETERS = [
     ),
     _param(
         "kind",
-        {"type": "string", "enum": list(KINDS)},
+        # "": a form's empty field, no filter (as for q, type and status)
+        {"type": "string", "enum": ["", *KINDS]},
         "knowledge, agent, or placeholder (a knowledge node of group placeholder: a page that "
-        "is linked but not written); knowledge means the other knowledge nodes",
+        "is linked but not written); knowledge means the other knowledge nodes; empty: any",
     ),
     _param(
         "type",
