@@ -25,12 +25,17 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi import checks as openapi_checks
-from support.served import TOKEN, Served, served
+from starlette.datastructures import QueryParams
+from starlette.requests import HTTPConnection
+from starlette.routing import BaseRoute, Route
+from support.served import TOKEN, Served, examples, served
+
+from visionflow.web.openapi import ApiRoute
 
 pytestmark = pytest.mark.slow
 
 #: Examples per operation, generation mode and token: ~60 operations x modes in all.
-EXAMPLES = 25
+EXAMPLES = examples(25)
 
 
 @schemathesis.check
@@ -57,15 +62,60 @@ CHECKS = [
 ]
 
 
+class _Recorded(QueryParams):
+    """Query parameters that note each name a handler asks for."""
+
+    seen: set[str]
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self.seen.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: Any) -> str:
+        self.seen.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: Any) -> bool:
+        self.seen.add(key)
+        return super().__contains__(key)
+
+    def getlist(self, key: Any) -> list[str]:
+        self.seen.add(key)
+        return super().getlist(key)
+
+
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def query_reads() -> Iterator[dict[int, tuple[BaseRoute, set[str]]]]:
+    """Which query parameters each route's handler read while it was fuzzed (the service runs
+    in this process): every one must be declared, so the fuzzer generates it too."""
+    reads: dict[int, tuple[BaseRoute, set[str]]] = {}  # by id(): a Route is not hashable
+    original = HTTPConnection.query_params
+
+    def recording(self: HTTPConnection) -> QueryParams:
+        params = _Recorded(original.fget(self))  # type: ignore[attr-defined]
+        route = self.scope.get("route")
+        params.seen = reads.setdefault(id(route), (route, set()))[1]
+        return params
+
+    HTTPConnection.query_params = property(recording)  # type: ignore[method-assign,assignment]
+    try:
+        yield reads
+    finally:
+        HTTPConnection.query_params = original  # type: ignore[method-assign]
+
+
+@pytest.fixture(scope="module")
+def service(
+    tmp_path_factory: pytest.TempPathFactory, query_reads: dict[int, tuple[BaseRoute, set[str]]]
+) -> Iterator[Served]:
     # no rate limit: the fuzzer sends hundreds of mutating requests a second on purpose
     with served(tmp_path_factory.mktemp("fuzz-http"), token=TOKEN, rate_limit=0) as s:
         yield s
 
 
-def fuzz(op: Any, mode: GenerationMode, headers: dict[str, str], base: str) -> Callable[[], None]:
-    session = requests.Session()
+def fuzz(
+    op: Any, mode: GenerationMode, headers: dict[str, str], base: str, session: requests.Session
+) -> Callable[[], None]:
     checks = list(CHECKS)
     if not op.body:
         # parameters alone: the schema says all that is valid, so a valid request gets no 400
@@ -90,7 +140,9 @@ def fuzz(op: Any, mode: GenerationMode, headers: dict[str, str], base: str) -> C
 
 
 @pytest.mark.parametrize("token", [True, False], ids=["with-token", "without-token"])
-def test_every_operation_answers_as_documented(service: Served, token: bool) -> None:
+def test_every_operation_answers_as_documented(
+    service: Served, token: bool, query_reads: dict[int, tuple[BaseRoute, set[str]]]
+) -> None:
     spec = requests.get(f"{service.url}/openapi.json", timeout=30).json()
     schema = schemathesis.openapi.from_dict(spec)
     headers = {"Authorization": f"Bearer {TOKEN}"} if token else {}
@@ -102,12 +154,32 @@ def test_every_operation_answers_as_documented(service: Served, token: bool) -> 
             continue  # the upgrade is fuzzed by test_fuzz_ws.py; plain HTTP there is a 426
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             try:
-                fuzz(op, mode, headers, service.url)()
+                with requests.Session() as session:
+                    fuzz(op, mode, headers, service.url, session)()
             except Unsatisfiable:  # nothing to break: no parameter, or one any string fits
                 continue
             except (Exception, BaseExceptionGroup) as exc:  # each operation's, not the first
-                failures.append(f"{op.label} ({mode.value}): {exc}")
+                failures.append(f"{op.label} ({mode.value}): {describe(exc)}")
             fuzzed += 1
     assert fuzzed >= 20, "the document lists fewer operations than the service has"
     assert not failures, "\n\n".join(failures)
     assert not service.tracebacks(), "\n".join(service.tracebacks())
+    undeclared = {
+        route.path: sorted(names - declared_query(route))
+        for route, names in query_reads.values()
+        if isinstance(route, Route) and names - declared_query(route)
+    }
+    assert not undeclared, f"query parameters read but not in /openapi.json: {undeclared}"
+
+
+def describe(exc: BaseException) -> str:
+    """The failure and what it holds: a flaky one's first failure is in its group."""
+    text = str(exc)
+    if isinstance(exc, BaseExceptionGroup):
+        text += "".join(f"\n  - {describe(sub)}" for sub in exc.exceptions)
+    return text
+
+
+def declared_query(route: Route) -> set[str]:
+    parameters = route.parameters if isinstance(route, ApiRoute) else []
+    return {p["name"] for p in parameters if p["in"] == "query"}

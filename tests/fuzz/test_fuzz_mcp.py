@@ -15,6 +15,7 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.served import examples
 
 from visionflow.errors import RemoteProtocolError, RpcRemoteError
 from visionflow.jsonsafe import MAX_DEPTH
@@ -31,7 +32,7 @@ from visionflow.mcp.rpc import (
 )
 
 FUZZ = settings(
-    max_examples=300,
+    max_examples=examples(300),
     deadline=None,
     derandomize=True,
     database=None,

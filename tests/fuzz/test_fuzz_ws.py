@@ -22,7 +22,7 @@ import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.served import TOKEN, Served, served
+from support.served import TOKEN, Served, examples, served
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -53,7 +53,7 @@ MAX_COORD = 1e6
 WAIT = 10.0
 
 FUZZ = settings(
-    max_examples=40,
+    max_examples=examples(40),
     deadline=None,
     derandomize=True,
     database=None,

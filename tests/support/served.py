@@ -9,6 +9,7 @@ real server to talk to.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +26,12 @@ from visionflow.mcpsim.server import serve_simulator
 from visionflow.service import Service
 
 TOKEN = "fuzz-token-0123456789"
+
+
+def examples(count: int) -> int:
+    """A fuzzer's example count, times ``VISIONFLOW_FUZZ_SCALE`` (default 1: the suite's quick
+    run; 20 or more for a long one). Each run stays derandomized: the same scale, the same cases."""
+    return max(1, round(count * float(os.environ.get("VISIONFLOW_FUZZ_SCALE", "1"))))
 
 
 @dataclass
@@ -82,7 +89,8 @@ class _Simulated:
 @contextmanager
 def served(state_dir: Path, **server: Any) -> Iterator[Served]:
     """The service with its state under ``state_dir``, one MCP simulator endpoint, the example
-    vault (read from the package, never written), and ``server`` settings (``token=``...); every WARNING or worse it logs is kept."""
+    vault (read from the package, never written) and ``server`` settings (``token=``...);
+    every WARNING or worse that it logs is kept."""
     lines: list[str] = []
     sink = logger.add(lambda m: lines.append(str(m)), level="WARNING", format="{message}")
     records = _Records(lines)
