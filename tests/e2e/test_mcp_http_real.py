@@ -1,11 +1,15 @@
-"""Optional: the Streamable HTTP transport against a real server,
-``@modelcontextprotocol/server-everything`` in its ``streamableHttp`` mode (the reference
-TypeScript SDK's server transport: sessions, SSE answers, the GET stream, DELETE).
+"""Optional: the Streamable HTTP transport against real servers:
+``@modelcontextprotocol/server-everything`` in its ``streamableHttp`` mode (the TypeScript SDK's
+server transport: sessions, SSE answers, the GET stream, DELETE), and a server written with the
+official Python SDK (``mcp``: ``MCPServer``, FastMCP before 2.0) in its ``streamable-http`` mode,
+answering with event streams and, with ``json_response``, with JSON.
 
-Skipped unless ``node`` is on PATH and the package is in the cache folder of
-tests/e2e/test_claude_flow_real.py (``$VISIONFLOW_REAL_MCP_CACHE``, default
-``~/.cache/visionflow-real-mcp``); ``VISIONFLOW_REAL_MCP=1`` installs it there first, as that
-file does. The server listens on a free port (it binds every interface: its own choice).
+Skipped unless they are in the cache folder of tests/e2e/test_claude_flow_real.py
+(``$VISIONFLOW_REAL_MCP_CACHE``, default ``~/.cache/visionflow-real-mcp``): the npm package under
+``node_modules``, the Python SDK in a virtual environment of its own (``python-mcp``, so that
+its 29 packages stay out of ours). ``VISIONFLOW_REAL_MCP=1`` installs them there first. The
+node server listens on a free port (on every interface: its own choice); the Python one on
+loopback.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +36,33 @@ CACHE = Path(
 )
 PACKAGE = "@modelcontextprotocol/server-everything"
 SERVER = CACHE / "node_modules" / PACKAGE / "dist" / "index.js"
+PYTHON_SDK = "mcp==2.3.0"
+SDK_VENV = CACHE / "python-mcp"
+SDK_PYTHON = SDK_VENV / "bin" / "python"
+SDK_SERVER = """
+import sys
+
+try:
+    from mcp.server.mcpserver import MCPServer as Server  # mcp >= 2
+except ImportError:
+    from mcp.server.fastmcp import FastMCP as Server  # mcp 1.x
+
+server = Server("vf-python-sdk")
+
+
+@server.tool()
+def echo(message: str) -> str:
+    \"\"\"Say it back.\"\"\"
+    return message
+
+
+port, json_response = int(sys.argv[1]), sys.argv[2] == "json"
+if hasattr(server, "run_streamable_http_async"):
+    server.run("streamable-http", host="127.0.0.1", port=port, json_response=json_response)
+else:
+    server.settings.port, server.settings.json_response = port, json_response
+    server.run("streamable-http")
+"""
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(600 if INSTALL else 120)]
 
@@ -175,3 +207,49 @@ async def test_a_service_watches_it_and_retries_when_it_drops(
                 return ep if ep["connected"] and ep["connects"] == 2 else None
 
             await eventually(back, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def sdk_python() -> Path:
+    if not SDK_PYTHON.is_file() and INSTALL:
+        subprocess.run([sys.executable, "-m", "venv", str(SDK_VENV)], check=True, timeout=120)
+        pip = [str(SDK_PYTHON), "-m", "pip", "install", "--quiet", PYTHON_SDK]
+        subprocess.run(pip, check=True, timeout=480)
+    if not SDK_PYTHON.is_file():
+        pytest.skip(
+            f"the Python MCP SDK is not installed in {SDK_VENV}; "
+            "set VISIONFLOW_REAL_MCP=1 to install it there"
+        )
+    return SDK_PYTHON
+
+
+def _launch(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(command, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("answers", ["sse", "json"])
+async def test_a_server_of_the_python_sdk(sdk_python: Path, tmp_path: Path, answers: str) -> None:
+    script = tmp_path / "server.py"
+    script.write_text(SDK_SERVER)
+    port = free_port()
+    log = tmp_path / "server.log"
+    process = _launch([str(sdk_python), str(script), str(port), answers], log)
+    try:
+        url = f"http://127.0.0.1:{port}/mcp"
+        with anyio.fail_after(60):
+            while "Uvicorn running" not in log.read_text(errors="replace"):
+                assert process.poll() is None, log.read_text()
+                await anyio.sleep(0.05)
+            async with connect_http_mcp(url, name="py", call_timeout=20) as client:
+                assert client.protocol_version == SUPPORTED[0]
+                assert client.server_info.get("name") == "vf-python-sdk"
+                assert client.catalog.names == {"echo"}
+                args = {"name": "echo", "arguments": {"message": "hi"}}
+                result = await client.call("tools/call", args)
+                assert result["content"][0]["text"] == "hi"
+                await client.refresh_tools()
+        assert "DELETE /mcp" in log.read_text()  # the session was ended
+    finally:
+        process.terminate()
+        process.wait(10)
