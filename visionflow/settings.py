@@ -221,6 +221,9 @@ class ClusterSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=T
     # A whole frame this often even when every tick went out (a relay that joins late starts
     # from it), also while the layout rests.
     keyframe_interval: Annotated[float, Meta(ge=0.1, le=60.0)] = 2.0
+    # Ticks published per second at most (the newest then, a delta against the last one sent):
+    # relays' viewers get at most this rate. 30 = websocket.default_interval_ms's rate.
+    max_rate_hz: Annotated[float, Meta(ge=1.0, le=240.0)] = 30.0
     # Control messages waiting for the broker; beyond it the oldest are dropped (counted).
     max_pending: Annotated[int, Meta(ge=1, le=10_000)] = 256
     # A relay's drag or API request to the simulation; then 504 / an `error` to the viewer.

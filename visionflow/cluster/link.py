@@ -87,6 +87,7 @@ class NatsLink:
         while True:
             nc = await self._connect()
             closed = anyio.Event()
+            lost = True
             try:
                 self._up(nc)
                 async with anyio.create_task_group() as tg:
@@ -102,9 +103,12 @@ class NatsLink:
                     tg.start_soon(serve)
                     tg.start_soon(until_closed)
                     self._watch(nc, closed)
+            except anyio.get_cancelled_exc_class():
+                lost = False  # stopping, not a broker gone
+                raise
             finally:
                 self.nc = None
-                self._down(nc)
+                self._down(nc, lost)
                 with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
                     await nc.close()
 
@@ -177,8 +181,11 @@ class NatsLink:
         self.health.detail.pop("degraded", None)
         log.info("{}: connected to NATS at {}", self.name, self.health.detail["server"])
 
-    def _down(self, nc: Client) -> None:
+    def _down(self, nc: Client, lost: bool) -> None:
         self.health.detail.update(connected=False, degraded=True)
+        if not lost:
+            log.info("{}: NATS connection closed", self.name)
+            return
         if self.health.last_error is None:
             self.health.last_error = f"lost NATS at {self.settings.nats_url}"
         log.warning("{}: NATS connection lost; reconnecting", self.name)

@@ -89,6 +89,7 @@ class ClusterPublisher:
         self._control: deque[str] = deque()
         self._wake = anyio.Event()
         self._keyframe_at = -math.inf  # when the last keyframe went out (anyio clock)
+        self._tick_at = -math.inf  # when the last tick went out
         self._owners: dict[tuple[str, int], int] = {}
         self._next_owner = _REMOTE_OWNER_BASE
         self.published = 0
@@ -140,6 +141,10 @@ class ClusterPublisher:
                 if not await self._publish(nc, self.subjects.control, text.encode()):
                     break
                 self._control.popleft()
+            # At most max_rate_hz ticks: those in between are folded into the next delta (it is
+            # against the tick sent last), which halves the stream at the default 30 for 60 Hz
+            # physics; relays' viewers at the default 30 Hz lose nothing.
+            await anyio.sleep_until(self._tick_at + 1.0 / self.settings.max_rate_hz)
             if anyio.current_time() >= self._keyframe_at + interval:
                 self.encoder.want_keyframe()  # also at rest: a late relay starts from it
                 await self._publish_tick(nc, repeat=True)
@@ -157,8 +162,9 @@ class ClusterPublisher:
         started = time.perf_counter()
         out = self.encoder.encode(snapshot, _cached_keyframe(snapshot, cache))
         self.metrics.encode_seconds.observe(time.perf_counter() - started)
+        self._tick_at = anyio.current_time()
         if out.kind is FrameKind.KEYFRAME:
-            self._keyframe_at = anyio.current_time()
+            self._keyframe_at = self._tick_at
         if await self._publish_frame(nc, out):
             self.published += 1
             self.metrics.frames_published.labels(kind=out.kind.name.lower()).inc()
