@@ -280,6 +280,7 @@ class Service:
             )
             hub = self.hub
             await supervisor.start("hub", hub.run)
+            tg.start_soon(ctx.metrics.watch_event_loop)  # cancelled with the task group
             app = create_app(
                 ctx,
                 extra_routes=[

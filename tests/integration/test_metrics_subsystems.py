@@ -3,9 +3,11 @@ viewer close codes, and persistence failing (an unwritable state.dir)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -87,3 +89,18 @@ async def test_an_unwritable_state_dir_shows_in_the_persistence_series(
     assert one(text, "visionflow_graph_save_failures_total") == 1
     assert one(text, "visionflow_subsystem_degraded", subsystem="layout") == 1
     assert one(text, "visionflow_subsystem_state", subsystem="layout", state="running") == 1
+
+
+@pytest.mark.anyio
+async def test_a_stalled_event_loop_shows_in_the_loop_lag(anyio_backend: str) -> None:
+    async with running({}) as (_, client):
+        await anyio.sleep(0.6)  # a couple of samples of an idle loop
+        time.sleep(0.5)  # noqa: ASYNC251 — the stall being measured: the loop is blocked
+        await anyio.sleep(0.6)
+        text = (await client.get("/metrics")).text
+    count = one(text, "visionflow_event_loop_lag_seconds_count")
+    assert count >= 3
+    # the timer due during the stall fired at least 0.25 s late; the others were not
+    assert one(text, "visionflow_event_loop_lag_seconds_bucket", le="0.1") < count
+    assert one(text, "visionflow_event_loop_lag_seconds_bucket", le="5.0") == count
+    assert one(text, "visionflow_event_loop_lag_seconds_sum") >= 0.25
