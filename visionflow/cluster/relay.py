@@ -73,6 +73,8 @@ MAX_PIN_REQUESTS: Final = 256
 _HOP_BY_HOP: Final = frozenset(
     (b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade", b"trailer")
 )
+#: Bytes one read of the NATS socket may take (see link._widen_reads): a few 10k-node frames.
+READ_CHUNK: Final = 1 << 20
 _NOT_READY: Final = "waiting for a keyframe from the simulation (NATS)"
 
 
@@ -204,7 +206,11 @@ class Relay:
         self.assembler = TickAssembler()
         self.subjects = wire.Subjects(settings.cluster.subject_prefix)
         self.link = NatsLink(
-            settings.cluster, self.ctx.registry.register("cluster"), self._serve, name="relay"
+            settings.cluster,
+            self.ctx.registry.register("cluster"),
+            self._serve,
+            name="relay",
+            read_chunk=READ_CHUNK,
         )
         self.revision = 0
         self._announced_revision: int | None = None
