@@ -19,6 +19,7 @@ starts again at 1), so a relay's viewers see them increase across a service rest
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -30,7 +31,7 @@ from visionflow.errors import FrameDecodeError, LocalProtocolError, RemoteProtoc
 from visionflow.protocol.frames import FrameKind, WireFormat, decode_frame, encode_frame
 from visionflow.protocol.snapshot import Snapshot
 
-__all__ = ["Applied", "Outcome", "TickAssembler", "TickEncoder", "TickOut"]
+__all__ = ["Applied", "Backlog", "Outcome", "TickAssembler", "TickEncoder", "TickOut"]
 
 
 def _bits(values: np.ndarray) -> np.ndarray:
@@ -220,3 +221,30 @@ class TickAssembler:
         self.held = held
         self._last_out = out.sequence
         return Applied(outcome, out)
+
+
+class Backlog:
+    """How far behind the stream a relay reads: a frame's transit time (receive clock minus the
+    publisher's ``VF-Sent``) less the least transit seen lately.
+
+    The least transit stands for the network plus the clocks' offset, so two hosts' clocks need
+    not agree: what is left is time spent queued (in the broker, the socket, this process).
+    The least is kept over two windows of ``window_s`` so that a clock step is forgotten.
+    """
+
+    def __init__(self, window_s: float = 10.0) -> None:
+        self.window_s = window_s
+        self._current = math.inf
+        self._previous = math.inf
+        self._window_ends: float | None = None
+        self.last_s = 0.0
+
+    def observe(self, sent_ms: int, now_s: float) -> float:
+        """Seconds behind for a frame sent at ``sent_ms`` and received at ``now_s`` (epoch)."""
+        transit = now_s - sent_ms / 1000.0
+        if self._window_ends is None or now_s >= self._window_ends:
+            self._previous, self._current = self._current, math.inf
+            self._window_ends = now_s + self.window_s
+        self._current = min(self._current, transit)
+        self.last_s = max(0.0, transit - min(self._current, self._previous))
+        return self.last_s

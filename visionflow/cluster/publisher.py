@@ -180,7 +180,9 @@ class ClusterPublisher:
                 f"({nc.max_payload}): raise max_payload in the nats-server configuration",
             )
             return False
-        return await self._publish(nc, self.subjects.frame, out.data, out.headers.to_headers())
+        headers = out.headers.to_headers()
+        headers[wire.SENT] = str(int(time.time() * 1000))  # a relay's lag estimate
+        return await self._publish(nc, self.subjects.frame, out.data, headers)
 
     async def _publish(
         self, nc: Client, subject: str, data: bytes, headers: dict[str, str] | None = None

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import time
 from collections import deque
 from typing import Final
 
@@ -44,7 +45,7 @@ from starlette.routing import BaseRoute, Route
 
 from visionflow import __version__
 from visionflow.cluster import wire
-from visionflow.cluster.chain import Outcome, TickAssembler
+from visionflow.cluster.chain import Backlog, Outcome, TickAssembler
 from visionflow.cluster.link import NATS_FAILURES, NatsLink, require_asyncio
 from visionflow.cluster.metrics import ClusterMetrics
 from visionflow.errors import GraphError, RemoteProtocolError
@@ -73,6 +74,8 @@ MAX_PIN_REQUESTS: Final = 256
 _HOP_BY_HOP: Final = frozenset(
     (b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade", b"trailer")
 )
+#: A frame queued longer than this on its way in is skipped (then a keyframe is asked for).
+MAX_BEHIND_S: Final = 1.0
 #: Bytes one read of the NATS socket may take (see link._widen_reads): a few 10k-node frames.
 READ_CHUNK: Final = 1 << 20
 _NOT_READY: Final = "waiting for a keyframe from the simulation (NATS)"
@@ -204,6 +207,7 @@ class Relay:
         self.hub = Hub(self.ctx, self.source, pins=self.pins)
         self.pins.hub = self.hub
         self.assembler = TickAssembler()
+        self.backlog = Backlog()
         self.subjects = wire.Subjects(settings.cluster.subject_prefix)
         self.link = NatsLink(
             settings.cluster,
@@ -289,6 +293,16 @@ class Relay:
             self._on_control(msg.data)
 
     async def _on_frame(self, msg: Msg) -> None:
+        if self._late(msg.headers):
+            # Queued too long (a relay short of CPU): skip, cheaply, until the fresh keyframe
+            # asked for now, rather than show viewers a picture seconds old.
+            self.cluster_metrics.frames_received.labels(outcome="late").inc()
+            if not self._gap:
+                self._gap = True
+                nc = self.link.nc
+                if nc is not None:
+                    await self._ask_keyframe(nc)
+            return
         applied = self.assembler.apply(msg.data, msg.headers)
         self.cluster_metrics.frames_received.labels(outcome=applied.outcome.value).inc()
         snapshot = applied.snapshot
@@ -312,6 +326,14 @@ class Relay:
             if self._announced_revision is not None and self._announced_revision != self.revision:
                 self._broadcast(encode_server_text(GraphChanged(revision=self.revision)))
         self._announced_revision = self.revision
+
+    def _late(self, headers: dict[str, str] | None) -> bool:
+        sent = (headers or {}).get(wire.SENT, "")
+        if not sent.isdigit():
+            return False
+        behind = self.backlog.observe(int(sent), time.time())
+        self.link.health.detail["behind_ms"] = round(behind * 1000)
+        return behind > MAX_BEHIND_S
 
     def _on_control(self, data: bytes) -> None:
         try:

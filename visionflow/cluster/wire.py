@@ -42,6 +42,8 @@ EPOCH: Final = "VF-Epoch"
 BASE: Final = "VF-Base"
 REVISION: Final = "VF-Revision"
 SETTLED: Final = "VF-Settled"
+#: When the publisher sent a frame: its wall clock, ms since the epoch (a relay's lag estimate).
+SENT: Final = "VF-Sent"
 #: A multi-part reply (a response over the broker's max_payload): ``i/n``, 1-based.
 PART: Final = "VF-Part"
 

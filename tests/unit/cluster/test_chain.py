@@ -7,7 +7,7 @@ import pytest
 
 from tests.support.hubfakes import ids_of
 from visionflow.cluster import wire
-from visionflow.cluster.chain import Outcome, TickAssembler, TickEncoder
+from visionflow.cluster.chain import Backlog, Outcome, TickAssembler, TickEncoder
 from visionflow.errors import RemoteProtocolError
 from visionflow.protocol.baselines import BaselineStore
 from visionflow.protocol.framecache import FrameCache
@@ -208,3 +208,18 @@ def test_request_bodies_round_trip_and_refuse_garbage() -> None:
     assert wire.decode(wire.encode(req), wire.PinRequest) == req
     with pytest.raises(RemoteProtocolError, match="bad PinReply"):
         wire.decode(b"\xc1", wire.PinReply)
+
+
+def test_backlog_is_queueing_time_whatever_the_clocks_offset() -> None:
+    backlog = Backlog(window_s=10.0)
+    skew = 3600.0  # the publisher's clock an hour behind: transit looks like an hour
+    now = 1_000_000.0
+    for _ in range(50):  # 20 ms of network each
+        now += 0.033
+        assert backlog.observe(round((now - skew - 0.02) * 1000), now) == pytest.approx(0, abs=2e-3)
+    now += 0.033
+    assert backlog.observe(round((now - skew - 1.52) * 1000), now) == pytest.approx(1.5, abs=2e-3)
+    for _ in range(700):  # 23 s of a new, larger offset (a clock step): forgotten
+        now += 0.033
+        backlog.observe(round((now - skew - 5.0) * 1000), now)
+    assert backlog.last_s == pytest.approx(0, abs=2e-3)
