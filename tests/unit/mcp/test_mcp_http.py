@@ -395,3 +395,30 @@ async def test_a_tcp_endpoint_at_an_http_server_is_told_to_use_url() -> None:
                     pass
             tg.cancel_scope.cancel()
     assert 'url = "http://host:port/mcp"' in str(info.value)
+
+
+async def test_a_get_stream_that_ends_is_reopened_with_the_last_event_id() -> None:
+    gets: list[Seen] = []
+    reopened = anyio.Event()
+
+    class Numbered(Peer):
+        async def _get(self, send: Send) -> None:
+            gets.append(self.seen[-1])
+            head = [(b"content-type", b"text/event-stream")]
+            await send({"type": "http.response.start", "status": 200, "headers": head})
+            if len(gets) == 1:  # one numbered event, then the server ends the stream
+                note = {"jsonrpc": "2.0", "method": "notifications/message", "params": {}}
+                body = b"id: e1\n" + sse_event(note)
+                await send({"type": "http.response.body", "body": body})
+                return
+            reopened.set()
+            await anyio.sleep_forever()
+
+    peer = Numbered(sessions=True)
+    with anyio.fail_after(OUTER):
+        async with served(peer) as url, connect_http_mcp(url, name="t", backoff_initial=0.05):
+            await reopened.wait()
+    first, second = gets
+    assert "last-event-id" not in first.headers
+    assert second.headers["last-event-id"] == "e1"
+    assert session_of(second) == "session-1"
