@@ -139,6 +139,9 @@ def fuzz(
     return run
 
 
+# ~20 s each on an idle machine; a busy one may take several times that (a long run,
+# VISIONFLOW_FUZZ_SCALE=20, wants --timeout=0)
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("token", [True, False], ids=["with-token", "without-token"])
 def test_every_operation_answers_as_documented(
     service: Served, token: bool, query_reads: dict[int, tuple[BaseRoute, set[str]]]
