@@ -87,6 +87,7 @@ class Stalled:
     closed_code: int | None = None
     closed_reason: str = ""
     frames_before_stall: int = 0
+    ended: str = "still open"
 
 
 async def stalled(ws_url: str, read_s: float, stall_s: float, result: Stalled) -> None:
@@ -112,6 +113,9 @@ async def stalled(ws_url: str, read_s: float, stall_s: float, result: Stalled) -
         except ConnectionClosed as exc:
             if exc.rcvd is not None:
                 result.closed_code, result.closed_reason = exc.rcvd.code, exc.rcvd.reason
+                result.ended = f"close frame {exc.rcvd.code} {exc.rcvd.reason!r}"
+            else:  # the server gave up on the TCP connection: its close frame could not go out
+                result.ended = "connection dropped, no close frame"
         except TimeoutError:
             pass  # still open after the stall and 30 s of reading: closed_code stays None
 
