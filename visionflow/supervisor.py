@@ -10,6 +10,7 @@ it marks the child ``failed`` and leaves it down while the rest keep running.
 
 from __future__ import annotations
 
+import errno
 import math
 import random
 import time
@@ -260,7 +261,10 @@ class Supervisor:
                         if isinstance(exc, StartupError):
                             raise
                         raise StartupError(f"{name} failed to start: {error}") from exc
-                    log.opt(exception=exc).error("crashed: {}", error)
+                    if _out_of_resources(exc):  # the machine's state, not a bug: one line
+                        log.error("crashed: {} (the system is out of a resource)", error)
+                    else:
+                        log.opt(exception=exc).error("crashed: {}", error)
                 else:
                     if self.stopping.is_set():
                         health.state = "stopped"
@@ -311,6 +315,27 @@ def _describe(exc: BaseException) -> str:
         exc = exc.exceptions[0]
     text = str(exc) or type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+# errno values that say the machine ran out of something (descriptors, memory, disk), which a
+# traceback would not explain better: a storm of connections during the start-up compile made
+# numba fail to open its own sources (EMFILE) and logged a 60-line traceback per child.
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOSPC})
+
+
+def _out_of_resources(exc: BaseException) -> bool:
+    """Whether ``exc`` (or the first leaf of a group) is, or was caused by, running out of a
+    resource (``_RESOURCE_ERRNOS``)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    seen: BaseException | None = exc
+    for _ in range(8):  # a bounded walk down the chain of causes
+        if seen is None:
+            return False
+        if isinstance(seen, OSError) and seen.errno in _RESOURCE_ERRNOS:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 _E = TypeVar("_E", bound=BaseException)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import random
 
 import anyio
 import anyio.abc
 import pytest
+from loguru import logger
 from support.clock import anyio_backend  # noqa: F401  (every test here runs on trio's MockClock)
 
 from visionflow.errors import StartupError
@@ -279,3 +281,44 @@ async def test_a_critical_child_returning_before_it_started_fails_start_up() -> 
             await sup.start("http", gone, critical=True)
     error = find_in_group(info.value, StartupError)
     assert error is not None and "returned before it started" in str(error)
+
+
+class OutOfDescriptors:
+    """Crashes once as numba did when a connection storm used every descriptor, then runs."""
+
+    def __init__(self) -> None:
+        self.starts = 0
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        self.starts += 1
+        task_status.started()
+        if self.starts == 1:
+            try:
+                raise OSError(errno.EMFILE, "Too many open files")
+            except OSError as exc:  # wrapped, as a library reports it
+                raise RuntimeError("cannot read the kernel's source") from exc
+        await anyio.sleep_forever()
+
+
+@pytest.mark.anyio
+async def test_a_crash_from_running_out_of_descriptors_is_one_line_then_a_restart() -> None:
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="ERROR", format="{message}")
+    registry = HealthRegistry("t")
+    child, bug = OutOfDescriptors(), Flaky(failures=1)
+    try:
+        async with anyio.create_task_group() as tg:
+            sup = Supervisor(tg, registry, POLICY)
+            await sup.start("physics", child.run)
+            await sup.start("buggy", bug.run)
+            await anyio.sleep(5)
+            assert child.starts == 2 and registry.subsystems["physics"].state == "running"
+            tg.cancel_scope.cancel()
+    finally:
+        logger.remove(sink)
+    out_of_files = [line for line in lines if "cannot read the kernel's source" in line]
+    assert out_of_files == [
+        "crashed: cannot read the kernel's source (the system is out of a resource)\n"
+    ]
+    # an ordinary exception still gets its traceback: that is a bug to fix
+    assert any("boom 1" in line and "Traceback" in line for line in lines), lines
