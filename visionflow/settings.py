@@ -160,8 +160,13 @@ class McpEndpoint(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True)
     @property
     def transports(self) -> list[str]:
         """The transports this endpoint names (valid settings name exactly one)."""
-        given = [("http", bool(self.url)), ("stdio", bool(self.command))]
-        given.append(("tcp", bool(self.host or self.port)))
+        tcp = bool(self.host or self.port)
+        old_defaults = self.host in ("", TCP_DEFAULT_HOST) and self.port in (0, TCP_DEFAULT_PORT)
+        if self.command and not self.url and old_defaults:
+            # host and port had these defaults before Dec 2026 and check-config and /api/settings
+            # printed them with every endpoint: a file saved from there still means the command
+            tcp = False
+        given = [("http", bool(self.url)), ("stdio", bool(self.command)), ("tcp", tcp)]
         return [name for name, present in given if present]
 
     @property

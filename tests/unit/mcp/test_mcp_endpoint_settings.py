@@ -46,6 +46,15 @@ def test_each_transport_alone_and_the_old_forms_stay_valid() -> None:
     assert tcp.tcp_address == ("127.0.0.1", 9600) and host_only.tcp_address == ("10.0.0.2", 9500)
 
 
+def test_a_command_with_the_old_default_host_and_port_stays_a_command() -> None:
+    # what check-config printed for a command endpoint before host/port lost their defaults
+    old = {"name": "c", "host": "127.0.0.1", "port": 9500, "command": ["npx", "x"], "cwd": ""}
+    (endpoint,) = endpoints(old).mcp.endpoints
+    assert endpoint.transport == "stdio" and endpoint.transports == ["stdio"]
+    (issue,) = issues_of({**old, "port": 9600})  # a port of its own is a second transport
+    assert "(given: command, host/port)" in issue
+
+
 @pytest.mark.parametrize(
     ("endpoint", "given"),
     [
