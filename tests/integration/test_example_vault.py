@@ -66,7 +66,8 @@ async def test_none_turns_it_off_and_removes_the_notes_a_former_start_saved(
 
 
 async def test_the_first_import_replaces_the_example_even_a_merge(tmp_path: Path) -> None:
-    doc = b'{"nodes": [{"id": "mine"}, {"id": "yours"}], "edges": [["mine", "yours"]]}'
+    edge = b'{"source": "mine", "target": "yours"}'
+    doc = b'{"nodes": [{"id": "mine"}, {"id": "yours"}], "edges": [' + edge + b"]}"
     async with running(settings(tmp_path / "state")) as (_, client):
         assert "note:visionflow" in await keys(client)
         r = await client.post("/api/graph/import", content=doc, headers=JSON)
