@@ -289,9 +289,11 @@ def view(url: str, viewers: int) -> None:
 
 
 class Child:
-    def __init__(self, *args: str) -> None:
+    """A process of this script (or of ``script``) driven over its stdin and stdout."""
+
+    def __init__(self, *args: str, script: str = __file__) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, *args],
+            [sys.executable, script, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

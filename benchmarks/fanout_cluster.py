@@ -9,8 +9,9 @@ Loopback only, bounded in viewers and time (every process exits by itself after
   fed by a synthetic layout in which every node moves every tick (the worst case for deltas:
   the exact deltas on NATS and the viewers' deltas carry every node), ``--hz`` ticks a second;
 - 0, 1, 2 or 4 ``visionflow relay`` processes (the real command) reading that NATS;
-- the **viewers**: ``--viewers`` websockets clients in one process at the default 30 Hz, spread
-  evenly over the relays, or all on the source for the baseline (``direct``).
+- the **viewers**: ``--viewers`` websockets clients at the default 30 Hz (benchmarks/_viewers.py)
+  in four processes, each on one relay in turn, or all on the source for the baseline
+  (``direct``).
 
 Measured over a window after a warm-up: frames per second per viewer (median, min); lag =
 receive time - the tick's publication on the source (one monotonic clock on Linux); CPU of the
@@ -23,12 +24,10 @@ shares of one core. The publisher sends at most ``cluster.max_rate_hz`` (30) tic
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,11 +38,14 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from _procstat import cpu_s
+from _serve import free_port, stop
+from fanout import Child, percentile
+
 WARMUP_S = 3.0
 WINDOW_S = 6.0
 PROCESS_LIMIT_S = 60.0
-TICKS = os.sysconf("SC_CLK_TCK")
+CROWDS = 4  # viewer processes
 
 
 # =========================================================================== source process
@@ -166,113 +168,11 @@ def source(nodes: int, hz: float, nats_url: str) -> None:
     anyio.run(main)
 
 
-# =========================================================================== viewer process
-
-
-def view(urls: list[str], viewers: int) -> None:
-    import websockets
-
-    async def main() -> None:
-        received: list[list[tuple[int, float]]] = [[] for _ in range(viewers)]
-        recording = False
-        ready = 0
-        all_ready = asyncio.Event()
-
-        async def viewer(i: int) -> None:
-            nonlocal ready
-            url = urls[i % len(urls)]
-            async with websockets.connect(
-                url, compression=None, max_size=None, open_timeout=30, close_timeout=1
-            ) as ws:
-                first = True
-                next_ping = time.monotonic() + 10
-                async for message in ws:
-                    if isinstance(message, str):
-                        continue
-                    now = time.monotonic()
-                    if first:
-                        first = False
-                        ready += 1
-                        if ready == viewers:
-                            all_ready.set()
-                    if recording:
-                        received[i].append((int.from_bytes(message[8:16], "little"), now))
-                    if now > next_ping:
-                        next_ping = now + 10
-                        await ws.send('{"type":"ping"}')
-
-        tasks = []
-        for i in range(viewers):
-            tasks.append(asyncio.create_task(viewer(i)))
-            await asyncio.sleep(0.005)
-        await asyncio.wait_for(all_ready.wait(), 40)
-        print(json.dumps({"ready": viewers}), flush=True)
-        loop = asyncio.get_running_loop()
-        while True:
-            command = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
-            if command == "mark":
-                recording = not recording
-                print(json.dumps({"cpu": time.process_time()}), flush=True)
-            else:
-                break
-        print(json.dumps({"received": received}), flush=True)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    threading.Timer(PROCESS_LIMIT_S, lambda: os._exit(3)).start()
-    asyncio.run(main())
-
-
 # =========================================================================== orchestrator
 
 
-class Child:
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-
-    def read(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{self.proc.args[2:]} exited with {self.proc.wait()}")
-        result: dict[str, Any] = json.loads(line)
-        return result
-
-    def ask(self, command: str) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return self.read()
-
-    def finish(self) -> None:
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def cpu_s(pid: int) -> float:
-    """utime + stime of a process (its threads included), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_relay(nats_url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A real ``visionflow relay``; its process and ``/wss`` URL once it listens."""
     config = workdir / "relay.toml"
     config.write_text(
         "[websocket]\nmax_connections = 1000\nmax_connections_per_client = 1000\n"
@@ -296,46 +196,34 @@ def start_relay(nats_url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], 
             url = line.split("listening on ", 1)[1].split()[0]
     assert url is not None, "the relay never said where it listens"
     # Keep reading its log so that it never blocks on a full pipe.
-    threading.Thread(target=lambda: proc.stderr.read(), daemon=True).start()  # type: ignore[union-attr]
+    threading.Thread(target=proc.stderr.read, daemon=True).start()
     return proc, url.replace("http://", "ws://") + "/wss"
 
 
-def stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+def crowd(url: str, viewers: int) -> subprocess.Popen[str]:
+    """A process of ``viewers`` viewers of ``url`` (benchmarks/_viewers.py) for the window."""
+    script = str(Path(__file__).parent / "_viewers.py")
+    args = [url, str(viewers), str(WARMUP_S), str(WINDOW_S)]
+    return subprocess.Popen([sys.executable, script, *args], stdout=subprocess.PIPE, text=True)
 
 
 def run(relays: int, viewers: int, nodes: int, hz: float, nats_bin: str) -> dict[str, Any]:
-    procs: list[subprocess.Popen[Any]] = []
     port = free_port()
     nats = subprocess.Popen(
         [nats_bin, "-a", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    procs.append(nats)
+    procs: list[subprocess.Popen[Any]] = [nats]
     nats_url = f"nats://127.0.0.1:{port}"
     src: Child | None = None
-    clients: Child | None = None
-    relay_procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="vf-fanout-cluster-") as tmp:
         try:
             time.sleep(0.3)
-            src = Child("--source", "--nodes", str(nodes), "--hz", str(hz), "--nats", nats_url)
-            src_port = src.read()["port"]
-            urls = [f"ws://127.0.0.1:{src_port}/wss"]
+            args = ["--source", "--nodes", str(nodes), "--hz", str(hz), "--nats", nats_url]
+            src = Child(*args, script=__file__)
+            urls = [f"ws://127.0.0.1:{src.read()['port']}/wss"]
+            relay_procs = []
             if relays:
                 urls = []
                 for i in range(relays):
@@ -345,49 +233,42 @@ def run(relays: int, viewers: int, nodes: int, hz: float, nats_bin: str) -> dict
                     relay_procs.append(proc)
                     procs.append(proc)
                     urls.append(url)
-            clients = Child("--view", ",".join(urls), "--viewers", str(viewers))
-            clients.read()
+            # The same viewer processes in every configuration (a Python process reads ~100
+            # MB/s of frames): only where they connect changes.
+            share = [viewers // CROWDS + (i < viewers % CROWDS) for i in range(CROWDS)]
+            crowds = [crowd(urls[i % len(urls)], n) for i, n in enumerate(share) if n]
+            procs.extend(crowds)
             time.sleep(WARMUP_S)
-            t0 = time.monotonic()
-            r0 = [cpu_s(p.pid) for p in relay_procs]
-            n0 = cpu_s(nats.pid)
-            s0, c0 = src.ask("mark"), clients.ask("mark")
+            r0, n0 = [cpu_s(p.pid) for p in relay_procs], cpu_s(nats.pid)
+            s0 = src.ask("mark")
             time.sleep(WINDOW_S)
-            s1, c1 = src.ask("mark"), clients.ask("mark")
-            r1 = [cpu_s(p.pid) for p in relay_procs]
-            n1 = cpu_s(nats.pid)
-            window = time.monotonic() - t0
+            s1 = src.ask("mark")
+            r1, n1 = [cpu_s(p.pid) for p in relay_procs], cpu_s(nats.pid)
+            got = [json.loads(c.communicate(timeout=120)[0]) for c in crowds]
             published = dict(map(tuple, src.ask("stop")["published"]))
-            got = clients.ask("stop")
         finally:
-            for child in (src, clients):
-                if child is not None:
-                    child.finish()
+            if src is not None:
+                src.finish()
             for proc in reversed(procs):
-                stop(proc)
-    fps = [len(frames) / window for frames in got["received"]]
-    lags = [
-        (t - published[seq]) * 1000
-        for frames in got["received"]
-        for seq, t in frames
-        if seq in published
-    ]
+                if proc.poll() is None:
+                    stop(proc)
+    arrivals = [v["arrivals"] for g in got for v in g["viewers"]]
+    fps = [len(a) / WINDOW_S for a in arrivals]
+    lags = [(t - published[seq]) * 1000 for a in arrivals for seq, t in a if seq in published]
     ticks = s1["pub_ticks"] - s0["pub_ticks"]
     return {
-        "relays": relays,
-        "viewers": viewers,
         "fps_med": statistics.median(fps),
         "fps_min": min(fps),
         "lag_p50": percentile(lags, 0.5),
         "lag_p99": percentile(lags, 0.99),
-        "src_cpu": (s1["cpu"] - s0["cpu"]) / window,
+        "src_cpu": (s1["cpu"] - s0["cpu"]) / WINDOW_S,
         "pub_us": (s1["pub_cpu"] - s0["pub_cpu"]) / max(ticks, 1) * 1e6,
-        "pub_hz": (s1["published"] - s0["published"]) / window,
-        "nats_mb_s": (s1["nats_bytes"] - s0["nats_bytes"]) / window / 1e6,
-        "relay_cpu": [(b - a) / window for a, b in zip(r0, r1, strict=True)],
-        "nats_cpu": (n1 - n0) / window,
-        "viewer_cpu": (c1["cpu"] - c0["cpu"]) / window,
-        "direct_frames": s1["sent"] - s0["sent"],
+        "pub_hz": (s1["published"] - s0["published"]) / WINDOW_S,
+        "nats_mb_s": (s1["nats_bytes"] - s0["nats_bytes"]) / WINDOW_S / 1e6,
+        "relay_cpu": [(b - a) / WINDOW_S for a, b in zip(r0, r1, strict=True)],
+        "nats_cpu": (n1 - n0) / WINDOW_S,
+        "viewer_cpu": sum(g["cpu_s"] for g in got) / WINDOW_S,
+        "errors": sum(1 for g in got for v in g["viewers"] if v["error"]),
     }
 
 
@@ -398,14 +279,10 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=10_000)
     parser.add_argument("--hz", type=float, default=60.0, help="ticks per second")
     parser.add_argument("--source", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--view", metavar="URLS", help=argparse.SUPPRESS)
     parser.add_argument("--nats", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.source:
         source(args.nodes, args.hz, args.nats)
-        return
-    if args.view:
-        view(args.view.split(","), args.viewers)
         return
     if args.viewers > 400:
         parser.error("at most 400 viewers: this is a loopback benchmark on a small machine")
@@ -430,7 +307,7 @@ def main() -> None:
             f"{name:>6} {r['fps_med']:>6.1f}/{r['fps_min']:<5.1f} {r['lag_p50']:>7.1f} "
             f"{r['lag_p99']:>7.1f} {r['src_cpu']:>7.2f} {r['pub_us']:>11.0f} "
             f"{r['pub_hz']:>6.1f} {r['nats_mb_s']:>9.1f} {each:>18} {r['nats_cpu']:>8.2f} "
-            f"{r['viewer_cpu']:>11.2f}",
+            f"{r['viewer_cpu']:>11.2f}" + (f"  {r['errors']} viewer errors" if r["errors"] else ""),
             flush=True,
         )
     print(f"load after: {os.getloadavg()[0]:.2f}")

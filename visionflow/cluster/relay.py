@@ -293,9 +293,10 @@ class Relay:
             self._on_control(msg.data)
 
     async def _on_frame(self, msg: Msg) -> None:
-        if self._late(msg.headers):
-            # Queued too long (a relay short of CPU): skip, cheaply, until the fresh keyframe
-            # asked for now, rather than show viewers a picture seconds old.
+        if self._late(msg.headers) and wire.BASE in (msg.headers or {}):
+            # A delta queued too long (a relay short of CPU): skip deltas, cheaply, until the
+            # fresh keyframe asked for now, rather than show a picture seconds old. A keyframe
+            # is always taken: under lasting overload viewers get keyframes, never nothing.
             self.cluster_metrics.frames_received.labels(outcome="late").inc()
             if not self._gap:
                 self._gap = True
