@@ -59,6 +59,7 @@ from visionflow.web import viewer as viewer_page
 from visionflow.web.app import build_app
 from visionflow.web.context import Foundations
 from visionflow.web.errors import error_response
+from visionflow.web.guards import read_body
 from visionflow.web.hub import Hub
 from visionflow.web.server import HttpServer
 from visionflow.web.ws import UpgradeRequiredRoute, websocket_route
@@ -367,7 +368,12 @@ class Relay:
         if nc is None or not nc.is_connected:
             self.cluster_metrics.requests.labels(rpc="api", result="unavailable").inc()
             return _unavailable("the simulation is not reachable from this relay (NATS is away)")
-        body = await request.body()
+        # The service's own body reader: size, pace and concurrent-upload limits; a body must
+        # also fit one NATS message (8 KiB of it kept for the rest of the request).
+        limit = min(self.settings.server.max_request_bytes, max(0, nc.max_payload - 8192))
+        body = await read_body(request, limit)
+        if isinstance(body, Response):
+            return body
         client = request.client
         payload = wire.encode(
             wire.ApiRequest(
@@ -382,9 +388,9 @@ class Relay:
         if len(payload) > nc.max_payload:
             return error_response(
                 413,
-                "too_large_for_relay",
-                f"a request of {len(body)} bytes is over the broker's max_payload "
-                f"({nc.max_payload}): send it to the service itself",
+                "too_large",
+                f"the request with its headers ({len(payload)} bytes) is over the broker's "
+                f"max_payload ({nc.max_payload}): send it to the service itself",
             )
         try:
             with anyio.fail_after(self.settings.cluster.request_timeout):

@@ -278,6 +278,12 @@ async def test_a_large_api_reply_comes_in_parts_under_the_brokers_max_payload(
                 via = await rclient.get("/api/graph/data")
                 assert len(direct.content) > 4 * 16 * 1024
                 assert via.status_code == 200 and via.content == direct.content
+                # A body must fit one NATS message: refused by the relay, with the service's
+                # own body reader and error shape.
+                nodes = [{"id": f"m{i}", "label": "x" * 40} for i in range(300)]
+                big = await rclient.post("/api/graph/import", json={"nodes": nodes, "edges": []})
+                assert big.status_code == 413
+                assert big.json()["error"]["code"] == "too_large"
     finally:
         small.kill()
 
