@@ -9,12 +9,17 @@ count is read from another thread: asyncio keeps every task in ``asyncio.tasks._
 loop). Not ``gc.get_objects()``: after a large import the service moves what is alive out of
 the collector (``gc.freeze``), and frozen objects are not listed. A task is counted while it is
 not done. trio keeps its tasks to itself: under ``--backend trio`` the count is null.
+
+For a look at a stuck process: SIGUSR1 makes it write every thread's stack to its log
+(``faulthandler``; no service code involved).
 """
 
 from __future__ import annotations
 
 import asyncio.tasks
+import faulthandler
 import json
+import signal
 import sys
 import threading
 import time
@@ -27,7 +32,7 @@ PROBE_S = 2.0
 def live_tasks() -> int:
     for _ in range(10):  # the loop's thread may add a task while this one iterates
         try:
-            return sum(not task.done() for task in list(asyncio.tasks._all_tasks))
+            return sum(not task.done() for task in list(asyncio.tasks._all_tasks))  # type: ignore[attr-defined]
         except RuntimeError:
             continue
     return -1
@@ -46,6 +51,7 @@ def sample(out: str, trio: bool) -> None:
 
 
 if __name__ == "__main__":
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     argv = sys.argv[2:]
     trio = "trio" in argv[argv.index("--backend") + 1 :][:1] if "--backend" in argv else False
     threading.Thread(target=sample, args=(sys.argv[1], trio), name="probe", daemon=True).start()

@@ -331,10 +331,10 @@ async def scenario_disk(tmp: Path) -> list[Row]:
                 (tmp / "state-moved").rename(state)
             t_free = time.monotonic()
 
-            async def ok() -> bool:
+            async def healthy() -> bool:
                 return (await health(client)).get("status") == "ok"
 
-            back = await wait_for(ok, 330, 0.5)
+            back = await wait_for(healthy, 330, 0.5)
             rows.append(
                 (
                     "health ok after space freed",

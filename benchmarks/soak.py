@@ -67,12 +67,12 @@ class Tally:
 
 def snapshot(pid: int, tmp: Path) -> dict[str, float]:
     lines = (tmp / "probe.jsonl").read_text().splitlines()
-    probe = json.loads(lines[-1]) if lines else {}
+    tasks = json.loads(lines[-1]).get("tasks") if lines else None
     return {
         "rss MiB": rss_mib(pid),
         "open fds": open_fds(pid),
         "threads": threads(pid),
-        "asyncio tasks": probe.get("tasks") if probe.get("tasks") is not None else float("nan"),
+        "asyncio tasks": float(tasks) if tasks is not None else float("nan"),
     }
 
 
