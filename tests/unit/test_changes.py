@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pytest
+
 from visionflow.changes import GraphChanges
 from visionflow.graph.agents import AgentGraph
 from visionflow.graph.store import GraphStore, NodeKey, NodeKind
@@ -37,12 +39,13 @@ def _changes() -> tuple[GraphChanges, GraphStore, FakeEngine, FakeViewers]:
     return GraphChanges(store, AgentGraph(store), engine, viewers), store, engine, viewers
 
 
-def test_agents_restore_saved_places_wake_the_engine_and_tell_viewers() -> None:
+@pytest.mark.anyio
+async def test_agents_restore_saved_places_wake_the_engine_and_tell_viewers() -> None:
     changes, store, engine, viewers = _changes()
     saved = NodeKey(NodeKind.AGENT, "sim/agent/a1")
     gone = NodeKey(NodeKind.AGENT, "sim/agent/old")
     changes.pending = PendingLayout({saved: (1.0, 2.0, 3.0), gone: (4.0, 5.0, 6.0)})
-    changes.agents_reported("sim", [Agent(id="a1")], live=True)
+    await changes.agents_reported("sim", [Agent(id="a1")], live=True)
     node = store.node_by_key(NodeKind.AGENT, "sim/agent/a1")
     assert node is not None
     d = store.sync()
@@ -51,7 +54,7 @@ def test_agents_restore_saved_places_wake_the_engine_and_tell_viewers() -> None:
     assert engine.calls == ["wake"]
     assert [type(m) for m in viewers.sent] == [GraphChanged, AgentsChanged]
     # The same report again: nothing a viewer sees changed, nothing is said.
-    changes.agents_reported("sim", [Agent(id="a1")], live=True)
+    await changes.agents_reported("sim", [Agent(id="a1")], live=True)
     assert engine.calls == ["wake"] and len(viewers.sent) == 2
 
 

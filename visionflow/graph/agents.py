@@ -109,7 +109,7 @@ class AgentGraph:
         self._updating = threading.Lock()
 
     def update(
-        self, endpoint: str, agents: list[Agent], live: bool, *, wait: float = 0.0
+        self, endpoint: str, agents: list[Agent], live: bool, *, wait: float | None = 0.0
     ) -> AgentsDelta | None:
         """Apply one poll (``live``) or mark the endpoint unreachable (``live=False``, agents
         ignored). Returns what a viewer sees change, or None when nothing did.
@@ -117,11 +117,17 @@ class AgentGraph:
         All or nothing: GraphError ``graph_full`` when the nodes or edges it would add do not
         fit under the store's limits, and ``graph_busy`` when the store's lock stays taken for
         ``wait`` seconds (an import or an export holds it for seconds; on the event loop, which
-        must not wait for it, ``wait`` is 0), with nothing changed either way (the next poll
-        tries again).
+        must not wait for it, ``wait`` is 0; None waits as long as it takes), with nothing
+        changed either way (the next poll tries again).
         """
         with self._updating:
-            if not self.store.lock.acquire(timeout=wait if wait > 0 else -1, blocking=wait > 0):
+            if wait is None:
+                acquired = self.store.lock.acquire()
+            elif wait > 0:
+                acquired = self.store.lock.acquire(timeout=wait)
+            else:
+                acquired = self.store.lock.acquire(blocking=False)
+            if not acquired:
                 raise GraphError(
                     "graph_busy", "the graph is being changed; applied at the next poll"
                 )

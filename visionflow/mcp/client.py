@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio
@@ -197,15 +198,31 @@ class McpClient:
             tool, arguments = name.name, name.arguments
         else:
             tool = name
-        result = await self.call(
-            "tools/call", {"name": tool, "arguments": arguments or {}}, timeout=timeout
-        )
-        return unwrap_tool_result(tool, result)
+        return unwrap_tool_result(tool, await self._tool_result(tool, arguments, timeout))
+
+    async def _tool_result(
+        self,
+        tool: str,
+        arguments: dict[str, Any] | None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> Any:
+        """The raw ``tools/call`` result (not unwrapped)."""
+        params = {"name": tool, "arguments": arguments or {}}
+        return await self.call("tools/call", params, timeout=timeout)
 
     async def list_agents(self, *, swarm_id: str | None = None) -> list[Agent]:
-        """Live agents, placeholders dropped."""
-        output = await self.call_tool(self.catalog.agent_list(swarm_id=swarm_id))
-        return parse_agent_list(output)
+        """Live agents, placeholders dropped.
+
+        A large list is unwrapped and parsed in a worker thread: that is Python code, O(agents)
+        (10k agents: ~300 ms), and a worker yields the GIL to the event loop every switch
+        interval, which one long call on the loop would not.
+        """
+        call = self.catalog.agent_list(swarm_id=swarm_id)
+        result = await self._tool_result(call.name, call.arguments)
+        parse = partial(_agents_of, call.name, result)
+        if _text_size(result) < PARSE_OFF_LOOP_BYTES:
+            return parse()
+        return await anyio.to_thread.run_sync(parse)
 
     async def swarm_status(self, *, swarm_id: str | None = None) -> SwarmStatus | None:
         """The swarm's status, or None when the server has none (either dialect)."""
@@ -440,6 +457,22 @@ async def connect_mcp(
         on_notification=on_notification,
     ) as client:
         yield client
+
+
+#: An agent list whose text is at least this long is parsed in a worker thread.
+PARSE_OFF_LOOP_BYTES = 64 * 1024
+
+
+def _text_size(result: Any) -> int:
+    """The length of a ``tools/call`` result's text (0 when it has none: unwrapping says why)."""
+    content = result.get("content") if isinstance(result, dict) else None
+    first = content[0] if isinstance(content, list) and content else None
+    text = first.get("text") if isinstance(first, dict) else None
+    return len(text) if isinstance(text, str) else 0
+
+
+def _agents_of(tool: str, result: Any) -> list[Agent]:
+    return parse_agent_list(unwrap_tool_result(tool, result))
 
 
 def _fresh(error: RpcError) -> RpcTransportError:

@@ -13,7 +13,7 @@ before the next poll (which is brought forward), so the watcher calls what the s
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +42,9 @@ from .versions import UnsupportedProtocolVersionError
 
 # (endpoint name, agents, live): live=False means the server is unreachable and what it runs
 # is unknown; the agents list is then empty.
-AgentsListener = Callable[[str, list[Agent], bool], None]
+# A listener may be a coroutine function (the service's, which applies the list in a worker
+# thread) or a plain function (tests).
+AgentsListener = Callable[[str, list[Agent], bool], Awaitable[None] | None]
 
 # Failures that end a session and make us reconnect. A JSON-RPC error answer to a poll
 # (RpcRemoteError) does not: the server is alive, it just refused that call.
@@ -178,12 +180,17 @@ class EndpointWatcher:
         self.health.detail.update(agents_listed=len(agents), degraded=True)
         return agents[:limit]
 
-    def _set_agents(self, agents: list[Agent]) -> None:
+    async def _report(self, agents: list[Agent], live: bool) -> None:
+        outcome = self.on_agents(self.settings.name, agents, live)
+        if outcome is not None:
+            await outcome
+
+    async def _set_agents(self, agents: list[Agent]) -> None:
         agents = self._cap(agents)
         if agents == self.agents and self._live:
             return
         try:
-            self.on_agents(self.settings.name, agents, True)
+            await self._report(agents, True)
         except GraphError as exc:
             if exc.code == "graph_busy":
                 # an import or export holds the graph: nothing applied, the next poll retries
@@ -204,12 +211,12 @@ class EndpointWatcher:
             self.status.last_error = None  # they are shown now
         self._publish()
 
-    def _lost_agents(self) -> None:
+    async def _lost_agents(self) -> None:
         # What a dead server runs is unknown: report that, rather than stale data as live.
         self.agents = []
         self._live = False
         self.status.agent_count = 0
-        self.on_agents(self.settings.name, [], False)
+        await self._report([], False)
 
     # -- connection -------------------------------------------------------------------------
 
@@ -332,7 +339,7 @@ class EndpointWatcher:
                 self.log.debug("swarm_status not used: {}", exc)
         self.status.swarm = _swarm_json(swarm)
         self.status.last_poll = time.time()
-        self._set_agents(agents)
+        await self._set_agents(agents)
 
     def _tools_refreshed(self, client: McpClient) -> None:
         names = sorted(client.catalog.names)
@@ -396,7 +403,7 @@ class EndpointWatcher:
                     finally:
                         self.client = None
                     self.status.state = "backoff"
-                    self._lost_agents()
+                    await self._lost_agents()
                     self.breaker.record_failure(anyio.current_time())
                     self._publish()
         finally:

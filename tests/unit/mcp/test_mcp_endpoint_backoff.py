@@ -99,12 +99,12 @@ async def test_an_endpoint_shows_at_most_max_agents_per_endpoint() -> None:
         lambda name, agents, live: reported.append([a.id for a in agents]),
     )
     many = [Agent(id=f"a{i}") for i in range(5)]
-    watcher._set_agents(many)
+    await watcher._set_agents(many)
     assert reported == [["a0", "a1", "a2"]]  # the first ones the server listed
     health = registry.get("mcp:big")
     assert health is not None and health.detail["agents_listed"] == 5
     assert health.detail["degraded"] is True  # not everything is on screen: said so
-    watcher._set_agents(many[:2])
+    await watcher._set_agents(many[:2])
     assert reported[-1] == ["a0", "a1"]
     assert "agents_listed" not in health.detail and "degraded" not in health.detail
 
@@ -125,8 +125,8 @@ async def test_a_busy_graph_defers_the_agents_to_the_next_poll_quietly() -> None
         settings.mcp.endpoints[0], settings.mcp, registry.register("mcp:ep"), Metrics(), on_agents
     )
     agents = [Agent(id="a")]
-    watcher._set_agents(agents)
+    await watcher._set_agents(agents)
     assert applied == [] and watcher.agents == [] and watcher.status.last_error is None
     busy[0] = False
-    watcher._set_agents(agents)  # the next poll, same list: applied now
+    await watcher._set_agents(agents)  # the next poll, same list: applied now
     assert applied == [["a"]] and watcher.agents == agents
