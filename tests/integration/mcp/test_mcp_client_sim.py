@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -287,3 +288,31 @@ async def test_a_stream_of_garbage_is_not_a_stream_of_warnings() -> None:
     skipped = [w for w in warnings if "skipped non-JSON-RPC line" in w]
     assert len(skipped) == SKIP_LOG_FIRST, skipped
     assert skipped[-1].rstrip().endswith(f"{SKIP_LOG_FIRST} so far)")
+
+
+async def test_a_large_agent_list_is_parsed_in_a_worker_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Parsing is Python code, O(agents): on the event loop, 10k agents held it ~300 ms.
+    from visionflow.mcp import client as client_module
+
+    threads: list[int] = []
+    parse = client_module._agents_of
+
+    def recording(tool: str, result: Any) -> list[Any]:
+        threads.append(threading.get_ident())
+        return parse(tool, result)
+
+    monkeypatch.setattr(client_module, "_agents_of", recording)
+    loop_thread = threading.get_ident()
+    with anyio.fail_after(BOUND):
+        async with session("v3") as client:
+            await client.init_swarm("mesh", max_agents=8)
+            for i in range(3):
+                await client.spawn_agent("coder", name=f"c{i}")
+            small = await client.list_agents()
+            monkeypatch.setattr(client_module, "PARSE_OFF_LOOP_BYTES", 1)  # "large" from 1 byte
+            large = await client.list_agents()
+    assert [a.id for a in small] == [a.id for a in large] and len(large) == 3
+    assert threads[0] == loop_thread  # a small list: not worth a thread
+    assert threads[1] != loop_thread
