@@ -269,6 +269,7 @@ def run(relays: int, viewers: int, nodes: int, hz: float, nats_bin: str) -> dict
         "nats_cpu": (n1 - n0) / WINDOW_S,
         "viewer_cpu": sum(g["cpu_s"] for g in got) / WINDOW_S,
         "errors": sum(1 for g in got for v in g["viewers"] if v["error"]),
+        "starved": [v["keyframes"] for g in got for v in g["viewers"] if not v["arrivals"]],
     }
 
 
@@ -307,7 +308,9 @@ def main() -> None:
             f"{name:>6} {r['fps_med']:>6.1f}/{r['fps_min']:<5.1f} {r['lag_p50']:>7.1f} "
             f"{r['lag_p99']:>7.1f} {r['src_cpu']:>7.2f} {r['pub_us']:>11.0f} "
             f"{r['pub_hz']:>6.1f} {r['nats_mb_s']:>9.1f} {each:>18} {r['nats_cpu']:>8.2f} "
-            f"{r['viewer_cpu']:>11.2f}" + (f"  {r['errors']} viewer errors" if r["errors"] else ""),
+            f"{r['viewer_cpu']:>11.2f}"
+            + (f"  {r['errors']} viewer errors" if r["errors"] else "")
+            + (f"  {len(r['starved'])} viewers got no frame in the window" if r["starved"] else ""),
             flush=True,
         )
     print(f"load after: {os.getloadavg()[0]:.2f}")
