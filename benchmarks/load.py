@@ -12,9 +12,10 @@ mutating requests only, and this benchmark sends reads.
    ``_viewers.py`` processes of at most 50 viewers each, 3 s warm-up, then an 8 s window.
    Per step: frames per second per viewer (min, median), lag (how long after the first viewer
    that got a tick the others got it: there is no publish time outside the server, so this is
-   the spread between viewers, not the time from the physics step), the service's CPU per
-   viewer and in all (``/proc``: all its threads, physics included), the viewers' processes'
-   CPU. Stops at the first step that misses the target, or at 200 viewers.
+   the spread between viewers, not the time from the physics step), the service's CPU in all
+   (``/proc``: all its threads, physics included) and what each viewer adds to it (over the
+   same service with no viewer, measured first), the viewers' processes' CPU. Stops at the
+   first step that misses the target, or at 200 viewers.
 2. REST: ``GET`` of each read route by ``--clients`` keep-alive connections for 8 s (with no
    viewer connected, the layout moving): requests per second, latency p50/p99, the service's
    CPU. ``/healthz`` (no work) is the baseline of the same run.
@@ -51,10 +52,16 @@ from loop_stall import document
 WARMUP_S, WINDOW_S = 3.0, 8.0
 PER_PROCESS = 50
 FPS_TARGET, LAG_TARGET_MS = 27.0, 100.0
-ROUTES = ["/healthz", "/api/health", "/api/bots/data", "/api/graph/data"]
+ROUTES = [
+    "/healthz",
+    "/api/health",
+    "/api/bots/data",
+    "/api/graph/data?limit=100",
+    "/api/graph/data",  # the default page: 10000 nodes, i.e. the whole graph here
+]
 
 
-def viewer_step(ws_url: str, pid: int, n: int) -> dict[str, float]:
+def viewer_step(ws_url: str, pid: int, n: int, idle: float) -> dict[str, float]:
     sizes = [PER_PROCESS] * (n // PER_PROCESS) + ([n % PER_PROCESS] if n % PER_PROCESS else [])
     script = str(Path(__file__).with_name("_viewers.py"))
     children = [
@@ -92,7 +99,7 @@ def viewer_step(ws_url: str, pid: int, n: int) -> dict[str, float]:
         "lag_p50": percentile(lags, 0.5),
         "lag_p99": percentile(lags, 0.99),
         "server_cpu": server,
-        "per_viewer": server / n,
+        "per_viewer": (server - idle) / n,
         "clients_cpu": sum(r["cpu_s"] for r in results) / WINDOW_S,
         "errors": sum(v["error"] is not None for v in viewers),
     }
@@ -159,7 +166,7 @@ async def main_async(nodes: int, steps: list[int], clients: int) -> int:
         ws_url = url.replace("http", "ws", 1) + "/wss"
         view_rows = []
         for n in steps:
-            row = await asyncio.to_thread(viewer_step, ws_url, proc.pid, n)
+            row = await asyncio.to_thread(viewer_step, ws_url, proc.pid, n, idle)
             view_rows.append(row)
             if row["fps_med"] < FPS_TARGET or row["lag_p99"] > LAG_TARGET_MS:
                 break
@@ -176,7 +183,7 @@ async def main_async(nodes: int, steps: list[int], clients: int) -> int:
     print(f"service CPU with no viewer (layout running): {idle * 100:.0f} % of a core")
     print(
         f"{'viewers':>7} {'fps min':>7} {'median':>6} {'lag p50':>7} {'p99 ms':>6} "
-        f"{'svc CPU':>7} {'per viewer':>10} {'viewers CPU':>11} {'errors':>6}  target"
+        f"{'svc CPU':>7} {'+/viewer':>10} {'viewers CPU':>11} {'errors':>6}  target"
     )
     for v in view_rows:
         met = v["fps_med"] >= FPS_TARGET and v["lag_p99"] <= LAG_TARGET_MS
@@ -188,12 +195,12 @@ async def main_async(nodes: int, steps: list[int], clients: int) -> int:
         )
     print(f"\nREST, {clients} keep-alive clients, {WINDOW_S:g} s per route, layout moving:")
     print(
-        f"{'route':<18} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'svc CPU':>7} "
+        f"{'route':<26} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'svc CPU':>7} "
         f"{'client CPU':>10} {'errors':>6}"
     )
     for q in rest_rows:
         print(
-            f"{q['route']:<18} {q['rps']:>7.0f} {q['p50']:>7.1f} {q['p99']:>7.1f} "
+            f"{q['route']:<26} {q['rps']:>7.0f} {q['p50']:>7.1f} {q['p99']:>7.1f} "
             f"{float(q['server_cpu']) * 100:>6.0f}% {float(q['client_cpu']) * 100:>9.0f}% "
             f"{q['errors']:>6}"
         )
