@@ -15,7 +15,9 @@ import pytest
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from support.servicekit import running
 
+from visionflow.live_settings import RUNTIME_KEYS
 from visionflow.web import openapi
+from visionflow.web.routes_settings import patch_schema
 
 pytestmark = pytest.mark.anyio
 
@@ -86,3 +88,24 @@ def test_a_route_without_metadata_is_still_listed_and_flagged() -> None:
     op = spec["paths"]["/api/new/thing"]["post"]
     assert op["operationId"] == "handler" and op["tags"] == ["new"]
     assert "content" not in op["responses"]["200"]
+
+
+def test_the_settings_patch_schema_lists_the_runtime_keys_only() -> None:
+    """What /openapi.json says PATCH /api/settings takes is what it takes (RUNTIME_KEYS)."""
+    schema = patch_schema()
+
+    def leaves(node: dict[str, Any], prefix: str = "") -> set[str]:
+        found: set[str] = set()
+        for name, sub in node["properties"].items():
+            path = f"{prefix}{name}"
+            runtime_table = f"{path}." in RUNTIME_KEYS
+            if sub.get("type") == "object" and "properties" in sub and not runtime_table:
+                found |= leaves(sub, f"{path}.")
+            else:
+                found.add(f"{path}." if runtime_table else path)
+        return found
+
+    assert leaves(schema) == set(RUNTIME_KEYS)
+    assert schema["additionalProperties"] is False
+    rate = schema["properties"]["physics"]["properties"]["rate_hz"]
+    assert (rate["minimum"], rate["maximum"]) == (1.0, 240.0)

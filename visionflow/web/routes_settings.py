@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
 from visionflow.errors import ConfigError
+from visionflow.live_settings import RUNTIME_KEYS
+from visionflow.settings import Settings
 from visionflow.web.context import context_of
 from visionflow.web.errors import error_response
 from visionflow.web.guards import authorized, read_json_body, require_token
@@ -56,6 +61,36 @@ async def patch_settings(request: Request) -> Response:
     return JSONResponse(ctx.live.as_json())
 
 
+def _inline(schema: Any, defs: dict[str, Any]) -> Any:
+    """``schema`` with every ``$ref`` into ``defs`` replaced by what it names (no cycles)."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str):
+            return _inline(defs[ref.rsplit("/", 1)[1]], defs)
+        return {k: _inline(v, defs) for k, v in schema.items() if k != "title"}
+    if isinstance(schema, list):
+        return [_inline(v, defs) for v in schema]
+    return schema
+
+
+def patch_schema() -> dict[str, Any]:
+    """What PATCH takes, from the settings' own types: an object of the runtime keys only
+    (RUNTIME_KEYS: a key, or a table ending in ``.``), each with its type and range."""
+    _, defs = msgspec.json.schema_components([Settings], ref_template="#/$defs/{name}")
+    patch: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": False}
+    for key in RUNTIME_KEYS:
+        *tables, leaf = key.rstrip(".").split(".")
+        at, source = patch, _inline(defs["Settings"], defs)
+        for table in tables:
+            source = source["properties"][table]
+            at = at["properties"].setdefault(
+                table, {"type": "object", "properties": {}, "additionalProperties": False}
+            )
+        at["properties"][leaf] = source["properties"][leaf]
+    patch["description"] = "a partial settings document; only these runtime keys may change"
+    return patch
+
+
 SETTINGS = obj(
     ["settings", "overrides", "revision", "runtime_keys"],
     settings={"type": "object", "description": "every setting in effect"},
@@ -73,10 +108,7 @@ def routes() -> list[BaseRoute]:
             patch_settings,
             methods=["PATCH", "POST"],
             response=SETTINGS,
-            body={
-                "type": "object",
-                "description": "a partial settings document; only runtime keys may change",
-            },
+            body=patch_schema(),
             statuses={
                 "400": "invalid settings (every issue listed, nothing applied)",
                 "401": "token required",
