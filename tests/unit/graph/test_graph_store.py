@@ -348,3 +348,20 @@ def test_a_scoped_replace_touches_only_nodes_in_its_scope() -> None:
     with pytest.raises(GraphError) as err:
         store.import_document({"nodes": [{"id": "other"}]}, "replace", scope="note:")
     assert err.value.path == "nodes[0].id"
+
+
+def test_a_merge_that_restates_a_node_keeps_its_objects_and_changes_only_what_differs() -> None:
+    # Re-importing a graph then frees the whole parsed document at once instead of mixing old
+    # and new objects in the allocator's arenas (memory kept after big re-imports).
+    store = GraphStore()
+    doc = {"nodes": [{"id": "a", "label": "A", "metadata": {"k": [1, 2]}}, {"id": "b"}]}
+    store.import_document(doc)
+    node = store.node_by_key(NodeKind.KNOWLEDGE, "a")
+    assert node is not None
+    label, meta = node.label, node.metadata
+    again = {"nodes": [{"id": "a", "label": "A", "metadata": {"k": [1, 2]}}]}
+    assert store.import_document(again, "merge").updated == 1
+    assert node.label is label and node.metadata is meta
+    changed = {"nodes": [{"id": "a", "label": "A", "metadata": {"k": [1, 3]}}]}
+    store.import_document(changed, "merge")
+    assert node.label is label and node.metadata == {"k": [1, 3]}
