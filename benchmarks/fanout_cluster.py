@@ -38,6 +38,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+import httpx
 from _procstat import cpu_s
 from _serve import free_port, stop
 from fanout import Child, percentile
@@ -197,6 +198,12 @@ def start_relay(nats_url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], 
     assert url is not None, "the relay never said where it listens"
     # Keep reading its log so that it never blocks on a full pipe.
     threading.Thread(target=proc.stderr.read, daemon=True).start()
+    # Ready: it has a tick and its frame encoder is compiled (numba, in each process: seconds
+    # when four relays compile at once on two busy cores).
+    while httpx.get(f"{url}/readyz").status_code != 200:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the relay did not become ready in 60 s")
+        time.sleep(0.2)
     return proc, url.replace("http://", "ws://") + "/wss"
 
 

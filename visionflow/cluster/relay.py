@@ -51,6 +51,7 @@ from visionflow.cluster.metrics import ClusterMetrics
 from visionflow.errors import GraphError, RemoteProtocolError
 from visionflow.live_settings import LiveSettings
 from visionflow.metrics import Metrics
+from visionflow.protocol.frames import is_warm
 from visionflow.protocol.messages import ErrorMessage, GraphChanged, encode_server_text
 from visionflow.protocol.snapshot import Snapshot
 from visionflow.settings import ClusterSettings, Settings
@@ -79,6 +80,7 @@ _HOP_BY_HOP: Final = frozenset(
 MAX_BEHIND_S: Final = 1.0
 #: Bytes one read of the NATS socket may take (see link._widen_reads): a few 10k-node frames.
 READ_CHUNK: Final = 1 << 20
+_COMPILING: Final = "compiling the frame encoder"
 _NOT_READY: Final = "waiting for a keyframe from the simulation (NATS)"
 
 
@@ -317,9 +319,15 @@ class Relay:
                 if nc is not None:
                     await self._ask_keyframe(nc)
             return
-        if self.ctx.registry.starting == _NOT_READY:
-            self.ctx.registry.starting = None
-            log.info("relay ready: first keyframe (tick {})", snapshot.sequence)
+        registry = self.ctx.registry
+        if registry.starting in (_NOT_READY, _COMPILING):
+            # Ready once it can serve: a tick to show, and the frame encoder compiled (the hub
+            # compiles it in a thread at start: seconds when several relays start together).
+            if is_warm():
+                registry.starting = None
+                log.info("relay ready (tick {})", snapshot.sequence)
+            else:
+                registry.starting = _COMPILING
         self.revision = max(self.revision, snapshot.revision)
         self.source.offer(snapshot)
         if applied.outcome is Outcome.KEYFRAME and (self._gap or applied.new_epoch):
