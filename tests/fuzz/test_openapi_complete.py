@@ -15,6 +15,7 @@ import pytest
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from support.servicekit import running
 
+from visionflow.graph.formats import d3
 from visionflow.live_settings import RUNTIME_KEYS
 from visionflow.web import openapi
 from visionflow.web.routes_settings import patch_schema
@@ -109,3 +110,14 @@ def test_the_settings_patch_schema_lists_the_runtime_keys_only() -> None:
     assert schema["additionalProperties"] is False
     rate = schema["properties"]["physics"]["properties"]["rate_hz"]
     assert (rate["minimum"], rate["maximum"]) == (1.0, 240.0)
+
+
+def test_a_d3_link_end_may_be_any_json_value_as_the_reader_takes() -> None:
+    """The fuzzer sent a d3 link with ``source: null, target: false`` as a schema violation
+    (it had broken the anyOf's object branch, the id branch still held) and the import took
+    it; the schema now says what the reader does: any value, an object naming a node."""
+    link = d3.SCHEMA["properties"]["links"]["items"]["properties"]
+    for end in ("source", "target"):
+        assert not {"type", "anyOf", "oneOf"} & link[end].keys()
+    parsed = d3.read({"nodes": [], "links": [{"source": None, "target": False}]})
+    assert len(parsed.document.edges) == 1

@@ -19,6 +19,7 @@ from visionflow.graph.formats.common import Parsed, edge_record, node_record, te
 __all__ = ["SCHEMA", "read", "read_links"]
 
 _ID: dict[str, Any] = {"type": ["string", "number", "boolean", "null", "array"]}
+_END: dict[str, Any] = {"description": "an id (any JSON value but an object), or a node object"}
 #: The JSON schema of what :func:`read` takes (``/openapi.json``).
 SCHEMA: dict[str, Any] = {
     "title": "D3Graph",
@@ -33,8 +34,10 @@ SCHEMA: dict[str, Any] = {
             "items": {
                 "type": "object",
                 "properties": {
-                    "source": {"anyOf": [_ID, {"type": "object"}]},
-                    "target": {"anyOf": [_ID, {"type": "object"}]},
+                    # an id of any type, or a node object: any JSON value, so no "type" (an
+                    # anyOf of the two let a fuzzer call a valid id a schema violation)
+                    "source": _END,
+                    "target": _END,
                     "weight": {"type": "number", "minimum": 0, "maximum": document.MAX_WEIGHT},
                 },
                 "required": ["source", "target"],
