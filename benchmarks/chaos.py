@@ -418,6 +418,9 @@ class Signals:
         self.logs.append(name)
         return time.monotonic() - t0
 
+    async def layout_saved(self) -> bool:
+        return bool(saved_positions(self.state))
+
     def doc(self, n: int) -> tuple[bytes, set[str]]:
         first = self.next_first
         self.next_first += n
@@ -492,7 +495,10 @@ class Signals:
         try:
             async with httpx.AsyncClient(base_url=self.url) as client:
                 await self.imported(client, 20_000)
-            await asyncio.sleep(6)  # one layout save
+            # the kernels compiled, the layout moved and was saved once: each case then has a
+            # layout.json to compare with
+            if await wait_for(self.layout_saved, 120, 0.5) is None:
+                raise SystemExit("no layout.json after 120 s")
             await self.case(
                 "during an import of 20k (fits in the grace)", 20_000, signal.SIGTERM, "import+0.2"
             )
