@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from support.clikit import child_env, cli
-from support.natskit import Broker
+from support.natskit import Broker, broker_in
 from websockets.sync.client import connect
 
 from visionflow.protocol.frames import FrameKind, decode_frame
@@ -24,13 +24,8 @@ pytestmark = pytest.mark.slow  # three processes start: ~30 s on two busy cores
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    nats = Broker(tmp_path / "nats")
-    nats.workdir.mkdir()
-    nats.start()
-    try:
+    with broker_in(tmp_path / "nats") as nats:
         yield nats
-    finally:
-        nats.kill()
 
 
 def start(args: list[str], cwd: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:

@@ -9,8 +9,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,3 +94,15 @@ async def relay_running(raw: dict[str, Any]) -> AsyncIterator[tuple[Relay, httpx
         async with httpx.AsyncClient(base_url=str(relay.http.url), timeout=10) as client:
             yield relay, client
         relay.request_stop()
+
+
+@contextmanager
+def broker_in(workdir: Path) -> Iterator[Broker]:
+    """A started :class:`Broker` under ``workdir``, killed on the way out (a fixture's body)."""
+    nats = Broker(workdir)
+    nats.workdir.mkdir(parents=True, exist_ok=True)
+    nats.start()
+    try:
+        yield nats
+    finally:
+        nats.kill()

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.natskit import Broker
+from support.natskit import Broker, broker_in
 
 
 @pytest.fixture
@@ -16,10 +16,5 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    nats = Broker(tmp_path / "nats")
-    nats.workdir.mkdir()
-    nats.start()
-    try:
+    with broker_in(tmp_path / "nats") as nats:
         yield nats
-    finally:
-        nats.kill()

@@ -261,7 +261,7 @@ async def test_a_large_api_reply_comes_in_parts_under_the_brokers_max_payload(
     small = Broker(tmp_path / "small", max_payload=16 * 1024)
     small.workdir.mkdir()
     small.start()
-    try:
+    try:  # a broker of its own: a small max_payload
         doc = service_doc(small, tmp_path, knowledge={"cooling_steps": 20})
         async with running(doc) as (svc, client):
             await import_chain(client, 400)  # /api/graph/data: ~100 KB, several parts
