@@ -14,8 +14,8 @@ mutating requests only, and this benchmark sends reads.
    that got a tick the others got it: there is no publish time outside the server, so this is
    the spread between viewers, not the time from the physics step), the service's CPU in all
    (``/proc``: all its threads, physics included) and what each viewer adds to it (over the
-   same service with no viewer, measured first), the viewers' processes' CPU, and the hub's
-   ticks per second (``/api/health``; 60 while the physics keeps up). The steps go on past
+   same service with no viewer, measured first), the viewers' processes' CPU, and the physics
+   steps per second (``/api/health``; 60 while the physics keeps up). The steps go on past
    the first that misses the target, to show the slope, until the median viewer gets under
    20 fps, a viewer fails, or 200 viewers.
 2. REST: ``GET`` of each read route by ``--clients`` keep-alive connections for 8 s (with no
@@ -64,9 +64,9 @@ ROUTES = [
 ]
 
 
-def hub_ticks(url: str) -> int:
+def physics_tick(url: str) -> int:
     body = httpx.get(url + "/api/health", timeout=30).json()
-    return int(body["subsystems"]["hub"]["detail"]["ticks"])
+    return int(body["subsystems"]["physics"]["detail"]["tick"])
 
 
 def viewer_step(url: str, pid: int, n: int, idle: float) -> dict[str, float]:
@@ -82,9 +82,9 @@ def viewer_step(url: str, pid: int, n: int, idle: float) -> dict[str, float]:
         for k in sizes
     ]
     time.sleep(WARMUP_S + 0.02 * max(sizes))
-    cpu0, t0, ticks0 = cpu_s(pid), time.monotonic(), hub_ticks(url)
+    cpu0, t0, ticks0 = cpu_s(pid), time.monotonic(), physics_tick(url)
     time.sleep(WINDOW_S)
-    cpu1, t1, ticks1 = cpu_s(pid), time.monotonic(), hub_ticks(url)
+    cpu1, t1, ticks1 = cpu_s(pid), time.monotonic(), physics_tick(url)
     results = []
     for child in children:
         out, _ = child.communicate(timeout=WINDOW_S + 90)
@@ -191,7 +191,7 @@ async def main_async(nodes: int, steps: list[int], clients: int) -> int:
     )
     print(f"service CPU with no viewer (layout running): {idle * 100:.0f} % of a core")
     print(
-        f"{'viewers':>7} {'ticks/s':>7} {'fps min':>7} {'median':>6} {'lag p50':>7} {'p99 ms':>6} "
+        f"{'viewers':>7} {'steps/s':>7} {'fps min':>7} {'median':>6} {'lag p50':>7} {'p99 ms':>6} "
         f"{'svc CPU':>7} {'+/viewer':>10} {'viewers CPU':>11} {'errors':>6}  target"
     )
     for v in view_rows:
