@@ -91,6 +91,8 @@ class ClusterPublisher:
         self._keyframe_at = -math.inf  # when the last keyframe went out (anyio clock)
         self._tick_at = -math.inf  # when the last tick went out
         self._owners: dict[tuple[str, int], int] = {}
+        #: When each relay holding pins was last heard from (anyio clock).
+        self._seen: dict[str, float] = {}
         self._next_owner = _REMOTE_OWNER_BASE
         self.published = 0
         self.dropped = 0
@@ -124,8 +126,14 @@ class ClusterPublisher:
             await nc.subscribe(self.subjects.sync, cb=self._on_sync)
             await nc.subscribe(self.subjects.pins, cb=self._on_pins)
             await nc.subscribe(self.subjects.api, cb=partial(self._on_api, nc))
+            await nc.subscribe(self.subjects.alive, cb=self._on_alive)
             self.encoder.want_keyframe()  # relays may have lost frames while we were away
-            await self._publish_loop(nc)
+            # Relays could not reach us while we were away: each gets a full timeout again.
+            now = anyio.current_time()
+            self._seen = dict.fromkeys(self._seen, now)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._reap_silent_relays)
+                await self._publish_loop(nc)
         finally:
             self.metrics.connected.set(0)
 
@@ -225,6 +233,7 @@ class ClusterPublisher:
                 ok=False, code="unsupported", message="this server does not accept dragged nodes"
             )
         key = (request.relay, request.owner)
+        self._seen[request.relay] = anyio.current_time()
         if request.op == "release_all":
             owner = self._owners.pop(key, None)
             if owner is not None:
@@ -248,6 +257,27 @@ class ClusterPublisher:
         except GraphError as exc:
             return wire.PinReply(ok=False, code=exc.code or "bad_drag", message=exc.message)
         return wire.PinReply(ok=True)
+
+    async def _on_alive(self, msg: Msg) -> None:
+        relay = msg.data.decode(errors="replace")[:64]
+        if relay in self._seen:  # only relays holding pins are tracked (bounded by them)
+            self._seen[relay] = anyio.current_time()
+
+    async def _reap_silent_relays(self) -> None:
+        """Release the pins of relays not heard from for ``ALIVE_TIMEOUT_S`` (killed, or cut
+        off from the broker): their viewers are gone, and nothing else would let go."""
+        while True:
+            await anyio.sleep(wire.ALIVE_INTERVAL_S)
+            cutoff = anyio.current_time() - wire.ALIVE_TIMEOUT_S
+            for relay in [r for r, seen in self._seen.items() if seen < cutoff]:
+                del self._seen[relay]
+                keys = [key for key in self._owners if key[0] == relay]
+                for key in keys:
+                    if self.pins is not None:
+                        self.pins.release_all(self._owners.pop(key))
+                log.info(
+                    "cluster: relay {} silent: released the pins of {} viewer(s)", relay, len(keys)
+                )
 
     async def _on_api(self, nc: Client, msg: Msg) -> None:
         app = self.app

@@ -276,10 +276,21 @@ class Relay:
             await nc.subscribe(self.subjects.stream, cb=self._on_stream)
             self._gap = True  # whatever was missed while away: a keyframe for every viewer
             await self._ask_keyframe(nc)
-            await self.pins.run(nc)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._say_alive, nc)
+                await self.pins.run(nc)
         finally:
             self.pins.nc = None
             self.cluster_metrics.connected.set(0)
+
+    async def _say_alive(self, nc: Client) -> None:
+        """So that the service releases our viewers' pins if we vanish (wire.ALIVE_TIMEOUT_S)."""
+        while True:
+            try:
+                await nc.publish(self.subjects.alive, self.relay_id.encode())
+            except NATS_FAILURES as exc:
+                log.debug("relay: alive not sent: {!r}", exc)
+            await anyio.sleep(wire.ALIVE_INTERVAL_S)
 
     async def _ask_keyframe(self, nc: Client) -> None:
         try:

@@ -10,7 +10,10 @@ Subjects, under ``cluster.subject_prefix`` (``P``):
 - ``P.rpc.pins`` (request/reply): a viewer's drag or release, :class:`PinRequest` ->
   :class:`PinReply`;
 - ``P.rpc.api`` (request/reply): an HTTP request under ``/api/``, :class:`ApiRequest` ->
-  :class:`ApiReply` (in parts, ``VF-Part: i/n``, when over the broker's max_payload).
+  :class:`ApiReply` (in parts, ``VF-Part: i/n``, when over the broker's max_payload);
+- ``P.relay.alive`` (relay to service): the relay's id, every :data:`ALIVE_INTERVAL_S`: the
+  service releases the pins of a relay it has not heard from for :data:`ALIVE_TIMEOUT_S`
+  (one killed without a word cannot release them itself).
 
 Both stream subjects come from one connection and are read by one subscription (``P.stream.>``),
 so a relay sees them in the order they were published.
@@ -44,6 +47,9 @@ REVISION: Final = "VF-Revision"
 SETTLED: Final = "VF-Settled"
 #: When the publisher sent a frame: its wall clock, ms since the epoch (a relay's lag estimate).
 SENT: Final = "VF-Sent"
+#: A relay says it is alive this often; one silent this long is gone (its pins are released).
+ALIVE_INTERVAL_S: Final = 5.0
+ALIVE_TIMEOUT_S: Final = 20.0
 #: A multi-part reply (a response over the broker's max_payload): ``i/n``, 1-based.
 PART: Final = "VF-Part"
 
@@ -75,6 +81,10 @@ class Subjects:
     @property
     def api(self) -> str:
         return f"{self.prefix}.rpc.api"
+
+    @property
+    def alive(self) -> str:
+        return f"{self.prefix}.relay.alive"
 
 
 @dataclass(frozen=True, slots=True)

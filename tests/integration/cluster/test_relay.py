@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 import httpx
+import nats
 import numpy as np
 import pytest
 from support.natskit import Broker, relay_running
@@ -15,6 +16,7 @@ from support.servicekit import JSON, eventually, running
 from support.wsharness import Client
 
 from visionflow import settings as s
+from visionflow.cluster import wire
 from visionflow.errors import StartupError
 from visionflow.protocol.frames import FrameKind, decode_frame
 from visionflow.service import Service
@@ -302,3 +304,42 @@ def test_the_publisher_refuses_trio_in_one_line(tmp_path: Path) -> None:
     error = find_in_group(caught.value, StartupError)
     assert error is not None
     assert "cluster.nats_url needs the asyncio backend" in str(error)
+
+
+async def test_a_relay_that_vanishes_has_its_viewers_pins_released(
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(wire, "ALIVE_INTERVAL_S", 0.2)
+    monkeypatch.setattr(wire, "ALIVE_TIMEOUT_S", 1.0)
+    async with running(service_doc(broker, tmp_path)) as (_svc, client):
+        await import_chain(client, 10)
+        node = (await client.get("/api/graph/data")).json()["nodes"][2]
+
+        async def pinned() -> bool:
+            page = (await client.get("/api/graph/data")).json()
+            return any(n["id"] == node["id"] and n["pinned"] for n in page["nodes"])
+
+        async with relay_running(relay_doc(broker)) as (relay, rclient):
+            await eventually(lambda: ready(rclient), timeout=20)
+            nc = await nats.connect(broker.url)
+            alive = await nc.subscribe(wire.Subjects("visionflow").alive)
+            # A relay says it is alive, and a live relay's pins stay.
+            message = await alive.next_msg(timeout=5)
+            assert message.data.decode() == relay.relay_id
+            # A relay that pins, then goes silent (killed): its pins are let go.
+            ghost = wire.PinRequest(
+                op="pin",
+                relay="ghost",
+                owner=1,
+                ids=np.array([node["id"]], "<u4").tobytes(),
+                positions=np.array([[1.0, 2.0, 3.0]], "<f4").tobytes(),
+            )
+            reply = await nc.request("visionflow.rpc.pins", wire.encode(ghost), timeout=5)
+            assert wire.decode(reply.data, wire.PinReply).ok
+            assert await pinned()
+
+            async def released() -> bool:
+                return not await pinned()
+
+            await eventually(released, timeout=10)
+            await nc.close()
