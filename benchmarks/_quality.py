@@ -185,3 +185,38 @@ def distance_spearman(pos: npt.ArrayLike, pairs: PairSample) -> float:
     d = np.linalg.norm(p[pairs.a] - p[pairs.b], axis=1)
     rho = spearmanr(pairs.hops, d).statistic
     return float(rho)
+
+
+def lattice_shape(pos: npt.ArrayLike, side: int) -> dict[str, float]:
+    """How a side x side grid graph (node = row * side + col) came out, beyond the measures:
+
+    - ``aspect``: mean length of the edges along rows / along columns, folded to <= 1 (1: as
+      wide as long; a layout stretched by 4% along one axis scores 0.96);
+    - ``centre`` and ``rim``: mean length of the edges in the middle tenth (by Chebyshev
+      distance from the centre in the grid) and in the outer tenth, over the mean edge length
+      (1 and 1: an even lattice; a force layout whose gravity squeezes it has centre < 1).
+    """
+    p = np.asarray(pos, dtype=np.float64)
+    v = np.arange(side * side, dtype=np.int64)
+    row, col = np.divmod(v, side)
+    along = v[col < side - 1]  # (v, v + 1)
+    across = v[row < side - 1]  # (v, v + side)
+    la = np.linalg.norm(p[along + 1] - p[along], axis=1)
+    lc = np.linalg.norm(p[across + side] - p[across], axis=1)
+    ratio = float(la.mean() / lc.mean())
+    lengths = np.concatenate([la, lc])
+    mid = (side - 1) / 2.0
+    # Chebyshev distance of each edge's midpoint from the grid's centre, in grid units
+    ring = np.concatenate(
+        [
+            np.maximum(np.abs(col[along] + 0.5 - mid), np.abs(row[along] - mid)),
+            np.maximum(np.abs(col[across] - mid), np.abs(row[across] + 0.5 - mid)),
+        ]
+    )
+    tenth = side / 10.0
+    mean = float(lengths.mean())
+    return {
+        "aspect": min(ratio, 1.0 / ratio),
+        "centre": float(lengths[ring < tenth].mean()) / mean,
+        "rim": float(lengths[ring >= mid - tenth].mean()) / mean,
+    }

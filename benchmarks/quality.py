@@ -82,6 +82,7 @@ class Graph:
     edges: I64
     labels: I64 | None = None  # communities (block model)
     spearman: bool = False  # grid: also the distance correlation
+    lattice: int = 0  # grid: its side, for the shape line (_quality.lattice_shape)
     indptr: I64 = field(init=False)
     indices: I64 = field(init=False)
     two_hop: q.TwoHop = field(init=False)
@@ -115,6 +116,10 @@ class Graph:
             out["rho"] = q.distance_spearman(p, self.pairs)
         return out
 
+    def shape(self, pos: npt.ArrayLike) -> dict[str, float]:
+        """The grid's aspect and evenness (empty for other graphs): why its measures differ."""
+        return q.lattice_shape(pos, self.lattice) if self.lattice else {}
+
 
 def make_graph(name: str, seed: int) -> Graph:
     import igraph
@@ -135,7 +140,7 @@ def make_graph(name: str, seed: int) -> Graph:
     if name == "grid":
         g = igraph.Graph.Lattice([100, 100], circular=False)
         edges = np.asarray(g.get_edgelist(), dtype=np.int64).reshape(-1, 2)
-        return Graph("grid 100x100", 10_000, edges, spearman=True)
+        return Graph("grid 100x100", 10_000, edges, spearman=True, lattice=100)
     raise SystemExit(f"unknown graph {name!r} (ba<N>[k], sbm, grid)")
 
 
@@ -191,6 +196,7 @@ class Run:
     placement_s: float  # the engine's multilevel placement before the first step (0: none)
     compute_s: float  # placement + every step: the compute from import to rest
     stability: dict[str, float] = field(default_factory=dict)
+    shape: dict[str, float] = field(default_factory=dict)  # Graph.shape of the final layout
 
 
 def run_ours(graph: Graph, settings: s.PhysicsSettings, max_steps: int, every: int) -> Run:
@@ -216,6 +222,7 @@ def run_ours(graph: Graph, settings: s.PhysicsSettings, max_steps: int, every: i
             break
     wall = time.perf_counter() - t0
     placed = engine.placement_seconds
+    shape = graph.shape(snap.nodes.positions[rows])
     stability = add_a_few(graph, store, engine, rows) if settled_at is not None else {}
     return Run(
         trace,
@@ -227,6 +234,7 @@ def run_ours(graph: Graph, settings: s.PhysicsSettings, max_steps: int, every: i
         placed,
         placed + sum(times),
         stability,
+        shape,
     )
 
 
@@ -524,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
                 "placement_s": run.placement_s,
                 "compute_s": run.compute_s,
                 "stability": run.stability,
+                "shape": run.shape,
                 "reach95": hits,
             },
             "peers": {},
@@ -547,10 +556,15 @@ def main(argv: list[str] | None = None) -> int:
             wall = time.perf_counter() - t0
             if peer.last is None or graph.n >= peer.last[0]:
                 peer.last = (graph.n, wall)
-            row["peers"][peer.label] = {"final": graph.measure(pos), "wall_s": wall}
+            row["peers"][peer.label] = {
+                "final": graph.measure(pos),
+                "wall_s": wall,
+                "shape": graph.shape(pos),
+            }
             print(f"{peer.label}: {wall:.1f} s", flush=True)
         results.append(row)
         print_summary([row], keys)
+        print_shapes(row)
     print_all(results, settings.rate_hz)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
@@ -561,6 +575,8 @@ def print_all(results: list[dict[str, Any]], rate_hz: float | None) -> None:
     print("\n## summary\n")
     for keyset in sorted({tuple(make_keys(r)) for r in results}, key=len):
         print_summary([r for r in results if tuple(make_keys(r)) == keyset], list(keyset))
+    for row in results:
+        print_shapes(row)
     rate = f"{rate_hz:g} Hz" if rate_hz else "physics.rate_hz"
     print(
         "\nedge: mean edge length / mean random-pair distance (lower is better); prec: share of "
@@ -571,6 +587,19 @@ def print_all(results: list[dict[str, Any]], rate_hz: float | None) -> None:
         f"steps are at {rate}. Peers: wall time of one run on this machine; 2-D peers measured "
         "in 2-D."
     )
+
+
+def print_shapes(row: dict[str, Any]) -> None:
+    """The grid's shape per layout (``_quality.lattice_shape``); nothing for other graphs."""
+    layouts = [("ours", row["ours"]), *row["peers"].items()]
+    lines = [
+        f"- {label}: aspect {sh['aspect']:.3f}, centre edges {sh['centre']:.3f}, "
+        f"rim edges {sh['rim']:.3f} of the mean"
+        for label, data in layouts
+        if (sh := data.get("shape"))
+    ]
+    if lines:
+        print(f"\n{row['graph']} shape (a perfect lattice: 1 / 1 / 1):\n" + "\n".join(lines))
 
 
 def make_keys(row: dict[str, Any]) -> list[str]:

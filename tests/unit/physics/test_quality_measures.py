@@ -107,3 +107,18 @@ def test_community_share_separated_vs_mixed() -> None:
     nodes = q.sample_nodes(200, 40, seed=1)
     assert len(nodes) == 40
     assert q.community_share(separated, labels, nodes) == pytest.approx(1.0)
+
+
+def test_lattice_shape_sees_a_stretched_and_a_squeezed_grid() -> None:
+    _, pos = grid(40)
+    even = q.lattice_shape(pos, 40)
+    assert even == pytest.approx({"aspect": 1.0, "centre": 1.0, "rim": 1.0})
+    stretched = pos * np.array([1.0, 1.05, 1.0])  # along the rows (columns index axis 1)
+    assert q.lattice_shape(stretched, 40)["aspect"] == pytest.approx(1 / 1.05)
+    # squeezed towards the centre: r -> r^1.5 shortens the middle edges, lengthens the rim's
+    c = pos - pos.mean(axis=0)
+    r = np.linalg.norm(c, axis=1, keepdims=True)
+    squeezed = c * np.where(r > 0, r**0.5, 0.0)
+    shape = q.lattice_shape(squeezed, 40)
+    assert shape["centre"] < 0.7 < 1.1 < shape["rim"]
+    assert shape["aspect"] == pytest.approx(1.0)
