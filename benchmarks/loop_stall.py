@@ -9,7 +9,11 @@ and records each answer's latency, while it drives one scenario at a time:
   layout of the previous imports, while one viewer drags a node 30 times a second and another
   reads the position stream (the drag, the layout saver, the engine's sync and the import
   all want the graph);
-- ``export x2``: two clients fetch ``GET /api/graph/export`` in a loop for 10 s.
+- ``export x2``: two clients fetch ``GET /api/graph/export`` in a loop for 10 s;
+- ``agents N``: an MCP server (scripted here, over loopback TCP, polled every 0.5 s) lists N
+  agents, a seventh of them with a new status at every poll, for 10 s: at 10k (the default
+  ``mcp.max_agents_per_endpoint``) every poll is parsed, diffed and sent to viewers; at 60k the
+  reply (~15 MB) is over ``mcp.max_line_bytes`` and the link is refused and retried.
 
 Target (issue: the event loop never waits): ``/healthz`` p99 under 100 ms in every scenario.
 A request that gets no answer within 30 s counts as 30 s. Bounded: loopback only, one
@@ -125,9 +129,83 @@ def row(name: str, lat: list[float], note: str) -> str:
     )
 
 
-async def main_async(sizes: list[int]) -> None:
+class AgentServer:
+    """A claude-flow-like MCP server (JSON-RPC lines over TCP) whose agent list the benchmark
+    sets: empty until a scenario asks for ``count`` agents, then changing at every poll."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.polls = 0
+        # the reply's result for each count and poll % 7, made before a scenario (in a thread:
+        # building a 60k-agent reply here would stall this process's own /healthz poller)
+        self._results: dict[int, list[bytes]] = {0: [self._result(0, 0)] * 7}
+
+    async def prepare(self, count: int) -> None:
+        self._results[count] = await asyncio.to_thread(
+            lambda: [self._result(count, turn) for turn in range(7)]
+        )
+
+    async def start(self) -> int:
+        server = await asyncio.start_server(self._session, "127.0.0.1", 0, limit=1 << 20)
+        self._server = server
+        return int(server.sockets[0].getsockname()[1])
+
+    @staticmethod
+    def _result(count: int, turn: int) -> bytes:
+        agents = [
+            {
+                "id": f"agent_{i}",
+                "name": f"coder-{i}",
+                "type": "coder",
+                "status": "busy" if (i + turn) % 7 == 0 else "active",
+                "capabilities": ["code", "test"],
+                "swarmId": f"swarm_{i % 20}",
+                "metadata": {"currentTask": f"task_{i % 500}"},
+            }
+            for i in range(count)
+        ]
+        text = json.dumps({"success": True, "agents": agents})
+        return json.dumps({"content": [{"type": "text", "text": text}]}).encode()
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        tool = {"name": "agent_list", "inputSchema": {"type": "object", "properties": {}}}
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, ValueError):
+            while line := await reader.readline():
+                msg = json.loads(line)
+                if "id" not in msg:
+                    continue  # a notification
+                method, result = msg.get("method"), None
+                head = b'{"jsonrpc": "2.0", "id": ' + json.dumps(msg["id"]).encode()
+                if method == "tools/call":
+                    self.polls += 1
+                    answer = self._results[self.count][self.polls % 7]
+                    writer.write(head + b', "result": ' + answer + b"}\n")
+                    await writer.drain()
+                    continue
+                if method == "initialize":
+                    result = {
+                        "protocolVersion": msg["params"]["protocolVersion"],
+                        "capabilities": {"tools": {}},
+                        "serverInfo": {"name": "claude-flow", "version": "2.7.47"},
+                    }
+                elif method == "tools/list":
+                    result = {"tools": [tool]}
+                reply: dict[str, object] = {"jsonrpc": "2.0", "id": msg["id"]}
+                if result is None:
+                    reply["error"] = {"code": -32601, "message": f"no method {method}"}
+                else:
+                    reply["result"] = result
+                writer.write(json.dumps(reply).encode() + b"\n")
+                await writer.drain()
+        writer.close()
+
+
+async def main_async(sizes: list[int], agent_counts: list[int]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="vf-stall-"))
-    proc, url = serve(tmp)
+    agent_server = AgentServer()
+    mcp_port = await agent_server.start()
+    endpoint = f'[[mcp.endpoints]]\nname = "swarm"\nport = {mcp_port}\npoll_interval = 0.5\n'
+    proc, url = serve(tmp, extra=endpoint)
     ws_url = url.replace("http", "ws", 1) + "/wss"
     rows = []
     try:
@@ -178,6 +256,25 @@ async def main_async(sizes: list[int]) -> None:
             rows.append(
                 row("export x2", poller.window(t0, time.perf_counter()), f"{sum(counts)} exports")
             )
+            for count in agent_counts:
+                stop = asyncio.Event()
+                watcher = asyncio.create_task(reader(ws_url, stop))
+                await agent_server.prepare(count)
+                polls = agent_server.polls
+                agent_server.count = count
+                t0 = time.perf_counter()
+                await asyncio.sleep(10)
+                rows.append(
+                    row(
+                        f"agents {count // 1000}k",
+                        poller.window(t0, time.perf_counter()),
+                        f"{agent_server.polls - polls} polls answered",
+                    )
+                )
+                agent_server.count = 0
+                stop.set()
+                await watcher
+                await asyncio.sleep(3)
             task.cancel()
     finally:
         proc.terminate()
@@ -196,8 +293,10 @@ async def main_async(sizes: list[int]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="100000,300000")
+    ap.add_argument("--agents", default="10000,60000", help="agent list sizes ('' for none)")
     args = ap.parse_args(argv)
-    asyncio.run(main_async([int(x) for x in args.sizes.split(",")]))
+    agents = [int(x) for x in args.agents.split(",") if x]
+    asyncio.run(main_async([int(x) for x in args.sizes.split(",")], agents))
     return 0
 
 
