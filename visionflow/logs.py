@@ -5,9 +5,10 @@ The standard library's logging (hypercorn, stamina, numba) is routed into the sa
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TextIO
@@ -155,3 +156,40 @@ def setup(level: str = "INFO", fmt: str = "human", stream: TextIO | None = None)
     # numba is chatty at DEBUG; its warnings still come through.
     logging.getLogger("numba").setLevel(logging.WARNING)
     route_retries()
+
+
+def quiet_asyncio_reports(
+    loop: asyncio.AbstractEventLoop, *, also: Callable[[dict[str, Any]], bool] | None = None
+) -> None:
+    """Keep asyncio from logging a traceback for a connection task hypercorn cancelled, or
+    one whose socket failed; ``also`` may take other reports (True: handled).
+
+    At the end of its drain hypercorn cancels the connections still open; asyncio's stream
+    callback then asks the cancelled task for its exception, gets CancelledError and reports
+    "Exception in callback" with a traceback. That is a shutdown doing its job, not an error.
+    And hypercorn lets an OSError out of its connection task when closing a socket fails: a
+    viewer that stopped reading (closed 1013) is dropped by TCP_USER_TIMEOUT, and asyncio
+    reported "Unhandled exception in client_connected_cb" with a TimeoutError traceback.
+    """
+    previous = loop.get_exception_handler()
+    if getattr(previous, "_visionflow_quiet", False):
+        return  # installed already (a server restarted on this loop)
+    log = logger.bind(subsystem="http")
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if also is not None and also(context):
+            return
+        if isinstance(exc, asyncio.CancelledError):
+            log.debug("a connection was cancelled at the end of the drain")
+            return
+        if isinstance(exc, OSError) and "client_connected_cb" in str(context.get("message")):
+            log.info("a connection ended with {!r} (the peer stopped acknowledging)", exc)
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    handler._visionflow_quiet = True  # type: ignore[attr-defined]
+    loop.set_exception_handler(handler)

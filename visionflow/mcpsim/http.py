@@ -27,6 +27,7 @@ from hypercorn.utils import wrap_app
 from loguru import logger
 
 from visionflow import jsonsafe
+from visionflow.logs import quiet_asyncio_reports
 from visionflow.mcp.framing import RawMessage
 from visionflow.mcpsim.server import MAX_REQUEST_LINE, Simulator
 
@@ -255,10 +256,8 @@ async def serve_asgi(
                 else:
                     from hypercorn.asyncio.run import worker_serve as asyncio_serve
 
-                    from visionflow.web.server import _quiet_cancelled_callbacks
-
                     # the streams still open at the end of the drain are cancelled: no traceback
-                    _quiet_cancelled_callbacks(asyncio.get_running_loop())
+                    quiet_asyncio_reports(asyncio.get_running_loop())
                     await asyncio_serve(
                         wrapped, config, sockets=sockets, shutdown_trigger=stop.wait
                     )

@@ -21,6 +21,7 @@ from hypercorn.utils import wrap_app
 from loguru import logger
 
 from visionflow.errors import StartupError
+from visionflow.logs import quiet_asyncio_reports
 from visionflow.settings import Settings
 from visionflow.web import h2idle, hyperws
 from visionflow.web.acceptlog import AcceptErrors, TrioAcceptFilter, is_asyncio_accept_error
@@ -63,38 +64,17 @@ def bind_socket(host: str, port: int, backlog: int = 512) -> socket.socket:
 
 
 def _quiet_cancelled_callbacks(loop: asyncio.AbstractEventLoop) -> None:
-    """Keep asyncio from logging a traceback for a connection task hypercorn cancelled, or
-    one whose socket failed.
+    """Quiet asyncio's reports of drained or failed connections (logs.quiet_asyncio_reports),
+    and count failed accepts instead of logging each (ACCEPT_ERRORS, once per burst)."""
 
-    At the end of its drain hypercorn cancels the connections still open; asyncio's stream
-    callback then asks the cancelled task for its exception, gets CancelledError and reports
-    "Exception in callback" with a traceback. That is a shutdown doing its job, not an error.
-    And hypercorn lets an OSError out of its connection task when closing a socket fails: a
-    viewer that stopped reading (closed 1013) is dropped by TCP_USER_TIMEOUT, and asyncio
-    reported "Unhandled exception in client_connected_cb" with a TimeoutError traceback.
-    """
-    previous = loop.get_exception_handler()
-    if getattr(previous, "_visionflow_quiet", False):
-        return  # installed already (the http child restarted on this loop)
-
-    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    def accept_error(context: dict[str, Any]) -> bool:
+        if not is_asyncio_accept_error(context):
+            return False
         exc = context.get("exception")
-        if is_asyncio_accept_error(context):
-            ACCEPT_ERRORS.note(str(exc) if exc is not None else "out of system resources")
-            return
-        if isinstance(exc, asyncio.CancelledError):
-            log.debug("a connection was cancelled at the end of the drain")
-            return
-        if isinstance(exc, OSError) and "client_connected_cb" in str(context.get("message")):
-            log.info("a connection ended with {!r} (the peer stopped acknowledging)", exc)
-            return
-        if previous is not None:
-            previous(loop, context)
-        else:
-            loop.default_exception_handler(context)
+        ACCEPT_ERRORS.note(str(exc) if exc is not None else "out of system resources")
+        return True
 
-    handler._visionflow_quiet = True  # type: ignore[attr-defined]
-    loop.set_exception_handler(handler)
+    quiet_asyncio_reports(loop, also=accept_error)
 
 
 #: Failed accepts of this process (both backends), logged once per burst (web/acceptlog.py).
