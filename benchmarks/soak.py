@@ -13,7 +13,8 @@ count). This process, for ``--minutes`` after a warm-up:
   2 edges per node), so the graph's size stays the same while every node is replaced;
 - ``PATCH /api/settings`` on a physics key (``physics.knowledge.repel_k``, alternating) every
   10 s, which also rewrites ``settings-overrides.toml``;
-- ``GET /api/bots/data`` every 2 s, to see the agents come and go.
+- ``GET /api/bots/data`` every 2 s, to see the agents come and go;
+- the RSS once a minute under churn (the slope between the two quiet measurements).
 
 Before and after the churn, at a quiet moment (no viewer connected, nothing in flight, 5 s
 settled): the process's RSS, open fds (``/proc/PID/fd``), threads (``/proc/PID/status``) and
@@ -63,6 +64,7 @@ class Tally:
     agents_seen: set[str] = field(default_factory=set)
     agents_left: set[str] = field(default_factory=set)
     polls_failed: int = 0
+    rss: list[float] = field(default_factory=list)  # MiB, every minute, under churn
 
 
 def snapshot(pid: int, tmp: Path) -> dict[str, float]:
@@ -134,7 +136,15 @@ async def agent_poller(client: httpx.AsyncClient, until: float, tally: Tally) ->
         await asyncio.sleep(2)
 
 
-async def churn(url: str, seconds: float, viewers: int, first: int, tally: Tally) -> None:
+async def rss_sampler(pid: int, until: float, tally: Tally) -> None:
+    """RSS once a minute, 30 s after each import: the slope, not just the two ends."""
+    await asyncio.sleep(30)
+    while time.monotonic() < until:
+        tally.rss.append(rss_mib(pid))
+        await asyncio.sleep(min(60, max(0.0, until - time.monotonic())))
+
+
+async def churn(url: str, pid: int, seconds: float, viewers: int, first: int, tally: Tally) -> None:
     until = time.monotonic() + seconds
     ws_url = url.replace("http", "ws", 1) + "/wss"
     rng = random.Random(seconds)
@@ -147,6 +157,7 @@ async def churn(url: str, seconds: float, viewers: int, first: int, tally: Tally
             importer(client, until, first, tally),
             patcher(client, until, tally),
             agent_poller(client, until, tally),
+            rss_sampler(pid, until, tally),
         )
 
 
@@ -173,14 +184,14 @@ async def main_async(minutes: float, viewers: int, warmup: float) -> int:
             )
             r.raise_for_status()
         warm = Tally()
-        await churn(url, warmup, viewers, 10 * NODES, warm)
+        await churn(url, proc.pid, warmup, viewers, 10 * NODES, warm)
         await asyncio.sleep(5)
         before = snapshot(proc.pid, tmp)
         async with httpx.AsyncClient(base_url=url) as client:
             metrics0 = (await client.get("/metrics")).text
         tally = Tally()
         t0 = time.monotonic()
-        await churn(url, minutes * 60, viewers, 1000 * NODES, tally)
+        await churn(url, proc.pid, minutes * 60, viewers, 1000 * NODES, tally)
         elapsed = time.monotonic() - t0
         await asyncio.sleep(5)
         after = snapshot(proc.pid, tmp)
@@ -238,6 +249,8 @@ async def main_async(minutes: float, viewers: int, warmup: float) -> int:
     ]
     for name, value, note in rows:
         print(f"{name:<16} {value:>9}  {note}")
+    if tally.rss:
+        print("rss MiB each minute under churn:", " ".join(f"{x:.0f}" for x in tally.rss))
     for line in problems[:20]:
         print("  log:", line)
     for error in sorted(set(tally.refused))[:10]:
