@@ -42,7 +42,9 @@ def document_nodes_alive() -> int:
 async def refuse(store: GraphStore, body: bytes) -> str:
     """What the import route does with a refusal: its code, then nothing kept."""
     try:
-        outcome = await anyio.to_thread.run_sync(_import, store, body, "merge", None, "application/json")
+        outcome = await anyio.to_thread.run_sync(
+            _import, store, body, "merge", None, "application/json"
+        )
     except GraphError as exc:
         outcome = exc
     assert isinstance(outcome, GraphError)
