@@ -403,9 +403,10 @@ class EndpointWatcher:
                     finally:
                         self.client = None
                     self.status.state = "backoff"
-                    await self._lost_agents()
                     self.breaker.record_failure(anyio.current_time())
+                    # health says so before the agents are marked (that waits for a thread)
                     self._publish()
+                    await self._lost_agents()
         finally:
             self.client = None
             self.metrics.mcp_connected.labels(**self._metric_labels).set(0)
