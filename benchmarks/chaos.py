@@ -442,16 +442,20 @@ class Signals:
         async with httpx.AsyncClient(base_url=self.url) as client:
 
             async def send() -> None:
+                sent_at = time.monotonic()
                 try:
                     r = await client.post(
                         "/api/graph/import", content=body, headers=JSON, timeout=300
                     )
                     saved = r.status_code == 200 and r.json().get("saved")
-                    answer.append(f"{r.status_code}{' saved' if saved else ''}")
+                    answer.append(
+                        f"{r.status_code}{' saved' if saved else ''} at "
+                        f"{time.monotonic() - sent_at:.1f} s"
+                    )
                     if saved:
                         self.acked |= keys
                 except httpx.HTTPError as exc:
-                    answer.append(type(exc).__name__)
+                    answer.append(f"{type(exc).__name__} at {time.monotonic() - sent_at:.1f} s")
 
             task = asyncio.create_task(send())
             if when.startswith("import+"):
