@@ -252,7 +252,8 @@ async def test_openapi_documents_search_and_neighbours(tmp_path: Path) -> None:
         get = paths["/api/graph/data"]["get"]
         params = {p["name"]: p for p in get["parameters"]}
         assert set(params) == {"offset", "limit", "q", "kind", "type", "status"}
-        assert params["kind"]["schema"]["enum"] == ["knowledge", "agent", "placeholder"]
+        # "" is a form's empty field: no filter
+        assert params["kind"]["schema"]["enum"] == ["", "knowledge", "agent", "placeholder"]
         assert params["q"]["schema"]["maxLength"] == MAX_QUERY_CHARS
         assert "400" in get["responses"]
         around = paths["/api/graph/neighbours/{id}"]["get"]
