@@ -284,9 +284,11 @@ def _operation(route: Route, method: str, token_set: bool) -> dict[str, Any]:
     op["responses"] = {"200": ok}
     guarded = MUTATING_GUARD_STATUSES if mutating else GUARD_STATUSES
     statuses: dict[str, str | Answer] = dict(guarded)
+    if needs_token:
+        statuses["401"] = "token required"
     for status, answer in (api.statuses if api is not None else {}).items():
         before = statuses.get(status)
-        if isinstance(answer, str) and isinstance(before, str):
+        if isinstance(answer, str) and isinstance(before, str) and answer != before:
             answer = f"{before}; or {answer}"  # the guard's refusal and the route's
         statuses[status] = answer
     for status, answer in statuses.items():

@@ -107,6 +107,9 @@ async def _body(request: Request, ctx: ServiceContext, kind: type[Any]) -> Any:
 async def bots_data(request: Request) -> Response:
     """Agent nodes, swarm hub nodes and the edges among them, with what each server reported."""
     ctx = context_of(request)
+    refused = require_token(ctx, request)
+    if refused is not None:
+        return refused
     # in a worker thread: it reads under the graph's lock, which an import holds for seconds
     return JSONResponse(await anyio.to_thread.run_sync(ctx.agents.data_json))
 
@@ -252,7 +255,7 @@ DONE = obj(["endpoint"], endpoint=STRING)
 
 def routes() -> list[BaseRoute]:
     return [
-        ApiRoute("/api/bots/data", bots_data, methods=["GET"], response=DATA),
+        ApiRoute("/api/bots/data", bots_data, methods=["GET"], response=DATA, needs_token=True),
         ApiRoute("/api/bots/status", bots_status, methods=["GET"], response=STATUS),
         ApiRoute(
             "/api/bots/initialize-swarm",

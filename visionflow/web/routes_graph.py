@@ -327,9 +327,9 @@ async def graph_data(request: Request) -> Response:
     else ``truncated``), so the pages together hold every edge among the matches once.
     """
     ctx = context_of(request)
-    starting = require_started(ctx)
-    if starting is not None:
-        return starting
+    refused = require_token(ctx, request) or require_started(ctx)
+    if refused is not None:
+        return refused
     offset = _int_param(request, "offset", 0, 1 << 31)
     if isinstance(offset, Response):
         return offset
@@ -360,9 +360,9 @@ async def graph_neighbours(request: Request) -> Response:
     and 100000 edges, ``truncated`` when there were more.
     """
     ctx = context_of(request)
-    starting = require_started(ctx)
-    if starting is not None:
-        return starting
+    refused = require_token(ctx, request) or require_started(ctx)
+    if refused is not None:
+        return refused
     text = request.path_params["id"]
     if not (text.isascii() and text.isdecimal() and len(text) <= 10) or int(text) > 0xFFFF_FFFF:
         return error_response(
@@ -524,9 +524,9 @@ async def graph_export(request: Request) -> Response:
     """The knowledge graph, each node with its current position: ?format=json (an import
     document, the default), graphml or gexf (1.2), as networkx and Gephi read them."""
     ctx = context_of(request)
-    starting = require_started(ctx)
-    if starting is not None:
-        return starting
+    refused = require_token(ctx, request) or require_started(ctx)
+    if refused is not None:
+        return refused
     fmt = request.query_params.get("format", "json")
     if fmt not in formats.EXPORTS:
         return error_response(
@@ -657,6 +657,7 @@ def routes() -> list[BaseRoute]:
         ApiRoute(
             "/api/graph/data",
             graph_data,
+            needs_token=True,  # the graph's data: readable only with the token, when one is set
             methods=["GET"],
             parameters=DATA_PARAMETERS,
             response=Page,
@@ -670,6 +671,7 @@ def routes() -> list[BaseRoute]:
         ApiRoute(
             "/api/graph/neighbours/{id}",
             graph_neighbours,
+            needs_token=True,  # the graph's data: readable only with the token, when one is set
             methods=["GET"],
             parameters=NEIGHBOUR_PARAMETERS,
             response=Neighbourhood,
@@ -710,6 +712,7 @@ def routes() -> list[BaseRoute]:
         ApiRoute(
             "/api/graph/export",
             graph_export,
+            needs_token=True,  # the graph's data: readable only with the token, when one is set
             methods=["GET"],
             parameters=[
                 _query("format", tuple(formats.EXPORTS), "json", "json, graphml or gexf (1.2)")

@@ -22,7 +22,7 @@ from visionflow.notes.parse import NoteError
 from visionflow.notes.vault import read_note_text
 from visionflow.web.context import context_of
 from visionflow.web.errors import error_response
-from visionflow.web.guards import require_started
+from visionflow.web.guards import require_started, require_token
 from visionflow.web.openapi import STRING, ApiRoute, obj
 
 
@@ -32,9 +32,9 @@ async def note_text(request: Request) -> Response:
     a node that is not a page of the vault (a placeholder has no page yet), or whose file is gone
     or may not be read (outside the vault, too large, not UTF-8)."""
     ctx = context_of(request)
-    starting = require_started(ctx)
-    if starting is not None:
-        return starting
+    refused = require_token(ctx, request) or require_started(ctx)
+    if refused is not None:
+        return refused
     knowledge = ctx.live.current.knowledge
     root = ctx.changes.notes_root
     if root is None:
@@ -77,6 +77,7 @@ def routes() -> list[BaseRoute]:
         ApiRoute(
             "/api/notes/{id:int}",
             note_text,
+            needs_token=True,  # the graph's data: readable only with the token, when one is set
             methods=["GET"],
             response=obj(
                 ["id", "flagged_id", "key", "label", "path", "aliases", "tags", "text"],
