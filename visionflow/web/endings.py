@@ -71,8 +71,9 @@ class RequestEndings:
                     response = error_response(
                         503,
                         "shutting_down",
-                        "the server is stopping and this request did not finish; what it "
-                        "changed may not have been saved: send it again once the server is back",
+                        "the server is stopping and this request was cut off before its "
+                        "answer: it may or may not have taken effect (an import may still be "
+                        "applied and saved); send it again once the server is back",
                         headers={"Retry-After": "5", "Connection": "close"},
                     )
                     await response(scope, receive, send)
