@@ -15,13 +15,11 @@ from visionflow.notes.example import EXAMPLE_VAULT
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
-def test_sdist_has_license_tests_settings_docs_and_benchmarks(tmp_path: Path) -> None:
-    build = (
-        "import sys; from setuptools import build_meta; print(build_meta.build_sdist(sys.argv[1]))"
-    )
+def build(kind: str, out: Path) -> Path:
+    """``setuptools.build_meta.build_<kind>`` (sdist, wheel) into ``out``, in a child process."""
+    code = f"import sys; from setuptools import build_meta as b; print(b.build_{kind}(sys.argv[1]))"
     proc = subprocess.run(
-        [sys.executable, "-c", build, str(tmp_path)],
+        [sys.executable, "-c", code, str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -29,8 +27,12 @@ def test_sdist_has_license_tests_settings_docs_and_benchmarks(tmp_path: Path) ->
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    archive = tmp_path / proc.stdout.strip().splitlines()[-1]
-    with tarfile.open(archive) as tar:
+    return out / proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_sdist_has_license_tests_settings_docs_and_benchmarks(tmp_path: Path) -> None:
+    with tarfile.open(build("sdist", tmp_path)) as tar:
         prefix = tar.getnames()[0].split("/")[0]
         names = {name.removeprefix(prefix + "/") for name in tar.getnames()}
         pkg_info = tar.extractfile(f"{prefix}/PKG-INFO")
@@ -56,19 +58,7 @@ def test_sdist_has_license_tests_settings_docs_and_benchmarks(tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_wheel_carries_the_viewer_and_the_example_vault(tmp_path: Path) -> None:
-    build = (
-        "import sys; from setuptools import build_meta; print(build_meta.build_wheel(sys.argv[1]))"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", build, str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    with zipfile.ZipFile(tmp_path / proc.stdout.strip().splitlines()[-1]) as wheel:
+    with zipfile.ZipFile(build("wheel", tmp_path)) as wheel:
         names = set(wheel.namelist())
     example = {n for n in names if n.startswith("visionflow/notes/example/")}
     shipped = {f"visionflow/notes/example/{p.name}" for p in EXAMPLE_VAULT.glob("*.md")}
