@@ -313,6 +313,13 @@ def test_serve_without_any_writable_kernel_cache_location(tmp_path: Path) -> Non
                 url = f"http://{m[1].decode()}:{m[2].decode()}"
         assert url, head.decode()
         assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+        # the cache is chosen when the physics starts, after the saved state and the notes
+        # are read: stop only once it has said where the kernels go
+        while b"numba kernel cache" not in head and time.monotonic() < deadline + 60:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            head += line
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         err = head + proc.stderr.read()
