@@ -96,7 +96,7 @@ def one_line_failure(r: subprocess.CompletedProcess[str], *needles: str) -> None
 
 
 def page(url: str) -> dict[str, dict[str, Any]]:
-    nodes = httpx.get(f"{url}/api/graph/data", timeout=10).json()["nodes"]
+    nodes = httpx.get(f"{url}/api/graph/data", headers=AUTH, timeout=10).json()["nodes"]
     return {n["key"]: n for n in nodes}
 
 

@@ -73,7 +73,8 @@ def node_ids(service: Served) -> list[int]:
     """The example vault's nodes (shown once the vault is read, soon after start-up)."""
     deadline = time.monotonic() + 60
     while True:
-        page = requests.get(f"{service.url}/api/graph/data", timeout=30).json()
+        auth = {"Authorization": f"Bearer {TOKEN}"}  # the graph's data needs it, as /wss does
+        page = requests.get(f"{service.url}/api/graph/data", headers=auth, timeout=30).json()
         ids = [n["id"] for n in page["nodes"]]
         if ids:
             return ids
