@@ -483,6 +483,13 @@ def _fresh(error: RpcError) -> RpcTransportError:
     return fresh
 
 
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for inner in group.exceptions:
+        out.extend(_leaves(inner) if isinstance(inner, BaseExceptionGroup) else [inner])
+    return out
+
+
 @asynccontextmanager
 async def background_tasks() -> AsyncIterator[anyio.abc.TaskGroup]:
     """A task group whose tasks are cancelled when the block ends, raising what the block
@@ -499,6 +506,13 @@ async def background_tasks() -> AsyncIterator[anyio.abc.TaskGroup]:
         error = group
         while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
             error = error.exceptions[0]
+        if isinstance(error, BaseExceptionGroup):
+            # Several link errors at once (an HTTP session's POST and its GET stream both
+            # failing to connect) are one failure of the link: the first says it. A group
+            # would not be recognised as a link failure and would end the endpoint's task.
+            leaves = _leaves(error)
+            if all(isinstance(leaf, RpcError | RemoteProtocolError) for leaf in leaves):
+                error = leaves[0]
         if error is group:
             raise
     if error is not None:

@@ -316,3 +316,28 @@ async def test_a_large_agent_list_is_parsed_in_a_worker_thread(
     assert [a.id for a in small] == [a.id for a in large] and len(large) == 3
     assert threads[0] == loop_thread  # a small list: not worth a thread
     assert threads[1] != loop_thread
+
+
+async def test_several_link_errors_at_once_come_out_as_one_of_them() -> None:
+    # An HTTP session's POST and its GET stream can both fail to connect: one failure of the
+    # link, which must reach the endpoint's retry as a link error, not as a group.
+    from visionflow.mcp.client import background_tasks
+
+    async def fail(message: str) -> None:
+        raise RpcTransportError(message)
+
+    with pytest.raises(RpcTransportError, match=r"^(first|second)$"):  # trio's order varies
+        async with background_tasks() as tg:
+            tg.start_soon(fail, "first")
+            tg.start_soon(fail, "second")
+            await anyio.sleep_forever()
+
+    async def bug() -> None:
+        raise KeyError("a bug")
+
+    # a bug beside a link error stays a group: it is not ours to flatten
+    with pytest.raises(BaseExceptionGroup):
+        async with background_tasks() as tg:
+            tg.start_soon(fail, "link")
+            tg.start_soon(bug)
+            await anyio.sleep_forever()
