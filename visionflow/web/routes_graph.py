@@ -488,18 +488,13 @@ async def graph_import(request: Request) -> Response:
     if isinstance(body, Response):
         return body
     content_type = request.headers.get("content-type")
-    try:
-        # reading and validating a large document is CPU work: off the event loop, and one
-        # import at a time, a bounded number waiting (a parse takes ~10x its body in memory)
-        async with ctx.imports.turn(max_waiting) as admitted:
-            if not admitted:
-                return imports_busy(max_waiting)
-            result = await anyio.to_thread.run_sync(
-                _import, ctx.store, body, mode, fmt, content_type
-            )
-    except GraphError as exc:
-        result = exc
-    if isinstance(result, GraphError):
+    # reading and validating a large document is CPU work: off the event loop, and one
+    # import at a time, a bounded number waiting (a parse takes ~10x its body in memory)
+    async with ctx.imports.turn(max_waiting) as admitted:
+        if not admitted:
+            return imports_busy(max_waiting)
+        result = await anyio.to_thread.run_sync(_import, ctx.store, body, mode, fmt, content_type)
+    if isinstance(result, GraphError):  # _import returns its refusal rather than raising it
         status = 415 if result.code == "unsupported_media_type" else 400
         return error_response(status, result.code, result.message, result.path or None)
     if result["added"] + result["updated"] >= FREEZE_AFTER_NODES:
