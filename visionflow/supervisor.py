@@ -311,8 +311,7 @@ class Supervisor:
 
 def _describe(exc: BaseException) -> str:
     """One line for health and logs; exception groups are flattened to their first leaf."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
+    exc = _first_leaf(exc)
     text = str(exc) or type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
 
@@ -323,12 +322,17 @@ def _describe(exc: BaseException) -> str:
 _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOSPC})
 
 
+def _first_leaf(exc: BaseException) -> BaseException:
+    """``exc``, or the first exception inside (possibly nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def _out_of_resources(exc: BaseException) -> bool:
     """Whether ``exc`` (or the first leaf of a group) is, or was caused by, running out of a
     resource (``_RESOURCE_ERRNOS``)."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    seen: BaseException | None = exc
+    seen: BaseException | None = _first_leaf(exc)
     for _ in range(8):  # a bounded walk down the chain of causes
         if seen is None:
             return False
