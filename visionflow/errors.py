@@ -115,6 +115,11 @@ class RpcRemoteError(RpcError):
         super().__init__(f"remote error {code}: {message}")
 
 
+class WorkerBusyError(VisionflowError):
+    """A daemon worker (visionflow/threads.py) still has a call waiting behind an abandoned
+    one: the caller was cancelled twice while the first call ran on."""
+
+
 class GraphError(VisionflowError):
     """A graph change was refused (unknown node, duplicate id, bad weight).
 

@@ -6,7 +6,8 @@ import time
 import anyio
 import pytest
 
-from visionflow.threads import run_abandonable
+from visionflow.errors import WorkerBusyError
+from visionflow.threads import DaemonWorker, run_abandonable
 
 pytestmark = pytest.mark.anyio
 
@@ -40,3 +41,36 @@ async def test_cancel_does_not_wait_and_the_thread_is_a_daemon() -> None:
     # The thread hands its result to the (running) event loop before it ends: join off-loop.
     await anyio.to_thread.run_sync(seen[0].join, 5)
     assert not seen[0].is_alive()
+
+
+async def test_a_daemon_worker_runs_calls_in_order_on_one_daemon_thread() -> None:
+    worker = DaemonWorker("w")
+    threads = [await worker.run(threading.current_thread) for _ in range(3)]
+    assert len({t.ident for t in threads}) == 1
+    assert threads[0].daemon and threads[0].name == "w"
+    assert threads[0] is not threading.current_thread()
+    with pytest.raises(ValueError, match="nope"):
+        await worker.run(lambda: int("nope"))
+    assert await worker.run(lambda: 7) == 7  # an exception does not end the thread
+
+
+async def test_an_abandoned_call_finishes_before_the_next_and_the_backlog_is_bounded() -> None:
+    worker = DaemonWorker("w")
+    release = threading.Event()
+    order: list[str] = []
+
+    def slow() -> None:
+        order.append("slow begins")
+        release.wait(10)
+        order.append("slow ends")
+
+    with anyio.move_on_after(0.1):
+        await worker.run(slow)  # abandoned: still running
+    assert order == ["slow begins"]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker.run, lambda: order.append("next"))  # waits behind it
+        await anyio.sleep(0.1)
+        with pytest.raises(WorkerBusyError, match="w thread is still busy"):
+            await worker.run(lambda: order.append("refused"))
+        release.set()
+    assert order == ["slow begins", "slow ends", "next"]

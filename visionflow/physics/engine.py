@@ -9,7 +9,9 @@ worker thread (``compiling`` is true meanwhile), then steps at ``physics.rate_hz
 stepping once the layout settles, i.e. every node has cooled (each node's heat decays over
 ``cooling_steps``; the store warms what a change touches, see ``graph.store.NEW_HEAT``), and
 resumes when the graph, a pin or the parameters change.  Nothing here blocks the event loop:
-every step runs through ``anyio.to_thread.run_sync``.
+the compile and every step run on the engine's own daemon thread (``visionflow.threads``), one
+at a time, and a shutdown does not wait for the one in progress (the step after a 150k-node
+import places the new nodes first: seconds).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from visionflow.physics.params import ParamTable, pack_settings
 from visionflow.physics.step import StepInput
 from visionflow.protocol.snapshot import Snapshot
 from visionflow.settings import PhysicsSettings
-from visionflow.threads import run_abandonable
+from visionflow.threads import DaemonWorker
 
 if TYPE_CHECKING:
     from visionflow.metrics import Metrics
@@ -216,6 +218,7 @@ class PhysicsEngine:
         self._woken = False
         self._cache_noted = False
         self._host_written = False  # the stepping thread changed host arrays (see step_blocking)
+        self._thread = DaemonWorker("physics")  # compiles and steps, never two at once
 
     # ------------------------------------------------------------------ control API
 
@@ -286,7 +289,7 @@ class PhysicsEngine:
         )
 
     def step_blocking(self) -> tuple[Snapshot, cpu.StepResult, float]:
-        """One step on the calling thread (the engine calls it via to_thread; tests directly)."""
+        """One step on the calling thread (the engine runs it on its daemon thread)."""
         if self._stepper is None:
             self._stepper = make_stepper(self.backend or "cpu")
         params_version, params = self._params
@@ -445,7 +448,7 @@ class PhysicsEngine:
             # Viewers get the last known positions (restored, seeded or imported since) while
             # the kernels compile, and even if stepping never works (the supervisor gives up:
             # `failed`): a still picture beats a blank one.
-            self.board.publish(await anyio.to_thread.run_sync(self.still_blocking))
+            self.board.publish(await self._thread.run(self.still_blocking))
         self.backend, why = choose_backend(self.settings.backend)
         log.info("physics backend: {} ({})", self.backend, why)
         if KERNEL_CACHE.note is not None and not self._cache_noted:
@@ -457,7 +460,7 @@ class PhysicsEngine:
         try:
             t0 = time.perf_counter()
             # A shutdown during a cold compile must not wait for LLVM (see visionflow.threads).
-            await run_abandonable(self._compile, name="numba compile")
+            await self._thread.run(self._compile)
             log.info("physics kernels ready in {:.1f} s", time.perf_counter() - t0)
         finally:
             self.compiling = False
@@ -466,7 +469,7 @@ class PhysicsEngine:
         while True:
             if self._needs_step():
                 self._woken = False
-                snap, result, elapsed = await anyio.to_thread.run_sync(self.step_blocking)
+                snap, result, elapsed = await self._thread.run(self.step_blocking)
                 self._publish(snap, result, elapsed)
                 if snap.settled:
                     log.debug("layout settled at tick {}", snap.sequence)

@@ -12,6 +12,7 @@ formats other than ours (d3, networkx, GraphML, GEXF, CSV) are read and written 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio
@@ -30,6 +31,7 @@ from visionflow.memory import keep_out_of_gc, no_gc_while, release_freed
 from visionflow.protocol.snapshot import Snapshot
 from visionflow.protocol.wire import FLAG_MASK, ID_MASK
 from visionflow.state import save_graph
+from visionflow.threads import run_abandonable
 from visionflow.web.context import context_of
 from visionflow.web.errors import error_response
 from visionflow.web.guards import imports_busy, read_body, require_started, require_token
@@ -493,19 +495,26 @@ async def graph_import(request: Request) -> Response:
     async with ctx.imports.turn(max_waiting) as admitted:
         if not admitted:
             return imports_busy(max_waiting)
-        result = await anyio.to_thread.run_sync(_import, ctx.store, body, mode, fmt, content_type)
+        # abandonable: a shutdown does not wait for a 150k-node parse (nothing was answered)
+        result = await run_abandonable(
+            partial(_import, ctx.store, body, mode, fmt, content_type), name="graph import"
+        )
     if isinstance(result, GraphError):  # _import returns its refusal rather than raising it
         status = 415 if result.code == "unsupported_media_type" else 400
         return error_response(status, result.code, result.message, result.path or None)
     if result["added"] + result["updated"] >= FREEZE_AFTER_NODES:
         keep_out_of_gc()  # the graph it made lives on: no full collection walks it again
     if ctx.changes.example_shown:  # the user's own graph is not shown mixed with the example
-        result["removed"] += await anyio.to_thread.run_sync(ctx.changes.drop_example)
+        result["removed"] += await run_abandonable(ctx.changes.drop_example, name="drop example")
         ctx.registry.remove("notes")
     ctx.changes.knowledge_changed(replaced=mode == "replace")
     try:
         big = len(body) >= RELEASE_AFTER_BYTES
-        await anyio.to_thread.run_sync(_save, ctx.store, ctx.live.current.state.dir, big)
+        # abandoned by a shutdown: graph.json keeps the previous save (written atomically) and
+        # the import was not acknowledged
+        await run_abandonable(
+            partial(_save, ctx.store, ctx.live.current.state.dir, big), name="graph save"
+        )
         result["saved"] = True
     except OSError as exc:
         # Applied but not durable: say so rather than fail a request that did its work.
