@@ -302,6 +302,7 @@ class Service:
             log.info("listening at {}; restoring the saved state", self.http.url)
             restore = partial(self.changes.restore, settings.state.dir, endpoints)
             restored = await self._unless_stopped(restore, "state restore")
+            saver: LayoutSaver | None = None
             if restored:
                 restored = await self._read_knowledge()
             if restored:
@@ -338,6 +339,8 @@ class Service:
 
             await self.stop_requested.wait()
             log.info("shutting down (grace {:g}s)", grace)
+            if saver is not None:  # its last save is bounded by what is left of the grace
+                saver.stop_by = anyio.current_time() + grace
             supervisor.begin_shutdown()
             hub.stopping.set()
             # The listener drains requests and viewers (closed with 1001); the other children

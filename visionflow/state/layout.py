@@ -62,7 +62,8 @@ FORMAT_VERSION = 2  # 2: node ids, id counter and revision; 1: positions only
 READABLE_VERSIONS = (1, 2)
 # Retries after a failed save wait save_interval, then twice that, ... up to this (seconds).
 RETRY_MAX = 300.0
-# The save at shutdown runs shielded from the cancellation that stops the saver; this bounds it.
+# The save at shutdown runs shielded from the cancellation that stops the saver; this bounds it
+# (and so does the end of the shutdown's grace, ``LayoutSaver.stop_by``).
 FINAL_SAVE_TIMEOUT_S = 5.0
 
 
@@ -233,6 +234,10 @@ class LayoutSaver:
         self.saved_tick = -1
         self.last_error: str | None = None
         self.failures = 0  # consecutive failed saves
+        # anyio time by which the final save must be done or left behind: the end of the
+        # shutdown's grace, set by the service when it begins (an import holding the store's
+        # lock would otherwise hold the exit FINAL_SAVE_TIMEOUT_S past the grace)
+        self.stop_by = math.inf
         self._report()
 
     def next_delay(self) -> float:
@@ -318,12 +323,13 @@ class LayoutSaver:
                 await self.save_now()
         finally:
             with anyio.CancelScope(shield=True):
-                with anyio.move_on_after(FINAL_SAVE_TIMEOUT_S) as bounded:
+                began = anyio.current_time()
+                with anyio.move_on_at(min(began + FINAL_SAVE_TIMEOUT_S, self.stop_by)) as bounded:
                     await self.save_now(abandonable=True)
                 if bounded.cancelled_caught:
                     log.warning(
-                        "the last layout save to {} did not finish within {:g} s; left behind "
-                        "(the file holds the previous save)",
+                        "the last layout save to {} did not finish within {:.1f} s (the rest of "
+                        "the shutdown's grace); left behind (the file holds the previous save)",
                         self.path,
-                        FINAL_SAVE_TIMEOUT_S,
+                        anyio.current_time() - began,
                     )

@@ -169,4 +169,30 @@ async def test_the_save_at_shutdown_is_cut_short_after_its_time_bound(
     assert waited == pytest.approx(persist.FINAL_SAVE_TIMEOUT_S)
     assert saver.saved_tick == -1  # not saved
     warnings = [m for level, m in log_lines if level == "WARNING"]
-    assert len(warnings) == 1 and "did not finish within 5 s" in warnings[0]
+    assert len(warnings) == 1 and "did not finish within 5.0 s" in warnings[0]
+
+
+async def test_the_save_at_shutdown_ends_with_the_grace_when_an_import_holds_the_store(
+    tmp_path: Path, log_lines: list[tuple[str, str]]
+) -> None:
+    # A 150k-node import holds the store's lock for seconds: the last save waits for it only
+    # until the end of the shutdown's grace (stop_by), not FINAL_SAVE_TIMEOUT_S beyond it.
+    store = GraphStore()
+    store.import_document({"nodes": [{"id": "a"}]})
+    engine = PhysicsEngine(store, PhysicsSettings(backend="cpu"))
+    _publish(engine, store, tick=1)
+    saver = persist.LayoutSaver(engine, store, str(tmp_path), 1000.0)
+    store.lock.acquire()  # the import's
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(saver.run)
+            stopped_at = anyio.current_time()
+            saver.stop_by = stopped_at + 1.25
+            tg.cancel_scope.cancel()
+        waited = anyio.current_time() - stopped_at
+    finally:
+        store.lock.release()
+    assert waited == pytest.approx(1.25)
+    assert not (tmp_path / "layout.json").exists()
+    warnings = [m for level, m in log_lines if level == "WARNING"]
+    assert len(warnings) == 1 and "within 1.2 s (the rest of the shutdown's grace)" in warnings[0]
