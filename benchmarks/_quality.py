@@ -194,7 +194,9 @@ def lattice_shape(pos: npt.ArrayLike, side: int) -> dict[str, float]:
       wide as long; a layout stretched by 4% along one axis scores 0.96);
     - ``centre`` and ``rim``: mean length of the edges in the middle tenth (by Chebyshev
       distance from the centre in the grid) and in the outer tenth, over the mean edge length
-      (1 and 1: an even lattice; a force layout whose gravity squeezes it has centre < 1).
+      (1 and 1: an even lattice; a force layout whose gravity squeezes it has centre < 1);
+    - ``outer``: mean length of the edges that join the outermost rows and columns to the next
+      ones in, over the mean edge length (1: even; under 1: the rim's rows pressed together).
     """
     p = np.asarray(pos, dtype=np.float64)
     v = np.arange(side * side, dtype=np.int64)
@@ -215,8 +217,32 @@ def lattice_shape(pos: npt.ArrayLike, side: int) -> dict[str, float]:
     )
     tenth = side / 10.0
     mean = float(lengths.mean())
+    # first and last row's edges across, first and last column's along
+    outer = np.concatenate(
+        [
+            lc[(row[across] == 0) | (row[across] == side - 2)],
+            la[(col[along] == 0) | (col[along] == side - 2)],
+        ]
+    )
     return {
         "aspect": min(ratio, 1.0 / ratio),
         "centre": float(lengths[ring < tenth].mean()) / mean,
         "rim": float(lengths[ring >= mid - tenth].mean()) / mean,
+        "outer": float(outer.mean()) / mean,
     }
+
+
+def squared(pos: npt.ArrayLike, side: int) -> F64:
+    """A side x side grid's layout with its stretch along one direction taken out: the
+    best-fit linear map from the lattice's (column, row) to the layout, replaced by the
+    rotation and mean scale of that map; what the map does not explain (a squeezed centre, a
+    curled rim) is kept. ``distance_spearman`` of this says what a square sheet would score."""
+    p = np.asarray(pos, dtype=np.float64)
+    v = np.arange(side * side, dtype=np.float64)
+    row, col = np.divmod(v, side)
+    lat = np.stack([col - col.mean(), row - row.mean()], axis=1)
+    c = p - p.mean(axis=0)
+    fit = np.linalg.lstsq(lat, c, rcond=None)[0]  # (2, dim): c ~ lat @ fit
+    u, sv, vt = np.linalg.svd(fit, full_matrices=False)
+    iso = u @ np.diag(np.full(2, np.sqrt(sv[0] * sv[1]))) @ vt
+    return np.asarray(c + lat @ (iso - fit), dtype=np.float64)

@@ -117,8 +117,13 @@ class Graph:
         return out
 
     def shape(self, pos: npt.ArrayLike) -> dict[str, float]:
-        """The grid's aspect and evenness (empty for other graphs): why its measures differ."""
-        return q.lattice_shape(pos, self.lattice) if self.lattice else {}
+        """The grid's aspect and evenness (empty for other graphs): why its measures differ,
+        with ``rho_square``, the Spearman of the layout made as wide as long (``q.squared``)."""
+        if not self.lattice or self.pairs is None:
+            return {}
+        shape = q.lattice_shape(pos, self.lattice)
+        shape["rho_square"] = q.distance_spearman(q.squared(pos, self.lattice), self.pairs)
+        return shape
 
 
 def make_graph(name: str, seed: int) -> Graph:
@@ -594,12 +599,13 @@ def print_shapes(row: dict[str, Any]) -> None:
     layouts = [("ours", row["ours"]), *row["peers"].items()]
     lines = [
         f"- {label}: aspect {sh['aspect']:.3f}, centre edges {sh['centre']:.3f}, "
-        f"rim edges {sh['rim']:.3f} of the mean"
+        f"rim edges {sh['rim']:.3f}, outer rows {sh.get('outer', math.nan):.3f} of the mean; "
+        f"rho if as wide as long {sh.get('rho_square', math.nan):.5f}"
         for label, data in layouts
         if (sh := data.get("shape"))
     ]
     if lines:
-        print(f"\n{row['graph']} shape (a perfect lattice: 1 / 1 / 1):\n" + "\n".join(lines))
+        print(f"\n{row['graph']} shape (a perfect lattice: 1 / 1 / 1 / 1):\n" + "\n".join(lines))
 
 
 def make_keys(row: dict[str, Any]) -> list[str]:

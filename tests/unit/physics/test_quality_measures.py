@@ -112,7 +112,7 @@ def test_community_share_separated_vs_mixed() -> None:
 def test_lattice_shape_sees_a_stretched_and_a_squeezed_grid() -> None:
     _, pos = grid(40)
     even = q.lattice_shape(pos, 40)
-    assert even == pytest.approx({"aspect": 1.0, "centre": 1.0, "rim": 1.0})
+    assert even == pytest.approx({"aspect": 1.0, "centre": 1.0, "rim": 1.0, "outer": 1.0})
     stretched = pos * np.array([1.0, 1.05, 1.0])  # along the rows (columns index axis 1)
     assert q.lattice_shape(stretched, 40)["aspect"] == pytest.approx(1 / 1.05)
     # squeezed towards the centre: r -> r^1.5 shortens the middle edges, lengthens the rim's
@@ -122,3 +122,37 @@ def test_lattice_shape_sees_a_stretched_and_a_squeezed_grid() -> None:
     shape = q.lattice_shape(squeezed, 40)
     assert shape["centre"] < 0.7 < 1.1 < shape["rim"]
     assert shape["aspect"] == pytest.approx(1.0)
+
+
+def test_lattice_shape_sees_the_outer_rows_pressed_together() -> None:
+    _, pos = grid(40)
+    c = pos - pos.mean(axis=0)
+    # the outermost row and column on each side moved half a spacing in: their edges to the
+    # next row in are half as long (and the rest a little longer than the mean)
+    edge = np.abs(c[:, :2]).max() - 0.5
+    pressed = c.copy()
+    for k in range(2):
+        out = np.abs(c[:, k]) > edge
+        pressed[out, k] -= 0.5 * np.sign(c[out, k])
+    shape = q.lattice_shape(pressed, 40)
+    assert 0.45 < shape["outer"] < 0.55
+    assert q.lattice_shape(c, 40)["outer"] == pytest.approx(1.0)
+
+
+def test_squared_takes_out_a_stretch_and_keeps_the_rest() -> None:
+    _, pos = grid(40)
+    c = pos - pos.mean(axis=0)
+    turn = np.array([[0.6, -0.8, 0.0], [0.8, 0.6, 0.0], [0.0, 0.0, 1.0]])
+    stretched = (c * np.array([1.0, 1.08, 1.0])) @ turn.T
+    assert q.lattice_shape(stretched, 40)["aspect"] == pytest.approx(1 / 1.08)
+    square = q.squared(stretched, 40)
+    assert q.lattice_shape(square, 40)["aspect"] == pytest.approx(1.0)
+    # a similarity of the lattice: same edge lengths everywhere, area kept
+    lengths = np.linalg.norm(square[1:40] - square[:39], axis=1)
+    assert lengths == pytest.approx(np.full(39, np.sqrt(1.08)))
+    # a squeeze (not a linear map) stays
+    r = np.linalg.norm(c, axis=1, keepdims=True)
+    squeezed = c * np.where(r > 0, r**0.5, 0.0)
+    assert q.lattice_shape(q.squared(squeezed, 40), 40)["centre"] == pytest.approx(
+        q.lattice_shape(squeezed, 40)["centre"]
+    )
