@@ -17,7 +17,8 @@ state dir and no notes vault, ``visionflow mcp-sim`` over TCP) and prints its ro
   layout's error, ``/healthz`` and frames meanwhile, and health back to ``ok`` once space is
   freed.
 - ``signals``: SIGTERM during an import (one small enough to finish within the shutdown grace,
-  one not), during the save of ``graph.json`` and during a layout save; SIGKILL during each
+  one not), as a 150k-node import is answered (while the physics thread places it), during
+  the save of ``graph.json`` and during a layout save; SIGKILL during each
   save; each time a restart on the same state dir. The saves are caught by watching the state
   dir for the atomic write's temporary file (``.graph.json.*.tmp``, ``.layout.json.*.tmp``).
   Measured: the import's answer, the exit code and time, the time to ``ready`` again, and what
@@ -435,7 +436,9 @@ class Signals:
 
     async def case(self, name: str, n: int, sig: signal.Signals, when: str) -> None:
         """Import ``n`` nodes; send ``sig`` at ``when``: ``import+S`` (S s after the request was
-        sent), ``graph`` or ``layout`` (that file's save seen in progress)."""
+        sent), ``answered`` (as soon as it is answered: the multilevel placement of the new
+        nodes and the first steps run then), ``graph`` or ``layout`` (that file's save seen in
+        progress)."""
         assert self.proc is not None
         body, keys = self.doc(n)
         answer: list[str] = []
@@ -461,6 +464,9 @@ class Signals:
             if when.startswith("import+"):
                 await asyncio.sleep(float(when[7:]))
                 seen: float | None = time.monotonic()
+            elif when == "answered":  # the step that places the new nodes runs now
+                await task
+                seen = time.monotonic()
             else:
                 seen = await watch_tmp(self.state, f".{when}.json.", 120)
             t_sig = time.monotonic()
@@ -507,6 +513,12 @@ class Signals:
                 "during an import of 20k (fits in the grace)", 20_000, signal.SIGTERM, "import+0.2"
             )
             await self.case("during an import of 150k", 150_000, signal.SIGTERM, "import+0.5")
+            await self.case(
+                "as a 150k import is answered (its placement runs)",
+                150_000,
+                signal.SIGTERM,
+                "answered",
+            )
             await self.case("during the graph.json save", 50_000, signal.SIGTERM, "graph")
             await self.case("during a layout.json save", 20_000, signal.SIGTERM, "layout")
             await self.case("during the graph.json save", 50_000, signal.SIGKILL, "graph")

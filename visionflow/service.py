@@ -58,6 +58,9 @@ notes_log = logger.bind(subsystem="notes")
 
 #: The interpreter's thread switch interval while serving (see ``serve``).
 SWITCH_INTERVAL_S = 0.001
+#: The share of ``server.shutdown_grace`` by which the last layout save is done or left
+#: behind: the rest is for the process to end (the listener drains for 0.75 of it).
+SAVE_BY_SHARE = 0.9
 
 
 def restart_policy(settings: Settings) -> RestartPolicy:
@@ -339,8 +342,8 @@ class Service:
 
             await self.stop_requested.wait()
             log.info("shutting down (grace {:g}s)", grace)
-            if saver is not None:  # its last save is bounded by what is left of the grace
-                saver.stop_by = anyio.current_time() + grace
+            if saver is not None:  # its last save ends before the grace, leaving the exit time
+                saver.stop_by = anyio.current_time() + grace * SAVE_BY_SHARE
             supervisor.begin_shutdown()
             hub.stopping.set()
             # The listener drains requests and viewers (closed with 1001); the other children
