@@ -451,9 +451,10 @@ class GraphStore:
             raise GraphError("invalid_mode", "mode must be 'replace' or 'merge'", "mode")
         document = parse(doc)
         doc_nodes = document.nodes
-        doc_edges = [
-            (e.source, e.target, e.weight, f"edges[{i}]") for i, e in enumerate(document.edges)
-        ]
+        # The document's own edge objects, no per-edge tuple or path string: every temporary
+        # object of a large import is one more the allocator interleaves with what lives on
+        # (visionflow/memory.py); a refusal names its edge from the index.
+        doc_edges = document.edges
         edge_meta = [
             (e.source, e.target, e.metadata) for e in document.edges if e.metadata is not None
         ]
@@ -477,11 +478,11 @@ class GraphStore:
                 if key.kind is kind and (scope is None or key.external_id.startswith(scope))
             }
             known = in_doc if mode == "replace" else in_doc | existing.keys()
-            for src, dst, _w, path in doc_edges:
-                if src not in known:
-                    raise GraphError("unknown_node", f"no node {src!r}", f"{path}.source")
-                if dst not in known:
-                    raise GraphError("unknown_node", f"no node {dst!r}", f"{path}.target")
+            for i, e in enumerate(doc_edges):
+                if e.source not in known:
+                    raise GraphError("unknown_node", f"no node {e.source!r}", f"edges[{i}].source")
+                if e.target not in known:
+                    raise GraphError("unknown_node", f"no node {e.target!r}", f"edges[{i}].target")
             removed_ids = (
                 [raw for ext, raw in existing.items() if ext not in in_doc]
                 if mode == "replace"
@@ -504,7 +505,8 @@ class GraphStore:
                     and t not in removed_set
                     and not (scoped(s) and scoped(t))
                 )
-            pairs = {(src, dst) for src, dst, _w, _path in doc_edges}  # later ones win
+            pairs = {(e.source, e.target) for e in doc_edges}  # later ones win
+            distinct = len(pairs)
             if mode == "merge":  # restating an edge the store holds adds nothing
                 pairs = {
                     (src, dst)
@@ -515,6 +517,7 @@ class GraphStore:
                 raise GraphError(
                     "too_many_edges", f"the graph would exceed {self.max_edges} edges", "edges"
                 )
+            del pairs
             # validated: from here on nothing can fail
             for raw in removed_ids:
                 self._drop_node(raw)
@@ -551,8 +554,11 @@ class GraphStore:
                 if dn.metadata is not None and dn.metadata != node.metadata:
                     node.metadata = dict(dn.metadata)
                 updated += 1
-            for src, dst, w, _path in doc_edges:
-                self._link(self._by_key[NodeKey(kind, src)], self._by_key[NodeKey(kind, dst)], w)
+            by_key = self._by_key
+            for e in doc_edges:
+                self._link(
+                    by_key[NodeKey(kind, e.source)], by_key[NodeKey(kind, e.target)], e.weight
+                )
             for src, dst, meta in edge_meta:  # given: replaced (emptied by {}); absent: kept
                 pair = (self._by_key[NodeKey(kind, src)], self._by_key[NodeKey(kind, dst)])
                 if meta:
@@ -560,7 +566,6 @@ class GraphStore:
                 else:
                     self._edge_meta.pop(pair, None)
             self._bump()
-            distinct = len({(src, dst) for src, dst, _w, _path in doc_edges})
             return ImportResult(added, updated, len(removed_ids), distinct, self.revision)
 
     # ------------------------------------------------------------------ pins and positions
