@@ -1,5 +1,3 @@
-import sys
+from visionflow.cli import entry
 
-from visionflow.cli import main
-
-sys.exit(main())
+entry()

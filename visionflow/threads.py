@@ -9,6 +9,7 @@ interpreter exits without it.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import queue
 import threading
@@ -25,14 +26,33 @@ from visionflow.errors import WorkerBusyError
 T = TypeVar("T")
 
 
-def _job(func: Callable[[], T]) -> tuple[Callable[[], None], anyio.Event, list[outcome.Outcome[T]]]:
+# Calls running now, by name (a name can run more than once at a time): what an exit leaves.
+_running: collections.Counter[str] = collections.Counter()
+_running_lock = threading.Lock()
+
+
+def running() -> list[str]:
+    """The names of the calls started here that have not returned yet."""
+    with _running_lock:
+        return sorted(+_running)
+
+
+def _job(
+    func: Callable[[], T], name: str
+) -> tuple[Callable[[], None], anyio.Event, list[outcome.Outcome[T]]]:
     """``func`` wrapped to hand its outcome back to the calling event loop, if it still runs."""
     token = anyio.lowlevel.current_token()
     done = anyio.Event()
     box: list[outcome.Outcome[T]] = []
 
     def job() -> None:
-        box.append(outcome.capture(func))
+        with _running_lock:
+            _running[name] += 1
+        try:
+            box.append(outcome.capture(func))
+        finally:
+            with _running_lock:
+                _running[name] -= 1
         # RuntimeError: the event loop is gone, so nobody is waiting any more.
         with contextlib.suppress(RuntimeError):
             anyio.from_thread.run_sync(done.set, token=token)
@@ -42,7 +62,7 @@ def _job(func: Callable[[], T]) -> tuple[Callable[[], None], anyio.Event, list[o
 
 async def run_abandonable(func: Callable[[], T], *, name: str) -> T:
     """``func()`` in a new daemon thread; a cancelled caller leaves it to finish alone."""
-    job, done, box = _job(func)
+    job, done, box = _job(func, name)
     threading.Thread(target=job, name=name, daemon=True).start()
     await done.wait()
     return box[0].unwrap()
@@ -66,7 +86,7 @@ class DaemonWorker:
         self._start_lock = threading.Lock()
 
     async def run(self, func: Callable[[], T]) -> T:
-        job, done, box = _job(func)
+        job, done, box = _job(func, self.name)
         try:
             self._jobs.put_nowait(job)
         except queue.Full:

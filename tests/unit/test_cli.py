@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,41 @@ def test_check_config_notes_the_old_models_layout_values(
         and "physics.agents sets spring_k, repel_k, damping" in captured.err
     )
     assert "[physics.agents]" in captured.out
+
+
+_LEAVES_A_THREAD = """
+import threading, time
+import anyio
+from visionflow import cli, threads
+
+def main(argv=None):
+    async def serve():
+        with anyio.move_on_after(0.2):  # the shutdown abandons it
+            await threads.run_abandonable(lambda: time.sleep(600), name="graph import")
+    anyio.run(serve)
+    return {code}
+
+cli.main = main
+cli.entry()
+"""
+
+
+@pytest.mark.parametrize("code", [0, 3])
+def test_the_program_exits_at_once_leaving_abandoned_work_and_says_so(code: int) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _LEAVES_A_THREAD.format(code=code)],
+        capture_output=True,
+        text=True,
+        timeout=120,  # the abandoned call sleeps 600 s
+    )
+    assert done.returncode == code, done.stderr
+    assert "exiting without waiting for: graph import" in done.stderr
+
+
+def test_the_program_exits_as_usual_when_nothing_was_left_running() -> None:
+    script = _LEAVES_A_THREAD.replace("time.sleep(600)", "None").format(code=0)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "exiting without waiting" not in done.stderr
