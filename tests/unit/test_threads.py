@@ -7,7 +7,7 @@ import anyio
 import pytest
 
 from visionflow.errors import WorkerBusyError
-from visionflow.threads import DaemonWorker, run_abandonable
+from visionflow.threads import DaemonWorker, run_abandonable, running
 
 pytestmark = pytest.mark.anyio
 
@@ -74,3 +74,19 @@ async def test_an_abandoned_call_finishes_before_the_next_and_the_backlog_is_bou
             await worker.run(lambda: order.append("refused"))
         release.set()
     assert order == ["slow begins", "slow ends", "next"]
+
+
+async def test_running_names_the_calls_not_yet_returned_abandoned_or_not() -> None:
+    # names of their own: other tests' abandoned calls may still be running in this process
+    release = threading.Event()
+    worker = DaemonWorker("test worker")
+    with anyio.move_on_after(0.1):
+        await run_abandonable(lambda: release.wait(10), name="test call")
+    with anyio.move_on_after(0.1):
+        await worker.run(lambda: release.wait(10))
+    assert {"test call", "test worker"} <= set(running())
+    release.set()
+    await worker.run(lambda: None)  # after the abandoned one
+    with anyio.fail_after(10):
+        while {"test call", "test worker"} & set(running()):
+            await anyio.sleep(0.01)
