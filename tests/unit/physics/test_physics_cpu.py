@@ -66,15 +66,20 @@ def test_spring_pull_is_linear_then_logarithmic_with_linlog(linlog: bool) -> Non
     # One edge, no repulsion to speak of: the first step's velocity is the spring's pull / mass.
     p = PhysicsParams(linlog=linlog, repel_k=0.0001, center_gravity_k=0.0, max_velocity=1000.0)
     pulls = []
-    for d in (2.0, 3.0, 50.0):
+    for d in (2.0, 3.0, 4.0, 5.0, 50.0):
         sim = Sim(2, [(0, 1)], params=p)
         sim.pos[:] = [[0.0, 0.0, 0.0], [d, 0.0, 0.0]]
         sim.run(1)
         pulls.append(sim.vel[0, 0] / (p.dt * p.damping) * 2.0)  # mass 1 + degree 1
-    stretch = np.array([1.0, 2.0, 49.0])  # rest length 1
+    stretch = np.array([1.0, 2.0, 3.0, 4.0, 49.0])  # rest length 1
     if linlog:
+        # linear up to c = 3 rest lengths of stretch, then c (1 + log(s / c)): the same pull
+        # and slope at the knee
         c = cpu.LINLOG_RESTS * p.rest_length
-        stretch = c * np.log1p(stretch / c)
+        assert c == 3.0
+        stretch = np.array(
+            [1.0, 2.0, 3.0, 3.0 * (1.0 + np.log(4.0 / 3.0)), 3.0 * (1 + np.log(49 / 3))]
+        )
     np.testing.assert_allclose(pulls, p.spring_k * stretch, rtol=1e-3)
 
 
