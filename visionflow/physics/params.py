@@ -33,7 +33,7 @@ WARMUP_ITERATIONS = 12
 SOFTENING = 13
 THETA = 14
 COOLING = 15  # heat kept per step: HEAT_FLOOR ** (1 / cooling_steps)
-LINLOG = 16  # 1.0: springs pull by log(1 + stretch) (ForceAtlas2's LinLog mode)
+LINLOG = 16  # 1.0: springs pull logarithmically beyond cpu.LINLOG_RESTS rest lengths (LinLog)
 N_PARAMS = 17
 
 # A node's heat (its share of the forces) starts at 1 when it is new and decays by COOLING per
