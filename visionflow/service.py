@@ -33,7 +33,7 @@ from visionflow.graph.agents import AgentGraph
 from visionflow.graph.store import GraphStore
 from visionflow.live_settings import LiveSettings
 from visionflow.mcp.endpoint import EndpointWatcher
-from visionflow.memory import keep_out_of_gc
+from visionflow.memory import keep_out_of_gc, map_large_blocks
 from visionflow.metrics import Metrics
 from visionflow.notes.example import EXAMPLE_VAULT, NO_VAULT
 from visionflow.notes.live import LiveVault, VaultRead
@@ -364,6 +364,9 @@ async def serve(settings: Settings) -> None:
     # default 5 ms, two clients exporting a 300k-node graph held /healthz at p99 393 ms; at
     # 1 ms, 108 ms, with as many exports done (benchmarks/loop_stall.py).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    # Large temporaries (a big import's tables, the saved files, physics arrays) go back to
+    # the system when freed instead of staying in glibc's arenas (visionflow/memory.py).
+    map_large_blocks()
     # state.dir is this process's while it runs (state/lockfile.py): `visionflow state
     # backup` asks this service at the URL written there once ready; `restore` is refused
     lock = await anyio.to_thread.run_sync(hold_for_service, settings.state.dir)
