@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "visionflow"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("__init__", "errors"),  # the version string and the exception tree
     ("jsonsafe", "fileio", "threads", "memory", "logs", "metrics", "settings", "supervisor"),
-    ("live_settings",),  # settings + the overrides file
+    ("live_settings", "exitguard"),  # settings + the overrides file; the exit deadline
     # the wire codec (a client may use it alone); MCP servers; a notes vault (knows no graph)
     ("protocol", "mcp", "notes"),
     ("graph", "mcpsim"),  # the store (agents.py takes mcp.claudeflow.Agent); the simulator

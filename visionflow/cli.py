@@ -327,6 +327,9 @@ def entry() -> NoReturn:
     during a 150k-node import took the process 1-1.7 s past its last log line). With such work
     still running, the process ends at once once the service has stopped and its logs are out.
     """
+    from visionflow import exitguard
+
+    exitguard.enable()  # a stop that outlasts server.shutdown_grace ends the process
     code = main()
     threads = sys.modules.get("visionflow.threads")  # not imported: nothing ran there
     left = threads.running() if threads is not None else []
@@ -334,10 +337,7 @@ def entry() -> NoReturn:
         from loguru import logger
 
         logger.bind(subsystem="main").info("exiting without waiting for: {}", ", ".join(left))
-        logger.complete()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        exitguard.flush_and_exit(code)
     sys.exit(code)
 
 

@@ -23,7 +23,7 @@ import anyio
 import anyio.abc
 from loguru import logger
 
-from visionflow import __version__, logs
+from visionflow import __version__, exitguard, logs
 from visionflow.changes import GraphChanges
 from visionflow.cluster.link import require_asyncio
 from visionflow.cluster.publisher import ClusterPublisher
@@ -405,6 +405,7 @@ async def _serve(service: Service | Relay, lock: StateLock | None, ready: anyio.
                         tg.cancel_scope.cancel()
                         return
                     log.info("received {}", name)
+                    exitguard.arm(service.settings.server.shutdown_grace)
                     service.request_stop()
 
         tg.start_soon(watch_signals)
