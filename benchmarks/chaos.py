@@ -60,6 +60,7 @@ from soak import scrape
 JSON = {"content-type": "application/json"}
 NO_VAULT = '[knowledge]\npath = "none"\n'
 GRACE_S = 5.0  # server.shutdown_grace as shipped
+EXIT_MARGIN_S = 0.5
 Row = tuple[str, str, str]  # what, figure, verdict or note
 
 
@@ -487,7 +488,8 @@ class Signals:
             if nodes.get(key) is not None
             and max(abs(a - b) for a, b in zip(p, nodes[key] or p, strict=True)) < 1e-3
         )
-        slow = sig == signal.SIGTERM and exit_s > GRACE_S + 2
+        # the grace, and a margin for the process's end and this script noticing it
+        slow = sig == signal.SIGTERM and exit_s > GRACE_S + EXIT_MARGIN_S
         self.rows.append(
             (
                 f"{sig.name} {name}",
@@ -496,7 +498,11 @@ class Signals:
                 f"acked lost {len(lost)}/{len(self.acked)}; this import's nodes there "
                 f"{got_new}/{len(keys)}; positions as in layout.json {same}/{len(on_disk)}"
                 + ("" if seen is not None else "; SAVE NOT SEEN, no signal sent")
-                + (f"; exit MISSED: over the {GRACE_S:g} s grace + 2 s" if slow else ""),
+                + (
+                    f"; exit MISSED: over the {GRACE_S:g} s grace + {EXIT_MARGIN_S:g} s"
+                    if slow
+                    else ""
+                ),
             )
         )
 
