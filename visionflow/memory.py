@@ -10,8 +10,9 @@ more with its own ``mmap`` and unmaps it when freed, but each time such a block 
 raises that threshold to the block's size, up to 32 MiB. After the first large import every
 table, list, numpy array and encoded file of a few MiB (a 300k-entry dict, the layout saver's
 output, the physics arrays) came from the arenas of whichever thread asked, and freed, stayed
-there until the next trim: 16 concurrent re-imports of a 300k-node graph settled 7-16 % above
-their level before (issue 17), 873 -> 932-984 MiB; with the threshold fixed, 731 -> 766-790.
+there until the next trim: three rounds of 16 concurrent re-imports of a 300k-node graph
+settled 19-32 % above their level before, with the threshold fixed 3-7 %, and the peak was
+~250 MiB lower (benchmarks/bodies_memory.py --compare; issue 17).
 """
 
 from __future__ import annotations
