@@ -21,6 +21,14 @@ from visionflow.web import routes_graph
 pytestmark = pytest.mark.anyio
 
 
+async def _post_import(svc: Service, answers: list[httpx.Response]) -> None:
+    """One small import; its answer, if one comes (the shutdown may close the connection)."""
+    async with httpx.AsyncClient(base_url=str(svc.http.url), timeout=60) as client:
+        doc = b'{"nodes": [{"id": "a"}, {"id": "b"}], "edges": []}'
+        with contextlib.suppress(httpx.HTTPError):
+            answers.append(await client.post("/api/graph/import", content=doc, headers=JSON))
+
+
 async def test_an_import_cut_off_by_the_shutdown_gets_503(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -28,7 +36,7 @@ async def test_an_import_cut_off_by_the_shutdown_gets_503(
     release = threading.Event()
     real_import = routes_graph._import
 
-    def slow_import(store: GraphStore, data: bytes, *rest: Any) -> dict[str, Any]:
+    def slow_import(store: GraphStore, data: bytes, *rest: Any) -> Any:
         entered.set()
         release.wait(60)  # an import that outlasts the grace
         return real_import(store, data, *rest)
@@ -43,12 +51,7 @@ async def test_an_import_cut_off_by_the_shutdown_gets_503(
         async with anyio.create_task_group() as tg:
             await tg.start(svc.run)
 
-            async def post() -> None:
-                async with httpx.AsyncClient(base_url=str(svc.http.url), timeout=30) as client:
-                    doc = b'{"nodes": [{"id": "a"}], "edges": []}'
-                    answer.append(await client.post("/api/graph/import", content=doc, headers=JSON))
-
-            tg.start_soon(post)
+            tg.start_soon(_post_import, svc, answer)
             await eventually(entered.is_set)
             svc.request_stop()
             await anyio.sleep(1.0)  # past the grace: the request is cancelled
@@ -97,13 +100,7 @@ async def test_the_shutdown_does_not_wait_for_an_import_or_a_step_past_the_grace
             async with anyio.create_task_group() as tg:
                 await tg.start(svc.run)
 
-                async def post() -> None:
-                    async with httpx.AsyncClient(base_url=str(svc.http.url), timeout=60) as c:
-                        doc = b'{"nodes": [{"id": "a"}, {"id": "b"}], "edges": []}'
-                        with contextlib.suppress(httpx.HTTPError):
-                            await c.post("/api/graph/import", content=doc, headers=JSON)
-
-                tg.start_soon(post)
+                tg.start_soon(_post_import, svc, [])
                 await eventually(lambda: "import" in blocked and "step" in blocked, 30)
                 svc.request_stop()
         assert not release.is_set()
