@@ -68,19 +68,27 @@ JSON_CHUNK = 5000
 
 
 def _json_in_chunks(doc: ExportedDocument) -> bytes:
-    """``msgspec.json.encode(doc)``, byte for byte, a chunk of nodes or edges at a time."""
-    parts = [b'{"nodes":']
+    """``msgspec.json.encode(doc)``, byte for byte, a chunk of nodes or edges at a time.
+
+    The chunks are encoded into one growing buffer, not each into bytes of its own that are
+    then sliced and joined: at 300k nodes that was ~120 MB of temporary blocks per export, each
+    a fresh mapping once glibc's mmap threshold is fixed (visionflow/memory.py)."""
+    encoder = msgspec.json.Encoder()
+    buf = bytearray(b'{"nodes":')
     for name, items in (("nodes", doc.nodes), ("edges", doc.edges)):
         if name == "edges":
-            parts.append(b',"edges":')
-        parts.append(b"[")
+            buf += b',"edges":'
+        if not items:
+            buf += b"[]"
         for start in range(0, len(items), JSON_CHUNK):
+            # a chunk is written as "[...]"; the next one is written over its "]" and its own
+            # "[" becomes the comma between them
+            at = len(buf) - 1 if start else len(buf)
+            encoder.encode_into(items[start : start + JSON_CHUNK], buf, at)
             if start:
-                parts.append(b",")
-            parts.append(msgspec.json.encode(items[start : start + JSON_CHUNK])[1:-1])
-        parts.append(b"]")
-    parts.append(b',"revision":%d}' % doc.revision)
-    return b"".join(parts)
+                buf[at] = ord(",")
+    buf += b',"revision":%d}' % doc.revision
+    return bytes(buf)
 
 
 def write(fmt: str, doc: ExportedDocument) -> bytes:
