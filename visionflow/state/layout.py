@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,6 +239,7 @@ class LayoutSaver:
         # shutdown's grace, set by the service when it begins (an import holding the store's
         # lock would otherwise hold the exit FINAL_SAVE_TIMEOUT_S past the grace)
         self.stop_by = math.inf
+        self._writing = threading.Lock()  # one save's thread at a time, abandoned ones included
         self._report()
 
     def next_delay(self) -> float:
@@ -247,9 +249,14 @@ class LayoutSaver:
         cap = max(self.interval, RETRY_MAX)
         return min(cap, self.interval * 2.0 ** min(self.failures - 1, 32))
 
-    async def save_now(self, *, abandonable: bool = False) -> bool:
-        """Save the latest snapshot unless it was saved already. ``abandonable``: a cancel does
-        not wait for the write (the final save's time bound needs that)."""
+    async def save_now(self) -> bool:
+        """Save the latest snapshot unless it was saved already.
+
+        The save runs in a daemon thread that a cancel does not wait for: it waits for the
+        store's lock, which an import holds for seconds, and a shutdown must not wait for that
+        (a periodic save caught there held a stop 1.2 s past its grace). An abandoned save
+        still finishes before the next one writes (``_writing``), so an older snapshot never
+        replaces a newer one."""
         snap = self.engine.latest
         if snap is None or snap.sequence == self.saved_tick:
             return False
@@ -259,17 +266,15 @@ class LayoutSaver:
         def save() -> int:
             # The keys are read in the worker: they need the store's lock, which an import or
             # an export may hold for seconds, and the event loop must not wait for it.
-            with store.lock:
-                keys, id_state = store.keys(), store.id_state()
-            return save_layout(
-                self.path, keys, snap.nodes.ids, snap.nodes.positions, carried, id_state
-            )
+            with self._writing:
+                with store.lock:
+                    keys, id_state = store.keys(), store.id_state()
+                return save_layout(
+                    self.path, keys, snap.nodes.ids, snap.nodes.positions, carried, id_state
+                )
 
         try:
-            if abandonable:
-                await run_abandonable(save, name="layout save")
-            else:
-                await anyio.to_thread.run_sync(save)
+            await run_abandonable(save, name="layout save")
         except OSError as exc:
             self._failed(exc)
             return False
@@ -325,7 +330,7 @@ class LayoutSaver:
             with anyio.CancelScope(shield=True):
                 began = anyio.current_time()
                 with anyio.move_on_at(min(began + FINAL_SAVE_TIMEOUT_S, self.stop_by)) as bounded:
-                    await self.save_now(abandonable=True)
+                    await self.save_now()
                 if bounded.cancelled_caught:
                     log.warning(
                         "the last layout save to {} did not finish within {:.1f} s (the rest of "

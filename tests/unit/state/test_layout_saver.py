@@ -4,6 +4,7 @@ capped exponential backoff, shown in health, and its recovery logged once."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,12 +54,12 @@ class Attempts:
         self._changed = anyio.Event()
         saver.save_now = self.save_now  # type: ignore[method-assign]
 
-    async def save_now(self, *, abandonable: bool = False) -> bool:
+    async def save_now(self) -> bool:
         self.times.append(anyio.current_time())
         hook = self.on_attempt.get(len(self.times))
         if hook is not None:
             hook()
-        ok = await self._original(abandonable=abandonable)
+        ok = await self._original()
         self.results.append(ok)
         self._changed.set()
         return ok
@@ -196,3 +197,44 @@ async def test_the_save_at_shutdown_ends_with_the_grace_when_an_import_holds_the
     assert not (tmp_path / "layout.json").exists()
     warnings = [m for level, m in log_lines if level == "WARNING"]
     assert len(warnings) == 1 and "within 1.2 s (the rest of the shutdown's grace)" in warnings[0]
+
+
+async def test_a_periodic_save_waiting_for_the_store_does_not_hold_the_shutdown(
+    tmp_path: Path, log_lines: list[tuple[str, str]]
+) -> None:
+    # An import holds the store's lock as a periodic save begins: the stop must not wait for
+    # that save's thread (it held a real stop 1.2 s past its grace), and the last save still
+    # ends at stop_by. The holder lets go after 30 real seconds, so a regression fails, not hangs.
+    store = GraphStore()
+    store.import_document({"nodes": [{"id": "a"}]})
+    engine = PhysicsEngine(store, PhysicsSettings(backend="cpu"))
+    _publish(engine, store, tick=1)
+    saver = persist.LayoutSaver(engine, store, str(tmp_path), 1.0)
+    attempts = Attempts(saver)
+    held, done = threading.Event(), threading.Event()
+
+    def an_import() -> None:
+        with store.lock:
+            held.set()
+            done.wait(30)
+
+    holder = threading.Thread(target=an_import, daemon=True)
+    holder.start()
+    held.wait(30)
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(saver.run)
+            while not attempts.times:  # the first periodic save begins at 1.0
+                await anyio.sleep(0.5)
+            await anyio.to_thread.run_sync(time.sleep, 0.2)  # its thread blocks on the lock
+            assert len(attempts.times) == 1 and not attempts.results
+            stopped_at = anyio.current_time()
+            saver.stop_by = stopped_at + 2.0
+            tg.cancel_scope.cancel()
+        waited = anyio.current_time() - stopped_at
+        assert not done.is_set() and holder.is_alive(), "the stop waited for the import"
+    finally:
+        done.set()
+    assert waited == pytest.approx(2.0)
+    warnings = [m for level, m in log_lines if level == "WARNING"]
+    assert len(warnings) == 1 and "the rest of the shutdown's grace" in warnings[0]
