@@ -92,7 +92,7 @@ class PhysicsParams(Struct, kw_only=True, forbid_unknown_fields=True, frozen=Tru
     spring_k: Annotated[float, Meta(ge=0.0001, le=10.0)] = 1.0
     rest_length: Annotated[float, Meta(ge=0.1, le=10_000.0)] = 1.0
     repel_k: Annotated[float, Meta(ge=0.0001, le=10_000.0)] = 1.0
-    center_gravity_k: Annotated[float, Meta(ge=0.0, le=10.0)] = 0.1
+    center_gravity_k: Annotated[float, Meta(ge=0.0, le=10.0)] = 0.05
     damping: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.8
     dt: Annotated[float, Meta(gt=0.0, le=1.0)] = 1.0
     max_velocity: Annotated[float, Meta(ge=0.001, le=1000.0)] = 10.0
