@@ -43,11 +43,16 @@ def serve(
     proc = subprocess.Popen(
         command, stdout=log, stderr=log, cwd=tmp, env={**os.environ, **(env or {})}
     )
+    return proc, wait_ready(proc, log_path)
+
+
+def wait_ready(proc: subprocess.Popen[bytes], log_path: Path) -> str:
+    """The URL a starting ``visionflow serve`` logs once ready (it is killed after 120 s)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         m = re.search(rb"ready at (http://[0-9.:]+)", log_path.read_bytes())
         if m:
-            return proc, m.group(1).decode()
+            return m.group(1).decode()
         if proc.poll() is not None:
             raise SystemExit("visionflow serve exited: " + log_path.read_text())
         time.sleep(0.2)

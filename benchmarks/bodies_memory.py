@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from pathlib import Path
 
 import httpx
 from _procstat import rss_mib
-from _serve import serve
+from _serve import serve, wait_ready
 
 NODES = 300_000
 SETTLE_SAMPLES = 20  # every 0.5 s: the lowest is the settled level
@@ -123,16 +122,7 @@ def serve_glibc_default(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
             cwd=tmp,
             env=dict(os.environ),
         )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        m = re.search(rb"ready at (http://[0-9.:]+)", log_path.read_bytes())
-        if m:
-            return proc, m.group(1).decode()
-        if proc.poll() is not None:
-            raise SystemExit("visionflow serve exited: " + log_path.read_text())
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("visionflow serve did not become ready in 120 s")
+    return proc, wait_ready(proc, log_path)
 
 
 def main() -> None:

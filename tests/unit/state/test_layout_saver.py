@@ -43,6 +43,15 @@ def _publish(engine: PhysicsEngine, store: GraphStore, tick: int) -> None:
     engine.board.publish(Snapshot.create(tick, d.flagged.copy(), pos, pos * 0, revision=d.revision))
 
 
+def _one_node_saver(tmp_path: Path, interval: float) -> tuple[GraphStore, persist.LayoutSaver]:
+    """A saver of a one-node graph whose engine has published tick 1 (not saved yet)."""
+    store = GraphStore()
+    store.import_document({"nodes": [{"id": "a"}]})
+    engine = PhysicsEngine(store, PhysicsSettings(backend="cpu"))
+    _publish(engine, store, tick=1)
+    return store, persist.LayoutSaver(engine, store, str(tmp_path), interval)
+
+
 class Attempts:
     """Wraps ``saver.save_now``: records each attempt's virtual time and result."""
 
@@ -154,11 +163,7 @@ async def test_the_save_at_shutdown_is_cut_short_after_its_time_bound(
         return 0
 
     monkeypatch.setattr(persist, "save_layout", hung)
-    store = GraphStore()
-    store.import_document({"nodes": [{"id": "a"}]})
-    engine = PhysicsEngine(store, PhysicsSettings(backend="cpu"))
-    _publish(engine, store, tick=1)
-    saver = persist.LayoutSaver(engine, store, str(tmp_path), 1000.0)
+    _, saver = _one_node_saver(tmp_path, 1000.0)
     try:
         async with anyio.create_task_group() as tg:
             await tg.start(saver.run)
@@ -178,11 +183,7 @@ async def test_the_save_at_shutdown_ends_with_the_grace_when_an_import_holds_the
 ) -> None:
     # A 150k-node import holds the store's lock for seconds: the last save waits for it only
     # until the end of the shutdown's grace (stop_by), not FINAL_SAVE_TIMEOUT_S beyond it.
-    store = GraphStore()
-    store.import_document({"nodes": [{"id": "a"}]})
-    engine = PhysicsEngine(store, PhysicsSettings(backend="cpu"))
-    _publish(engine, store, tick=1)
-    saver = persist.LayoutSaver(engine, store, str(tmp_path), 1000.0)
+    store, saver = _one_node_saver(tmp_path, 1000.0)
     store.lock.acquire()  # the import's
     try:
         async with anyio.create_task_group() as tg:
@@ -205,11 +206,7 @@ async def test_a_periodic_save_waiting_for_the_store_does_not_hold_the_shutdown(
     # An import holds the store's lock as a periodic save begins: the stop must not wait for
     # that save's thread (it held a real stop 1.2 s past its grace), and the last save still
     # ends at stop_by. The holder lets go after 30 real seconds, so a regression fails, not hangs.
-    store = GraphStore()
-    store.import_document({"nodes": [{"id": "a"}]})
-    engine = PhysicsEngine(store, PhysicsSettings(backend="cpu"))
-    _publish(engine, store, tick=1)
-    saver = persist.LayoutSaver(engine, store, str(tmp_path), 1.0)
+    store, saver = _one_node_saver(tmp_path, 1.0)
     attempts = Attempts(saver)
     held, done = threading.Event(), threading.Event()
 
