@@ -319,25 +319,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> NoReturn:
-    """The ``visionflow`` program: :func:`main`, then the exit.
-
-    A stop does not wait for work in daemon threads (visionflow/threads.py: an import, the
-    physics step). Python's own exit would still wait for each of them to give up the GIL, and
-    a large import's parse holds it a second or more at a time on a busy machine (a SIGTERM
-    during a 150k-node import took the process 1-1.7 s past its last log line). With such work
-    still running, the process ends at once once the service has stopped and its logs are out.
-    """
+    """The ``visionflow`` program: :func:`main`, then the exit, which does not wait for work a
+    stop left in daemon threads (an import, the physics step: see ``visionflow.exitguard``)."""
     from visionflow import exitguard
 
     exitguard.enable()  # a stop that outlasts server.shutdown_grace ends the process
     code = main()
-    threads = sys.modules.get("visionflow.threads")  # not imported: nothing ran there
-    left = threads.running() if threads is not None else []
-    if left:
-        from loguru import logger
-
-        logger.bind(subsystem="main").info("exiting without waiting for: {}", ", ".join(left))
-        exitguard.flush_and_exit(code)
+    exitguard.exit_if_threads_left(code)
     sys.exit(code)
 
 
