@@ -109,13 +109,20 @@ def _cluster(indptr, indices, weights, size, order, salt, cluster):  # type: ign
         if cluster[u] >= 0:
             continue
         best = -1
-        best_size = n + 1
+        best_key = np.inf
         for e in range(indptr[u], indptr[u + 1]):
             v = indices[e]
             c = cluster[v]
-            if v != u and c >= 0 and members[c] < best_size:
+            if v == u or c < 0:
+                continue
+            # Ties at random too: taken in CSR order, a grid's leftovers joined the pair above
+            # them (v - side comes first), so three joins in five ran across the rows, the
+            # coarse grids had 14 % fewer hops down than across, and the sheet came out 0.94-0.96
+            # as wide as long (0.99 with this; Spearman 0.9779 -> 0.9785, five hierarchies).
+            key = members[c] + 0.49 * hash01(c, salt + 1)
+            if key < best_key:
                 best = c
-                best_size = members[c]
+                best_key = key
         if best < 0:  # isolated (or only self-loops): its own cluster
             best = nc
             nc += 1
