@@ -10,6 +10,7 @@ bug, and `/healthz` says whether the service still answers.
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from collections.abc import Callable
@@ -63,3 +64,21 @@ class TrioAcceptFilter(logging.Filter):
 def is_asyncio_accept_error(context: dict[str, object]) -> bool:
     """Whether an asyncio exception-handler context is the loop's failed ``accept()``."""
     return str(context.get("message", "")).startswith("socket.accept() out of system resource")
+
+
+def is_asyncio_stale_accept_retry(context: dict[str, object]) -> bool:
+    """Whether the context is an accept retry that found its listener closed.
+
+    After each failed accept asyncio schedules ``_start_serving`` a second later (up to 100 of
+    them per wake-up: CPython 3.11-3.13 go on looping after EMFILE). A server closed in that
+    second leaves them to run on a closed socket, and each reported "Exception in callback
+    BaseSelectorEventLoop._start_serving" with a traceback: 100 tracebacks in the log of a
+    service stopped while out of descriptors. The listener is gone, so there is nothing to
+    retry; anything else about ``_start_serving`` is still reported.
+    """
+    exc = context.get("exception")
+    if "._start_serving(" not in str(context.get("message", "")):
+        return False
+    if isinstance(exc, ValueError):  # fileno() -1: "Invalid file descriptor: -1"
+        return "file descriptor" in str(exc)
+    return isinstance(exc, OSError) and exc.errno == errno.EBADF

@@ -24,7 +24,12 @@ from visionflow.errors import StartupError
 from visionflow.logs import quiet_asyncio_reports
 from visionflow.settings import Settings
 from visionflow.web import h2idle, hyperws
-from visionflow.web.acceptlog import AcceptErrors, TrioAcceptFilter, is_asyncio_accept_error
+from visionflow.web.acceptlog import (
+    AcceptErrors,
+    TrioAcceptFilter,
+    is_asyncio_accept_error,
+    is_asyncio_stale_accept_retry,
+)
 from visionflow.web.tls import check_tls_files
 
 log = logger.bind(subsystem="http")
@@ -68,6 +73,9 @@ def _quiet_cancelled_callbacks(loop: asyncio.AbstractEventLoop) -> None:
     and count failed accepts instead of logging each (ACCEPT_ERRORS, once per burst)."""
 
     def accept_error(context: dict[str, Any]) -> bool:
+        if is_asyncio_stale_accept_retry(context):
+            log.debug("an accept retry found its listener closed (the server stopped)")
+            return True
         if not is_asyncio_accept_error(context):
             return False
         exc = context.get("exception")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 
 import pytest
@@ -12,6 +13,7 @@ from visionflow.web.acceptlog import (
     AcceptErrors,
     TrioAcceptFilter,
     is_asyncio_accept_error,
+    is_asyncio_stale_accept_retry,
 )
 
 
@@ -55,3 +57,18 @@ def test_trio_retry_records_are_replaced_and_others_pass(lines: list[str]) -> No
 def test_asyncio_contexts() -> None:
     assert is_asyncio_accept_error({"message": "socket.accept() out of system resource"})
     assert not is_asyncio_accept_error({"message": "Exception in callback"})
+
+
+def test_a_stale_accept_retry_is_recognised_and_nothing_else() -> None:
+    retry = "Exception in callback BaseSelectorEventLoop._start_serving(<function ...>, ...)"
+    bad_fd = ValueError("Invalid file descriptor: -1")
+    assert is_asyncio_stale_accept_retry({"message": retry, "exception": bad_fd})
+    ebadf = OSError(errno.EBADF, "Bad file descriptor")
+    assert is_asyncio_stale_accept_retry({"message": retry, "exception": ebadf})
+    # the listener still open but failing otherwise: reported as before
+    assert not is_asyncio_stale_accept_retry(
+        {"message": retry, "exception": OSError(errno.ENOMEM, "x")}
+    )
+    assert not is_asyncio_stale_accept_retry({"message": retry, "exception": ValueError("other")})
+    other = "Exception in callback Server._serve()"
+    assert not is_asyncio_stale_accept_retry({"message": other, "exception": bad_fd})
