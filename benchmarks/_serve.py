@@ -20,6 +20,7 @@ def serve(
     state_dir: Path | None = None,
     log_name: str = "serve.log",
     probe: bool = False,
+    wrapper: str | None = None,
     env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start it with its state under ``tmp``; its process and URL once it says it is ready.
@@ -28,7 +29,8 @@ def serve(
     ``state_dir``: another state directory than ``tmp/state``; ``log_name``: the log file under
     ``tmp`` (a restart of the same state gets its own); ``probe``: run the same command line
     under ``benchmarks/_probe.py``, which writes the process's task and thread counts to
-    ``tmp/probe.jsonl`` (see there); ``env``: more environment variables."""
+    ``tmp/probe.jsonl`` (see there); ``wrapper``: a Python script of benchmarks/ that runs the
+    same command line its own way (``_glibc_default.py``); ``env``: more environment variables."""
     state = state_dir if state_dir is not None else tmp / "state"
     (tmp / "settings.toml").write_text(
         f'[server]\nport = 0\n{server}\n[state]\ndir = "{state}"\n{extra}\n'
@@ -38,6 +40,8 @@ def serve(
     if probe:
         probe_py = str(Path(__file__).with_name("_probe.py"))
         command = [sys.executable, probe_py, str(tmp / "probe.jsonl"), *command[1:]]
+    elif wrapper is not None:
+        command = [sys.executable, str(Path(__file__).with_name(wrapper)), *command[1:]]
     log_path = tmp / log_name
     log = log_path.open("wb")
     proc = subprocess.Popen(

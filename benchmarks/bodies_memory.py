@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,7 +30,7 @@ from pathlib import Path
 
 import httpx
 from _procstat import rss_mib
-from _serve import serve, wait_ready
+from _serve import serve
 
 NODES = 300_000
 SETTLE_SAMPLES = 20  # every 0.5 s: the lowest is the settled level
@@ -109,22 +106,6 @@ def settled(pid: int) -> float:
     return min(samples)
 
 
-def serve_glibc_default(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """As ``_serve.serve`` does, under ``_glibc_default.py``."""
-    (tmp / "settings.toml").write_text(f'[server]\nport = 0\n[state]\ndir = "{tmp / "state"}"\n')
-    wrapper = str(Path(__file__).with_name("_glibc_default.py"))
-    log_path = tmp / "serve.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, wrapper, "serve", "--config", str(tmp / "settings.toml")],
-            stdout=log,
-            stderr=log,
-            cwd=tmp,
-            env=dict(os.environ),
-        )
-    return proc, wait_ready(proc, log_path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -143,10 +124,8 @@ def main() -> None:
         for kind in ("refused", "applied"):
             body = document(refused=kind == "refused")
             with tempfile.TemporaryDirectory() as tmp:
-                if allocator == "as shipped":
-                    proc, url = serve(Path(tmp))
-                else:
-                    proc, url = serve_glibc_default(Path(tmp))
+                default = allocator == "glibc default"
+                proc, url = serve(Path(tmp), wrapper="_glibc_default.py" if default else None)
                 try:
                     wait_for_physics(url)
                     # One import first, alone: the baseline then holds what a first import
