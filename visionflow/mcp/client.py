@@ -493,7 +493,8 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 @asynccontextmanager
 async def background_tasks() -> AsyncIterator[anyio.abc.TaskGroup]:
     """A task group whose tasks are cancelled when the block ends, raising what the block
-    raised as itself rather than wrapped in an exception group (the tasks here never raise).
+    raised as itself rather than wrapped in an exception group (the tasks here never raise;
+    they may be cancelled by an outer scope while the block fails).
     """
     error: BaseException | None = None
     try:
@@ -507,12 +508,19 @@ async def background_tasks() -> AsyncIterator[anyio.abc.TaskGroup]:
         while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
             error = error.exceptions[0]
         if isinstance(error, BaseExceptionGroup):
-            # Several link errors at once (an HTTP session's POST and its GET stream both
-            # failing to connect) are one failure of the link: the first says it. A group
-            # would not be recognised as a link failure and would end the endpoint's task.
             leaves = _leaves(error)
-            if all(isinstance(leaf, RpcError | RemoteProtocolError) for leaf in leaves):
-                error = leaves[0]
+            stop = anyio.get_cancelled_exc_class()
+            links = [leaf for leaf in leaves if not isinstance(leaf, stop)]
+            if all(isinstance(leaf, RpcError | RemoteProtocolError) for leaf in links):
+                # Several link errors at once (an HTTP session's POST and its GET stream
+                # both failing to connect) are one failure of the link: the first says it.
+                # A group would not be recognised as a link failure and would end the
+                # endpoint's task. A cancellation among them is an outer scope's (our own
+                # scope's stay in the nursery): the link failed while the task was being
+                # cancelled, so the failure is moot and the cancellation is what goes on.
+                # Left in the group, trio's cancelled scope would take out only the
+                # Cancelled, and the link error would escape it as the task's error.
+                error = next((leaf for leaf in leaves if isinstance(leaf, stop)), links[0])
         if error is group:
             raise
     if error is not None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import pytest
 from loguru import logger
 
@@ -341,3 +342,43 @@ async def test_several_link_errors_at_once_come_out_as_one_of_them() -> None:
             tg.start_soon(fail, "link")
             tg.start_soon(bug)
             await anyio.sleep_forever()
+
+
+async def test_a_link_error_while_cancelled_from_outside_is_the_cancellation(
+    anyio_backend: str,
+) -> None:
+    # An endpoint stopped while its handshake's POST fails: the task's cancellation and the
+    # link error meet in the session's task group. On trio the group [Cancelled, link error]
+    # lost its Cancelled to the outer scope, and the link error escaped that scope as a
+    # group, which the endpoint's retry took for a bug: the stopped task failed.
+    from visionflow.mcp.client import background_tasks
+
+    escaped: BaseException | None = None
+    with anyio.CancelScope() as outer:
+        try:
+            async with background_tasks() as tg:
+                tg.start_soon(anyio.sleep_forever)
+                await anyio.lowlevel.checkpoint()  # the task is running
+                outer.cancel()
+                raise RpcTransportError("POST failed")
+        except RpcTransportError as exc:
+            escaped = exc
+    if anyio_backend == "trio":
+        assert escaped is None and outer.cancelled_caught  # the cancellation went on
+    else:
+        # anyio's asyncio task group does not collect its tasks' cancellations: the link
+        # error comes out as itself (the endpoint retries, and its wait takes the cancel)
+        assert isinstance(escaped, RpcTransportError)
+
+    # a bug in the block is not moot: it still comes out, cancelled or not
+    with pytest.raises((KeyError, BaseExceptionGroup)) as caught, anyio.CancelScope() as outer:
+        async with background_tasks() as tg:
+            tg.start_soon(anyio.sleep_forever)
+            await anyio.lowlevel.checkpoint()
+            outer.cancel()
+            raise KeyError("a bug")
+    bug = caught.value
+    if isinstance(bug, BaseExceptionGroup):
+        assert bug.subgroup(KeyError) is not None
+    else:
+        assert isinstance(bug, KeyError)
