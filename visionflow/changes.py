@@ -53,7 +53,9 @@ class Layout(Protocol):
 class GraphChanges:
     """Applies what follows a change of the graph store; see the module docstring.
 
-    Runs on the event loop, except :meth:`restore` (a worker thread, before any child starts).
+    Runs on the event loop, except :meth:`restore` (a worker thread, before any child starts)
+    and the restore of agents' saved places (in the agents' update, a worker thread holding the
+    store's lock).
     """
 
     def __init__(
@@ -94,14 +96,19 @@ class GraphChanges:
         poll). Unreachable is applied however long it takes, as no next poll would.
         """
         wait = AGENTS_LOCK_WAIT_S if live else None
-        update = partial(self.agents.update, endpoint, agents, live, wait=wait)
-        self._agents_applied(endpoint, live, await anyio.to_thread.run_sync(update))
+        restore = partial(self._restore_agents, endpoint, live)
+        update = partial(self.agents.update, endpoint, agents, live, wait=wait, then=restore)
+        self._agents_applied(await anyio.to_thread.run_sync(update))
 
-    def _agents_applied(self, endpoint: str, live: bool, delta: AgentsDelta | None) -> None:
-        # agents back after a restart get their old places (now, or at a later call)
-        self.pending.apply(self.store, wait=False)
+    def _restore_agents(self, endpoint: str, live: bool) -> None:
+        """Agents back after a restart get their saved places, in the same hold of the store's
+        lock that added them: applied later (the lock being busy), the physics thread would
+        first place and move them elsewhere, and a viewer would see them jump."""
+        self.pending.apply(self.store)
         if live:
             self.pending.endpoint_answered(endpoint)
+
+    def _agents_applied(self, delta: AgentsDelta | None) -> None:
         if delta is None:
             return
         self.engine.wake()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -56,6 +58,41 @@ async def test_agents_restore_saved_places_wake_the_engine_and_tell_viewers() ->
     # The same report again: nothing a viewer sees changed, nothing is said.
     await changes.agents_reported("sim", [Agent(id="a1")], live=True)
     assert engine.calls == ["wake"] and len(viewers.sent) == 2
+
+
+@pytest.mark.anyio
+async def test_an_agent_back_has_its_saved_place_even_when_the_lock_is_taken_at_once() -> None:
+    # The physics thread may take the store's lock the moment the update lets it go: the
+    # saved place must already be queued with the new node, or the engine places the agent
+    # elsewhere first and a viewer sees it jump at the next poll.
+    changes, store, _, _ = _changes()
+    saved = NodeKey(NodeKind.AGENT, "sim/agent/a1")
+    changes.pending = PendingLayout({saved: (1.0, 2.0, 3.0)})
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store.lock:
+            taken.set()
+            release.wait(30)
+
+    real = changes.agents.update
+
+    def update_then_contend(*args: Any, **kwargs: Any) -> Any:
+        delta = real(*args, **kwargs)
+        threading.Thread(target=hold, daemon=True).start()
+        assert taken.wait(30)  # another thread holds the lock as the update returns
+        return delta
+
+    changes.agents.update = update_then_contend  # type: ignore[method-assign]
+    try:
+        await changes.agents_reported("sim", [Agent(id="a1")], live=True)
+    finally:
+        release.set()
+    node = store.node_by_key(NodeKind.AGENT, "sim/agent/a1")
+    assert node is not None
+    d = store.sync()  # what the physics thread sees first
+    assert d.pos[d.index_of([node.id])].tolist() == [[1.0, 2.0, 3.0]]
+    assert changes.carried() == {}
 
 
 def test_an_import_wakes_the_engine_and_announces_each_revision_once() -> None:

@@ -10,6 +10,7 @@ a field the server did not report stays ``None``.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from visionflow.errors import GraphError
@@ -109,10 +110,20 @@ class AgentGraph:
         self._updating = threading.Lock()
 
     def update(
-        self, endpoint: str, agents: list[Agent], live: bool, *, wait: float | None = 0.0
+        self,
+        endpoint: str,
+        agents: list[Agent],
+        live: bool,
+        *,
+        wait: float | None = 0.0,
+        then: Callable[[], object] | None = None,
     ) -> AgentsDelta | None:
         """Apply one poll (``live``) or mark the endpoint unreachable (``live=False``, agents
         ignored). Returns what a viewer sees change, or None when nothing did.
+
+        ``then`` runs after the update under the same hold of the store's lock, so the physics
+        thread never sees the new nodes without what it adds (the service restores agents'
+        saved places there).
 
         All or nothing: GraphError ``graph_full`` when the nodes or edges it would add do not
         fit under the store's limits, and ``graph_busy`` when the store's lock stays taken for
@@ -132,7 +143,10 @@ class AgentGraph:
                     "graph_busy", "the graph is being changed; applied at the next poll"
                 )
             try:
-                return self._update(endpoint, agents, live)
+                delta = self._update(endpoint, agents, live)
+                if then is not None:
+                    then()
+                return delta
             finally:
                 self.store.lock.release()
 

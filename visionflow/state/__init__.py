@@ -66,6 +66,10 @@ class PendingLayout:
     lose its agents' places. Entries that can no longer match are dropped: knowledge nodes
     missing after the start-up restore (deleted), agents of an endpoint no longer configured,
     and agents a server did not list once it answered.
+
+    Changed only while holding the store's lock (``apply``, and ``endpoint_answered`` from
+    the agents' update in a worker thread) or before the service runs (``keep_agents_of``);
+    ``carried`` copies the dict in one step.
     """
 
     def __init__(self, positions: Mapping[NodeKey, tuple[float, float, float]] | None = None):
