@@ -125,6 +125,38 @@ def _describe(exc: BaseException, *, first: bool = False) -> str:
     return text
 
 
+class _Body(httpx.AsyncByteStream):
+    """A POST's body, which httpcore iterates without an async generator.
+
+    httpx's own bytes body (``ByteStream.__aiter__``) is an async generator. httpcore never
+    closes it, so a POST cancelled while its body was being written left the generator
+    suspended, and trio warned when the garbage collector finalised it. Each iteration gets
+    a new ``_Once``: httpcore may send a request again on a new connection.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _Once(self._data)
+
+
+class _Once:
+    """An async iterator over one chunk: nothing is left suspended when it is dropped."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data: bytes | None = data
+
+    def __aiter__(self) -> _Once:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._data is None:
+            raise StopAsyncIteration
+        data, self._data = self._data, None
+        return data
+
+
 async def _each_chunk(response: httpx.Response, take: Callable[[bytes], Awaitable[bool]]) -> None:
     """Hand each body chunk to ``take`` until it returns True, raises, or the body ends.
 
@@ -244,6 +276,7 @@ class HttpTransport(anyio.abc.ByteStream):
         headers = self._request_headers()
         headers["Content-Type"] = _JSON
         request = self._http.build_request("POST", self.url, content=item, headers=headers)
+        request.stream = _Body(item)  # same bytes and Content-Length, no async generator
         deadline = anyio.current_time() + self.call_timeout
         try:
             with anyio.fail_after(self.call_timeout):

@@ -4,12 +4,16 @@ served by a real hypercorn on an ephemeral loopback port, recording every reques
 from __future__ import annotations
 
 import contextlib
+import gc
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.lowlevel
+import httpx
 import msgspec
 import pytest
 
@@ -422,3 +426,33 @@ async def test_a_get_stream_that_ends_is_reopened_with_the_last_event_id() -> No
     assert "last-event-id" not in first.headers
     assert second.headers["last-event-id"] == "e1"
     assert session_of(second) == "session-1"
+
+
+async def test_post_bodies_leave_no_async_generator_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    # httpcore iterates a request's body and never closes the iterator: httpx's own bytes body
+    # is an async generator, so a POST cancelled while writing it left one suspended, and trio
+    # warned when the GC finalised it (a test failed on that warning under CPU load).
+    bodies: list[tuple[str, Any]] = []
+    send = httpx.AsyncClient.send
+
+    async def recording(self: httpx.AsyncClient, request: httpx.Request, **kw: Any) -> Any:
+        bodies.append((request.method, request.stream))
+        return await send(self, request, **kw)
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", recording)
+    peer = Peer()
+    with anyio.fail_after(OUTER):
+        async with served(peer) as url, connect_http_mcp(url, name="t") as client:
+            await client.call_tool("echo", {"text": "hi"})
+    posts = [stream for verb, stream in bodies if verb == "POST"]
+    assert len(posts) == 4  # initialize, initialized, tools/list, tools/call
+    for stream in posts:
+        first = aiter(stream)
+        assert not inspect.isasyncgen(first)
+        chunk = await anext(first)  # abandoned here, as a cancelled write leaves it
+        del first
+        gc.collect()
+        await anyio.lowlevel.checkpoint()  # a finalised generator would warn by now
+        # whole again (httpcore may resend on a new connection), with the bytes that were sent
+        assert [c async for c in stream] == [chunk]
+    assert peer.posts()[-1].message == msgspec.json.decode(chunk)
