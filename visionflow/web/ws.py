@@ -347,8 +347,12 @@ class WebSocketEndpoint:
                 # without one hypercorn closes with 1011); the try is bounded by close_flush.
                 self.ctx.metrics.viewers_closed.labels(code=str(item.code)).inc()
                 await self._send(conn, {"type": "websocket.close", **item._asdict()})
-                # hypercorn never reports the client's answer to a close; returning is what
-                # makes it close the TCP connection, as RFC 6455 has the server do.
+                # Returning makes hypercorn close the TCP connection. Done at once, inbound data
+                # still unread (a flooding client) makes the kernel reset the connection, which
+                # can discard our close frame before the client reads it. So, as RFC 6455 has
+                # it, wait for the client's answering close (the receiver then ends this), for
+                # close_flush at most.
+                await anyio.sleep(conn.viewer.close_flush)
                 cancel.cancel()
                 return
             if isinstance(item, bytes):

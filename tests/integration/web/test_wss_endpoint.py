@@ -253,9 +253,12 @@ async def test_repeated_excess_over_the_rate_limit_closes_1008() -> None:
             ping = json.dumps({"type": "ping"})
             for _ in range(25):  # the burst allowance (2 s worth) and a few more
                 await c.send(ping)
-            replies = [await c.json() for _ in range(21)]
-            assert [r["type"] for r in replies].count("pong") == 20
-            assert replies[-1]["code"] == "rate_limited"
+            pongs = 0
+            while (reply := await c.json())["type"] == "pong":
+                pongs += 1
+            # 20 from the burst, and the bucket refills at 10/s while a busy machine sends
+            assert 20 <= pongs < 25
+            assert reply["code"] == "rate_limited"
             with pytest.raises(ConnectionClosed):  # closed before the last ones go out
                 for _ in range(40):
                     await c.send(ping)
