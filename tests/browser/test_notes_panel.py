@@ -3,6 +3,7 @@ and Markdown text (as text, never as markup), and a placeholder says it has no p
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -126,4 +127,64 @@ async def test_a_selected_note_shows_its_text_as_text_and_a_placeholder_has_no_p
         others = [e for e in page.console_errors if "404" not in e or "/api/notes/" not in e]
         assert others == []
     finally:
+        await page.close()
+
+
+async def test_a_search_typed_while_the_labels_load_waits_for_them(
+    browser: Browser, vault_stack: Stack
+) -> None:
+    """The page's first read of /api/graph/data is held back (CDP's Fetch domain): a search
+    submitted meanwhile says it is waiting, and selects the note once the labels arrive, where
+    it used to answer "no node matches" for a node that is there."""
+    page = await browser.new_page()
+    held: list[str] = []
+    released = False
+    passing: set[asyncio.Task[object]] = set()
+
+    def paused(session_id: str, params: dict[str, object]) -> None:
+        if session_id != page.session_id:
+            return
+        if not released:
+            held.append(str(params["requestId"]))
+            return
+        # a later read (the graph changed meanwhile) goes straight through
+        task = asyncio.ensure_future(
+            page.send("Fetch.continueRequest", {"requestId": params["requestId"]})
+        )
+        passing.add(task)
+        task.add_done_callback(passing.discard)
+
+    browser.on("Fetch.requestPaused", paused)
+    try:
+        await page.send("Fetch.enable", {"patterns": [{"urlPattern": "*/api/graph/data*"}]})
+        await page.navigate(f"{vault_stack.url}/?token={TOKEN}")
+        await page.wait_for(
+            "window.visionflow.state === 'open' && window.visionflow.nodes >= 3", timeout=45
+        )
+        deadline = time.monotonic() + 30
+        while not held:
+            assert time.monotonic() < deadline, "the page never asked for /api/graph/data"
+            await asyncio.sleep(0.05)
+        await page.evaluate(
+            """(() => {
+              document.getElementById('search').value = 'Alpha';
+              document.getElementById('search-form').requestSubmit();
+              return true;
+            })()"""
+        )
+        note = await page.evaluate("document.getElementById('hud-note').textContent")
+        assert note == "loading the graph's labels…"
+        assert await page.evaluate("document.getElementById('details').hidden") is True
+
+        released = True
+        for request_id in held:
+            await page.send("Fetch.continueRequest", {"requestId": request_id})
+        await page.wait_for(
+            "document.getElementById('details-title').textContent === 'Alpha'"
+            " && !document.getElementById('details').hidden",
+            timeout=20,
+        )
+        assert await page.evaluate("document.getElementById('hud-note').textContent") == ""
+    finally:
+        browser.off("Fetch.requestPaused", paused)
         await page.close()

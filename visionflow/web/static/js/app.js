@@ -672,10 +672,19 @@ for (const [box, bit] of [["show-knowledge", 1], ["show-agents", 2]]) {
 $("show-edges").addEventListener("change", (e) => {
   if (renderer) renderer.showEdges = e.target.checked;
 });
-$("search-form").addEventListener("submit", (e) => {
+const LABELS_NOTE = "loading the graph's labels…";
+$("search-form").addEventListener("submit", async (e) => {
   e.preventDefault();
-  const q = $("search").value.trim().toLowerCase();
+  const typed = $("search").value;
+  const q = typed.trim().toLowerCase();
   if (!q) return;
+  if (fetching) {
+    // the labels are on their way (the page just opened, or the graph changed): a search
+    // typed meanwhile would miss a node that is there, so it waits for them
+    showNote(LABELS_NOTE);
+    await fetching;
+    if ($("hud-note").textContent === LABELS_NOTE) showNote("");
+  }
   for (const [id, m] of meta) {
     const agent = panels.agents.get(id);
     const label = (agent ? agent.name : m.label || m.key || "").toLowerCase();
@@ -684,7 +693,7 @@ $("search-form").addEventListener("submit", (e) => {
       return;
     }
   }
-  showNote(`no node matches "${$("search").value}"`);
+  showNote(`no node matches "${typed}"`);
 });
 
 let noteTimer = null;
