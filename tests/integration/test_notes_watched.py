@@ -214,3 +214,54 @@ async def test_a_vault_folder_deleted_while_watched_is_reported_and_read_when_ba
             return health["state"] == "running" and "note:c" in nodes
 
         await eventually(back, DEADLINE_S)
+
+
+async def test_names_and_text_no_utf8_can_carry_are_problems_and_the_rest_works_on(
+    tmp_path: Path,
+) -> None:
+    """A file name that is not UTF-8 (Linux hands it over as lone surrogates, and watchfiles
+    drops the changes it comes with) and a front-matter escape of half a UTF-16 pair used to
+    reach the graph: every read of it answered 500 and the layout saves crashed in a loop.
+    Now each is a problem of the vault; an escaped pair is one character; the watch goes on."""
+    root = tmp_path / "vault"
+    write(root, "A.md", "[[B]]")
+    write(root, "B.md", "")
+    async with running(settings(tmp_path, root)) as (_, client):
+
+        async def watching() -> bool:
+            return bool((await notes_health(client))["detail"].get("batches"))
+
+        await eventually(watching, DEADLINE_S)
+        write(root, os.fsdecode(b"C\xe9.md"), "[[A]]")
+        write(root, "D.md", '---\ntitle: "half \\ud800"\n---\n[[A]]\n')
+        write(root, "E.md", '---\ntitle: "smile \\ud83d\\ude00"\n---\n[[A]]\n')
+
+        async def reported() -> bool:
+            problems = (await notes_health(client))["detail"].get("first_problems", [])
+            nodes, _ = await graph(client)
+            return (
+                any(p.startswith("C\\xe9.md: its name is not UTF-8") for p in problems)
+                and any(
+                    p.startswith("D.md: line 2") and "half a UTF-16 pair" in p for p in problems
+                )
+                and "note:smile \U0001f600" in nodes  # a title names the note
+            )
+
+        await eventually(reported, DEADLINE_S)
+        nodes, _ = await graph(client)
+        assert nodes["note:smile \U0001f600"]["label"] == "smile \U0001f600"
+        assert not any(key.startswith(("note:c", "note:half")) for key in nodes)
+        write(root, "F.md", "[[B]]")  # the watch goes on after the changes it lost
+
+        async def f_is_there() -> bool:
+            nodes, _ = await graph(client)
+            return "note:f" in nodes
+
+        await eventually(f_is_there, DEADLINE_S)
+        for path in ("/api/graph/data", "/api/graph/export", "/api/state/backup"):
+            assert (await client.get(path)).status_code == 200, path
+        health = (await client.get("/api/health")).json()
+        # degraded for the skipped files alone: nothing failed or restarted
+        assert health["subsystems"]["notes"]["detail"]["degraded"] is True
+        for name, sub in health["subsystems"].items():
+            assert sub["state"] == "running" and sub.get("restarts", 0) == 0, (name, sub)

@@ -163,6 +163,16 @@ _HEX_ESCAPES = {"x": 2, "u": 4, "U": 8}
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
+def _low_surrogate(text: str, i: int) -> int | None:
+    """The low half of a UTF-16 pair written as ``\\uDC00``-``\\uDFFF`` at ``text[i:]``, else
+    None."""
+    digits = text[i + 2 : i + 6]
+    if text[i : i + 2] != "\\u" or len(digits) != 4 or not all(d in _HEX for d in digits):
+        return None
+    code = int(digits, 16)
+    return code if 0xDC00 <= code <= 0xDFFF else None
+
+
 @dataclass(slots=True)
 class _Line:
     number: int  # 1-based, in the file
@@ -376,8 +386,18 @@ class _FrontMatter:
                     code = int(digits, 16)
                     if code > 0x10FFFF:
                         raise self.error(number, f"bad escape \\{esc}{digits}")
-                    out.append(chr(code))
                     i += 1 + width
+                    if 0xD800 <= code <= 0xDFFF:
+                        # UTF-16 halves: a pair (how JSON-minded tools write an emoji) is one
+                        # character; a lone half is no character, and no UTF-8 could carry it
+                        low = _low_surrogate(text, i) if code <= 0xDBFF else None
+                        if low is None:
+                            raise self.error(
+                                number, f"bad escape \\{esc}{digits}: half a UTF-16 pair"
+                            )
+                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                        i += 6
+                    out.append(chr(code))
                     continue
                 if esc not in _ESCAPES:
                     raise self.error(number, f"unknown escape \\{esc}" if esc else "bad escape")

@@ -210,6 +210,12 @@ def walk_folder(
             except OSError as exc:
                 problems.add(rel, f"cannot be read: {exc.strerror}")
                 continue
+            if not _is_utf8(name):
+                # os.scandir hands an undecodable name over as lone surrogates, which nothing
+                # downstream (ids, JSON, the layout file) can carry: said, and left alone
+                if name.endswith(".md") or stat.S_ISDIR(st.st_mode):
+                    problems.add(_shown(rel), _NOT_UTF8)
+                continue
             if stat.S_ISLNK(st.st_mode):
                 _check_symlink(entry.path, top, rel, problems)
             elif stat.S_ISDIR(st.st_mode):
@@ -248,6 +254,9 @@ def read_entry(
     file at ``rel`` itself is always read: it was reported changed)."""
     parts = rel.split("/")
     if not rel or any(p in ("", ".", "..") for p in parts) or _hidden_part(parts):
+        return True
+    if not _is_utf8(rel):
+        problems.add(_shown(rel), _NOT_UTF8)
         return True
     path = os.path.join(top, rel)
     parent = os.path.dirname(path)
@@ -440,7 +449,20 @@ def read_note_text(root: Path, rel: str, max_bytes: int) -> str:
     return _decode(_read(target, top, _shown(rel), max_bytes), _shown(rel))
 
 
+_NOT_UTF8 = "its name is not UTF-8: not read (renamed, it would be)"
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: a byte of the name that was not UTF-8
+        return False
+    return True
+
+
 def _shown(rel: str) -> str:
+    if not _is_utf8(rel):  # the bytes of the name as they are on disk: 'B\\xe9.md'
+        return os.fsencode(rel).decode("utf-8", "backslashreplace")
     return rel if rel.isprintable() else ascii(rel)
 
 

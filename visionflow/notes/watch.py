@@ -36,6 +36,9 @@ import anyio.abc
 from loguru import logger
 from watchfiles import awatch
 
+# not re-exported by the package, but declared in its typed stub (_rust_notify.pyi)
+from watchfiles._rust_notify import WatchfilesRustInternalError
+
 from visionflow.notes.parse import NoteError
 from visionflow.supervisor import SubsystemHealth
 
@@ -150,29 +153,51 @@ class ChangeBatcher:
         return batch
 
 
-#: Where changes come from: (folder, stop event) -> sets of absolute paths that changed. Stops
-#: once the event is set.
-ChangeSource = Callable[[str, anyio.Event], AsyncGenerator[set[str], None]]
+#: Where changes come from: (folder, stop event) -> sets of absolute paths that changed, or
+#: None when some changes could not be told (read the whole vault again). Stops once the event
+#: is set.
+ChangeSource = Callable[[str, anyio.Event], AsyncGenerator[set[str] | None, None]]
 
 
-async def watch_folder(top: str, stop: anyio.Event) -> AsyncGenerator[set[str], None]:
+async def watch_folder(top: str, stop: anyio.Event) -> AsyncGenerator[set[str] | None, None]:
     """The paths that change under ``top``, every file and folder (the vault's rules are
-    applied when they are read), as watchfiles reports them. NoteError when the folder
-    cannot be watched."""
+    applied when they are read), as watchfiles reports them; None when a set of changes was
+    lost. NoteError when the folder cannot be watched."""
     # watchfiles logs every set of changes at INFO; the service logs each batch it applies
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
-    try:
-        async for changes in awatch(
-            top,
-            watch_filter=None,
-            stop_event=stop,
-            step=_STEP_MS,
-            debounce=_DEBOUNCE_MS,
-            ignore_permission_denied=True,  # an unreadable folder is the scan's problem to report
-        ):
-            yield {path for _change, path in changes}
-    except OSError as exc:
-        raise NoteError(top, f"cannot watch the vault folder: {exc}") from exc
+    while not stop.is_set():
+        try:
+            async for changes in awatch(
+                top,
+                watch_filter=None,
+                stop_event=stop,
+                step=_STEP_MS,
+                debounce=_DEBOUNCE_MS,
+                ignore_permission_denied=True,  # an unreadable folder is the scan's to report
+            ):
+                yield {path for _change, path in changes}
+            return
+        except OSError as exc:
+            raise NoteError(top, f"cannot watch the vault folder: {exc}") from exc
+        except (WatchfilesRustInternalError, BaseExceptionGroup) as exc:
+            lost = _lost_changes(exc)
+            if lost is None:
+                raise
+            # a path that is not UTF-8 ("Unable to decode path"): watchfiles drops the whole
+            # set of changes and ends the watch. The scan reports such a name; here the lost
+            # changes are made up for by reading everything, and the folder is watched again.
+            log.warning("notes vault: {}; reading the whole vault again", lost)
+            yield None
+
+
+def _lost_changes(exc: BaseException) -> WatchfilesRustInternalError | None:
+    """watchfiles' error when that is all ``exc`` holds (awatch raises it inside a task group,
+    which wraps it in an exception group), else None."""
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, WatchfilesRustInternalError) else None
 
 
 T = TypeVar("T")
@@ -282,7 +307,10 @@ class VaultWatcher:
             tg.start_soon(stop_when_cancelled)
             async with aclosing(self.source(top, stop)) as changes:
                 async for paths in changes:
-                    batcher.add(paths)
+                    if paths is None:
+                        batcher.add_everything()
+                    else:
+                        batcher.add(paths)
             if stop.is_set():  # we are cancelled: awatch saw the event first and ended
                 await anyio.sleep_forever()
             raise NoteError(top, "the watch of the vault folder ended")

@@ -54,6 +54,13 @@ def test_front_matter_scalars_quotes_and_comments() -> None:
     }
 
 
+def test_a_utf16_pair_of_escapes_is_one_character() -> None:
+    """How JSON-minded tools write an emoji: a high and a low half, joined (a lone half is
+    refused, see MALFORMED)."""
+    assert fm('title: "smile \\ud83d\\ude00 \\uD83D\\uDE00!"\n') == {"title": "smile 😀 😀!"}
+    assert fm('a: "\\U0001F600 \\uffff"\n') == {"a": "😀 \uffff"}
+
+
 def test_front_matter_lists_maps_and_text_blocks() -> None:
     assert fm(
         "flow: [a, 'b, c', \"d\", [e, f], {k: v, n: [1, 2]}, ]\n"
@@ -139,6 +146,12 @@ MALFORMED: list[tuple[str, int, str]] = [
     ('"k" v\n', 2, "expected ':' after the quoted key"),
     ('a: "\\q"\n', 2, "unknown escape"),
     ('a: "\\u12"\n', 2, "bad escape"),
+    # half a UTF-16 pair is no character (and no UTF-8 text could carry it on)
+    ('a: "\\ud800"\n', 2, "bad escape \\ud800: half a UTF-16 pair"),
+    ('a: "x \\ude00 y"\n', 2, "half a UTF-16 pair"),
+    ('a: "\\ud83d\\u0041"\n', 2, "half a UTF-16 pair"),
+    ('a: "\\ud83d\\ud83d"\n', 2, "half a UTF-16 pair"),
+    ('a: "\\ud83d"\n', 2, "half a UTF-16 pair"),
     ("a: [x #c]\n", 2, "a comment cannot go inside"),
 ]
 

@@ -166,6 +166,27 @@ def test_a_fifo_and_a_folder_named_like_a_note(tmp_path: Path) -> None:
     assert scan.problems == (Problem("pipe.md", "not a regular file"),)
 
 
+def test_a_name_that_is_not_utf8_is_reported_and_not_read(tmp_path: Path) -> None:
+    """Linux hands such a name over as lone surrogates, which no id, JSON answer or layout
+    file can carry (they made the graph's routes answer 500): a note or folder so named is a
+    problem showing the name's bytes, anything else under it is not read, the rest loads."""
+    root = os.fsencode(tmp_path)
+    with open(os.path.join(root, b"B\xe9.md"), "wb") as f:
+        f.write(b"# B [[A]]\n")
+    os.makedirs(os.path.join(root, b"d\xff", b"sub"))
+    with open(os.path.join(root, b"d\xff", b"sub", b"in.md"), "wb") as f:
+        f.write(b"x")
+    with open(os.path.join(root, b"pic\xe9.png"), "wb") as f:
+        f.write(b"")  # not a note: no problem either
+    write(tmp_path, "A.md", "[[B]]")
+    scan = scan_vault(tmp_path, max_file_bytes=LIMIT, max_notes=100)
+    assert [n.path for n in scan.notes] == ["A.md"]
+    reason = "its name is not UTF-8: not read (renamed, it would be)"
+    assert scan.problems == (Problem("B\\xe9.md", reason), Problem("d\\xff", reason))
+    for problem in scan.problems:
+        problem.path.encode("utf-8")  # what the health and API answers carry
+
+
 def test_an_unreadable_folder_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path, "locked/x.md", "x")
     write(tmp_path, "open.md", "x")

@@ -31,19 +31,19 @@ class Source:
     stopped as awatch does (its thread only returns once the stop event is set: a cancelled
     watch whose event nobody sets hangs here)."""
 
-    def __init__(self, script: list[tuple[float, list[str]]], fail_at: float | None = None):
+    def __init__(self, script: list[tuple[float, list[str] | None]], fail_at: float | None = None):
         self.script = script
         self.fail_at = fail_at
         self.opened: list[float] = []
         self.stopped = 0
 
-    async def __call__(self, top: str, stop: anyio.Event) -> AsyncGenerator[set[str], None]:
+    async def __call__(self, top: str, stop: anyio.Event) -> AsyncGenerator[set[str] | None, None]:
         t0 = anyio.current_time()
         self.opened.append(t0)
         try:
             for at, paths in self.script if len(self.opened) == 1 else ():
                 await anyio.sleep(max(0.0, t0 + at - anyio.current_time()))
-                yield set(paths)
+                yield None if paths is None else set(paths)
             if self.fail_at is not None and len(self.opened) == 1:
                 await anyio.sleep(max(0.0, t0 + self.fail_at - anyio.current_time()))
                 raise NoteError(top, "cannot watch the vault folder: watch limit reached")
@@ -186,6 +186,25 @@ async def test_the_watcher_catches_up_first_then_applies_batches() -> None:
     ]
     assert applied.paths() == [{"/vault/a.md", "/vault/b.md"}, {"/vault/c.md"}]
     assert source.opened == [0.0] and source.stopped == 1  # awatch's thread was told to stop
+
+
+async def test_changes_the_source_lost_are_a_read_of_everything() -> None:
+    """watch_folder yields None when watchfiles dropped a set of changes (a path that is not
+    UTF-8): the next batch reads the whole vault, and the watch goes on."""
+    source = Source([(1.0, ["/vault/a.md"]), (1.1, None), (5.0, ["/vault/c.md"])])
+    applied = Applied(Vault())
+    w = watcher(source, applied, quiet=0.2, max_wait=2.0)
+    async with anyio.create_task_group() as tg:
+        await tg.start(w.run)
+        await anyio.sleep(10)
+        tg.cancel_scope.cancel()
+    assert [(t, b.everything) for t, b in applied.batches] == [
+        (0.2, True),
+        (1.3, True),
+        (5.2, False),
+    ]
+    assert applied.paths() == [{"/vault/c.md"}]
+    assert source.opened == [0.0]  # the same watch went on
 
 
 async def test_a_folder_gone_is_backoff_in_health_until_it_is_back() -> None:
