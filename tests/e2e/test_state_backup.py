@@ -246,3 +246,16 @@ def test_a_second_service_on_the_same_state_dir_is_refused(tmp_path: Path) -> No
             second.stderr
         )
         stop(proc, log)
+
+
+def test_a_backup_url_that_is_not_one_fails_in_one_line(tmp_path: Path) -> None:
+    cases = {
+        "notaurl": "expected the service's http:// or https:// address",
+        "ftp://127.0.0.1:4000": "expected the service's http:// or https:// address",
+        "http://": "expected the service's http:// or https:// address",
+        "http://[::1": "is not a URL: Invalid IPv6 URL",
+        "http://127.0.0.1:port": "is not a URL: Port could not be cast",
+    }
+    for url, message in cases.items():
+        one_line_failure(state(tmp_path, "backup", "out.tar.gz", "--url", url), message)
+    assert not (tmp_path / "out.tar.gz").exists()

@@ -66,8 +66,23 @@ class _ErrorBody(msgspec.Struct):
 _ERROR_BODY = msgspec.json.Decoder(_ErrorBody)
 
 
+def _check_url(url: str) -> None:
+    """BackupError unless ``url`` is an http(s) URL with a host (and a port that is one)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018  (read for its ValueError: a port that is not a number)
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL"
+        raise BackupError(f"--url {url!r} is not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BackupError(
+            f"--url {url!r}: expected the service's http:// or https:// address, as its log "
+            "says it (ready at http://127.0.0.1:4000)"
+        )
+
+
 def fetch(url: str, token: str) -> bytes:
     """The backup the service at ``url`` makes; BackupError saying why there is none."""
+    _check_url(url)
     target = reachable(url).rstrip("/") + ROUTE
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     # no proxy: the service is this machine's (an http_proxy setting would send it elsewhere)
@@ -91,7 +106,8 @@ def fetch(url: str, token: str) -> bytes:
         raise BackupError(
             f"the service at {url} answered {exc.code}: {said or exc.reason}"
         ) from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+        # ValueError: what urllib and http.client refuse to send (a token with a line break)
         reason = getattr(exc, "reason", None) or exc
         raise BackupError(f"cannot reach the service at {url}: {reason}") from None
     if len(data) > MAX_BACKUP_BYTES:
