@@ -513,6 +513,16 @@ def test_csv_refusals_name_the_line(body: str, code: str, path: str) -> None:
     assert (error.code, error.path) == (code, path), error
 
 
+@pytest.mark.parametrize(
+    "body", ["", "\n\n", "\ufeff", "source,target\n", "Source,Target,Weight\n\n"]
+)
+def test_a_csv_without_edges_is_refused(body: str) -> None:
+    """An empty body (curl's @file mistyped) must not empty the graph by a replace."""
+    error = refused("csv", body)
+    assert (error.code, error.path) == ("bad_csv", "")
+    assert error.message.startswith("no edges")
+
+
 def test_csv_that_is_not_utf8() -> None:
     error = refused("csv", b"a,b\n" * 5000 + b"c,\xff\n")
     assert (error.code, error.path) == ("bad_csv", "line 5001")

@@ -116,5 +116,14 @@ def read(data: bytes, limits: Limits) -> Parsed:
         raise GraphError("bad_csv", str(exc), f"line {rows.line_num}") from None
     except UnicodeDecodeError:
         raise _not_utf8(data) from None
+    if not edges:
+        # an empty body is more often a mistake (curl's @file mistyped) than a wish to empty
+        # the graph, which a replace would do; a JSON document with no nodes says that plainly
+        raise GraphError(
+            "bad_csv",
+            "no edges: an empty CSV (or a header alone) is refused; to empty the graph, import "
+            '{"nodes": [], "edges": []} with mode=replace',
+            "",
+        )
     node_records = [{"id": node_id} for node_id in nodes]
     return parsed_by_line(node_records, edges, list(nodes.values()), edge_lines)
