@@ -425,6 +425,12 @@ def _endpoint_checks(path: str, ep: McpEndpoint) -> Iterator[ConfigIssue]:
         given = ", ".join(_TRANSPORT_KEYS[k] for k in kinds) or "none"
         yield ConfigIssue(path, ep.name, f"{_ONE_TRANSPORT} (given: {given})")
         return
+    if ep.url:
+        try:
+            parts = urllib.parse.urlsplit(ep.url)
+            parts.port  # noqa: B018  (read for its ValueError: a port that is not one)
+        except ValueError as exc:  # "http://[::1": the pattern lets it by, httpx would not
+            yield ConfigIssue(f"{path}.url", ep.url, f"is not a URL: {exc}")
     if ep.headers and ep.transport != "http":
         yield ConfigIssue(f"{path}.headers", MISSING, "applies only to an endpoint with url")
     for key, value in (("args", ep.args), ("env", ep.env), ("cwd", ep.cwd)):
@@ -507,9 +513,29 @@ def _attributed(issue: ConfigIssue, sources: Mapping[str, str], default: str) ->
 
 
 def _error(issues: list[ConfigIssue], source: str) -> ConfigError:
-    """A ConfigError headed by the one source of all ``issues``, or by ``source`` if several."""
+    """A ConfigError headed by the one source of all ``issues``, or by ``source`` if several;
+    no secret in it (:func:`_without_secret`)."""
     origins = {issue.source or source for issue in issues}
-    return ConfigError(issues, origins.pop() if len(origins) == 1 else source)
+    return ConfigError(
+        [_without_secret(i) for i in issues], origins.pop() if len(origins) == 1 else source
+    )
+
+
+def _without_secret(issue: ConfigIssue) -> ConfigIssue:
+    """``issue`` as it may be shown (stderr, logs, a PATCH answer): a secret setting's value is
+    not, an MCP URL's password and query values are ``***``, as everywhere else."""
+    if issue.value is MISSING:
+        return issue
+    if any(issue.path == f"{section}.{key}" for section, key in SECRET_KEYS):
+        return dataclasses.replace(issue, value=MISSING, rule=f"the value (not shown) {issue.rule}")
+    if issue.path.endswith(".url") and isinstance(issue.value, str):
+        try:
+            return dataclasses.replace(issue, value=redact_url(issue.value))
+        except ValueError:  # not even a URL to redact ("http://[::1"): not shown
+            return dataclasses.replace(
+                issue, value=MISSING, rule=f"the value (not shown) {issue.rule}"
+            )
+    return issue
 
 
 # --------------------------------------------------------------------------- loading

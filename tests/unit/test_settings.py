@@ -74,6 +74,35 @@ def test_bad_value_names_path_value_and_rule() -> None:
     assert "<= 1" in text
 
 
+def test_an_error_never_shows_a_secret() -> None:
+    """The token's value is not shown (a too-long one is still the secret), an MCP URL's
+    password and query values are masked, as in check-config and the status routes."""
+    with pytest.raises(ConfigError) as info:
+        s.load(
+            None,
+            environ={"VISIONFLOW__SERVER__TOKEN": "S3CRET" * 200},
+            overrides={
+                "mcp": {
+                    "endpoints": [
+                        {"name": "a", "url": "ftp://me:pw0rd@host/mcp?key=k3y&flag"},
+                    ]
+                }
+            },
+        )
+    text = str(info.value)
+    assert "S3CRET" not in text and "pw0rd" not in text and "k3y" not in text, text
+    issues = issues_of(info.value)
+    assert issues["server.token"].startswith("server.token: the value (not shown) must be a string")
+    assert "ftp://me:***@host/mcp?key=***&flag" in text
+    # one that does not even parse (the pattern lets it by; the connection would fail later)
+    with pytest.raises(ConfigError) as info:
+        s.validate({"mcp": {"endpoints": [{"name": "b", "url": "http://me:pw0rd@[::1"}]}})
+    assert issues_of(info.value) == {
+        "mcp.endpoints[0].url": "mcp.endpoints[0].url: the value (not shown) is not a URL: "
+        "Invalid IPv6 URL"
+    }
+
+
 def test_unknown_key_suggests_close_match() -> None:
     with pytest.raises(ConfigError) as info:
         s.validate({"physics": {"knowledge": {"dampng": 0.5}}})
