@@ -202,6 +202,10 @@ async def test_neighbours_refusals(tmp_path: Path) -> None:
             assert r.status_code == 400, (path, params, r.text)
             err = r.json()["error"]
             assert err["code"] == "invalid_parameter" and err["path"] == name, err
+        # one range, whatever is wrong with the value (it said 0-100000 for -1, 1-100000 for 0)
+        for limit in ("-1", "0", "x", "100001"):
+            r = await client.get(f"/api/graph/neighbours/{node['id']}", params={"limit": limit})
+            assert r.json()["error"]["message"] == "limit must be an integer 1-100000", limit
 
 
 async def test_agents_by_type_and_status(tmp_path: Path) -> None:

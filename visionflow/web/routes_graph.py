@@ -197,14 +197,19 @@ class NodeFilter:
         return False
 
 
-def _int_param(request: Request, name: str, default: int, maximum: int) -> int | Response:
+def _int_param(
+    request: Request, name: str, default: int, maximum: int, minimum: int = 0
+) -> int | Response:
     text = request.query_params.get(name)
     if text is None:
         return default
     # the length first: int() refuses over 4300 digits (a ValueError, so a 500, before this)
-    if not (text.isascii() and text.isdecimal() and len(text) <= 20) or int(text) > maximum:
+    if (
+        not (text.isascii() and text.isdecimal() and len(text) <= 20)
+        or not minimum <= int(text) <= maximum
+    ):
         return error_response(
-            400, "invalid_parameter", f"{name} must be an integer 0-{maximum}", name
+            400, "invalid_parameter", f"{name} must be an integer {minimum}-{maximum}", name
         )
     return int(text)
 
@@ -374,16 +379,12 @@ async def graph_neighbours(request: Request) -> Response:
             "id",
         )
     node_id = int(text)
-    depth = _int_param(request, "depth", DEPTHS[0], DEPTHS[-1])
+    depth = _int_param(request, "depth", DEPTHS[0], DEPTHS[-1], minimum=DEPTHS[0])
     if isinstance(depth, Response) or depth not in DEPTHS:
         return error_response(400, "invalid_parameter", "depth must be 1 or 2", "depth")
-    limit = _int_param(request, "limit", DEFAULT_PAGE, MAX_PAGE)
+    limit = _int_param(request, "limit", DEFAULT_PAGE, MAX_PAGE, minimum=1)
     if isinstance(limit, Response):
         return limit
-    if limit == 0:
-        return error_response(
-            400, "invalid_parameter", f"limit must be an integer 1-{MAX_PAGE}", "limit"
-        )
     snapshot = ctx.engine.latest
 
     def neighbours() -> bytes:
