@@ -299,6 +299,7 @@ class Hub:
         self.pins = pins
         #: Set when the service shuts down (the supervisor's ``stopping``): viewers get 1001.
         self.stopping = stopping if stopping is not None else anyio.Event()
+        self._told_to_reconnect = 0  # viewers closed with 1001 (CLOSE_SHUTDOWN)
         self._health_name = health_name
         self._baselines = BaselineStore(baseline_capacity)
         self._viewers: dict[int, Viewer] = {}
@@ -465,7 +466,9 @@ class Hub:
         longer counts against ``max_connections`` (its socket may take a while to go: up to
         ``send_timeout`` when the peer stopped reading, then it is reset, see web/hyperws.py)."""
         if viewer.request_close(code, reason):
-            if code not in (CLOSE_NORMAL, CLOSE_SHUTDOWN):
+            if code == CLOSE_SHUTDOWN:
+                self._told_to_reconnect += 1
+            elif code != CLOSE_NORMAL:
                 log.warning("closing viewer {} with {}: {}", viewer.client_id, code, reason)
             self.disconnect(viewer)
 
@@ -586,9 +589,9 @@ class Hub:
                     self.tick()
                     self._update_health()
             tg.cancel_scope.cancel()
-        viewers = self.connections
         self.close_all(CLOSE_SHUTDOWN, "server shutting down")
-        log.info("hub stopped; {} viewer(s) told to reconnect later", viewers)
+        # counted as closed: each viewer's handler may have closed it first, on the same event
+        log.info("hub stopped; {} viewer(s) told to reconnect later", self._told_to_reconnect)
 
     async def _follow_source(self) -> None:
         # `settled` changes only with a published tick (the engine's wake() asks for a step

@@ -6,6 +6,7 @@ import itertools
 
 import anyio
 import pytest
+from loguru import logger
 from support.hubfakes import FakePins, FakeSource, context, ids_of, snap
 
 from visionflow.protocol.frames import FrameKind, WireFormat, decode_frame
@@ -351,3 +352,23 @@ async def test_run_follows_the_source_announces_settling_and_closes_1001_on_stop
             hub.stopping.set()
         assert v.close_request == CloseRequest(1001, "server shutting down")
         assert hub.ticks >= 2
+
+
+async def test_the_stop_line_counts_viewers_their_handlers_closed_first() -> None:
+    """Each viewer's handler closes it on the same event the hub waits for, often first: the
+    hub's line said 0 viewers told to reconnect when two were."""
+    hub, _ = make_hub()
+    viewers = [hub.connect() for _ in range(3)]
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(m.record["message"]), level="INFO")
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                await tg.start(hub.run)
+                hub.stopping.set()
+                for v in viewers[:2]:  # as web/ws.py's _watch_stopping does
+                    hub.close(v, 1001, "server shutting down")
+                hub.close(viewers[2], 1000, "idle")  # closed, but not told to come back
+    finally:
+        logger.remove(sink)
+    assert "hub stopped; 2 viewer(s) told to reconnect later" in lines
