@@ -8,6 +8,7 @@ A user never sees a traceback for a bad input.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -98,19 +99,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     sim.add_argument(
         "--tick",
-        type=float,
+        type=_number(float, 0.0, inclusive=False),
         default=1.0,
         metavar="S",
         help="seconds between swarm changes (default: %(default)s)",
     )
     sim.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio", help=BACKEND_HELP)
     faults = sim.add_argument_group("fault injection")
-    faults.add_argument("--drop-after", type=int, metavar="N", help="drop after N messages")
-    faults.add_argument("--delay", type=float, metavar="S", help="delay every reply")
-    faults.add_argument("--garbage-every", type=int, metavar="N", help="garbage line every N")
+    count, positive = _number(int, 0), _number(int, 1)
+    faults.add_argument("--drop-after", type=count, metavar="N", help="drop after N messages")
+    faults.add_argument("--delay", type=_number(float, 0.0), metavar="S", help="delay every reply")
+    faults.add_argument("--garbage-every", type=positive, metavar="N", help="garbage line every N")
     faults.add_argument("--out-of-order", action="store_true", help="answer out of order")
-    faults.add_argument("--drip", type=int, metavar="BYTES", help="send replies in tiny pieces")
-    faults.add_argument("--huge-line", type=int, metavar="BYTES", help="send one huge line")
+    faults.add_argument(
+        "--drip", type=positive, metavar="BYTES", help="send replies in tiny pieces"
+    )
+    faults.add_argument("--huge-line", type=positive, metavar="BYTES", help="send one huge line")
 
     state = command("state", "back up or restore the saved state: graph, layout, overrides")
     actions = state.add_subparsers(dest="action", required=True, title="actions", metavar="ACTION")
@@ -128,6 +132,27 @@ def _parser() -> argparse.ArgumentParser:
                 "--url", help="ask the service at URL (default: the one running on state.dir)"
             )
     return parser
+
+
+def _number(
+    kind: type[int] | type[float], least: float, *, inclusive: bool = True
+) -> Callable[[str], float]:
+    """An argparse type: a finite ``kind`` of at least ``least`` (above it: ``inclusive``
+    False); argparse turns the ArgumentTypeError into a usage error (exit 2)."""
+    bound = f">= {least:g}" if inclusive else f"> {least:g}"
+
+    def convert(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not math.isfinite(value) or value < least or (not inclusive and value == least):
+            raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number {bound}")
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names the type in some messages
+    return convert
 
 
 def _err(message: str) -> None:

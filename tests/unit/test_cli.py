@@ -40,6 +40,28 @@ def test_every_command_and_option_has_plain_help(
     assert parser.description and parser.description in " ".join(out.split())
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--tick", "0"], "argument --tick: '0': must be a finite number > 0"),
+        (["--tick", "nan"], "argument --tick: 'nan': must be a finite number > 0"),
+        (["--tick", "-1"], "must be a finite number > 0"),
+        (["--delay", "-5"], "argument --delay: '-5': must be a finite number >= 0"),
+        (["--delay", "inf"], "must be a finite number >= 0"),
+        (["--drop-after", "-1"], "argument --drop-after: '-1': must be a finite number >= 0"),
+        (["--garbage-every", "0"], "must be a finite number >= 1"),
+        (["--drip", "1.5"], "argument --drip: '1.5' is not an integer"),
+        (["--huge-line", "0"], "must be a finite number >= 1"),
+    ],
+)
+def test_mcp_sim_refuses_values_that_mean_nothing(
+    args: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Usage errors, exit 2, before anything starts (they were taken as given)."""
+    assert cli.main(["mcp-sim", *args]) == 2
+    assert said in capsys.readouterr().err
+
+
 def test_check_config_notes_the_old_models_layout_values(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
