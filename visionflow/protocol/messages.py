@@ -68,9 +68,15 @@ class UnsubscribePositionUpdates(_Message, tag="unsubscribe_position_updates", f
     pass
 
 
+#: Ids one ``release`` may name, as many as one drag message may pin (web/ws.py
+#: MAX_DRAG_RECORDS): more would be refused by the drag rate limit as a whole, which closed the
+#: connection at once for one message over a second's worth.
+MAX_RELEASE_IDS: Final = 4096
+
+
 class Release(_Message, tag="release", frozen=True):
     #: Node ids without flags.
-    ids: list[NodeId]
+    ids: Annotated[list[NodeId], msgspec.Meta(max_length=MAX_RELEASE_IDS)]
 
 
 ClientMessage: TypeAlias = (

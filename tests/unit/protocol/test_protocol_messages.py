@@ -93,6 +93,7 @@ def test_wire_names() -> None:
         ('{"type": "release", "ids": [1, "2"]}', r"\$\.ids\[1\]"),
         ('{"type": "release", "ids": [-1]}', ">= 0"),
         ('{"type": "release", "ids": [1073741824]}', "<= 1073741823"),
+        ('{"type": "release", "ids": [' + ",".join(["1"] * 4097) + "]}", "length <= 4096"),
         ('{"type": "subscribe_position_updates", "interval": 0}', "> 0"),
         ('{"type": "subscribe_position_updates", "interval": "fast"}', "bad 'subscribe"),
     ],

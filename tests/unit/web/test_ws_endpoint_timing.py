@@ -198,6 +198,28 @@ async def test_drags_are_limited_by_the_nodes_they_touch_not_the_messages() -> N
         assert close["code"] == 1008 and "drag rate limit" in close["reason"]
 
 
+async def test_one_release_of_too_many_ids_is_refused_and_the_viewer_stays() -> None:
+    # 40001 ids in one message were more than the drag budget could ever hold, and closed the
+    # connection at once (1008); a release names at most as many ids as a drag pins.
+    pins = FakePins()
+    async with connected(pins=pins) as (_, _, peer):
+        await until(peer, lambda: len(peer.texts()) == 1)
+        ids = list(range(40001))
+        await peer.client_sends(
+            {"type": "websocket.receive", "text": json.dumps({"type": "release", "ids": ids})}
+        )
+        await until(peer, lambda: len(peer.texts()) == 2)
+        error = json.loads(peer.texts()[1])
+        assert error["code"] == "bad_message" and "length <= 4096" in error["message"]
+        for part in range(0, 8192, 4096):  # in parts, as the viewer sends them
+            chunk = ids[part : part + 4096]
+            await peer.client_sends(
+                {"type": "websocket.receive", "text": json.dumps({"type": "release", "ids": chunk})}
+            )
+        await until(peer, lambda: len(pins.calls) == 2)
+        assert not peer.closes() and [len(ids) for _, ids, _ in pins.calls] == [4096, 4096]
+
+
 async def test_a_single_node_drag_at_60_hz_is_never_limited() -> None:
     pins = FakePins()
     async with connected(pins=pins) as (_, _, peer):

@@ -652,9 +652,15 @@ function sendDrag() {
   stream.send(encodeDrag([id], q));
 }
 
+const RELEASE_IDS = 4096;
+
 function releasePins() {
   if (pinned.size === 0) return;
-  stream.send({ type: "release", ids: [...pinned] });
+  const ids = [...pinned];
+  // a release names at most 4096 ids (as many as a drag pins; the server refuses more)
+  for (let i = 0; i < ids.length; i += RELEASE_IDS) {
+    stream.send({ type: "release", ids: ids.slice(i, i + RELEASE_IDS) });
+  }
   pinned.clear();
 }
 
