@@ -413,8 +413,6 @@ class PhysicsEngine:
             log.warning("re-seeded {} non-finite node(s)", result.nonfinite_resets)
         if self.metrics is not None:
             self.metrics.physics_step_seconds.observe(elapsed)
-            self.metrics.physics_nodes.set(self.nodes)
-            self.metrics.physics_edges.set(self.edges)
             if result.nonfinite_resets:
                 self.metrics.physics_nonfinite_resets.inc(result.nonfinite_resets)
         if self.on_step is not None:
@@ -423,6 +421,11 @@ class PhysicsEngine:
         self._report()
 
     def _report(self) -> None:
+        if self.metrics is not None:
+            # here, not per step only: a cold compile can take a minute, and the gauges read 0
+            # meanwhile while the health entry already counted the graph
+            self.metrics.physics_nodes.set(self.nodes)
+            self.metrics.physics_edges.set(self.edges)
         if self.health is None:
             return
         self.health.detail.update(

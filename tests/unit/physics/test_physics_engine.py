@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.abc
 import sys
+import threading
 
 import anyio
 import numpy as np
@@ -12,6 +13,7 @@ from loguru import logger
 
 from visionflow.errors import StartupError
 from visionflow.graph.store import GraphStore, NodeKind
+from visionflow.metrics import Metrics
 from visionflow.physics.engine import PhysicsEngine, choose_backend
 from visionflow.settings import PhysicsParams, PhysicsSettings
 
@@ -288,3 +290,25 @@ def test_settings_that_leave_the_layout_parameters_alone_do_not_reheat() -> None
     snap, result, _ = engine.step_blocking()
     assert snap.settled and result.warm == 0
     assert engine.settings.rate_hz == 30.0
+
+
+@pytest.mark.anyio
+async def test_the_size_gauges_count_the_graph_while_the_kernels_compile() -> None:
+    """A cold compile can take a minute under load: the gauges read 0 meanwhile, while the
+    health entry already counted the graph."""
+    metrics = Metrics()
+    engine = PhysicsEngine(_store(), _settings(), metrics=metrics)
+    release = threading.Event()
+    engine._compile = lambda: release.wait(30)  # type: ignore[method-assign]  # a long compile
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(engine.run)
+            assert engine.compiling
+            sample = metrics.registry.get_sample_value
+            assert sample("visionflow_physics_nodes") == 31
+            assert sample("visionflow_physics_edges") == 29
+            release.set()
+            await engine.wait_snapshot(engine.latest.sequence if engine.latest else -1)
+            tg.cancel_scope.cancel()
+    finally:
+        release.set()
