@@ -95,6 +95,9 @@ async def test_bodies_are_validated(tmp_path: Path) -> None:
         assert r.status_code == 400 and r.json()["error"]["path"] == "maxAgents"
         r = await client.post("/api/bots/spawn-agent", json={})
         assert r.status_code == 400 and "type" in r.json()["error"]["message"]
+        assert r.json()["error"]["path"] == "type"  # the field missed, named as a path
+        r = await client.post("/api/bots/task", json={"task": "x", "bogus": 1})
+        assert r.status_code == 400 and r.json()["error"]["path"] == "bogus"
         r = await client.post("/api/bots/task", json={"task": ""})
         assert r.status_code == 400 and r.json()["error"]["path"] == "task"
         r = await client.post("/api/bots/task", content=b"[", headers=JSON)

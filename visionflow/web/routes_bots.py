@@ -6,6 +6,7 @@ live MCP session with the argument names that server's tool schemas use.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
@@ -100,8 +101,25 @@ async def _body(request: Request, ctx: ServiceContext, kind: type[Any]) -> Any:
         return msgspec.convert(raw, kind, strict=True)
     except msgspec.ValidationError as exc:
         text = str(exc)
-        path = text.rsplit(" - at `$.", 1)[1].rstrip("`") if " - at `$." in text else None
-        return error_response(400, "invalid_body", text, path)
+        return error_response(400, "invalid_body", text, _path_of(text))
+
+
+# msgspec names a field it misses or does not know in the message, not in the " - at `$...`"
+# location (which is the object's): "Object contains unknown field `bogus`"
+_FIELD_NAMED = re.compile(r"Object (?:contains unknown|missing required) field `([^`]*)`")
+
+
+def _path_of(message: str) -> str | None:
+    """The body path msgspec's ``message`` blames ("priority", "tasks[0].name"), or None."""
+    at = (
+        message.rsplit(" - at `$", 1)[1].rstrip("`").removeprefix(".")
+        if " - at `$" in message
+        else ""
+    )
+    field = _FIELD_NAMED.match(message)
+    if field is not None:
+        return f"{at}.{field.group(1)}" if at else field.group(1)
+    return at or None
 
 
 async def bots_data(request: Request) -> Response:
