@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -59,9 +60,21 @@ def remove_orphans(directory: Path) -> tuple[int, int]:
     return count, size
 
 
+_FILE_IN_THE_WAY = "a file stands where this folder (or one above it) should be"
+
+
+def make_folder(path: Path) -> None:
+    """``path`` and the folders above it, made where missing. A file where one of them should
+    be is NotADirectoryError saying so: mkdir's own "File exists" reads as if all were well."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # at the folder itself, or above it
+        raise NotADirectoryError(errno.ENOTDIR, _FILE_IN_THE_WAY, str(path)) from None
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via temp file + fsync + rename (+ directory fsync)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     replaced = False
     try:

@@ -192,18 +192,17 @@ def decode_layout(data: bytes) -> LoadReport:
 
 
 def load_layout(path: Path) -> LoadReport:
-    """Read a layout file; problems come back as ``error`` (and a warning), never raised."""
+    """Read a layout file; problems come back as ``error`` (the caller says it: once), never
+    raised."""
     try:
         data = read_bounded(path, STATE_FILE_MAX)
     except FileNotFoundError:
         return LoadReport({}, missing=True)
     except OSError as exc:
-        log.warning("cannot read layout {}: {}", path, exc)
-        return LoadReport({}, error=f"cannot read {path}: {exc}")
+        return LoadReport({}, error=f"cannot read {path}: {exc.strerror or exc}")
     try:
         return decode_layout(data)
     except ValueError as exc:
-        log.warning("ignoring layout {}: {}", path, exc)
         return LoadReport({}, error=f"{path}: {exc}")
 
 

@@ -31,6 +31,7 @@ from loguru import logger
 
 from visionflow import jsonsafe
 from visionflow.errors import StartupError, VisionflowError
+from visionflow.fileio import make_folder
 
 log = logger.bind(subsystem="state")
 
@@ -89,7 +90,7 @@ class StateLock:
         """
         directory = Path(state_dir)
         if create:
-            directory.mkdir(parents=True, exist_ok=True)
+            make_folder(directory)
         path = lock_path(directory)
         # no O_TRUNC: the holder's words stay readable until the lock is ours
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)

@@ -92,3 +92,17 @@ def test_the_service_start(tmp_path: Path) -> None:
     # a file where the directory should be: a warning, and the service starts without a lock
     (tmp_path / "file").write_text("x")
     assert hold_for_service(str(tmp_path / "file")) is None
+
+
+def test_a_file_where_the_state_folder_should_be_is_named_as_such(tmp_path: Path) -> None:
+    """mkdir says "File exists" there, which read as if all were well."""
+    from visionflow.fileio import write_atomic
+
+    (tmp_path / "state").write_text("x")
+    with pytest.raises(NotADirectoryError) as caught:
+        StateLock.take(str(tmp_path / "state" / "deeper"), "serve")
+    assert caught.value.strerror == "a file stands where this folder (or one above it) should be"
+    assert caught.value.filename == str(tmp_path / "state" / "deeper")
+    with pytest.raises(NotADirectoryError, match="a file stands where"):
+        write_atomic(tmp_path / "state" / "layout.json", b"{}")
+    assert (tmp_path / "state").read_text() == "x"
