@@ -99,10 +99,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     sim.add_argument(
         "--tick",
-        type=_number(float, 0.0, inclusive=False),
+        type=_number(float, 0.0),
         default=1.0,
         metavar="S",
-        help="seconds between swarm changes (default: %(default)s)",
+        help="seconds between swarm changes; 0: a swarm that does not change "
+        "(default: %(default)s)",
     )
     sim.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio", help=BACKEND_HELP)
     faults = sim.add_argument_group("fault injection")
@@ -134,12 +135,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _number(
-    kind: type[int] | type[float], least: float, *, inclusive: bool = True
-) -> Callable[[str], float]:
-    """An argparse type: a finite ``kind`` of at least ``least`` (above it: ``inclusive``
-    False); argparse turns the ArgumentTypeError into a usage error (exit 2)."""
-    bound = f">= {least:g}" if inclusive else f"> {least:g}"
+def _number(kind: type[int] | type[float], least: float) -> Callable[[str], float]:
+    """An argparse type: a finite ``kind`` of at least ``least``; argparse turns the
+    ArgumentTypeError into a usage error (exit 2)."""
 
     def convert(text: str) -> float:
         try:
@@ -147,8 +145,8 @@ def _number(
         except ValueError:
             what = "an integer" if kind is int else "a number"
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        if not math.isfinite(value) or value < least or (not inclusive and value == least):
-            raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number {bound}")
+        if not math.isfinite(value) or value < least:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number >= {least:g}")
         return value
 
     convert.__name__ = kind.__name__  # argparse names the type in some messages
