@@ -61,5 +61,8 @@ async def test_unwritable_state_dir_makes_layout_degraded(tmp_path: Path) -> Non
         layout = health["subsystems"]["layout"]
         assert layout["state"] == "running"
         assert layout["detail"]["degraded"] is True
-        assert layout["detail"]["error"] == "Not a directory"
+        assert (
+            layout["detail"]["error"]
+            == "a file stands where this folder (or one above it) should be"
+        )
         assert layout["detail"]["path"] == str(state_dir / "layout.json")

@@ -108,7 +108,7 @@ async def test_failing_saves_back_off_are_reported_once_and_recovery_is_logged(
         assert registry.status() == "degraded"
         detail = registry.as_json()["subsystems"]["layout"]["detail"]
         assert detail["degraded"] is True
-        assert detail["error"] == "Not a directory"
+        assert detail["error"] == "a file stands where this folder (or one above it) should be"
         assert detail["path"] == str(state_dir / "layout.json")
         assert detail["failures"] == 10
 
@@ -127,7 +127,10 @@ async def test_failing_saves_back_off_are_reported_once_and_recovery_is_logged(
     assert gaps == [5, 5, 10, 20, 40, 80, 160, 300, 300, 300, 300, 5]
     warnings = [m for level, m in log_lines if level in ("WARNING", "ERROR")]
     assert len(warnings) == 1, warnings
-    assert str(state_dir / "layout.json") in warnings[0] and "Not a directory" in warnings[0]
+    assert (
+        str(state_dir / "layout.json") in warnings[0]
+        and "a file stands where this folder" in warnings[0]
+    )
     recovered = [m for level, m in log_lines if level == "INFO" and "again" in m]
     assert len(recovered) == 1 and "after 10 failed attempt(s)" in recovered[0]
 
@@ -148,7 +151,7 @@ async def test_a_different_error_is_reported_again(
     (blocker / "state" / "layout.json").mkdir(parents=True)  # a directory where the file goes
     assert not await saver.save_now()
     warnings = [m for level, m in log_lines if level == "WARNING"]
-    assert len(warnings) == 2 and "Not a directory" in warnings[0]
+    assert len(warnings) == 2 and "a file stands where this folder" in warnings[0]
     assert "Is a directory" in warnings[1]
 
 
