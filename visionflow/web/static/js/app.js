@@ -39,10 +39,19 @@ const vf = {
   agents: [],
   errors: [],
   applyTimes: [],
+  contextRestores: 0,
   positionOf: (id) => positionOf(id),
   screenOf: (id) => screenOf(id),
   nodeIds: () => Array.from(state.ids.subarray(0, state.count)),
   fit: () => fit(),
+  /** how far the camera is from what it looks at */
+  get cameraDistance() {
+    return camera.distance;
+  },
+  /** edges the renderer draws (0 without a GPU context) */
+  get drawnEdges() {
+    return renderer ? renderer.edgeCount : 0;
+  },
   /** "wasm" or "js": what applies a steady keyframe (NodeState.steadyPath) */
   get steadyPath() {
     return state.steadyPath;
@@ -61,6 +70,33 @@ try {
   $("nowebgl").hidden = false;
   vf.errors.push(String(exc.message || exc));
 }
+// The browser may take the GPU context away (a driver reset, too many tabs): every buffer and
+// program is gone with it. Ask for it back (preventDefault), say so, and build the renderer
+// again when it returns; the node state, the camera and the metadata are ours and stay.
+canvas.addEventListener("webglcontextlost", (e) => {
+  e.preventDefault();
+  renderer = null;
+  vf.webgl = false;
+  hovered = -1;
+  showNote("the graphics context was lost: waiting for the browser to give it back");
+});
+canvas.addEventListener("webglcontextrestored", () => {
+  try {
+    renderer = new Renderer(canvas);
+  } catch (exc) {
+    vf.errors.push(`webgl restore: ${exc.message || exc}`);
+    return;
+  }
+  vf.webgl = true;
+  vf.contextRestores += 1;
+  renderer.hidden = hidden;
+  renderer.showEdges = $("show-edges").checked;
+  applyTheme();
+  styleDirty = true;
+  edgesDirty = true;
+  fit();
+  showNote("");
+});
 
 // Graph metadata from /api/graph/data: flagged id -> {label, kind, key, group, metadata}.
 const meta = new Map();
@@ -73,6 +109,7 @@ let edgesLimited = false;
 
 const pinned = new Set(); // raw ids this page pinned (dragged)
 let selected = -1; // flagged id
+let selectedKey = null; // its key when selected: an id may name another node after a restart
 let hovered = -1;
 let neighbours = new Set();
 let styleDirty = true;
@@ -150,6 +187,7 @@ const stream = new Stream({
     el.className = `state ${s}`;
     $("token-form").hidden = s !== "unauthorized";
     if (s === "open") {
+      pinned.clear(); // the server let go of the last connection's pins when it closed
       loadAgents();
       panels.loadSettings();
       panels.refreshStatus();
@@ -214,7 +252,13 @@ async function loadGraph() {
       }
       edgesDirty = true;
       styleDirty = true;
-      if (selected >= 0) select(selected, false);
+      if (selected >= 0) {
+        // gone from the graph, or its id now names another node (a restarted service with
+        // another graph): nothing is selected rather than the wrong node
+        const m = meta.get(selected);
+        const same = m !== undefined && (selectedKey === null || m.key === selectedKey);
+        select(same ? selected : -1, false, true);
+      }
     } catch (exc) {
       vf.errors.push(`graph data: ${exc.message}`);
     } finally {
@@ -349,6 +393,7 @@ function rebuildEdges() {
   if (edgeIndex.length < pairs.length) edgeIndex = new Uint32Array(Math.max(1024, pairs.length));
   let k = 0;
   for (let i = 0; i < pairs.length; i += 2) {
+    if (hidden && !(visible(pairs[i]) && visible(pairs[i + 1]))) continue; // no loose ends
     const a = state.indexOf(pairs[i]);
     const b = state.indexOf(pairs[i + 1]);
     if (a < 0 || b < 0) continue;
@@ -401,13 +446,18 @@ function fit() {
     d.push(Math.hypot(p[3 * i] - c[0], p[3 * i + 1] - c[1], p[3 * i + 2] - c[2]));
   }
   d.sort((a, b) => a - b);
-  const radius = Math.max(d[d.length - 1], 1e-3);
+  // a floor of a few rest lengths: one node (or a pile on one point) framed at its own size
+  // was zoomed in so far that the least drift threw it out of view
+  const radius = Math.max(d[d.length - 1], MIN_FIT_RADIUS);
   camera.fit(c, radius);
   // node size from the typical spacing (median radius / cube root of the count), not from the
   // framed radius: a far-off swarm must not blow the graph's nodes up
   const typical = d[Math.floor((d.length - 1) / 2)];
-  if (renderer) renderer.worldSize = Math.max((typical / Math.cbrt(m * stride)) * 0.3, 1e-3);
+  const spacing = (typical / Math.cbrt(m * stride)) * 0.3;
+  if (renderer) renderer.worldSize = Math.max(spacing, radius * 0.02);
 }
+
+const MIN_FIT_RADIUS = 5;
 
 function visible(id) {
   return (hidden & ((id & AGENT_FLAG) !== 0 ? 2 : 1)) === 0;
@@ -415,10 +465,13 @@ function visible(id) {
 
 // -- selection, hover, labels --------------------------------------------------------------------
 
-function select(id, fly) {
+function select(id, fly, reread = false) {
+  const changed = id !== selected;
   selected = id;
+  if (changed) selectedKey = id >= 0 && meta.has(id) ? meta.get(id).key : null;
   neighbours = new Set([id]);
-  panels.showNote(id >= 0 ? meta.get(id) : null, id & ID_MASK);
+  // the note is read when the selection changes or the graph did, not on every agent change
+  if (changed || reread) panels.showNote(id >= 0 ? meta.get(id) : null, id & ID_MASK);
   if (id < 0) {
     panels.showDetails(null);
     styleDirty = true;
@@ -635,14 +688,22 @@ const touchEnd = (e) => {
 canvas.addEventListener("touchend", touchEnd);
 canvas.addEventListener("touchcancel", touchEnd);
 
+// Fields that take typing keep their keys; a checkbox or a button does not take F or R.
+const TYPED_INPUTS = new Set(["text", "search", "number", "password", "email", "url", "tel"]);
+
+function takesTyping(el) {
+  if (el instanceof HTMLInputElement) return TYPED_INPUTS.has(el.type);
+  return el instanceof HTMLTextAreaElement || el instanceof HTMLSelectElement || (el instanceof HTMLElement && el.isContentEditable);
+}
+
 window.addEventListener("keydown", (e) => {
-  if (e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement) return;
-  if (e.key === "f") {
+  if (e.ctrlKey || e.metaKey || e.altKey || takesTyping(e.target)) return; // Ctrl+R reloads
+  const key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+  if (key === "f") {
     autoFit = true;
     fit();
-  }
-  else if (e.key === "r") releasePins();
-  else if (e.key === "Escape") select(-1, false);
+  } else if (key === "r") releasePins();
+  else if (key === "Escape") select(-1, false);
 });
 
 function sendDrag() {
@@ -673,6 +734,9 @@ for (const [box, bit] of [["show-knowledge", 1], ["show-agents", 2]]) {
   $(box).addEventListener("change", (e) => {
     hidden = e.target.checked ? hidden & ~bit : hidden | bit;
     if (renderer) renderer.hidden = hidden;
+    edgesDirty = true;
+    if (hovered >= 0 && !visible(hovered)) hovered = -1;
+    if (selected >= 0 && !visible(selected)) select(-1, false);
   });
 }
 $("show-edges").addEventListener("change", (e) => {
@@ -693,13 +757,13 @@ $("search-form").addEventListener("submit", async (e) => {
   }
   for (const [id, m] of meta) {
     const agent = panels.agents.get(id);
-    const label = (agent ? agent.name : m.label || m.key || "").toLowerCase();
-    if (label.includes(q) && state.indexOf(id) >= 0) {
+    const label = ((agent ? agent.name || agent.agent_id : m.label || m.key) || "").toLowerCase();
+    if (label.includes(q) && state.indexOf(id) >= 0 && visible(id)) {
       select(id, true);
       return;
     }
   }
-  showNote(`no node matches "${typed}"`);
+  showNote(`no visible node matches "${typed}"`);
 });
 
 let noteTimer = null;
@@ -772,8 +836,10 @@ function tick(now) {
   }
 }
 
+// also while the stream is down: the banner then says the service cannot be reached (and the
+// endpoint list is not left saying "connected" through an outage)
 setInterval(() => {
-  if (vf.state === "open") panels.refreshStatus();
+  if (vf.state !== "unauthorized") panels.refreshStatus();
 }, STATUS_POLL_MS);
 
 // Colours follow prefers-color-scheme: read the CSS variables again when it changes.

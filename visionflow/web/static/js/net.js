@@ -94,15 +94,19 @@ export class Stream {
     const ws = new WebSocket(this.url());
     ws.binaryType = "arraybuffer";
     this.ws = ws;
-    ws.onopen = () => {
-      this.delay = BACKOFF_INITIAL_MS;
-      if (this.everOpened) this.reconnects += 1;
-      this.everOpened = true;
-      this.onState("open", "");
-      clearInterval(this.pinger);
-      this.pinger = setInterval(() => this.send({ type: "ping", timestamp: Date.now() }), PING_EVERY_MS);
-    };
+    // Open once the server has said something: a refused connection (a wrong token) is
+    // accepted and closed at once (4401), and calling that "open" started the REST reads.
+    let said = false;
     ws.onmessage = (event) => {
+      if (!said) {
+        said = true;
+        this.delay = BACKOFF_INITIAL_MS;
+        if (this.everOpened) this.reconnects += 1;
+        this.everOpened = true;
+        this.onState("open", "");
+        clearInterval(this.pinger);
+        this.pinger = setInterval(() => this.send({ type: "ping", timestamp: Date.now() }), PING_EVERY_MS);
+      }
       if (typeof event.data === "string") {
         let message;
         try {

@@ -194,7 +194,8 @@ export class Panels {
       this.endpoints = status.endpoints || [];
       this.renderEndpoints();
     } catch {
-      // the banner below says the service is unreachable
+      // the banner below says why; the last list would say "connected" through an outage
+      $("endpoint-list").replaceChildren(li(Object.assign(document.createElement("span"), { className: "muted", textContent: "unknown: the service cannot be reached" })));
     }
     const banner = $("banner");
     try {
@@ -203,8 +204,8 @@ export class Panels {
         banner.hidden = true;
       } else {
         const bad = Object.entries(health.subsystems || {})
-          .filter(([, s]) => s.state !== "running")
-          .map(([name, s]) => `${name} ${s.state}${s.detail && s.detail.error ? `: ${s.detail.error}` : ""}`);
+          .filter(([, s]) => s.state !== "running" || (s.detail && s.detail.degraded))
+          .map(([name, s]) => `${name} ${s.state}${s.last_error ? `: ${s.last_error}` : ""}`);
         text(banner, `Service ${health.status}: ${bad.join("; ") || "see /api/health"}`);
         banner.hidden = false;
       }
@@ -278,13 +279,26 @@ export class Panels {
       slider.step = log ? "0.01" : String(step);
       slider.value = String(toSlider(values[key]));
       const integer = key === "cooling_steps";
+      // back to what the service has: after a refusal, or input that is no number at all
+      const reset = () => {
+        const now = this.settings.physics[group][key];
+        input.value = String(now);
+        slider.value = String(toSlider(now));
+      };
       slider.addEventListener("input", () => {
         input.value = String(fromSlider(Number(slider.value)));
       });
-      slider.addEventListener("change", () => this.patch(group, key, fromSlider(Number(slider.value)), integer));
+      slider.addEventListener("change", () => this.patch(group, key, fromSlider(Number(slider.value)), integer, reset));
       input.addEventListener("change", () => {
-        slider.value = String(toSlider(Number(input.value)));
-        this.patch(group, key, Number(input.value), integer);
+        const value = input.value.trim() === "" ? NaN : Number(input.value);
+        if (!Number.isFinite(value)) {
+          // Number("") is 0: an emptied field set the value to 0
+          text(document.querySelector(`[data-error-for="${name}"]`), `${key}: a number from ${min} to ${max}`);
+          reset();
+          return;
+        }
+        slider.value = String(toSlider(value));
+        this.patch(group, key, value, integer, reset);
       });
       const err = document.createElement("div");
       err.className = "error";
@@ -313,7 +327,7 @@ export class Panels {
     $("physics-fields").replaceChildren(...fields);
   }
 
-  async patch(group, key, value, integer) {
+  async patch(group, key, value, integer, reset = null) {
     const name = `physics.${group}.${key}`;
     const err = document.querySelector(`[data-error-for="${name}"]`);
     if (err) text(err, "");
@@ -326,6 +340,7 @@ export class Panels {
       this.settings = result.settings;
     } catch (exc) {
       if (err) text(err, exc.message);
+      if (reset) reset(); // the field shows what is in effect, not what was refused
     }
   }
 

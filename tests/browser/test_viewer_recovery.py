@@ -1,0 +1,165 @@
+"""The viewer where things go wrong or change under it: the GPU context lost and given back,
+a group hidden, a selected node gone from the graph, a physics field emptied or refused, keys
+with a checkbox focused. Each was found wrong by trying the page as a user would."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+from cdp import Page
+from test_viewer import CANVAS_ONLY, OVERLAYS_BACK, drawn_pixels, wait_streaming
+
+if TYPE_CHECKING:
+    from conftest import Stack
+
+pytestmark = pytest.mark.anyio
+
+#: The seeded ring (conftest.small_graph): 20 edges round it and 5 chords.
+KNOWLEDGE_EDGES = 25
+
+
+async def drawn(page: Page) -> int:
+    await page.evaluate(CANVAS_ONLY)
+    png = await page.screenshot()
+    await page.evaluate(OVERLAYS_BACK)
+    differ, _, _ = await anyio.to_thread.run_sync(drawn_pixels, png)
+    return differ
+
+
+async def test_a_lost_gpu_context_is_drawn_again_once_the_browser_gives_it_back(
+    page: Page,
+) -> None:
+    await wait_streaming(page)
+    before = await drawn(page)
+    assert before >= 500
+    await page.evaluate(
+        "window.__lose = document.getElementById('view').getContext('webgl2')"
+        ".getExtension('WEBGL_lose_context'); window.__lose.loseContext(); true"
+    )
+    await page.wait_for("window.visionflow.webgl === false", timeout=10)
+    note = await page.evaluate("document.getElementById('hud-note').textContent")
+    assert "graphics context was lost" in note
+    await page.evaluate("window.__lose.restoreContext(); true")
+    await page.wait_for(
+        "window.visionflow.webgl === true && window.visionflow.contextRestores === 1", timeout=10
+    )
+    await page.wait_for("window.visionflow.drawnEdges > 0", timeout=10)
+    # it used to stay blank: no buffer or program survives a lost context
+    assert await drawn(page) >= before // 2
+    assert page.console_errors == []
+
+
+async def test_a_hidden_group_takes_its_edges_with_it(page: Page) -> None:
+    await wait_streaming(page)
+    await page.wait_for(f"window.visionflow.drawnEdges >= {KNOWLEDGE_EDGES}", timeout=20)
+    everything = await page.evaluate("window.visionflow.drawnEdges")
+    await page.evaluate("document.getElementById('show-knowledge').click(); true")
+    # only the swarm's own edges are left (its hub and agents), none to a hidden note
+    await page.wait_for(
+        f"window.visionflow.drawnEdges === {everything - KNOWLEDGE_EDGES}", timeout=10
+    )
+    await page.evaluate("document.getElementById('show-agents').click(); true")
+    await page.wait_for("window.visionflow.drawnEdges === 0", timeout=10)
+    for box in ("show-knowledge", "show-agents"):
+        await page.evaluate(f"document.getElementById('{box}').click(); true")
+    await page.wait_for(f"window.visionflow.drawnEdges === {everything}", timeout=10)
+
+
+async def test_keys_work_with_a_checkbox_focused_and_leave_ctrl_alone(page: Page) -> None:
+    await wait_streaming(page)
+
+    async def key(text: str, modifiers: int = 0) -> None:
+        for kind in ("keyDown", "keyUp"):
+            await page.send(
+                "Input.dispatchKeyEvent",
+                {"type": kind, "key": text, "text": text, "modifiers": modifiers},
+            )
+
+    # the user zooms far out (which ends the automatic fit), then clicks a checkbox
+    await page.evaluate(
+        """(() => {
+          window.visionflow.fit();
+          const view = document.getElementById('view');
+          for (let i = 0; i < 10; i++) {
+            view.dispatchEvent(
+              new WheelEvent('wheel', {deltaY: 500, bubbles: true, cancelable: true}));
+          }
+          document.getElementById('show-edges').focus();
+          return true;
+        })()"""
+    )
+    await anyio.sleep(0.3)
+    zoomed = await page.evaluate("window.visionflow.cameraDistance")
+    await key("f", modifiers=2)  # Ctrl+F is the browser's find, not a fit
+    await anyio.sleep(0.5)
+    assert await page.evaluate("window.visionflow.cameraDistance") == zoomed
+    await key("F")  # Shift+F with the checkbox focused: a fit (it did nothing)
+    await page.wait_for(f"window.visionflow.cameraDistance < {zoomed} / 2", timeout=10)
+
+
+async def test_a_selected_node_that_leaves_the_graph_is_no_longer_selected(
+    page: Page, service: Stack
+) -> None:
+    await wait_streaming(page)
+    await page.wait_for("window.visionflow.nodeIds().length >= 20", timeout=20)
+    await page.evaluate(
+        """(() => {
+          document.getElementById('search').value = 'Note 3';
+          document.getElementById('search-form').requestSubmit();
+          return true;
+        })()"""
+    )
+    await page.wait_for(
+        "document.getElementById('details-title').textContent === 'Note 3'", timeout=20
+    )
+    other = {"nodes": [{"id": "x", "label": "Another"}, {"id": "y"}], "edges": []}
+    r = await anyio.to_thread.run_sync(
+        lambda: service.post_json("/api/graph/import?mode=replace", other)
+    )
+    assert r.status_code == 200, r.text
+    # it used to stay: "node 3 / id 3" in the panel, and the new graph drawn dimmed
+    await page.wait_for("document.getElementById('details').hidden === true", timeout=20)
+    await anyio.to_thread.run_sync(service.seed)  # the ring back for what follows
+
+
+async def test_an_emptied_or_refused_physics_field_shows_what_is_in_effect(
+    page: Page, service: Stack
+) -> None:
+    await wait_streaming(page)
+    field = "physics.knowledge.damping"
+    await page.wait_for(
+        f"document.querySelector('[data-setting=\"{field}\"]') !== null", timeout=20
+    )
+    before = service.request("GET", "/api/settings").json()["settings"]["physics"]["knowledge"]
+
+    async def enter(value: str) -> str:
+        return str(
+            await page.evaluate(
+                f"""(() => {{
+                  const input = document.querySelector('[data-setting="{field}"]');
+                  input.value = {json.dumps(value)};
+                  input.dispatchEvent(new Event('change', {{bubbles: true}}));
+                  return true;
+                }})()"""
+            )
+        )
+
+    await enter("")  # Number("") is 0: it set damping to 0
+    error = await page.wait_for(
+        f"document.querySelector('[data-error-for=\"{field}\"]').textContent", timeout=10
+    )
+    assert error.startswith("damping: a number from")
+    shown = await page.evaluate(f"document.querySelector('[data-setting=\"{field}\"]').value")
+    assert float(shown) == before["damping"]
+    await enter("7")  # out of range: the service refuses it, the field goes back
+    await page.wait_for(
+        f"document.querySelector('[data-error-for=\"{field}\"]').textContent.includes('<= 1')",
+        timeout=10,
+    )
+    value = f"Number(document.querySelector('[data-setting=\"{field}\"]').value)"
+    await page.wait_for(f"{value} === {before['damping']}", timeout=10)
+    after = service.request("GET", "/api/settings").json()["settings"]["physics"]["knowledge"]
+    assert after["damping"] == before["damping"]
