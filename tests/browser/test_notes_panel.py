@@ -188,3 +188,23 @@ async def test_a_search_typed_while_the_labels_load_waits_for_them(
     finally:
         browser.off("Fetch.requestPaused", paused)
         await page.close()
+
+
+async def test_a_page_without_the_token_never_shows_open_nor_reads_without_it(
+    browser: Browser, vault_stack: Stack
+) -> None:
+    """The service accepts the upgrade and closes it at once (4401); the page took the
+    opening for "open" and fired its REST reads, which failed with 401."""
+    page = await browser.new_page()
+    try:
+        await page.navigate(f"{vault_stack.url}/")
+        await page.wait_for(
+            "window.visionflow && window.visionflow.state === 'unauthorized'", timeout=45
+        )
+        await asyncio.sleep(1.0)  # anything it would read meanwhile
+        assert await page.evaluate("window.visionflow.errors") == []
+        assert await page.evaluate("document.getElementById('token-form').hidden") is False
+        assert [e for e in page.console_errors if "401" in e and "/api/" in e] == []
+        assert await page.evaluate("window.visionflow.reconnects") == 0
+    finally:
+        await page.close()
