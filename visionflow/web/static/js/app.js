@@ -244,6 +244,12 @@ async function loadGraph() {
       degree = deg;
       graphRevision = revision;
       vf.edges = k / 2;
+      if (edgesLimited && vf.edges <= EDGE_LIMIT && renderer) {
+        // the page turned them off for a larger graph, not the user: on again
+        edgesLimited = false;
+        $("show-edges").checked = true;
+        renderer.showEdges = true;
+      }
       if (vf.edges > EDGE_LIMIT && renderer && renderer.showEdges && !edgesLimited) {
         edgesLimited = true;
         $("show-edges").checked = false;
@@ -743,6 +749,7 @@ $("show-edges").addEventListener("change", (e) => {
   if (renderer) renderer.showEdges = e.target.checked;
 });
 const LABELS_NOTE = "loading the graph's labels…";
+const NO_MATCH = "no visible node matches";
 $("search-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   const typed = $("search").value;
@@ -759,11 +766,12 @@ $("search-form").addEventListener("submit", async (e) => {
     const agent = panels.agents.get(id);
     const label = ((agent ? agent.name || agent.agent_id : m.label || m.key) || "").toLowerCase();
     if (label.includes(q) && state.indexOf(id) >= 0 && visible(id)) {
+      if ($("hud-note").textContent.startsWith(NO_MATCH)) showNote(""); // an earlier miss
       select(id, true);
       return;
     }
   }
-  showNote(`no visible node matches "${typed}"`);
+  showNote(`${NO_MATCH} "${typed}"`);
 });
 
 let noteTimer = null;
