@@ -169,16 +169,22 @@ async def test_a_cancelled_wait_loses_nothing() -> None:
 # -- the watcher ---------------------------------------------------------------------------------
 
 
-async def test_the_watcher_catches_up_first_then_applies_batches() -> None:
-    source = Source(
-        [(1.0, ["/vault/a.md"]), (1.1, ["/vault/a.md", "/vault/b.md"]), (5.0, ["/vault/c.md"])]
-    )
+async def watched_for(seconds: float, source: Source) -> Applied:
+    """A watcher of ``source`` (quiet 0.2 s, max_wait 2 s) run for ``seconds``; its batches."""
     applied = Applied(Vault())
     w = watcher(source, applied, quiet=0.2, max_wait=2.0)
     async with anyio.create_task_group() as tg:
         await tg.start(w.run)
-        await anyio.sleep(10)
+        await anyio.sleep(seconds)
         tg.cancel_scope.cancel()
+    return applied
+
+
+async def test_the_watcher_catches_up_first_then_applies_batches() -> None:
+    source = Source(
+        [(1.0, ["/vault/a.md"]), (1.1, ["/vault/a.md", "/vault/b.md"]), (5.0, ["/vault/c.md"])]
+    )
+    applied = await watched_for(10, source)
     assert [(t, b.everything) for t, b in applied.batches] == [
         (0.2, True),  # what changed while nothing watched (opened at 0)
         (1.3, False),
@@ -192,12 +198,7 @@ async def test_changes_the_source_lost_are_a_read_of_everything() -> None:
     """watch_folder yields None when watchfiles dropped a set of changes (a path that is not
     UTF-8): the next batch reads the whole vault, and the watch goes on."""
     source = Source([(1.0, ["/vault/a.md"]), (1.1, None), (5.0, ["/vault/c.md"])])
-    applied = Applied(Vault())
-    w = watcher(source, applied, quiet=0.2, max_wait=2.0)
-    async with anyio.create_task_group() as tg:
-        await tg.start(w.run)
-        await anyio.sleep(10)
-        tg.cancel_scope.cancel()
+    applied = await watched_for(10, source)
     assert [(t, b.everything) for t, b in applied.batches] == [
         (0.2, True),
         (1.3, True),
