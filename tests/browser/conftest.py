@@ -188,11 +188,15 @@ class Stack:
             _reap(self.proc)
             self.proc = None
 
-    def close(self) -> None:
-        self.stop()
+    def stop_sim(self) -> None:
+        """SIGTERM the simulator and wait for its exit: the endpoint goes down."""
         if self.sim is not None:
             _reap(self.sim)
             self.sim = None
+
+    def close(self) -> None:
+        self.stop()
+        self.stop_sim()
 
     # -- REST --------------------------------------------------------------------------------
 

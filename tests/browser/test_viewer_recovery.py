@@ -168,12 +168,9 @@ async def test_an_emptied_or_refused_physics_field_shows_what_is_in_effect(
 async def test_the_banner_says_why_an_endpoint_is_down(page: Page, service: Stack) -> None:
     """Last in this module: the simulator stays stopped. The banner read a key the health
     answer does not have, and said "mcp:sim backoff" without the reason."""
-    from conftest import _reap
-
     await wait_streaming(page)
     assert service.sim is not None
-    _reap(service.sim)
-    service.sim = None
+    service.stop_sim()
     # the poll is every 5 s; the endpoint's reconnects back off from 1 s
     banner = await page.wait_for(
         """(() => {
