@@ -73,8 +73,10 @@ try {
 // The browser may take the GPU context away (a driver reset, too many tabs): every buffer and
 // program is gone with it. Ask for it back (preventDefault), say so, and build the renderer
 // again when it returns; the node state, the camera and the metadata are ours and stay.
+let nodeSize = 1; // the lost renderer's worldSize, for the one built when the context is back
 canvas.addEventListener("webglcontextlost", (e) => {
   e.preventDefault();
+  if (renderer) nodeSize = renderer.worldSize;
   renderer = null;
   vf.webgl = false;
   hovered = -1;
@@ -91,10 +93,10 @@ canvas.addEventListener("webglcontextrestored", () => {
   vf.contextRestores += 1;
   renderer.hidden = hidden;
   renderer.showEdges = $("show-edges").checked;
+  renderer.worldSize = nodeSize; // the camera is where the user left it: no refit
   applyTheme();
   styleDirty = true;
   edgesDirty = true;
-  fit();
   showNote("");
 });
 
