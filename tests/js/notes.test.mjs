@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { NO_PAGE, isNoteNode, noteErrorText, noteRows } from "../../visionflow/web/static/js/panels.js";
+import { NO_PAGE, detailText, isNoteNode, noteErrorText, noteRows } from "../../visionflow/web/static/js/panels.js";
 
 test("a vault page and a placeholder are notes; other nodes are not", () => {
   assert.equal(isNoteNode({ key: "note:alpha", group: "note" }), true);
@@ -36,4 +36,14 @@ test("a 404 says 'no page yet' for a missing note, else the server's message", (
   assert.equal(noteErrorText({ code: "note_unreadable", message: "too large" }), "too large");
   assert.equal(noteErrorText(new Error("boom")), "boom");
   assert.equal(noteErrorText(null), "the note could not be read");
+});
+
+test("a details value as text: nothing for empty ones, lists joined, other objects as JSON", () => {
+  for (const empty of [null, undefined, "", [], {}, [null, ""]]) assert.equal(detailText(empty), "");
+  assert.equal(detailText(["a", "b", 3]), "a, b, 3"); // it showed ["a","b",3]
+  assert.equal(detailText(0), "0");
+  assert.equal(detailText(false), "false");
+  assert.equal(detailText({ k: 1 }), '{"k":1}');
+  assert.equal(detailText([{ k: 1 }]), '[{"k":1}]');
+  assert.equal(detailText("<b>x</b>"), "<b>x</b>"); // text: the panel sets textContent
 });

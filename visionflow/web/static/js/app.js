@@ -6,7 +6,7 @@ import { OrbitCamera } from "./camera.js";
 import { AGENT_FLAG, ID_MASK, encodeDrag } from "./frames.js";
 import { Api, Stream } from "./net.js";
 import { NodeState } from "./nodestate.js";
-import { Panels } from "./panels.js";
+import { Panels, isNoteNode } from "./panels.js";
 import { Renderer } from "./renderer.js";
 
 const $ = (id) => document.getElementById(id);
@@ -526,8 +526,10 @@ function describe(id) {
       ["id", raw],
     ];
     const md = m.metadata || {};
-    if (md.tags) rows.push(["tags", Array.isArray(md.tags) ? md.tags.join(", ") : md.tags]);
-    for (const [k, v] of Object.entries(md)) if (k !== "tags") rows.push([k, v]);
+    // a note's path, aliases and tags are in the note's own section below
+    const shownBelow = isNoteNode(m) ? new Set(["path", "aliases", "tags"]) : new Set();
+    if (md.tags && !shownBelow.has("tags")) rows.push(["tags", md.tags]);
+    for (const [k, v] of Object.entries(md)) if (k !== "tags" && !shownBelow.has(k)) rows.push([k, v]);
     return [m.label || m.key, rows];
   }
   return [`node ${raw}`, [["id", raw]]];

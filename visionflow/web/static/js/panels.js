@@ -63,6 +63,18 @@ export function noteErrorText(exc) {
   return (exc && exc.message) || "the note could not be read";
 }
 
+/** A details value as text: "" for nothing (null, "", [], {}), a list of plain values joined
+ * with commas, other objects as JSON. */
+export function detailText(v) {
+  if (v == null) return "";
+  if (Array.isArray(v)) {
+    if (v.every((x) => x == null || typeof x !== "object")) return v.filter((x) => x != null && x !== "").join(", ");
+    return v.length ? JSON.stringify(v) : "";
+  }
+  if (typeof v === "object") return Object.keys(v).length ? JSON.stringify(v) : "";
+  return String(v);
+}
+
 export class Panels {
   constructor({ api, onSelectAgent }) {
     this.api = api;
@@ -355,11 +367,12 @@ export class Panels {
     text($("details-title"), title);
     const items = [];
     for (const [k, v] of rows) {
-      if (v == null || v === "") continue;
+      const shown = detailText(v);
+      if (shown === "") continue;
       const dt = document.createElement("dt");
       text(dt, k);
       const dd = document.createElement("dd");
-      text(dd, typeof v === "object" ? JSON.stringify(v) : v);
+      text(dd, shown);
       items.push(dt, dd);
     }
     $("details-list").replaceChildren(...items);
