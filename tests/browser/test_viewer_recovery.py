@@ -165,6 +165,27 @@ async def test_an_emptied_or_refused_physics_field_shows_what_is_in_effect(
     assert after["damping"] == before["damping"]
 
 
+async def test_retry_now_reconnects_before_the_backoff_would(page: Page, service: Stack) -> None:
+    await wait_streaming(page)
+    await anyio.to_thread.run_sync(service.stop)
+    await page.wait_for(
+        "window.visionflow.state === 'closed' && !document.getElementById('hud-retry').hidden",
+        timeout=20,
+    )
+    await anyio.sleep(16)  # failed attempts every 0.5, 1, 2, 4, 8 s: the next waits 8-16 s
+    text = await page.evaluate("document.getElementById('hud-state').textContent")
+    assert text.startswith("closed (reconnecting in ") and text.endswith(" s)"), text
+    await anyio.to_thread.run_sync(service.start)
+    left = await page.evaluate("window.visionflow.nextAttemptIn")
+    await page.evaluate("document.getElementById('hud-retry').click(); true")
+    if left is not None and left > 4:
+        # it comes back at once, not when the scheduled attempt would have (a second of
+        # slack for a busy machine; with less time left than that the check says nothing)
+        await page.wait_for("window.visionflow.state === 'open'", timeout=left - 1)
+    await wait_streaming(page)
+    assert await page.evaluate("document.getElementById('hud-retry').hidden") is True
+
+
 async def test_the_banner_says_why_an_endpoint_is_down(page: Page, service: Stack) -> None:
     """Last in this module: the simulator stays stopped. The banner read a key the health
     answer does not have, and said "mcp:sim backoff" without the reason."""

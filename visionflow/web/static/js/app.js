@@ -44,6 +44,10 @@ const vf = {
   screenOf: (id) => screenOf(id),
   nodeIds: () => Array.from(state.ids.subarray(0, state.count)),
   fit: () => fit(),
+  /** seconds to the next connection attempt while closed (else null) */
+  get nextAttemptIn() {
+    return stream.secondsToNextAttempt();
+  },
   /** how far the camera is from what it looks at */
   get cameraDistance() {
     return camera.distance;
@@ -188,6 +192,7 @@ const stream = new Stream({
     el.textContent = detail ? `${s} (${detail})` : s;
     el.className = `state ${s}`;
     $("token-form").hidden = s !== "unauthorized";
+    $("hud-retry").hidden = s !== "closed";
     if (s === "open") {
       pinned.clear(); // the server let go of the last connection's pins when it closed
       loadAgents();
@@ -196,6 +201,13 @@ const stream = new Stream({
     }
   },
 });
+
+$("hud-retry").addEventListener("click", () => stream.reconnectNow());
+// the wait before the next attempt counts down (it used to stand still at its first value)
+setInterval(() => {
+  const left = vf.state === "closed" ? stream.secondsToNextAttempt() : null;
+  if (left !== null) $("hud-state").textContent = `closed (reconnecting in ${left.toFixed(0)} s)`;
+}, 500);
 
 $("token-form").addEventListener("submit", (e) => {
   e.preventDefault();

@@ -75,6 +75,7 @@ export class Stream {
     this.pinger = null;
     this.stopped = false;
     this.everOpened = false;
+    this.nextAttemptAt = null; // performance.now() of the scheduled attempt, while one is
   }
 
   url() {
@@ -90,6 +91,7 @@ export class Stream {
 
   connect() {
     clearTimeout(this.timer);
+    this.nextAttemptAt = null;
     this.onState("connecting", this.reconnects ? `attempt ${this.reconnects + 1}` : "");
     const ws = new WebSocket(this.url());
     ws.binaryType = "arraybuffer";
@@ -136,8 +138,21 @@ export class Stream {
   schedule() {
     const wait = this.delay * (0.5 + 0.5 * Math.random());
     this.delay = Math.min(this.delay * 2, BACKOFF_MAX_MS);
+    this.nextAttemptAt = performance.now() + wait; // for a countdown
     this.onState("closed", `reconnecting in ${(wait / 1000).toFixed(1)} s`);
     this.timer = setTimeout(() => this.connect(), wait);
+  }
+
+  /** Seconds until the next attempt while one is scheduled, else null. */
+  secondsToNextAttempt() {
+    if (this.nextAttemptAt === null) return null;
+    return Math.max(0, (this.nextAttemptAt - performance.now()) / 1000);
+  }
+
+  /** The user's "retry now": the scheduled attempt, made at once. */
+  reconnectNow() {
+    if (this.nextAttemptAt === null || this.stopped) return;
+    this.connect();
   }
 
   /** Connect again now with a new token (after the token form). */
