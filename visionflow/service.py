@@ -40,6 +40,7 @@ from visionflow.notes.live import LiveVault, VaultRead
 from visionflow.notes.parse import NoteError
 from visionflow.notes.watch import Batch, VaultWatcher
 from visionflow.physics.engine import PhysicsEngine
+from visionflow.protocol.messages import SettingsChanged
 from visionflow.settings import Settings
 from visionflow.state import LayoutSaver
 from visionflow.state.lockfile import StateLock, hold_for_service
@@ -127,6 +128,10 @@ class Service:
         )
         self.ctx.live.subscribe(lambda s: self.engine.set_settings(s.physics))
         self.ctx.live.subscribe(lambda s: logs.set_level(s.log.level))
+        # every viewer's settings panel follows a change made anywhere
+        self.ctx.live.subscribe(
+            lambda s: self.hub.publish(SettingsChanged(revision=self.ctx.live.revision))
+        )
 
     def request_stop(self) -> None:
         self.stop_requested.set()

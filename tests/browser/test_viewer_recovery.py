@@ -165,6 +165,30 @@ async def test_an_emptied_or_refused_physics_field_shows_what_is_in_effect(
     assert after["damping"] == before["damping"]
 
 
+async def test_the_physics_fields_follow_a_change_made_elsewhere(
+    page: Page, service: Stack
+) -> None:
+    await wait_streaming(page)
+    field = "physics.knowledge.damping"
+    value = f"Number(document.querySelector('[data-setting=\"{field}\"]').value)"
+    await page.wait_for(
+        f"document.querySelector('[data-setting=\"{field}\"]') !== null", timeout=20
+    )
+    before = service.request("GET", "/api/settings").json()["settings"]["physics"]["knowledge"]
+    wanted = 0.55 if before["damping"] != 0.55 else 0.6
+    patch = {"physics": {"knowledge": {"damping": wanted}}}
+    r = await anyio.to_thread.run_sync(
+        lambda: service.request("PATCH", "/api/settings", json=patch)
+    )
+    assert r.status_code == 200, r.text
+    # another client's change: the page used to show the old value until it reconnected
+    await page.wait_for(f"{value} === {wanted}", timeout=20)
+    back = {"physics": {"knowledge": {"damping": before["damping"]}}}
+    r = await anyio.to_thread.run_sync(lambda: service.request("PATCH", "/api/settings", json=back))
+    assert r.status_code == 200, r.text
+    await page.wait_for(f"{value} === {before['damping']}", timeout=20)
+
+
 async def test_retry_now_reconnects_before_the_backoff_would(page: Page, service: Stack) -> None:
     await wait_streaming(page)
     await anyio.to_thread.run_sync(service.stop)

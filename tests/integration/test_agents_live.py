@@ -60,3 +60,28 @@ async def test_spawned_agent_reaches_rest_control_messages_and_frames(tmp_path: 
             finally:
                 await viewer.aclose()
         tg.cancel_scope.cancel()
+
+
+async def test_viewers_are_told_when_the_settings_change(tmp_path: Path) -> None:
+    async with running({"state": {"dir": str(tmp_path)}}) as (svc, client):
+        url = str(svc.http.url).replace("http://", "ws://") + "/wss"
+        viewer = await Client.connect(url)
+        try:
+            assert (await viewer.json())["type"] == "connection_established"
+            patch = {"physics": {"knowledge": {"damping": 0.5}}}
+            r = await client.patch("/api/settings", json=patch)
+            assert r.status_code == 200, r.text
+            with anyio.fail_after(10):
+                while (message := await viewer.json())["type"] != "settings_changed":
+                    pass
+            assert message == {"type": "settings_changed", "revision": 1}
+            r = await client.patch("/api/settings", json={"physics": {"knowledge": {"damping": 7}}})
+            assert r.status_code == 400  # refused: nothing changed, nothing said
+            r = await client.patch("/api/settings", json={"log": {"level": "DEBUG"}})
+            assert r.status_code == 200, r.text
+            with anyio.fail_after(10):
+                while (message := await viewer.json())["type"] != "settings_changed":
+                    pass
+            assert message["revision"] == 2
+        finally:
+            await viewer.aclose()

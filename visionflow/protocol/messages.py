@@ -29,6 +29,7 @@ __all__ = [
     "Release",
     "RequestInitialData",
     "ServerMessage",
+    "SettingsChanged",
     "Settled",
     "SubscribePositionUpdates",
     "Subscribed",
@@ -123,6 +124,13 @@ class Settled(_Message, tag="settled", frozen=True):
     sequence: int
 
 
+class SettingsChanged(_Message, tag="settings_changed", frozen=True):
+    """The runtime settings changed (``PATCH /api/settings``, from any client): read them
+    again. ``revision`` counts the changes since the service started."""
+
+    revision: int
+
+
 class Moving(_Message, tag="moving", frozen=True):
     sequence: int
 
@@ -146,6 +154,7 @@ ServerMessage: TypeAlias = (
     | GraphChanged
     | AgentsChanged
     | Settled
+    | SettingsChanged
     | Moving
     | Pong
     | Subscribed

@@ -164,6 +164,9 @@ const stream = new Stream({
       case "graph_changed":
         loadGraph();
         break;
+      case "settings_changed":
+        panels.followSettings();
+        break;
       case "agents_changed":
         // applied in order; one that does not follow what is held (or arrives while the
         // whole list is being read) means reading the whole list again

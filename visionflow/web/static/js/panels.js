@@ -262,6 +262,30 @@ export class Panels {
     }
   }
 
+  /**
+   * The settings again after a change made anywhere (`settings_changed`): each field shows the
+   * value in effect, but the one being edited now is left alone.
+   */
+  async followSettings() {
+    try {
+      this.settings = (await this.api.call("/api/settings")).settings;
+    } catch {
+      return; // read again on the next change or connection
+    }
+    const group = $("physics-group").value;
+    const values = this.settings.physics[group];
+    for (const input of document.querySelectorAll("#physics-fields [data-setting]")) {
+      const key = input.dataset.setting.split(".").pop();
+      if (!(key in values) || input === document.activeElement) continue;
+      if (input.type === "checkbox") {
+        input.checked = Boolean(values[key]);
+      } else if (Number(input.value) !== values[key]) {
+        input.value = String(values[key]);
+        input.dispatchEvent(new Event("sync")); // its slider follows (see renderPhysics)
+      }
+    }
+  }
+
   renderPhysics() {
     if (!this.settings) return;
     const group = $("physics-group").value;
@@ -299,6 +323,9 @@ export class Panels {
       };
       slider.addEventListener("input", () => {
         input.value = String(fromSlider(Number(slider.value)));
+      });
+      input.addEventListener("sync", () => {
+        slider.value = String(toSlider(Number(input.value)));
       });
       slider.addEventListener("change", () => this.patch(group, key, fromSlider(Number(slider.value)), integer, reset));
       input.addEventListener("change", () => {
