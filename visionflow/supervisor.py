@@ -345,6 +345,14 @@ def _out_of_resources(exc: BaseException) -> bool:
 _E = TypeVar("_E", bound=BaseException)
 
 
+def sole_exception(exc: BaseException) -> BaseException:
+    """``exc`` with nested one-member exception groups taken off (a task group wraps even a
+    single error); a group of several stays a group."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def find_in_group(exc: BaseException, kind: type[_E]) -> _E | None:
     """The first exception of ``kind`` inside (possibly nested) exception groups."""
     if isinstance(exc, kind):

@@ -27,6 +27,7 @@ from visionflow.errors import (
     RpcTimeoutError,
     RpcTransportError,
 )
+from visionflow.supervisor import sole_exception
 
 from .claudeflow import (
     Agent,
@@ -504,9 +505,7 @@ async def background_tasks() -> AsyncIterator[anyio.abc.TaskGroup]:
             finally:
                 tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:  # unwrapped below, not handled
-        error = group
-        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-            error = error.exceptions[0]
+        error = sole_exception(group)
         if isinstance(error, BaseExceptionGroup):
             leaves = _leaves(error)
             stop = anyio.get_cancelled_exc_class()

@@ -40,7 +40,7 @@ from watchfiles import awatch
 from watchfiles._rust_notify import WatchfilesRustInternalError
 
 from visionflow.notes.parse import NoteError
-from visionflow.supervisor import SubsystemHealth
+from visionflow.supervisor import SubsystemHealth, sole_exception
 
 __all__ = [
     "MAX_PENDING",
@@ -180,24 +180,15 @@ async def watch_folder(top: str, stop: anyio.Event) -> AsyncGenerator[set[str] |
         except OSError as exc:
             raise NoteError(top, f"cannot watch the vault folder: {exc}") from exc
         except (WatchfilesRustInternalError, BaseExceptionGroup) as exc:
-            lost = _lost_changes(exc)
-            if lost is None:
+            # awatch raises it inside a task group, which wraps it in an exception group
+            lost = sole_exception(exc)
+            if not isinstance(lost, WatchfilesRustInternalError):
                 raise
             # a path that is not UTF-8 ("Unable to decode path"): watchfiles drops the whole
             # set of changes and ends the watch. The scan reports such a name; here the lost
             # changes are made up for by reading everything, and the folder is watched again.
             log.warning("notes vault: {}; reading the whole vault again", lost)
             yield None
-
-
-def _lost_changes(exc: BaseException) -> WatchfilesRustInternalError | None:
-    """watchfiles' error when that is all ``exc`` holds (awatch raises it inside a task group,
-    which wraps it in an exception group), else None."""
-    while isinstance(exc, BaseExceptionGroup):
-        if len(exc.exceptions) != 1:
-            return None
-        exc = exc.exceptions[0]
-    return exc if isinstance(exc, WatchfilesRustInternalError) else None
 
 
 T = TypeVar("T")
