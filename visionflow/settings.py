@@ -425,12 +425,9 @@ def _endpoint_checks(path: str, ep: McpEndpoint) -> Iterator[ConfigIssue]:
         given = ", ".join(_TRANSPORT_KEYS[k] for k in kinds) or "none"
         yield ConfigIssue(path, ep.name, f"{_ONE_TRANSPORT} (given: {given})")
         return
-    if ep.url:
-        try:
-            parts = urllib.parse.urlsplit(ep.url)
-            parts.port  # noqa: B018  (read for its ValueError: a port that is not one)
-        except ValueError as exc:  # "http://[::1": the pattern lets it by, httpx would not
-            yield ConfigIssue(f"{path}.url", ep.url, f"is not a URL: {exc}")
+    problem = url_problem(ep.url) if ep.url else None
+    if problem is not None:  # "http://[::1": the pattern lets it by, httpx would not
+        yield ConfigIssue(f"{path}.url", ep.url, f"is not a URL: {problem}")
     if ep.headers and ep.transport != "http":
         yield ConfigIssue(f"{path}.headers", MISSING, "applies only to an endpoint with url")
     for key, value in (("args", ep.args), ("env", ep.env), ("cwd", ep.cwd)):
@@ -526,15 +523,13 @@ def _without_secret(issue: ConfigIssue) -> ConfigIssue:
     not, an MCP URL's password and query values are ``***``, as everywhere else."""
     if issue.value is MISSING:
         return issue
-    if any(issue.path == f"{section}.{key}" for section, key in SECRET_KEYS):
-        return dataclasses.replace(issue, value=MISSING, rule=f"the value (not shown) {issue.rule}")
-    if issue.path.endswith(".url") and isinstance(issue.value, str):
-        try:
+    secret = any(issue.path == f"{section}.{key}" for section, key in SECRET_KEYS)
+    if not secret and issue.path.endswith(".url") and isinstance(issue.value, str):
+        if url_problem(issue.value) is None:
             return dataclasses.replace(issue, value=redact_url(issue.value))
-        except ValueError:  # not even a URL to redact ("http://[::1"): not shown
-            return dataclasses.replace(
-                issue, value=MISSING, rule=f"the value (not shown) {issue.rule}"
-            )
+        secret = True  # not even a URL to redact ("http://[::1"): not shown
+    if secret:
+        return dataclasses.replace(issue, value=MISSING, rule=f"the value (not shown) {issue.rule}")
     return issue
 
 
@@ -751,6 +746,16 @@ def _masked_endpoint(ep: dict[str, Any], commands: bool) -> dict[str, Any]:
         out["args"] = ["***"] if ep.get("args") else []
         out["cwd"] = "***" if ep.get("cwd") else ""
     return out
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be taken apart ("Invalid IPv6 URL", a port that is not one), or
+    None; a regular expression lets such URLs by."""
+    try:
+        urllib.parse.urlsplit(url).port  # noqa: B018  (read for its ValueError)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def redact_url(url: str) -> str:

@@ -69,7 +69,7 @@ class UnsubscribePositionUpdates(_Message, tag="unsubscribe_position_updates", f
     pass
 
 
-#: Ids one ``release`` may name, as many as one drag message may pin (web/ws.py
+#: Ids one ``release`` may name, and nodes one drag message may pin (web/ws.py
 #: MAX_DRAG_RECORDS): more would be refused by the drag rate limit as a whole, which closed the
 #: connection at once for one message over a second's worth.
 MAX_RELEASE_IDS: Final = 4096

@@ -23,7 +23,7 @@ import msgspec
 
 from visionflow import jsonsafe
 from visionflow.fileio import read_bounded, write_atomic
-from visionflow.settings import Settings, to_dict
+from visionflow.settings import Settings, to_dict, url_problem
 from visionflow.state.archive import MAX_BACKUP_BYTES, BackupError, Summary, unpack
 from visionflow.state.backup import check_members, files_backup, restore_backup
 from visionflow.state.lockfile import StateDirBusyError, describe
@@ -68,11 +68,10 @@ _ERROR_BODY = msgspec.json.Decoder(_ErrorBody)
 
 def _check_url(url: str) -> None:
     """BackupError unless ``url`` is an http(s) URL with a host (and a port that is one)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port  # noqa: B018  (read for its ValueError: a port that is not a number)
-    except ValueError as exc:  # e.g. "Invalid IPv6 URL"
-        raise BackupError(f"--url {url!r} is not a URL: {exc}") from None
+    problem = url_problem(url)
+    if problem is not None:  # e.g. "Invalid IPv6 URL"
+        raise BackupError(f"--url {url!r} is not a URL: {problem}")
+    parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise BackupError(
             f"--url {url!r}: expected the service's http:// or https:// address, as its log "

@@ -44,6 +44,7 @@ from starlette.types import Message, Receive, Scope, Send
 from visionflow.errors import FrameDecodeError, GraphError, RemoteProtocolError
 from visionflow.protocol.frames import WireFormat, decode_client_records
 from visionflow.protocol.messages import (
+    MAX_RELEASE_IDS,
     ConnectionEstablished,
     ErrorMessage,
     Ping,
@@ -91,7 +92,7 @@ log = logger.bind(subsystem="ws")
 #: The server heartbeat (see the module docstring).
 HEARTBEAT: Final = encode_server_text(Pong(timestamp=None))
 #: Nodes one drag message may pin: pinning runs on the event loop (4096 take ~8 ms).
-MAX_DRAG_RECORDS: Final = 4096
+MAX_DRAG_RECORDS: Final = MAX_RELEASE_IDS  # one bound for the nodes pinned or released at once
 #: Dragged plus released nodes a viewer may send per second (a second InboundLimiter: the
 #: cost is the node count, not the message): within the message rate limit, three viewers
 #: sending 4096-node drags cut a healthy viewer to 3.6-12.9 fps. 20k a second is ~40 ms of
