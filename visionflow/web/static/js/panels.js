@@ -14,6 +14,11 @@ function li(...children) {
   return item;
 }
 
+/** A list's only item, saying there is nothing (or nothing known) to list. */
+function mutedItem(message) {
+  return li(Object.assign(document.createElement("span"), { className: "muted", textContent: message }));
+}
+
 /** Runtime layout settings shown as sliders: key -> [min, max, step, log scale]. */
 const PHYSICS_FIELDS = {
   repel_k: [0.01, 100, 0.01, true],
@@ -84,6 +89,7 @@ export class Panels {
     this.agentRevisions = new Map(); // endpoint -> the agents revision this.agents holds
     this.endpoints = [];
     this.settings = null;
+    this.showEffective = new Map(); // physics field input -> puts the value in effect back in it
     this.noteSeq = 0; // answers of an older selection are dropped
     this.noteId = null; // raw id of the note shown
     this.wire();
@@ -207,7 +213,7 @@ export class Panels {
       this.renderEndpoints();
     } catch {
       // the banner below says why; the last list would say "connected" through an outage
-      $("endpoint-list").replaceChildren(li(Object.assign(document.createElement("span"), { className: "muted", textContent: "unknown: the service cannot be reached" })));
+      $("endpoint-list").replaceChildren(mutedItem("unknown: the service cannot be reached"));
     }
     const banner = $("banner");
     try {
@@ -231,7 +237,7 @@ export class Panels {
     const list = $("endpoint-list");
     const select = $("spawn-endpoint");
     if (this.endpoints.length === 0) {
-      list.replaceChildren(li(Object.assign(document.createElement("span"), { className: "muted", textContent: "none configured" })));
+      list.replaceChildren(mutedItem("none configured"));
       select.replaceChildren();
       return;
     }
@@ -272,18 +278,7 @@ export class Panels {
     } catch {
       return; // read again on the next change or connection
     }
-    const group = $("physics-group").value;
-    const values = this.settings.physics[group];
-    for (const input of document.querySelectorAll("#physics-fields [data-setting]")) {
-      const key = input.dataset.setting.split(".").pop();
-      if (!(key in values) || input === document.activeElement) continue;
-      if (input.type === "checkbox") {
-        input.checked = Boolean(values[key]);
-      } else if (Number(input.value) !== values[key]) {
-        input.value = String(values[key]);
-        input.dispatchEvent(new Event("sync")); // its slider follows (see renderPhysics)
-      }
-    }
+    for (const [input, show] of this.showEffective) if (input !== document.activeElement) show();
   }
 
   renderPhysics() {
@@ -291,6 +286,7 @@ export class Panels {
     const group = $("physics-group").value;
     const values = this.settings.physics[group];
     const fields = [];
+    this.showEffective.clear();
     for (const [key, [min, max, step, log]] of Object.entries(PHYSICS_FIELDS)) {
       const name = `physics.${group}.${key}`;
       const wrap = document.createElement("div");
@@ -315,17 +311,16 @@ export class Panels {
       slider.step = log ? "0.01" : String(step);
       slider.value = String(toSlider(values[key]));
       const integer = key === "cooling_steps";
-      // back to what the service has: after a refusal, or input that is no number at all
+      // back to what the service has: after a refusal, input that is no number at all, or a
+      // change made elsewhere
       const reset = () => {
         const now = this.settings.physics[group][key];
         input.value = String(now);
         slider.value = String(toSlider(now));
       };
+      this.showEffective.set(input, reset);
       slider.addEventListener("input", () => {
         input.value = String(fromSlider(Number(slider.value)));
-      });
-      input.addEventListener("sync", () => {
-        slider.value = String(toSlider(Number(input.value)));
       });
       slider.addEventListener("change", () => this.patch(group, key, fromSlider(Number(slider.value)), integer, reset));
       input.addEventListener("change", () => {
@@ -355,6 +350,9 @@ export class Panels {
       input.type = "checkbox";
       input.dataset.setting = name;
       input.checked = Boolean(values[key]);
+      this.showEffective.set(input, () => {
+        input.checked = Boolean(this.settings.physics[group][key]);
+      });
       input.addEventListener("change", () => this.patch(group, key, input.checked, false));
       const err = document.createElement("div");
       err.className = "error";
