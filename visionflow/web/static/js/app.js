@@ -44,6 +44,10 @@ const vf = {
   screenOf: (id) => screenOf(id),
   nodeIds: () => Array.from(state.ids.subarray(0, state.count)),
   fit: () => fit(),
+  /** the node id drawn on top at canvas pixel (x, y), or -1: what a click there would pick */
+  pickAt: (x, y) => pickId(x, y),
+  /** reconnections made early because the status poll found the service back */
+  healthReconnects: 0,
   /** seconds to the next connection attempt while closed (else null) */
   get nextAttemptIn() {
     return stream.secondsToNextAttempt();
@@ -55,6 +59,10 @@ const vf = {
   /** edges the renderer draws (0 without a GPU context) */
   get drawnEdges() {
     return renderer ? renderer.edgeCount : 0;
+  },
+  /** whether the side panel is shown (P or its button toggles it) */
+  get panelOpen() {
+    return document.body.classList.contains("panel-open");
   },
   /** "wasm" or "js": what applies a steady keyframe (NodeState.steadyPath) */
   get steadyPath() {
@@ -127,7 +135,16 @@ let autoFit = true;
 let lastAutoFit = 0;
 let hidden = 0;
 
-const panels = new Panels({ api, onSelectAgent: (id) => select(id, true) });
+const panels = new Panels({
+  api,
+  onSelectAgent: (id) => select(id, true),
+  // the status poll reached the service: no need to wait out the backoff
+  onServiceAnswered: () => {
+    if (vf.state !== "closed" || stream.secondsToNextAttempt() === null) return;
+    vf.healthReconnects += 1;
+    stream.reconnectNow();
+  },
+});
 
 // -- stream ------------------------------------------------------------------------------------
 
@@ -209,7 +226,7 @@ $("hud-retry").addEventListener("click", () => stream.reconnectNow());
 // the wait before the next attempt counts down (it used to stand still at its first value)
 setInterval(() => {
   const left = vf.state === "closed" ? stream.secondsToNextAttempt() : null;
-  if (left !== null) $("hud-state").textContent = `closed (reconnecting in ${left.toFixed(0)} s)`;
+  if (left !== null) $("hud-state").textContent = `closed (reconnecting in ${Math.ceil(left)} s)`;
 }, 500);
 
 $("token-form").addEventListener("submit", (e) => {
@@ -409,11 +426,13 @@ function rebuildStyle() {
     flags[i] = f;
   }
   renderer.setAttributes(colors, sizes, flags, n);
+  renderer.focus = focus;
 }
 
 function rebuildEdges() {
   const pairs = edgePairs;
   if (edgeIndex.length < pairs.length) edgeIndex = new Uint32Array(Math.max(1024, pairs.length));
+  const own = []; // the selected node's edges, drawn over the rest
   let k = 0;
   for (let i = 0; i < pairs.length; i += 2) {
     if (hidden && !(visible(pairs[i]) && visible(pairs[i + 1]))) continue; // no loose ends
@@ -422,8 +441,10 @@ function rebuildEdges() {
     if (a < 0 || b < 0) continue;
     edgeIndex[k++] = a;
     edgeIndex[k++] = b;
+    if (selected >= 0 && (pairs[i] === selected || pairs[i + 1] === selected)) own.push(a, b);
   }
   renderer.setEdges(edgeIndex, k / 2);
+  renderer.setFocusEdges(Uint32Array.from(own), own.length / 2);
 }
 
 // -- camera helpers -----------------------------------------------------------------------------
@@ -472,6 +493,7 @@ function fit() {
   // a floor of a few rest lengths: one node (or a pile on one point) framed at its own size
   // was zoomed in so far that the least drift threw it out of view
   const radius = Math.max(d[d.length - 1], MIN_FIT_RADIUS);
+  camera.aspect = canvas.clientWidth / Math.max(1, canvas.clientHeight);
   camera.fit(c, radius);
   // node size from the typical spacing (median radius / cube root of the count), not from the
   // framed radius: a far-off swarm must not blow the graph's nodes up
@@ -493,6 +515,7 @@ function select(id, fly, reread = false) {
   selected = id;
   if (changed) selectedKey = id >= 0 && meta.has(id) ? meta.get(id).key : null;
   neighbours = new Set([id]);
+  edgesDirty = true; // its own edges are drawn strong
   // the note is read when the selection changes or the graph did, not on every agent change
   if (changed || reread) panels.showNote(id >= 0 ? meta.get(id) : null, id & ID_MASK);
   if (id < 0) {
@@ -721,6 +744,24 @@ function takesTyping(el) {
   return el instanceof HTMLTextAreaElement || el instanceof HTMLSelectElement || (el instanceof HTMLElement && el.isContentEditable);
 }
 
+// The camera from the keyboard: arrows orbit (with Shift they pan), + and - zoom. Only where
+// no control would take the arrows itself (the canvas focused, or nothing).
+const KEY_STEP = 40; // CSS pixels of mouse drag that one press stands for
+const KEY_ZOOM = 1.25;
+
+function cameraKey(key, shift) {
+  const arrows = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+  if (key in arrows) {
+    const [dx, dy] = arrows[key].map((v) => v * KEY_STEP);
+    if (shift) camera.pan(dx, dy, canvas.clientHeight);
+    else camera.orbit(dx, dy);
+  } else if (key === "+" || key === "=") camera.zoom(1 / KEY_ZOOM);
+  else if (key === "-" || key === "_") camera.zoom(KEY_ZOOM);
+  else return false;
+  autoFit = false;
+  return true;
+}
+
 window.addEventListener("keydown", (e) => {
   if (e.ctrlKey || e.metaKey || e.altKey || takesTyping(e.target)) return; // Ctrl+R reloads
   const key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
@@ -728,8 +769,49 @@ window.addEventListener("keydown", (e) => {
     autoFit = true;
     fit();
   } else if (key === "r") releasePins();
+  else if (key === "p") setPanel(!vf.panelOpen, true);
   else if (key === "Escape") select(-1, false);
+  else if ((e.target === canvas || e.target === document.body) && cameraKey(e.key, e.shiftKey)) {
+    e.preventDefault();
+  }
 });
+
+// -- the side panel: beside the graph from 900 px wide, a sheet below it on narrower screens,
+// where it starts hidden (on a phone it would leave no graph to see)
+
+const PANEL_KEY = "visionflow.panel";
+
+function setPanel(open, chosen = false) {
+  document.body.classList.toggle("panel-open", open);
+  const button = $("panel-toggle");
+  button.textContent = open ? "Hide panel" : "Panel";
+  button.setAttribute("aria-expanded", String(open));
+  if (chosen) {
+    try {
+      localStorage.setItem(PANEL_KEY, open ? "open" : "closed");
+    } catch {
+      // storage refused (a private window): the choice lasts this page only
+    }
+  }
+}
+
+function storedPanel() {
+  try {
+    return localStorage.getItem(PANEL_KEY);
+  } catch {
+    return null;
+  }
+}
+
+$("panel-toggle").addEventListener("click", () => setPanel(!vf.panelOpen, true));
+{
+  const stored = storedPanel();
+  setPanel(stored ? stored === "open" : matchMedia("(min-width: 900px)").matches);
+}
+// the canvas changes size with the window and the panel: the view is framed again for it
+new ResizeObserver(() => {
+  if (autoFit && fitted) fit();
+}).observe(canvas);
 
 function sendDrag() {
   if (!dragSend) return;
@@ -768,6 +850,7 @@ $("show-edges").addEventListener("change", (e) => {
   if (renderer) renderer.showEdges = e.target.checked;
 });
 const LABELS_NOTE = "loading the graph's labels…";
+let lastSearch = null; // what was searched last (lower case): searched again, the next match
 const NO_MATCH = "no visible node matches";
 $("search-form").addEventListener("submit", async (e) => {
   e.preventDefault();
@@ -781,16 +864,23 @@ $("search-form").addEventListener("submit", async (e) => {
     await fetching;
     if ($("hud-note").textContent === LABELS_NOTE) showNote("");
   }
+  const matches = [];
   for (const [id, m] of meta) {
     const agent = panels.agents.get(id);
     const label = ((agent ? agent.name || agent.agent_id : m.label || m.key) || "").toLowerCase();
-    if (label.includes(q) && state.indexOf(id) >= 0 && visible(id)) {
-      if ($("hud-note").textContent.startsWith(NO_MATCH)) showNote(""); // an earlier miss
-      select(id, true);
-      return;
-    }
+    if (label.includes(q) && state.indexOf(id) >= 0 && visible(id)) matches.push(id);
   }
-  showNote(`${NO_MATCH} "${typed}"`);
+  if (matches.length === 0) {
+    showNote(`${NO_MATCH} "${typed}"`);
+    return;
+  }
+  // the same search again goes on to the next match (it used to stop at the first)
+  const at = q === lastSearch ? matches.indexOf(selected) : -1;
+  const id = matches[(at + 1) % matches.length];
+  lastSearch = q;
+  select(id, true);
+  if (matches.length > 1) showNote(`match ${matches.indexOf(id) + 1} of ${matches.length}: Enter for the next`);
+  else if (/^match \d/.test($("hud-note").textContent) || $("hud-note").textContent.startsWith(NO_MATCH)) showNote(""); // an earlier search's
 });
 
 let noteTimer = null;

@@ -16,10 +16,12 @@ export class OrbitCamera {
     this.flight = null; // {from, to, t0, ms} while flying to a node
   }
 
-  /** Frame a sphere (centre, radius) in view. */
+  /** Frame a sphere (centre, radius) in view: within the narrower of the two fields of view
+   *  (`fov` is the vertical one; a canvas taller than wide has a narrower horizontal one). */
   fit(centre, radius) {
     this.target = centre.slice();
-    this.distance = Math.max(1e-3, (radius * 1.05) / Math.sin(this.fov / 2));
+    const half = Math.atan(Math.tan(this.fov / 2) * Math.min(1, this.aspect));
+    this.distance = Math.max(1e-3, (radius * 1.05) / Math.sin(half));
   }
 
   flyTo(point, distance, ms = 600) {

@@ -81,9 +81,10 @@ export function detailText(v) {
 }
 
 export class Panels {
-  constructor({ api, onSelectAgent }) {
+  constructor({ api, onSelectAgent, onServiceAnswered = () => {} }) {
     this.api = api;
     this.onSelectAgent = onSelectAgent;
+    this.onServiceAnswered = onServiceAnswered; // the health poll got an HTTP answer
     this.agents = new Map(); // flagged id (or endpoint/agent_id when no node) -> agent
     this.agentKeys = new Map(); // endpoint/agent_id -> its key in this.agents
     this.agentRevisions = new Map(); // endpoint -> the agents revision this.agents holds
@@ -112,6 +113,18 @@ export class Panels {
       e.preventDefault();
       this.swarmCall("/api/bots/task", { task: $("task-text").value }, "task submitted");
     });
+    // a submit the browser's own checks stop (an empty task, max agents 0) fires no submit
+    // event: the last action's message must not stay as if it were this one's
+    for (const form of ["spawn-form", "init-form", "task-form"]) {
+      $(form).addEventListener(
+        "invalid",
+        () => {
+          text($("swarm-error"), "");
+          text($("swarm-status"), "");
+        },
+        true,
+      );
+    }
     $("agent-filter-type").addEventListener("change", () => this.renderAgents());
     $("agent-filter-status").addEventListener("change", () => this.renderAgents());
     $("physics-group").addEventListener("change", () => this.renderPhysics());
@@ -199,6 +212,16 @@ export class Panels {
       if (a.id != null) row.dataset.id = String(a.id);
       if (a.live === false) row.classList.add("gone");
       row.addEventListener("click", () => a.id != null && this.onSelectAgent(a.id));
+      if (a.id != null) {
+        // reachable and usable from the keyboard, as a button would be
+        row.tabIndex = 0;
+        row.setAttribute("role", "button");
+        row.addEventListener("keydown", (e) => {
+          if (e.key !== "Enter" && e.key !== " ") return;
+          e.preventDefault();
+          this.onSelectAgent(a.id);
+        });
+      }
       rows.push(row);
     }
     list.replaceChildren(...rows);
@@ -218,6 +241,7 @@ export class Panels {
     const banner = $("banner");
     try {
       const health = await this.api.call("/api/health");
+      this.onServiceAnswered();
       if (health.status === "ok") {
         banner.hidden = true;
       } else {
@@ -228,6 +252,7 @@ export class Panels {
         banner.hidden = false;
       }
     } catch (exc) {
+      if (exc.status === 503) this.onServiceAnswered(); // failing, but there to talk to
       text(banner, exc.status === 503 ? "Service failing: see /api/health" : `Service unreachable: ${exc.message}`);
       banner.hidden = false;
     }
@@ -431,6 +456,13 @@ export class Panels {
       pre.hidden = true;
     }
     box.hidden = false;
+    if (node.group === "placeholder") {
+      // a link to a page not written yet: nothing to read (asking only earned a 404)
+      status.classList.add("error");
+      text(status, NO_PAGE);
+      status.hidden = false;
+      return;
+    }
     let note;
     try {
       note = await this.api.call(`/api/notes/${encodeURIComponent(String(rawId))}`);

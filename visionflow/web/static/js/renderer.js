@@ -8,6 +8,7 @@ uniform mat4 u_viewProj;
 uniform float u_scale;      // pixels per world unit at distance 1
 uniform float u_worldSize;  // a plain node's diameter in world units
 uniform uint u_hidden;      // kinds not drawn: bit 0 knowledge, bit 1 agents
+uniform uint u_pass;        // 0 every node, 1 the dimmed ones only, 2 the others only
 in vec3 a_pos;
 in vec4 a_color;            // rgb, a = brightness (agent status)
 in float a_size;            // multiple of u_worldSize
@@ -16,8 +17,11 @@ out vec4 v_color;
 flat out uint v_flags;
 void main() {
   uint kindBit = (a_flags & 1u) == 1u ? 2u : 1u;
+  bool dim = (a_flags & 16u) != 0u;
   gl_Position = u_viewProj * vec4(a_pos, 1.0);
-  if ((u_hidden & kindBit) != 0u) { gl_Position = vec4(2.0, 2.0, 2.0, 1.0); gl_PointSize = 0.0; return; }
+  if ((u_hidden & kindBit) != 0u || (u_pass == 1u && !dim) || (u_pass == 2u && dim)) {
+    gl_Position = vec4(2.0, 2.0, 2.0, 1.0); gl_PointSize = 0.0; return;
+  }
   float px = a_size * u_worldSize * u_scale / max(gl_Position.w, 1e-6);
   if ((a_flags & 4u) != 0u) px *= 1.5;
   gl_PointSize = clamp(px, 2.0, 96.0);
@@ -59,14 +63,18 @@ uniform mat4 u_viewProj;
 uniform float u_scale;
 uniform float u_worldSize;
 uniform uint u_hidden;
+uniform uint u_pass;
 in vec3 a_pos;
 in float a_size;
 in uint a_flags;
 flat out uint v_slot;
 void main() {
   uint kindBit = (a_flags & 1u) == 1u ? 2u : 1u;
+  bool dim = (a_flags & 16u) != 0u;
   gl_Position = u_viewProj * vec4(a_pos, 1.0);
-  if ((u_hidden & kindBit) != 0u) { gl_Position = vec4(2.0, 2.0, 2.0, 1.0); gl_PointSize = 0.0; return; }
+  if ((u_hidden & kindBit) != 0u || (u_pass == 1u && !dim) || (u_pass == 2u && dim)) {
+    gl_Position = vec4(2.0, 2.0, 2.0, 1.0); gl_PointSize = 0.0; return;
+  }
   gl_PointSize = clamp(a_size * u_worldSize * u_scale / max(gl_Position.w, 1e-6), 8.0, 96.0);
   v_slot = uint(gl_VertexID);
 }`;
@@ -125,11 +133,16 @@ export class Renderer {
     this.sizeBuffer = gl.createBuffer();
     this.flagBuffer = gl.createBuffer();
     this.edgeBuffer = gl.createBuffer();
+    this.focusEdgeBuffer = gl.createBuffer();
     this.capacity = 0;
     this.count = 0;
     this.edgeCount = 0;
+    this.focusEdgeCount = 0;
+    // a node is selected: the others are dimmed and drawn behind it and its neighbours
+    this.focus = false;
     this.vao = gl.createVertexArray();
     this.edgeVao = gl.createVertexArray();
+    this.focusEdgeVao = gl.createVertexArray();
     this.pickTarget = null;
     this.worldSize = 1;
     this.hidden = 0;
@@ -159,6 +172,11 @@ export class Renderer {
     gl.enableVertexAttribArray(ATTR.pos);
     gl.vertexAttribPointer(ATTR.pos, 3, gl.FLOAT, false, 0, 0);
     gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, this.edgeBuffer);
+    gl.bindVertexArray(this.focusEdgeVao);
+    gl.bindBuffer(gl.ARRAY_BUFFER, this.posBuffer);
+    gl.enableVertexAttribArray(ATTR.pos);
+    gl.vertexAttribPointer(ATTR.pos, 3, gl.FLOAT, false, 0, 0);
+    gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, this.focusEdgeBuffer);
     gl.bindVertexArray(null);
   }
 
@@ -210,6 +228,16 @@ export class Renderer {
     this.edgeCount = count;
   }
 
+  /** The selected node's edges (slot pairs), drawn over the others at full strength. */
+  setFocusEdges(indices, count) {
+    const gl = this.gl;
+    gl.bindVertexArray(this.focusEdgeVao);
+    gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, this.focusEdgeBuffer);
+    gl.bufferData(gl.ELEMENT_ARRAY_BUFFER, indices.subarray(0, count * 2), gl.STATIC_DRAW);
+    gl.bindVertexArray(null);
+    this.focusEdgeCount = count;
+  }
+
   resize() {
     const dpr = Math.min(window.devicePixelRatio || 1, 2);
     const w = Math.max(1, Math.round(this.canvas.clientWidth * dpr));
@@ -229,6 +257,25 @@ export class Renderer {
     gl.uniform1ui(u.u_hidden, this.hidden);
   }
 
+  /** The nodes, in one draw, or with a selection in two: the dimmed ones first without writing
+   *  depth, then the selected node and its neighbours, which nothing dimmed can then cover
+   *  (in a dense graph they were lost behind a haze of faded nodes in front of them). */
+  drawNodes(u) {
+    const gl = this.gl;
+    gl.bindVertexArray(this.vao);
+    if (!this.focus) {
+      gl.uniform1ui(u.u_pass, 0);
+      gl.drawArrays(gl.POINTS, 0, this.count);
+      return;
+    }
+    gl.depthMask(false);
+    gl.uniform1ui(u.u_pass, 1);
+    gl.drawArrays(gl.POINTS, 0, this.count);
+    gl.depthMask(true);
+    gl.uniform1ui(u.u_pass, 2);
+    gl.drawArrays(gl.POINTS, 0, this.count);
+  }
+
   draw(camera) {
     const gl = this.gl;
     const [w, h] = this.resize();
@@ -242,17 +289,23 @@ export class Renderer {
       gl.disable(gl.DEPTH_TEST);
       gl.useProgram(this.edges.program);
       gl.uniformMatrix4fv(this.edges.uniforms.u_viewProj, false, camera.viewProj);
-      gl.uniform4fv(this.edges.uniforms.u_color, this.edgeColor);
+      const [r, g, b, a] = this.edgeColor;
+      // with a selection the other edges fade as the other nodes do, its own stay strong
+      gl.uniform4fv(this.edges.uniforms.u_color, this.focus ? [r, g, b, a * 0.3] : this.edgeColor);
       gl.bindVertexArray(this.edgeVao);
       gl.drawElements(gl.LINES, this.edgeCount * 2, gl.UNSIGNED_INT, 0);
+      if (this.focus && this.focusEdgeCount > 0) {
+        gl.uniform4fv(this.edges.uniforms.u_color, [r, g, b, 1]);
+        gl.bindVertexArray(this.focusEdgeVao);
+        gl.drawElements(gl.LINES, this.focusEdgeCount * 2, gl.UNSIGNED_INT, 0);
+      }
     }
     if (this.count > 0) {
       gl.enable(gl.DEPTH_TEST);
       gl.depthFunc(gl.LEQUAL);
       gl.useProgram(this.nodes.program);
       this.uniforms(this.nodes.uniforms, camera, h);
-      gl.bindVertexArray(this.vao);
-      gl.drawArrays(gl.POINTS, 0, this.count);
+      this.drawNodes(this.nodes.uniforms);
     }
     gl.bindVertexArray(null);
   }
@@ -273,8 +326,7 @@ export class Renderer {
     gl.enable(gl.DEPTH_TEST);
     gl.useProgram(this.pick.program);
     this.uniforms(this.pick.uniforms, camera, h);
-    gl.bindVertexArray(this.vao);
-    gl.drawArrays(gl.POINTS, 0, this.count);
+    this.drawNodes(this.pick.uniforms); // what is picked is what is seen on top
     gl.bindVertexArray(null);
     const dpr = w / Math.max(1, this.canvas.clientWidth);
     const px = new Uint8Array(4);
