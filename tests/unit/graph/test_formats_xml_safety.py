@@ -115,3 +115,39 @@ def test_element_count_is_bounded(fmt: str) -> None:
         formats.read(fmt, data, Limits(max_elements=500))
     assert (info.value.code, info.value.path) == ("too_many_elements", "line 500")
     formats.read(fmt, data, Limits(max_elements=1001))  # the root and 1000 within: fine
+
+
+def defaults_document(fmt: str, keys: int, nodes: int) -> bytes:
+    """``keys`` attributes declared with a default, and ``nodes`` nodes that give none."""
+    if fmt == "graphml":
+        decl = "".join(
+            f'<key id="d{k}" for="node" attr.name="k{k}" attr.type="string">'
+            "<default>v</default></key>\n"
+            for k in range(keys)
+        )
+        body = "".join(f'<node id="n{i}"/>\n' for i in range(nodes))
+        return f"<graphml>\n{decl}<graph>\n{body}</graph></graphml>\n".encode()
+    decl = "".join(
+        f'<attribute id="a{k}" title="k{k}" type="string"><default>v</default></attribute>\n'
+        for k in range(keys)
+    )
+    body = "".join(f'<node id="n{i}"/>\n' for i in range(nodes))
+    return (
+        f'<gexf version="1.2"><graph>\n<attributes class="node">\n{decl}</attributes>\n'
+        f"<nodes>\n{body}</nodes></graph></gexf>\n"
+    ).encode()
+
+
+@pytest.mark.parametrize("fmt", ["graphml", "gexf"])
+def test_values_filled_in_by_defaults_are_bounded(fmt: str) -> None:
+    # k keys with a default over n bare nodes make k x n values from a document of k + n
+    # elements: 4000 x 4000 (425 KB) made 16 million, 1.5 GB in the service
+    data = defaults_document(fmt, keys=5, nodes=10)
+    with pytest.raises(GraphError) as info:
+        formats.read(fmt, data, Limits(max_default_values=30))
+    assert info.value.code == "too_many_defaults"
+    assert "30 attribute values" in info.value.message
+    first_node_line = data.decode().splitlines().index('<node id="n0"/>') + 1
+    assert info.value.path == f"line {first_node_line + 6}"  # the 7th node: 35 > 30
+    parsed = formats.read(fmt, data, Limits(max_default_values=50)).document
+    assert [n.metadata for n in parsed.nodes] == [{f"k{k}": "v" for k in range(5)}] * 10

@@ -30,6 +30,7 @@ from visionflow.graph.formats.common import (
     UNSET,
     Limits,
     Parsed,
+    default_values_exceeded,
     edge_record,
     exported_name,
     node_record,
@@ -95,6 +96,7 @@ class _Reader:
         self.default: tuple[_Column, int] | None = None
         self.chunks: list[str] = []
         self.defaults: dict[str, dict[str, Any]] = {}  # by node/edge, made when first needed
+        self.filled = 0  # attribute values the defaults filled in
 
     def start(self, ns: str, name: str, attrs: dict[str, str], line: int) -> None:
         self.depth += 1
@@ -206,9 +208,14 @@ class _Reader:
                 for column in self.columns[item.what].values()
                 if column.default is not _NO_DEFAULT
             }
-        for title, value in defaults.items():
-            if title not in item.values:
-                item.attrs.setdefault(title, value)
+        if defaults:
+            before = len(item.attrs)
+            for title, value in defaults.items():
+                if title not in item.values:
+                    item.attrs.setdefault(title, value)
+            self.filled += len(item.attrs) - before
+            if self.filled > self.limits.max_default_values:
+                raise default_values_exceeded(self.limits, item.line)
         where = f"line {item.line}"
         if item.what == "node":
             label = UNSET if item.label is None else item.label

@@ -27,6 +27,7 @@ from visionflow.graph.formats.common import (
     NODE_NAMES,
     Limits,
     Parsed,
+    default_values_exceeded,
     edge_record,
     exported_name,
     node_record,
@@ -80,6 +81,7 @@ class _Reader:
         self.markup = False  # an element inside the open data
         self.chunks: list[str] = []
         self.defaults: dict[str, dict[str, Any]] = {}  # by node/edge, made when first needed
+        self.filled = 0  # attribute values the defaults filled in
 
     def start(self, ns: str, name: str, attrs: dict[str, str], line: int) -> None:
         # the most frequent elements first: this runs for every element of the document
@@ -184,8 +186,14 @@ class _Reader:
 
     def _close_item(self, item: _Item) -> None:
         attrs = item.attrs
-        for name, value in self._defaults(item.what).items():
-            attrs.setdefault(name, value)
+        defaults = self._defaults(item.what)
+        if defaults:
+            before = len(attrs)
+            for name, value in defaults.items():
+                attrs.setdefault(name, value)
+            self.filled += len(attrs) - before
+            if self.filled > self.limits.max_default_values:
+                raise default_values_exceeded(self.limits, item.line)
         where = f"line {item.line}"
         if item.what == "node":
             self.nodes.append(node_record(item.ends[0], attrs, lambda _name: where))
