@@ -192,6 +192,21 @@ async def test_exports_in_every_format_read_back(tmp_path: Path) -> None:
             ]
 
 
+async def test_an_export_xml_cannot_carry_is_refused_with_its_reason(tmp_path: Path) -> None:
+    doc = {"nodes": [{"id": "a\u0000b"}, {"id": "a\u0001b"}], "edges": []}
+    async with running(config(tmp_path)) as (_svc, client):
+        assert (await client.post("/api/graph/import", json=doc)).status_code == 200
+        for fmt in ("graphml", "gexf"):
+            r = await client.get("/api/graph/export", params={"format": fmt})
+            # it was a 200 whose file our own import refused (duplicate_id)
+            assert r.status_code == 422, r.text
+            error = r.json()["error"]
+            assert (error["code"], error["path"]) == ("not_exportable", "format")
+            assert "export them as JSON" in error["message"]
+        r = await client.get("/api/graph/export")
+        assert [n["id"] for n in r.json()["nodes"]] == ["a\u0000b", "a\u0001b"]
+
+
 async def test_concurrent_exports_of_different_formats_are_not_shared(tmp_path: Path) -> None:
     async with running(config(tmp_path)) as (_, client):
         nodes = [{"id": f"n{i}"} for i in range(40)]  # below the multilevel placement

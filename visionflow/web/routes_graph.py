@@ -548,7 +548,10 @@ async def graph_export(request: Request) -> Response:
 
     # same format, graph version and layout tick: the same document
     key = (fmt, ctx.store.version, None if snapshot is None else snapshot.sequence)
-    data = await ctx.exports.run(key, export)
+    try:
+        data = await ctx.exports.run(key, export)
+    except GraphError as exc:  # a graph this format cannot carry
+        return error_response(422, exc.code, exc.message, exc.path)
     media, extension = formats.EXPORTS[fmt]
     return Response(
         data,
@@ -726,6 +729,11 @@ def routes() -> list[BaseRoute]:
                 media: document.GraphDocument if fmt == "json" else _text(f"{fmt} XML")
                 for fmt, (media, _) in formats.EXPORTS.items()
             },
-            statuses={"400": "unknown format (`invalid_parameter`)", **STARTING},
+            statuses={
+                "400": "unknown format (`invalid_parameter`)",
+                "422": "a graph the format cannot carry: node ids that XML would make one "
+                "(`not_exportable`)",
+                **STARTING,
+            },
         ),
     ]

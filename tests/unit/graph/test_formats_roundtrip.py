@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from visionflow.errors import GraphError
 from visionflow.graph import document, formats
 from visionflow.graph.document import ExportedDocument, GraphDocument
 from visionflow.graph.formats import Limits
@@ -128,6 +129,20 @@ def test_characters_xml_cannot_carry_are_replaced() -> None:
             "bell\ufffd",
             {"k": "\ufffd"},
         )
+
+
+@pytest.mark.parametrize("fmt", ["graphml", "gexf"])
+@pytest.mark.parametrize("ids", [["a\x00b", "a\x01b"], ["a\ufffdb", "a\x07b"]])
+def test_ids_xml_would_make_one_are_refused_not_exported(fmt: str, ids: list[str]) -> None:
+    # both read back as "a\ufffdb": our own import refused that export (duplicate_id)
+    doc = document.parse(
+        {"nodes": [{"id": i} for i in ids], "edges": [{"source": ids[0], "target": ids[1]}]}
+    )
+    with pytest.raises(GraphError) as info:
+        formats.write(fmt, exported(doc))
+    assert (info.value.code, info.value.path) == ("not_exportable", "format")
+    assert repr(ids[0]) in info.value.message and repr(ids[1]) in info.value.message
+    formats.write("json", exported(doc))  # JSON carries them
 
 
 def to_d3(doc: GraphDocument, *, force_graph: bool) -> bytes:

@@ -247,6 +247,7 @@ def read(data: bytes, limits: Limits) -> Parsed:
 
 def write(doc: ExportedDocument) -> bytes:
     """An export as GEXF 1.2 (UTF-8)."""
+    xmlsafe.distinct_ids(n.id for n in doc.nodes)
     q = xmlsafe.quote
     node_meta = typed.column_types(n.metadata for n in doc.nodes)
     edge_meta = typed.column_types(

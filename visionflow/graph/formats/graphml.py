@@ -216,6 +216,7 @@ def read(data: bytes, limits: Limits) -> Parsed:
 
 def write(doc: ExportedDocument) -> bytes:
     """An export as GraphML (UTF-8)."""
+    xmlsafe.distinct_ids(n.id for n in doc.nodes)
     q, t = xmlsafe.quote, xmlsafe.text
     node_meta = typed.column_types(n.metadata for n in doc.nodes)
     edge_meta = typed.column_types(

@@ -9,19 +9,21 @@ well-formed. Depth and element count are bounded (:class:`~.common.Limits`); not
 an element a reader does not ask for, so memory follows what the graph holds.
 
 Writing: escaping, and characters XML 1.0 cannot carry (control characters, lone surrogates)
-replaced with U+FFFD, so that every export is well-formed.
+replaced with U+FFFD, so that every export is well-formed; an export in which two node ids
+would become one that way is refused (it could not be imported again).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Final, NoReturn, Protocol
 from xml.parsers import expat
 
 from visionflow.errors import GraphError
 from visionflow.graph.formats.common import Limits
 
-__all__ = ["VF_NS", "Handler", "attr", "parse", "quote", "root_name", "text"]
+__all__ = ["VF_NS", "Handler", "attr", "distinct_ids", "parse", "quote", "root_name", "text"]
 
 #: The namespace of VisionFlow's own XML attributes (``vf:type="json"`` on a GraphML key or a
 #: GEXF attribute: the values are JSON text, so lists and objects come back as they were).
@@ -201,3 +203,24 @@ def text(value: str) -> str:
 def quote(value: str) -> str:
     """An attribute value with its quotes."""
     return f'"{_clean(value).translate(_ATTR)}"'
+
+
+def distinct_ids(ids: Iterable[str]) -> None:
+    """Refuse (``not_exportable``) ids that XML would make one: ``"a\\x00b"`` and
+    ``"a\\x01b"`` both read back as ``"a\\ufffdb"``, and the import of that export failed with
+    ``duplicate_id``. One id changed alone stays exportable (the docs say what becomes of it)."""
+    listed = list(ids)
+    changed = {i: _clean(i) for i in listed if _NOT_XML.search(i) is not None}
+    if not changed:
+        return
+    seen: dict[str, str] = {}
+    for original in listed:
+        shown = changed.get(original, original)
+        other = seen.setdefault(shown, original)
+        if other != original:
+            raise GraphError(
+                "not_exportable",
+                f"nodes {other!r} and {original!r} would both be {shown!r} in XML, which cannot"
+                " carry control characters or lone surrogates: export them as JSON",
+                "format",
+            )
