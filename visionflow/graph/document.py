@@ -64,11 +64,12 @@ class DocumentNode(msgspec.Struct):
 
 
 class DocumentEdge(msgspec.Struct):
-    """An edge; a null or absent metadata means "not given" (an edge already there keeps its)."""
+    """An edge; a null or absent metadata, and an absent weight (a null one is refused), mean
+    "not given": an edge already there keeps its own, a new one gets {} and 1.0."""
 
     source: str
     target: str
-    weight: Weight = 1.0
+    weight: Weight | msgspec.UnsetType = msgspec.UNSET
     metadata: dict[str, Any] | None = None
 
 

@@ -556,8 +556,11 @@ class GraphStore:
                 updated += 1
             by_key = self._by_key
             for e in doc_edges:
+                s, t = by_key[NodeKey(kind, e.source)], by_key[NodeKey(kind, e.target)]
+                # not given: a merge keeps the edge's weight (a replace removed it above)
+                w = e.weight
                 self._link(
-                    by_key[NodeKey(kind, e.source)], by_key[NodeKey(kind, e.target)], e.weight
+                    s, t, self._edges.get((s, t), 1.0) if isinstance(w, msgspec.UnsetType) else w
                 )
             for src, dst, meta in edge_meta:  # given: replaced (emptied by {}); absent: kept
                 pair = (self._by_key[NodeKey(kind, src)], self._by_key[NodeKey(kind, dst)])

@@ -29,6 +29,8 @@ def read(fmt: str, data: bytes | str, limits: Limits | None = None) -> dict[str,
             del item[key]
         if "position" in item:
             item["position"] = list(item["position"])
+    for edge in doc["edges"]:
+        edge.setdefault("weight", 1.0)  # not given: what a new edge gets
     return doc
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from visionflow.errors import GraphError
 from visionflow.graph import document, formats
-from visionflow.graph.document import ExportedDocument, GraphDocument
+from visionflow.graph.document import DocumentEdge, ExportedDocument, GraphDocument
 from visionflow.graph.formats import Limits
 from visionflow.graph.formats.common import EDGE_NAMES, NODE_NAMES, exported_name
 
@@ -69,6 +69,11 @@ SAMPLE = document.parse(
 )
 
 
+def weight_of(edge: DocumentEdge) -> float:
+    """An edge's weight as a store holding it has it (not given: 1.0)."""
+    return 1.0 if isinstance(edge.weight, msgspec.UnsetType) else edge.weight
+
+
 def exported(doc: GraphDocument) -> ExportedDocument:
     """The export a store holding ``doc`` would give (every field set, "" for not given)."""
     nodes = [
@@ -85,7 +90,7 @@ def exported(doc: GraphDocument) -> ExportedDocument:
         {
             "source": e.source,
             "target": e.target,
-            "weight": e.weight,
+            "weight": weight_of(e),
             **({"metadata": e.metadata} if e.metadata else {}),
         }
         for e in doc.edges
@@ -105,6 +110,7 @@ def same(doc: GraphDocument) -> dict[str, Any]:
         node["metadata"] = node["metadata"] or {}
     for edge in out["edges"]:
         edge["metadata"] = edge["metadata"] or {}
+        edge.setdefault("weight", 1.0)  # not given: what a new edge gets
     return out
 
 
@@ -168,7 +174,7 @@ def to_d3(doc: GraphDocument, *, force_graph: bool) -> bytes:
             exported_name(k, EDGE_NAMES): v for k, v in (e.metadata or {}).items()
         }
         ends = (by_id[e.source], by_id[e.target]) if force_graph else (e.source, e.target)
-        link.update(source=ends[0], target=ends[1], weight=e.weight)
+        link.update(source=ends[0], target=ends[1], weight=weight_of(e))
         links.append(link)
     return json.dumps({"nodes": nodes, "links": links}).encode()
 
@@ -192,7 +198,7 @@ def to_networkx(doc: GraphDocument) -> Any:
         g.add_node(n.id, **attrs)
     for e in doc.edges:
         attrs = {exported_name(k, EDGE_NAMES): v for k, v in (e.metadata or {}).items()}
-        g.add_edge(e.source, e.target, weight=e.weight, **attrs)
+        g.add_edge(e.source, e.target, weight=weight_of(e), **attrs)
     return g
 
 
@@ -281,5 +287,5 @@ def test_csv_edge_lists_read_back_whole() -> None:
     rows = csv.writer(out)
     rows.writerow(["source", "target", "weight", "kind"])
     for e in doc.edges:
-        rows.writerow([e.source, e.target, repr(e.weight), (e.metadata or {}).get("kind", "")])
+        rows.writerow([e.source, e.target, repr(weight_of(e)), (e.metadata or {}).get("kind", "")])
     assert back("csv", out.getvalue().encode()) == same(doc)

@@ -247,6 +247,23 @@ def test_merge_counts_only_edges_it_adds() -> None:
     assert info.value.code == "too_many_edges"
 
 
+def test_an_edge_restated_without_a_weight_keeps_its_weight_in_a_merge_not_a_replace() -> None:
+    s = GraphStore()
+    doc = {
+        "nodes": [{"id": "a"}, {"id": "b"}, {"id": "c"}],
+        "edges": [{"source": "a", "target": "b", "weight": 2.5}],
+    }
+    s.import_document(doc)
+    # an edge list with no weight column, merged to add a-c: a-b went back to 1.0
+    s.import_document(
+        {"edges": [{"source": "a", "target": "b"}, {"source": "a", "target": "c"}]}, mode="merge"
+    )
+    weights = {(e["source"], e["target"]): e["weight"] for e in s.export_document()["edges"]}
+    assert weights == {("a", "b"): 2.5, ("a", "c"): 1.0}
+    s.import_document({**doc, "edges": [{"source": "a", "target": "b"}]}, mode="replace")
+    assert [e["weight"] for e in s.export_document()["edges"]] == [1.0]
+
+
 def test_relabel_bumps_the_revision_but_metadata_does_not() -> None:
     s = GraphStore()
     raw = s.upsert_node(NodeKind.AGENT, "ag", label="coder")
