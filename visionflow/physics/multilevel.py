@@ -9,10 +9,11 @@ level only has to settle locally:
    unit of size (a heavy-edge matching: a coarse edge's weight counts the edges it stands
    for, a coarse node's size the nodes), then let each node left over join its smallest
    neighbouring pair (so a hub and its leaves collapse together, where a matching alone would
-   take a level per leaf); repeat while the graph shrinks by at least ``MIN_SHRINK``, down to
-   ``COARSEST`` nodes. The coarse levels are laid out with those weights on their springs;
+   take a level per leaf), and isolated nodes pair with each other; repeat while the graph
+   shrinks by at least ``MIN_SHRINK``, down to ``COARSEST`` nodes. The coarse levels are laid out with those weights on their springs;
 2. lay out the coarsest graph with the layout's own step (``cpu.step``: same model, same
-   parameters) from its classical MDS embedding (graph distances, top three eigenvectors):
+   parameters) from its classical MDS embedding (graph distances, top three eigenvectors; a
+   random ball above ``MDS_MAX`` nodes, where the dense MDS would cost n^3):
    from a random ball the force layout of even 46 nodes can settle squashed (a coarse grid
    came out with an aspect ratio of 0.6, and the finer levels inherited it);
 3. level by level, place each node at its cluster's position, spread by the growth of the node
@@ -53,6 +54,10 @@ COARSEST = 48  # stop coarsening under this many nodes
 MIN_SHRINK = 0.75  # a level must keep at most this share of the nodes, else stop
 MAX_LEVELS = 40
 COARSEST_STEPS = 300
+# The coarsest level starts from a classical MDS (dense: n x n matrices, n^3 time) only up to
+# this many nodes; a larger one (a graph that stopped coarsening: many small parts) starts from
+# a seeded random ball instead and gets the steps of a level of its size.
+MDS_MAX = 256
 # Steps per level: LEVEL_WORK / (level's nodes), within [LEVEL_STEPS, COARSEST_STEPS]: the
 # coarse levels, where the large-scale shape forms, are cheap, so they get the long relaxations.
 LEVEL_STEPS = 40
@@ -79,6 +84,10 @@ def _cluster(indptr, indices, weights, size, order, salt, cluster):  # type: ign
     for u in range(n):
         cluster[u] = -1
     nc = 0
+    # Isolated nodes pair with each other: they have no neighbour to join, and a graph of
+    # mostly isolated nodes stopped shrinking at once, leaving all of them to the coarsest
+    # level's dense MDS (10k edgeless nodes: 1.8 GB and half an hour).
+    lonely = -1
     for u in order:  # pass 1: a heavy-edge matching
         if cluster[u] >= 0:
             continue
@@ -123,9 +132,13 @@ def _cluster(indptr, indices, weights, size, order, salt, cluster):  # type: ign
             if key < best_key:
                 best = c
                 best_key = key
-        if best < 0:  # isolated (or only self-loops): its own cluster
-            best = nc
-            nc += 1
+        if best < 0:  # isolated (or only self-loops): paired with the last isolated one
+            if lonely >= 0 and members[lonely] == 1:
+                best = lonely
+            else:
+                best = nc
+                lonely = nc
+                nc += 1
         cluster[u] = best
         members[best] += 1
     return nc
@@ -215,6 +228,21 @@ def _relax(
             break
 
 
+def _steps(n: int) -> int:
+    """Relaxation steps of a level of ``n`` nodes (see ``LEVEL_WORK``)."""
+    return min(COARSEST_STEPS, max(LEVEL_STEPS, LEVEL_WORK // n))
+
+
+def _ball(n: int, scale: float) -> F64:
+    """``n`` seeded random points in a ball about as wide as ``n`` nodes ``scale`` apart."""
+    rng = np.random.default_rng(0)
+    direction = rng.standard_normal((n, 3))
+    direction /= np.maximum(np.linalg.norm(direction, axis=1, keepdims=True), 1e-12)
+    radius = scale * np.cbrt(n) * np.cbrt(rng.random((n, 1)))
+    out: F64 = direction * radius
+    return out
+
+
 @numba.njit(nogil=True, cache=CACHE)
 def _prolong(coarse, cluster, scale, jitter, out):  # type: ignore[no-untyped-def]
     for i in range(cluster.shape[0]):
@@ -238,16 +266,20 @@ def place(
         levels.append((cluster, level))
         level = coarse
     rest = float(np.min(params[:, REST_LENGTH]))
-    pos = mds(level.indptr, level.indices, rest)
-    _relax(ws, pos, level, params, 1.0, COARSEST_STEPS)
+    nc = level.indptr.shape[0] - 1
+    if nc <= MDS_MAX:
+        pos = mds(level.indptr, level.indices, rest)
+        _relax(ws, pos, level, params, 1.0, COARSEST_STEPS)
+    else:
+        pos = _ball(nc, rest)
+        _relax(ws, pos, level, params, 1.0, _steps(nc))
     for cluster, fine_level in reversed(levels):
         nf = fine_level.indptr.shape[0] - 1
         fine = np.empty((nf, 3))
         pos -= pos.mean(axis=0)
         _prolong(pos, cluster, (nf / pos.shape[0]) ** GROWTH, 0.1 * rest, fine)
         if nf < n:
-            steps = min(COARSEST_STEPS, max(LEVEL_STEPS, LEVEL_WORK // nf))
-            _relax(ws, fine, fine_level, params, LEVEL_HEAT, steps)
+            _relax(ws, fine, fine_level, params, LEVEL_HEAT, _steps(nf))
         pos = fine
     assert pos.shape[0] == n
     pos -= pos.mean(axis=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 from physics_helpers import DEFAULTS
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import shortest_path
@@ -115,12 +116,47 @@ def test_the_second_level_of_a_grid_merges_side_by_side_pairs_into_squares() -> 
     assert fours > 100 and squares > 0.45 * fours
 
 
-def test_a_star_collapses_in_one_level_and_isolated_nodes_stay() -> None:
+def test_a_star_collapses_in_one_level_and_isolated_nodes_pair_up() -> None:
     n = 101
     cluster, coarse = multilevel.coarsen(level(n + 3, [(0, i) for i in range(1, n)]))  # + 3 alone
     nc = coarse.indptr.shape[0] - 1
-    assert nc == 4  # the star, then each isolated node alone
+    assert nc == 3  # the star, then the isolated nodes two by two
     assert len(set(cluster[:n].tolist())) == 1
+    assert sorted(np.bincount(cluster[n:]).tolist()) == [0, 1, 2]
+
+
+def test_an_edgeless_graph_halves_each_level() -> None:
+    # it did not shrink at all, so the coarsest level was the whole graph (a dense MDS of 10k
+    # nodes: 1.8 GB, half an hour, the layout frozen meanwhile)
+    _, coarse = multilevel.coarsen(level(5001, np.zeros((0, 2))))
+    assert coarse.indptr.shape[0] - 1 == 2501
+    assert coarse.indices.shape[0] == 0
+
+
+def test_a_placement_never_runs_a_dense_mds_of_a_large_level(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sizes: list[int] = []
+    real = multilevel.mds
+
+    def spy(indptr: I64, indices: I64, scale: float) -> npt.NDArray[np.float64]:
+        sizes.append(indptr.shape[0] - 1)
+        return real(indptr, indices, scale)
+
+    monkeypatch.setattr(multilevel, "mds", spy)
+    params = pack(DEFAULTS, DEFAULTS)
+    n = 3000
+    empty = np.zeros(n + 1, np.int64), np.zeros(0, np.int64)
+    pos = multilevel.place(cpu.CpuWorkspace(), *empty, np.zeros(n, np.int8), params)
+    assert sizes and max(sizes) <= multilevel.COARSEST
+    # a coarsest level that stays large (coarsening stopped early) starts from a ball instead
+    monkeypatch.setattr(multilevel, "COARSEST", 1000)
+    sizes.clear()
+    ball = multilevel.place(cpu.CpuWorkspace(), *empty, np.zeros(n, np.int8), params)
+    assert sizes == []
+    for placed in (pos, ball):
+        assert placed.shape == (n, 3) and np.all(np.isfinite(placed))
+        assert len({tuple(p) for p in np.round(placed, 6).tolist()}) == n  # no two on one point
 
 
 def test_mds_lays_a_path_out_straight() -> None:
