@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import signal
+import stat
 import subprocess
 import tarfile
 import time
@@ -259,3 +261,25 @@ def test_a_backup_url_that_is_not_one_fails_in_one_line(tmp_path: Path) -> None:
     for url, message in cases.items():
         one_line_failure(state(tmp_path, "backup", "out.tar.gz", "--url", url), message)
     assert not (tmp_path / "out.tar.gz").exists()
+
+
+def test_a_backup_never_replaces_what_is_not_a_file(tmp_path: Path) -> None:
+    # the new file is renamed over FILE: as root, `state backup /dev/full` turned the device
+    # into a plain file, and a symlink or a pipe would have gone the same way
+    (tmp_path / "folder").mkdir()
+    os.mkfifo(tmp_path / "pipe")
+    for name, kind in {"folder": "a folder", "pipe": "a pipe", "/dev/null": "a device"}.items():
+        one_line_failure(state(tmp_path, "backup", name), f"{name} is {kind}")
+    assert stat.S_ISFIFO((tmp_path / "pipe").lstat().st_mode)
+    assert stat.S_ISCHR(os.lstat("/dev/null").st_mode)
+    # a symlink: the file it names gets the backup, and the link stays a link
+    (tmp_path / STATE).mkdir()
+    (tmp_path / STATE / "settings-overrides.toml").write_text(
+        "[physics.knowledge]\nspring_k = 2.0\n"
+    )
+    (tmp_path / "real.tar.gz").write_bytes(b"old")
+    (tmp_path / "link.tar.gz").symlink_to(tmp_path / "real.tar.gz")
+    r = state(tmp_path, "backup", "link.tar.gz")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "link.tar.gz").is_symlink()
+    assert archive.unpack((tmp_path / "real.tar.gz").read_bytes()).members

@@ -13,6 +13,8 @@ on stderr and exit status 1, never a traceback.
 from __future__ import annotations
 
 import http.client
+import os
+import stat
 import sys
 import urllib.error
 import urllib.parse
@@ -114,10 +116,37 @@ def fetch(url: str, token: str) -> bytes:
     return data
 
 
+_NOT_A_FILE = {
+    stat.S_IFDIR: "a folder",
+    stat.S_IFCHR: "a device",
+    stat.S_IFBLK: "a device",
+    stat.S_IFIFO: "a pipe",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def backup_target(file: str) -> Path:
+    """Where the backup goes: ``file``, or the file a symlink there names. The file is replaced
+    by a rename, which would turn a device, pipe or the link itself into a plain file
+    (``/dev/full`` became one, and ``/dev/stdout`` would): anything but a file is refused."""
+    target = Path(os.path.realpath(file))
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        return target
+    except OSError:
+        return target  # said when the write fails, with its reason
+    if not stat.S_ISREG(mode):
+        kind = _NOT_A_FILE.get(stat.S_IFMT(mode), "not a regular file")
+        raise BackupError(f"{file} is {kind}: give the path of a file to write")
+    return target
+
+
 def backup(settings: Settings, file: str, url: str | None) -> int:
     state_dir = settings.state.dir
     base = to_dict(settings)
     try:
+        target = backup_target(file)
         if url is None:
             try:
                 data, summary = files_backup(state_dir, base)
@@ -139,7 +168,7 @@ def backup(settings: Settings, file: str, url: str | None) -> int:
             data = fetch(url, settings.server.token)
             _, summary = check_members(unpack(data).members, base)
             source = f"the running service at {url}"
-        write_atomic(Path(file), data)
+        write_atomic(target, data)
     except BackupError as exc:
         _err(f"cannot back up: {exc}")
         return EXIT_FAILED
