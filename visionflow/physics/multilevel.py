@@ -10,7 +10,8 @@ level only has to settle locally:
    for, a coarse node's size the nodes), then let each node left over join its smallest
    neighbouring pair (so a hub and its leaves collapse together, where a matching alone would
    take a level per leaf), and isolated nodes pair with each other; repeat while the graph
-   shrinks by at least ``MIN_SHRINK``, down to ``COARSEST`` nodes. The coarse levels are laid out with those weights on their springs;
+   shrinks by at least ``MIN_SHRINK``, down to ``COARSEST`` nodes. The coarse levels are laid
+   out with those weights on their springs;
 2. lay out the coarsest graph with the layout's own step (``cpu.step``: same model, same
    parameters) from its classical MDS embedding (graph distances, top three eigenvectors; a
    random ball above ``MDS_MAX`` nodes, where the dense MDS would cost n^3):
