@@ -96,6 +96,7 @@ class ClusterPublisher:
         self._next_owner = _REMOTE_OWNER_BASE
         self.published = 0
         self.dropped = 0
+        self._too_large: str | None = None  # the health message while frames are too large
 
     # ---------------------------------------------------------------- FrameTap (hub's tick)
 
@@ -182,15 +183,26 @@ class ClusterPublisher:
 
     async def _publish_frame(self, nc: Client, out: TickOut) -> bool:
         if len(out.data) > nc.max_payload:
-            self._drop(
-                "too_large",
+            message = (
                 f"a frame of {len(out.data)} bytes is over the broker's max_payload "
-                f"({nc.max_payload}): raise max_payload in the nats-server configuration",
+                f"({nc.max_payload}): raise max_payload in the nats-server configuration"
             )
+            self._drop("too_large", message)
+            # no relay gets a frame: degraded, not just a last_error under "ok"
+            self._too_large = message
+            self.health.detail["degraded"] = True
             return False
         headers = out.headers.to_headers()
         headers[wire.SENT] = str(int(time.time() * 1000))  # a relay's lag estimate
-        return await self._publish(nc, self.subjects.frame, out.data, headers)
+        sent = await self._publish(nc, self.subjects.frame, out.data, headers)
+        if sent and self._too_large is not None:  # frames fit again: the message goes
+            if self.health.last_error == self._too_large:
+                self.health.last_error = None
+            if self.health.detail.get("connected"):
+                self.health.detail.pop("degraded", None)
+            self._too_large = None
+            log.info("cluster: frames fit the broker's max_payload again")
+        return sent
 
     async def _publish(
         self, nc: Client, subject: str, data: bytes, headers: dict[str, str] | None = None

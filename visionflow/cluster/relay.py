@@ -82,6 +82,11 @@ MAX_BEHIND_S: Final = 1.0
 READ_CHUNK: Final = 1 << 20
 _COMPILING: Final = "compiling the frame encoder"
 _NOT_READY: Final = "waiting for a keyframe from the simulation (NATS)"
+#: The service sends a keyframe every ``cluster.keyframe_interval`` even at rest: this many
+#: intervals (at least SILENT_MIN_S) without a frame, and ``cluster`` is degraded (the viewers
+#: see a picture that no longer changes; it was "ok" for ever after the service stopped).
+SILENT_KEYFRAMES: Final = 5
+SILENT_MIN_S: Final = 3.0
 
 
 class StreamSource:
@@ -222,6 +227,8 @@ class Relay:
         self.revision = 0
         self._announced_revision: int | None = None
         self._gap = False
+        self._last_frame = 0.0  # anyio time of the last frame from NATS
+        self._silent: str | None = None  # the health message while no frame comes
         self.app = build_app(
             self.ctx,
             [
@@ -278,6 +285,7 @@ class Relay:
             await self._ask_keyframe(nc)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._say_alive, nc)
+                tg.start_soon(self._watch_silence)
                 await self.pins.run(nc)
         finally:
             self.pins.nc = None
@@ -292,6 +300,53 @@ class Relay:
                 log.debug("relay: alive not sent: {!r}", exc)
             await anyio.sleep(wire.ALIVE_INTERVAL_S)
 
+    async def _watch_silence(self) -> None:
+        """Degrade ``cluster`` while no frame comes from the service (stopped, or its frames
+        too large for the broker): a relay that still shows its last picture says so."""
+        interval = self.settings.cluster.keyframe_interval
+        limit = max(SILENT_MIN_S, SILENT_KEYFRAMES * interval)
+        self._last_frame = anyio.current_time()  # the clock starts with the connection
+        while True:
+            await anyio.sleep(limit / 4)
+            quiet = anyio.current_time() - self._last_frame
+            if quiet >= limit and self._silent is None:
+                self._silent = (
+                    f"no frame from the service for {quiet:.0f} s (it sends one every "
+                    f"{interval:g} s at least): is it running, and are its frames within the "
+                    "broker's max_payload?"
+                )
+                health = self.link.health
+                health.last_error = self._silent
+                health.detail["degraded"] = True
+                log.warning("relay: {}", self._silent)
+
+    def _frame_seen(self) -> None:
+        self._last_frame = anyio.current_time()
+        if self._silent is None:
+            return
+        health = self.link.health
+        if health.last_error == self._silent:
+            health.last_error = None
+        if health.detail.get("connected"):
+            health.detail.pop("degraded", None)
+        self._silent = None
+        log.info("relay: frames from the service again")
+
+    def _check_ready(self) -> None:
+        """Ready once it can serve: a tick to show, and the frame encoder compiled (the hub
+        compiles it in a thread at start: seconds when several relays start together). Checked
+        on every frame, repeated ticks of a layout at rest included: on new ticks only, a relay
+        started while the layout rested said "compiling" until the layout moved again."""
+        registry = self.ctx.registry
+        latest = self.source.latest
+        if registry.starting not in (_NOT_READY, _COMPILING) or latest is None:
+            return
+        if is_warm():
+            registry.starting = None
+            log.info("relay ready (tick {})", latest.sequence)
+        else:
+            registry.starting = _COMPILING
+
     async def _ask_keyframe(self, nc: Client) -> None:
         try:
             await nc.publish(self.subjects.sync, b"")
@@ -302,7 +357,9 @@ class Relay:
 
     async def _on_stream(self, msg: Msg) -> None:
         if msg.subject == self.subjects.frame:
+            self._frame_seen()
             await self._on_frame(msg)
+            self._check_ready()
         elif msg.subject == self.subjects.control:
             self._on_control(msg.data)
 
@@ -330,15 +387,6 @@ class Relay:
                 if nc is not None:
                     await self._ask_keyframe(nc)
             return
-        registry = self.ctx.registry
-        if registry.starting in (_NOT_READY, _COMPILING):
-            # Ready once it can serve: a tick to show, and the frame encoder compiled (the hub
-            # compiles it in a thread at start: seconds when several relays start together).
-            if is_warm():
-                registry.starting = None
-                log.info("relay ready (tick {})", snapshot.sequence)
-            else:
-                registry.starting = _COMPILING
         self.revision = max(self.revision, snapshot.revision)
         self.source.offer(snapshot)
         if applied.outcome is Outcome.KEYFRAME and (self._gap or applied.new_epoch):

@@ -290,6 +290,83 @@ async def test_a_large_api_reply_comes_in_parts_under_the_brokers_max_payload(
         small.kill()
 
 
+async def cluster_health(client: httpx.AsyncClient) -> tuple[str, dict[str, Any]]:
+    body = (await client.get("/api/health")).json()
+    return body["status"], body["subsystems"]["cluster"]
+
+
+async def test_frames_too_large_for_the_broker_degrade_service_and_relays_until_they_fit(
+    tmp_path: Path,
+) -> None:
+    small = Broker(tmp_path / "small", max_payload=16 * 1024)
+    small.workdir.mkdir()
+    small.start()
+    try:
+        doc = service_doc(small, tmp_path, knowledge={"cooling_steps": 20})
+        async with running(doc) as (_svc, client):
+            await import_chain(client, 50)
+            async with relay_running(relay_doc(small)) as (relay, rclient):
+                await eventually(lambda: ready(rclient), timeout=20)
+                assert (await cluster_health(rclient))[0] == "ok"
+                # 2000 nodes: a keyframe of ~40 KB, over the broker's 16 KiB. Both said "ok"
+                # while no relay got a frame (only the service's last_error told).
+                await import_chain(client, 2000)
+
+                async def degraded(c: httpx.AsyncClient, needle: str) -> bool:
+                    status, entry = await cluster_health(c)
+                    return status == "degraded" and needle in (entry["last_error"] or "")
+
+                await eventually(lambda: degraded(client, "max_payload"), timeout=20)
+                await eventually(lambda: degraded(rclient, "no frame from the service"), 20)
+                assert await ready(rclient)  # it has a picture to show, as with no broker
+                r = await client.post(
+                    "/api/graph/import",
+                    params={"mode": "replace"},
+                    json={"nodes": [{"id": "a"}, {"id": "b"}], "edges": []},
+                )
+                assert r.status_code == 200, r.text
+
+                async def fine(c: httpx.AsyncClient) -> bool:
+                    status, entry = await cluster_health(c)
+                    return status == "ok" and entry["last_error"] is None
+
+                await eventually(lambda: fine(client), timeout=20)  # the message went too
+                await eventually(lambda: fine(rclient), timeout=20)
+                assert relay.source.latest is not None and len(relay.source.latest.nodes) == 2
+    finally:
+        small.kill()
+
+
+async def test_a_relay_started_while_the_layout_rests_gets_ready_without_a_new_tick(
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compiled = False  # the frame encoder, as the relay's hub sees it (compiling in a thread)
+    monkeypatch.setattr("visionflow.cluster.relay.is_warm", lambda: compiled)
+    doc = service_doc(broker, tmp_path, knowledge={"cooling_steps": 20})
+    async with running(doc) as (svc, client):
+        await import_chain(client, 50)
+
+        def resting() -> int | None:
+            latest = svc.engine.latest
+            if latest is None or not latest.settled or len(latest.nodes) != 50:
+                return None
+            return latest.sequence if svc.hub.at_rest == latest.sequence else None
+
+        at_rest = await eventually(resting, timeout=30)
+        async with relay_running(relay_doc(broker)) as (_relay, rclient):
+
+            async def compiling() -> bool:
+                r = await rclient.get("/readyz")
+                return r.status_code == 503 and "compiling the frame encoder" in r.json()["reasons"]
+
+            await eventually(compiling, timeout=20)
+            compiled = True
+            # it stayed "compiling" for ever: only a new tick checked again, and at rest the
+            # service repeats its tick (a keyframe every keyframe_interval)
+            await eventually(lambda: ready(rclient), timeout=10)
+            assert svc.engine.latest.sequence == at_rest
+
+
 def test_the_publisher_refuses_trio_in_one_line(tmp_path: Path) -> None:
     settings = s.validate(
         {
