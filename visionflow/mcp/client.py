@@ -9,7 +9,7 @@ circuit breaking belong to the caller: this object lives and dies with one conne
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -67,6 +67,8 @@ SKIP_LOG_FIRST = 5  # skipped lines logged one by one per connection, then every
 SKIP_LOG_EVERY = 1000  # thousandth
 
 NotificationHandler = Callable[[Notification], None]
+#: Asked when the server's stream ends: why, in a few words, or None to say it generically.
+WhyClosed = Callable[[], Awaitable[str | None]]
 
 _USE_URL = 'an HTTP server takes url = "http://host:port/mcp"'
 
@@ -91,8 +93,10 @@ class McpClient:
         call_timeout: float,
         max_line_bytes: int,
         on_notification: NotificationHandler | None,
+        why_closed: WhyClosed | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self._why_closed = why_closed
         self.call_timeout = call_timeout
         self._stream = stream
         self._session = RpcSession(max_line_bytes=max_line_bytes)
@@ -174,7 +178,8 @@ class McpClient:
             try:
                 await self._stream.send(data)
             except _LINK_ERRORS as exc:
-                error = RpcTransportError(f"{self.endpoint}: write failed: {exc!r}")
+                said = await self._why_closed() if self._why_closed is not None else None
+                error = RpcTransportError(f"{self.endpoint}: {said or f'write failed: {exc!r}'}")
                 self._abort(error)
                 raise error from exc
             except RpcTransportError as exc:  # the HTTP shell says why itself
@@ -300,6 +305,10 @@ class McpClient:
                 try:
                     chunk = await self._stream.receive()
                 except anyio.EndOfStream:
+                    said = await self._why_closed() if self._why_closed is not None else None
+                    if said is not None:  # the transport knows (a launched server's exit)
+                        reason = RpcTransportError(f"{self.endpoint}: {said}")
+                        return
                     hint = ""
                     if self._spoke_http:
                         hint = f" (it answered in HTTP: {_USE_URL})"
@@ -401,6 +410,7 @@ async def open_session(
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     client_name: str = "visionflow",
     on_notification: NotificationHandler | None = None,
+    why_closed: WhyClosed | None = None,
 ) -> AsyncIterator[McpClient]:
     """Run the MCP handshake over any byte stream and yield a ready :class:`McpClient`.
 
@@ -412,6 +422,7 @@ async def open_session(
         call_timeout=call_timeout,
         max_line_bytes=max_line_bytes,
         on_notification=on_notification,
+        why_closed=why_closed,
     )
     try:
         async with background_tasks() as tg:

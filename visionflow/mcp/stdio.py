@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import subprocess
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,9 +30,16 @@ from .framing import DEFAULT_MAX_LINE_BYTES
 
 STOP_GRACE = 2.0
 _STDERR_LINE_CAP = 4096  # a child's stderr line is logged up to this many bytes
+# When the server exits, its last stderr lines go into the reason (a WARNING line at each
+# retry): at the default level they were nowhere, as each line is logged at DEBUG.
+STDERR_TAIL_LINES = 5
+_TAIL_LINE_CAP = 300
+EXIT_WAIT = 1.0  # how long a closed stdout waits for the process to end, and stderr with it
 
 
-async def _log_stderr(stream: anyio.abc.ByteReceiveStream, name: str) -> None:
+async def _log_stderr(
+    stream: anyio.abc.ByteReceiveStream, name: str, tail: deque[str], done: anyio.Event
+) -> None:
     log = logger.bind(subsystem=f"mcp:{name}")
     pending = b""
     try:
@@ -46,8 +54,26 @@ async def _log_stderr(stream: anyio.abc.ByteReceiveStream, name: str) -> None:
                 if text:
                     # Servers are chatty there (claude-flow: a line per tool call): debug level.
                     log.debug("server stderr: {}", text)
+                    tail.append(text[:_TAIL_LINE_CAP])
+        if pending.strip():
+            tail.append(pending[:_TAIL_LINE_CAP].decode("utf-8", "replace").rstrip())
     except (anyio.BrokenResourceError, anyio.ClosedResourceError):
         return
+    finally:
+        done.set()
+
+
+def exit_text(returncode: int, tail: deque[str]) -> str:
+    """``the server exited with status 3 (stderr: boom)``: why a launched server went."""
+    if returncode < 0:
+        try:
+            how = f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            how = f"was killed by signal {-returncode}"
+    else:
+        how = f"exited with status {returncode}"
+    said = " | ".join(tail)
+    return f"the server process {how} ({f'stderr: {said}' if said else 'nothing on stderr'})"
 
 
 def _signal_group(process: anyio.abc.Process, sig: signal.Signals) -> None:
@@ -103,15 +129,29 @@ async def launch_mcp(
     assert process.stdout is not None
     assert process.stderr is not None
     stream = StapledByteStream(process.stdin, process.stdout)
+    tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+    stderr_done = anyio.Event()
+
+    async def why_closed() -> str | None:
+        # stdout closed: the process is (nearly always) exiting; its status and last words
+        # say more than "closed the connection", whose hint about HTTP servers misled here
+        with anyio.move_on_after(EXIT_WAIT):
+            await process.wait()
+            await stderr_done.wait()
+        if process.returncode is None:
+            return "the server closed its pipes (the process still runs)"
+        return exit_text(process.returncode, tail)
+
     try:
         async with background_tasks() as tg:
-            tg.start_soon(_log_stderr, process.stderr, name)
+            tg.start_soon(_log_stderr, process.stderr, name, tail, stderr_done)
             async with open_session(
                 stream,
                 f"{name} (pid {process.pid})",
                 call_timeout=call_timeout,
                 max_line_bytes=max_line_bytes,
                 on_notification=on_notification,
+                why_closed=why_closed,
             ) as client:
                 yield client
     finally:

@@ -140,6 +140,35 @@ async def test_stdio_endpoint_launches_and_relaunches_the_server() -> None:
         tg.cancel_scope.cancel()
 
 
+async def test_a_launched_server_that_dies_is_reported_with_its_status_and_stderr() -> None:
+    rec = Recorder()
+    script = "echo starting >&2; echo 'boom: no such config' >&2; exit 3"
+    watcher, _, _ = watcher_for({"command": ["sh", "-c", script]}, rec)
+    async with anyio.create_task_group() as tg:
+        await tg.start(watcher.run)
+        await wait_for(lambda: watcher.status.last_error is not None, timeout=20)
+        tg.cancel_scope.cancel()
+    error = watcher.status.last_error
+    assert error is not None
+    # it said "server closed the connection before saying anything (an HTTP server takes
+    # url = ...?)", and the server's own words were logged at DEBUG only
+    assert "the server process exited with status 3" in error
+    assert "stderr: starting | boom: no such config" in error
+    assert "url" not in error
+
+
+async def test_a_launched_server_killed_by_a_signal_says_so() -> None:
+    rec = Recorder()
+    watcher, _, _ = watcher_for({"command": ["sh", "-c", "kill -KILL $$"]}, rec)
+    async with anyio.create_task_group() as tg:
+        await tg.start(watcher.run)
+        await wait_for(lambda: watcher.status.last_error is not None, timeout=20)
+        tg.cancel_scope.cancel()
+    assert "the server process was killed by SIGKILL (nothing on stderr)" in str(
+        watcher.status.last_error
+    )
+
+
 def _running(marker: bytes) -> list[int]:
     """Pids of live processes whose command line contains ``marker``."""
     found = []
