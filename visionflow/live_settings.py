@@ -112,11 +112,15 @@ Listener = Callable[[Settings], None]
 
 
 def _checked(sent: Mapping[str, Any], effective: Mapping[str, Any]) -> dict[str, Any]:
-    """``sent``'s shape with the validated values of ``effective`` in it."""
-    return {
-        key: _checked(value, effective[key]) if isinstance(value, Mapping) else effective[key]
-        for key, value in sent.items()
-    }
+    """``sent``'s shape with the validated values of ``effective`` in it; empty sections
+    (``{"log": {}}``) left out: they override nothing (no runtime setting is a table)."""
+    out: dict[str, Any] = {}
+    for key, value in sent.items():
+        if not isinstance(value, Mapping):
+            out[key] = effective[key]
+        elif inner := _checked(value, effective[key]):
+            out[key] = inner
+    return out
 
 
 class LiveSettings:
@@ -185,6 +189,10 @@ class LiveSettings:
             raise ConfigError([ConfigIssue("(body)", MISSING, "must be a JSON object")], "patch")
         async with self._lock:  # one patch at a time: each merges over the one before
             overrides, settings, sources = self._prepare(patch, PATCH_SOURCE)
+            if overrides == self._overrides:
+                # nothing to change ({}, {"log": {}}, a value restated): not saved, no new
+                # revision, and no viewer told to read the settings again
+                return self.current
             # Saved and applied together or not at all: a cancelled request must not leave
             # a saved patch that applies only at the next start. Shielded, but bounded: a
             # hung disk must not hold the request (or a shutdown) for ever.
