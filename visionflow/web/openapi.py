@@ -26,7 +26,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from visionflow import __version__
-from visionflow.web import apidocs
+from visionflow.web import apidocs, uploads
 from visionflow.web.security import is_mutating
 
 ERROR_SCHEMA: dict[str, Any] = {
@@ -120,6 +120,12 @@ MUTATING_GUARD_STATUSES: dict[str, str] = {
     "429": "over server.rate_limit mutating requests a second from this client address "
     "(`rate_limited`, with Retry-After)",
 }
+
+#: What a route that reads a body may answer while it arrives (guards.read_body).
+BODY_TOO_SLOW = (
+    f"the body arrived too slowly: under {uploads.MIN_RATE // 1024} KiB/s on average after its "
+    f"first {uploads.GRACE_S:g} s (`body_too_slow`, the connection closed)"
+)
 
 DESCRIPTION = (
     "Every request needs a Host in server.allowed_hosts (403 otherwise). Mutating requests "
@@ -286,6 +292,8 @@ def _operation(route: Route, method: str, token_set: bool) -> dict[str, Any]:
     statuses: dict[str, str | Answer] = dict(guarded)
     if needs_token:
         statuses["401"] = "token required"
+    if mutating and api is not None and (api.body is not None or api.bodies):
+        statuses["408"] = BODY_TOO_SLOW  # every body is read through guards.read_body
     for status, answer in (api.statuses if api is not None else {}).items():
         before = statuses.get(status)
         if isinstance(answer, str) and isinstance(before, str) and answer != before:
