@@ -481,6 +481,21 @@ def test_gexf_refusals_name_the_line(body: str, code: str, path: str) -> None:
     assert (error.code, error.path) == (code, path), error
 
 
+def test_dynamic_gexf_is_refused_not_read_as_static() -> None:
+    # its times became metadata strings and the graph was read as if static
+    dynamic = gexf('<nodes><node id="a"/></nodes>\n').replace('mode="static"', 'mode="dynamic"')
+    error = refused("gexf", dynamic)
+    assert (error.code, error.path) == ("unsupported_feature", "line 3")
+    assert 'mode="dynamic"' in error.message
+    for body in (
+        '<nodes><node id="a" start="2001" end="2002"/></nodes>\n',
+        '<nodes><node id="a"/><node id="b"/></nodes>\n'
+        '<edges><edge source="a" target="b" timestamp="3"/></edges>\n',
+    ):
+        error = refused("gexf", gexf(body))
+        assert error.code == "unsupported_feature" and "a time:" in error.message
+
+
 # --------------------------------------------------------------------------- CSV
 
 

@@ -122,9 +122,18 @@ class _Reader:
             self.default = (self.column, line)
             self.chunks = []
         elif name == "node":
+            _static(attrs, line)
             self._open_node(attrs, line)
         elif name == "edge":
+            _static(attrs, line)
             self._open_edge(attrs, line)
+        elif name == "graph":
+            if attrs.get("mode") == "dynamic":  # its times were read as plain metadata
+                raise GraphError(
+                    "unsupported_feature",
+                    'dynamic GEXF (mode="dynamic") is not read',
+                    f"line {line}",
+                )
         elif name == "position" and item is not None and item.what == "node":
             try:
                 xyz = [float(attrs.get(axis, "0")) for axis in ("x", "y", "z")]
@@ -233,6 +242,17 @@ class _Reader:
         for s, t in pairs:
             self.edges.append(edge_record(s, t, item.attrs, lambda _n: where))
             self.edge_lines.append(item.line)
+
+
+def _static(attrs: dict[str, str], line: int) -> None:
+    """A node or edge with a time (``start``, ``end``, ...) belongs to a dynamic graph."""
+    timed = next((k for k in _TIMED if k in attrs), None)
+    if timed is not None:
+        raise GraphError(
+            "unsupported_feature",
+            f"dynamic GEXF is not read (a time: {timed}={attrs[timed]!r})",
+            f"line {line}",
+        )
 
 
 def read(data: bytes, limits: Limits) -> Parsed:
