@@ -12,6 +12,7 @@ every Python, so the same document is accepted or refused everywhere.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final, TypeVar, overload
 
 import msgspec
@@ -25,6 +26,9 @@ T = TypeVar("T")
 MAX_DEPTH: Final = 512
 
 _OPEN, _CLOSE = ord("{"), ord("}")
+# A \u escape of a high surrogate that no low one follows (an odd run of backslashes before it
+# is not checked: only used to word an error msgspec has already found).
+_LONE_HIGH: Final = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})")
 _QUOTE, _BACKSLASH = ord('"'), ord("\\")
 
 
@@ -96,9 +100,19 @@ def decode(data: bytes | str, decoder: msgspec.json.Decoder[Any] = _ANY) -> Any:
         reason = getattr(exc, "reason", str(exc))
         raise msgspec.DecodeError(f"JSON text is not valid UTF-8: {reason}") from None
     except msgspec.DecodeError as exc:
+        if isinstance(exc, msgspec.ValidationError):
+            raise
+        lone = _LONE_HIGH.search(data if isinstance(data, bytes) else data.encode(errors="replace"))
+        if lone is not None and str(exc) == "Input data was truncated":
+            # msgspec's words for "\ud800" not followed by a low half, wherever it stands
+            raise msgspec.DecodeError(
+                f"JSON is malformed: a lone UTF-16 surrogate {lone[0].decode()} (byte "
+                f"{lone.start()}): a \\u escape from D800 to DBFF needs one from DC00 to DFFF "
+                "after it"
+            ) from None
         # msgspec >= 0.23 reports invalid UTF-8 as a DecodeError in its own words; say it in
         # ours, whichever release is installed (only on the error path, so no cost otherwise).
-        if isinstance(exc, msgspec.ValidationError) or isinstance(data, str):
+        if isinstance(data, str):
             raise
         try:
             bytes(data).decode("utf-8")

@@ -15,11 +15,21 @@ from visionflow import jsonsafe
         (b'{"a": 1, \xc3}', "JSON text is not valid UTF-8"),  # truncated sequence outside one
         ('{"a": "\ud800"}', "JSON text is not valid UTF-8"),  # lone surrogate in a str
         (b"[" * 5000 + b"]" * 5000, "JSON nested too deeply"),
+        # an escaped high surrogate with no low one after it: msgspec said "Input data was
+        # truncated" of a whole document
+        (b'{"a": "\\ud800"}', r"a lone UTF-16 surrogate \\ud800 \(byte 7\)"),
+        (b'["x\\uDBFFy"]', r"a lone UTF-16 surrogate \\uDBFF \(byte 3\)"),
     ],
 )
 def test_bad_input_is_one_error_in_our_words(data: bytes | str, wording: str) -> None:
     with pytest.raises(msgspec.DecodeError, match=wording):
         jsonsafe.decode(data)
+
+
+def test_an_escaped_pair_and_real_truncation_keep_their_meaning() -> None:
+    assert jsonsafe.decode(b'["\\ud83d\\ude00"]') == ["\U0001f600"]
+    with pytest.raises(msgspec.DecodeError, match="truncated"):
+        jsonsafe.decode(b'{"a": "abc')
 
 
 def test_valid_utf8_keeps_the_parse_error() -> None:

@@ -176,6 +176,22 @@ def decode_client_message(data: bytes | str) -> ClientMessage:
         raise RemoteProtocolError(f"control message is not valid JSON: {exc}") from exc
 
 
+_TYPE_SHOWN = 64  # characters of an unknown message type said back (it is the client's own)
+
+
+def _json_kind(value: object) -> str:
+    """What a decoded JSON value is, in JSON's words (not Python's NoneType, list, int)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array"
+
+
 def _explain(data: bytes | str, exc: msgspec.ValidationError) -> str:
     """Turn msgspec's validation error into one naming the message type (failure path only)."""
     try:
@@ -183,13 +199,14 @@ def _explain(data: bytes | str, exc: msgspec.ValidationError) -> str:
     except msgspec.DecodeError as bad_json:  # validation can stop before a later syntax error
         return f"control message is not valid JSON: {bad_json}"
     if not isinstance(raw, dict):
-        return f"control message must be a JSON object, got {type(raw).__name__}"
+        return f"control message must be a JSON object, not {_json_kind(raw)}"
     kind = raw.get("type")
     if not isinstance(kind, str):
         return "control message needs a string field 'type'"
     if kind not in CLIENT_MESSAGE_TYPES:
         allowed = ", ".join(CLIENT_MESSAGE_TYPES)
-        return f"unknown control message type {kind!r} (expected one of: {allowed})"
+        shown = repr(kind) if len(kind) <= _TYPE_SHOWN else f"{kind[:_TYPE_SHOWN]!r}..."
+        return f"unknown control message type {shown} (expected one of: {allowed})"
     return f"bad {kind!r} message: {exc}"
 
 

@@ -242,7 +242,8 @@ def http_refusal(
         return Refusal(
             415,
             "unsupported_media_type",
-            f"{method.upper()} needs Content-Type: {types}, not {content_type!r}",
+            f"{method.upper()} needs Content-Type: {types}, "
+            + (f"not {content_type!r}" if content_type is not None else "and has none"),
             "Content-Type",
         )
     return None

@@ -83,7 +83,10 @@ def test_wire_names() -> None:
     [
         ("{nope", "not valid JSON"),
         ("", "not valid JSON"),
-        ("[1, 2]", "must be a JSON object"),
+        ("[1, 2]", "must be a JSON object, not an array"),
+        ("null", "must be a JSON object, not null"),  # it said "got NoneType"
+        ("1", "must be a JSON object, not a number"),
+        ('{"type": "' + "x" * 10_000 + '"}', r"type 'x{64}'\.\.\. \(expected"),  # not all of it
         ("[1, nope", "not valid JSON"),
         ('{"timestamp": 1}', "string field 'type'"),
         ('{"type": 5}', "string field 'type'"),

@@ -64,6 +64,9 @@ def test_other_routes_take_json_only(path: str) -> None:
         refusal = http_refusal(server(), "PATCH", OWN, None, content_type, path)
         assert refusal is not None and refusal.status == 415
         assert refusal.message.startswith("PATCH needs Content-Type: application/json, not")
+    refusal = http_refusal(server(), "PATCH", OWN, None, None, "/api/settings")
+    assert refusal is not None  # it said "..., not None": Python's, not the request's
+    assert refusal.message == "PATCH needs Content-Type: application/json, and has none"
 
 
 def test_a_cross_site_origin_is_refused_whatever_the_type() -> None:
