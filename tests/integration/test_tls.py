@@ -19,6 +19,8 @@ from support.servicekit import running
 from support.wsharness import Client
 
 from visionflow.errors import StartupError
+from visionflow.state.archive import BackupError
+from visionflow.state.command import fetch
 from visionflow.web.tls import check_tls_files
 
 
@@ -186,3 +188,27 @@ def test_only_one_of_the_two_files_is_a_settings_error(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert b"server.keyfile" in r.stderr + r.stdout
     assert b"must be set too when server.certfile is set" in r.stderr + r.stdout
+
+
+@pytest.mark.anyio
+async def test_a_backup_of_a_tls_service_says_how_to_trust_it(
+    tmp_path: Path, ca: trustme.CA, files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    certfile, keyfile = files
+    raw = {
+        "state": {"dir": str(tmp_path / "state")},
+        "server": {"certfile": str(certfile), "keyfile": str(keyfile)},
+    }
+    async with running(raw) as (svc, _):
+        url = str(svc.http.url)
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        with pytest.raises(BackupError) as info:
+            await anyio.to_thread.run_sync(fetch, url, "")
+        # it was OpenSSL's "CERTIFICATE_VERIFY_FAILED" alone, nothing on what to do
+        assert "its TLS certificate is not trusted here" in str(info.value)
+        assert "SSL_CERT_FILE=PATH" in str(info.value)
+        trusted = tmp_path / "ca.pem"
+        ca.cert_pem.write_to_path(str(trusted))
+        monkeypatch.setenv("SSL_CERT_FILE", str(trusted))
+        data = await anyio.to_thread.run_sync(fetch, url, "")
+        assert data[:2] == b"\x1f\x8b"  # the backup: a gzip-compressed tar

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import ssl
 import stat
 import sys
 import urllib.error
@@ -110,6 +111,13 @@ def fetch(url: str, token: str) -> bytes:
     except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
         # ValueError: what urllib and http.client refuse to send (a token with a line break)
         reason = getattr(exc, "reason", None) or exc
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise BackupError(
+                f"cannot reach the service at {url}: its TLS certificate is not trusted here "
+                f"({reason.verify_message}): give the CA that signed it (or the certificate "
+                "itself) as SSL_CERT_FILE=PATH, and --url https://NAME:PORT with the name it "
+                "was issued for"
+            ) from None
         raise BackupError(f"cannot reach the service at {url}: {reason}") from None
     if len(data) > MAX_BACKUP_BYTES:
         raise BackupError(f"the service at {url} sent more than {MAX_BACKUP_BYTES} bytes")
