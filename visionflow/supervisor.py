@@ -263,6 +263,8 @@ class Supervisor:
                         raise StartupError(f"{name} failed to start: {error}") from exc
                     if _out_of_resources(exc):  # the machine's state, not a bug: one line
                         log.error("crashed: {} (the system is out of a resource)", error)
+                    elif isinstance(exc, StartupError):  # explained in full: a setting, not a bug
+                        log.error("crashed: {}", error)
                     else:
                         log.opt(exception=exc).error("crashed: {}", error)
                 else:

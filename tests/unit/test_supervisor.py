@@ -322,3 +322,30 @@ async def test_a_crash_from_running_out_of_descriptors_is_one_line_then_a_restar
     ]
     # an ordinary exception still gets its traceback: that is a bug to fix
     assert any("boom 1" in line and "Traceback" in line for line in lines), lines
+
+
+class NoDevice:
+    """Refuses to start as physics.backend = "cuda" does on a machine without a GPU."""
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        task_status.started()
+        raise StartupError("physics.backend = 'cuda' but no usable CUDA device: use 'auto'")
+
+
+@pytest.mark.anyio
+async def test_a_startup_error_at_each_restart_is_one_line_without_a_traceback() -> None:
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="ERROR", format="{message}")
+    registry = HealthRegistry("t")
+    try:
+        async with anyio.create_task_group() as tg:
+            sup = Supervisor(tg, registry, POLICY)
+            await sup.start("physics", NoDevice().run)
+            await anyio.sleep(60)
+            assert registry.subsystems["physics"].state == "failed"
+            tg.cancel_scope.cancel()
+    finally:
+        logger.remove(sink)
+    crashes = [line for line in lines if "no usable CUDA device" in line]
+    # each restart printed a 9-line traceback for a setting it had explained in full
+    assert crashes and all(line.count("\n") == 1 for line in crashes), crashes
