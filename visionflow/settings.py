@@ -127,8 +127,13 @@ class KnowledgeSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen
 
 
 #: An HTTP header name (RFC 9110 token) and a value without CR, LF or NUL.
-HEADER_NAME = Annotated[str, Meta(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}\Z")]
-HEADER_VALUE = Annotated[str, Meta(max_length=8192, pattern=r"^[^\r\n\x00]*\Z")]
+HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}\Z"
+HEADER_VALUE_PATTERN = r"^[^\r\n\x00]*\Z"
+ENDPOINT_NAME_PATTERN = r"^[A-Za-z0-9_.-]+\Z"
+MCP_URL_PATTERN = r"^(https?://[^\s/?#]+[^\s]*)?\Z"
+ENV_NAME_PATTERN = r"^[^=\x00]+\Z"
+HEADER_NAME = Annotated[str, Meta(pattern=HEADER_NAME_PATTERN)]
+HEADER_VALUE = Annotated[str, Meta(max_length=8192, pattern=HEADER_VALUE_PATTERN)]
 #: Set by the MCP client itself on every request: a header of the user's must not clash.
 RESERVED_HEADERS = frozenset(
     {
@@ -145,13 +150,13 @@ class McpEndpoint(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True)
     (Streamable HTTP, with ``headers``), ``command`` (stdio, with ``args``, ``env``, ``cwd``)
     or ``host``/``port`` (newline-delimited JSON-RPC over TCP, e.g. a socat bridge)."""
 
-    name: Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+\Z")]
-    url: Annotated[str, Meta(max_length=2048, pattern=r"^(https?://[^\s/?#]+[^\s]*)?\Z")] = ""
+    name: Annotated[str, Meta(min_length=1, max_length=64, pattern=ENDPOINT_NAME_PATTERN)]
+    url: Annotated[str, Meta(max_length=2048, pattern=MCP_URL_PATTERN)] = ""
     headers: dict[HEADER_NAME, HEADER_VALUE] = {}
     # A list is the whole argv (the old form); a string is the program, as .mcp.json has it.
     command: str | list[str] = []
     args: list[str] = []
-    env: dict[Annotated[str, Meta(pattern=r"^[^=\x00]+\Z")], str] = {}
+    env: dict[Annotated[str, Meta(pattern=ENV_NAME_PATTERN)], str] = {}
     cwd: str = ""
     host: Annotated[str, Meta(max_length=255)] = ""  # "" with a port: 127.0.0.1
     port: Annotated[int, Meta(ge=0, le=65535)] = 0  # 0 with a host: 9500
@@ -213,6 +218,7 @@ class SupervisorSettings(Struct, kw_only=True, forbid_unknown_fields=True, froze
 #: "" (off), or NATS server URLs separated by commas: ``nats://host:port`` or ``tls://host:port``.
 #: No credentials in it (no ``@``): settings are shown by check-config and /api/settings.
 NATS_URL_PATTERN = r"^((nats|tls)://[^\s,/?#@]+(,(nats|tls)://[^\s,/?#@]+)*)?$"
+SUBJECT_PREFIX_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
 
 
 class ClusterSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -221,7 +227,7 @@ class ClusterSettings(Struct, kw_only=True, forbid_unknown_fields=True, frozen=T
 
     nats_url: Annotated[str, Meta(max_length=2048, pattern=NATS_URL_PATTERN)] = ""
     subject_prefix: Annotated[
-        str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+        str, Meta(min_length=1, max_length=128, pattern=SUBJECT_PREFIX_PATTERN)
     ] = "visionflow"
     # A whole frame this often even when every tick went out (a relay that joins late starts
     # from it), also while the layout rests.
@@ -277,7 +283,11 @@ def _rule_for(info: msgspec.inspect.Type) -> str:
         if info.max_length is not None:
             rule += f" of at most {info.max_length} characters"
         if info.pattern:
-            rule += f" matching {info.pattern}"
+            rule += (
+                f" ({_PATTERN_WORDS[info.pattern]})"
+                if info.pattern in _PATTERN_WORDS
+                else (f" matching {info.pattern}")
+            )
         return rule
     if isinstance(info, mi.LiteralType):
         return "must be one of " + ", ".join(repr(v) for v in info.values)
@@ -291,6 +301,22 @@ def _rule_for(info: msgspec.inspect.Type) -> str:
         rules = [_rule_for(_unwrap(t)).removeprefix("must be ") for t in info.types]
         return "must be " + " or ".join(rules)
     return f"must be a {type(info).__name__.removesuffix('Type').lower()}"
+
+
+# What each pattern allows, said for people (a regular expression was quoted at them).
+_PATTERN_WORDS: dict[str, str] = {
+    HOST_PATTERN: "a host name or address, with an optional :port; .example.com for its "
+    "subdomains; [::1] for IPv6; * for any",
+    ORIGIN_PATTERN: "scheme://host[:port], or * for any",
+    HEADER_NAME_PATTERN: "an HTTP header name: letters, digits and !#$%&'*+.^_`|~-",
+    HEADER_VALUE_PATTERN: "no line break or NUL",
+    ENDPOINT_NAME_PATTERN: "letters, digits, '_', '.' and '-'",
+    MCP_URL_PATTERN: "an http:// or https:// URL",
+    ENV_NAME_PATTERN: "a variable name: no '=' or NUL",
+    NATS_URL_PATTERN: "nats://HOST:PORT or tls://HOST:PORT, several separated by commas, "
+    "with no path and no user:password@ (broker credentials are not supported)",
+    SUBJECT_PREFIX_PATTERN: "NATS subject tokens (letters, digits, '_' and '-') joined by '.'",
+}
 
 
 def _unwrap(info: msgspec.inspect.Type) -> msgspec.inspect.Type:

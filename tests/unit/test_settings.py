@@ -378,3 +378,15 @@ def test_max_lag_has_a_floor_that_keeps_viewers_connected() -> None:
     (issue,) = info.value.issues
     assert issue.path == "websocket.max_lag" and "0.5" in issue.rule
     assert s.validate({"websocket": {"max_lag": 0.5}}).websocket.max_lag == 0.5
+
+
+def test_a_pattern_is_said_in_words_not_as_a_regular_expression() -> None:
+    for raw, words in [
+        ({"cluster": {"nats_url": "nats://u:p@127.0.0.1:1"}}, "no user:password@"),
+        ({"server": {"allowed_hosts": ["a b"]}}, "a host name or address"),
+        ({"mcp": {"endpoints": [{"name": "a b", "port": 1}]}}, "letters, digits"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            s.validate(raw)
+        text = info.value.render()
+        assert words in text and "^" not in text, text  # it quoted the regex
