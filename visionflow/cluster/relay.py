@@ -35,6 +35,7 @@ from typing import Final
 
 import anyio
 import anyio.abc
+import nats.errors
 import numpy as np
 from loguru import logger
 from nats.aio.client import Client
@@ -174,7 +175,9 @@ class RemotePins:
                 reply = wire.decode(msg.data, wire.PinReply)
             except (*NATS_FAILURES, RemoteProtocolError) as exc:
                 reply = wire.PinReply(
-                    ok=False, code="unavailable", message=f"the simulation did not answer: {exc!r}"
+                    ok=False,
+                    code="unavailable",
+                    message=f"the simulation did not answer: {_failure_text(exc)}",
                 )
             self.metrics.requests.labels(rpc="pins", result="ok" if reply.ok else reply.code).inc()
             if not reply.ok and request.op != "release_all":
@@ -470,7 +473,7 @@ class Relay:
             )
         except (*NATS_FAILURES, RemoteProtocolError) as exc:
             self.cluster_metrics.requests.labels(rpc="api", result="unavailable").inc()
-            return _unavailable(f"the simulation did not answer: {exc}")
+            return _unavailable(f"the simulation did not answer: {_failure_text(exc)}")
         self.cluster_metrics.requests.labels(rpc="api", result=str(reply.status)).inc()
         response = Response(reply.body, status_code=reply.status)
         response.raw_headers = [(k, v) for k, v in reply.headers if k not in _HOP_BY_HOP]
@@ -478,6 +481,15 @@ class Relay:
 
 
 _RETRY: Final = {"Retry-After": "1"}
+
+
+def _failure_text(exc: BaseException) -> str:
+    """Why a request over NATS got no answer, in words (a drag said ``NoRespondersError()``)."""
+    if isinstance(exc, nats.errors.NoRespondersError):
+        return "nothing answers on NATS: is the service running?"
+    if isinstance(exc, TimeoutError | nats.errors.TimeoutError):
+        return "no answer in time"
+    return str(exc) or type(exc).__name__
 
 
 def _unavailable(message: str) -> Response:
