@@ -74,6 +74,10 @@ async def test_the_first_import_replaces_the_example_even_a_merge(tmp_path: Path
         assert r.status_code == 200, r.text
         assert r.json()["removed"] >= EXAMPLE_NOTES
         assert set(await keys(client)) == {"mine", "yours"}
+        # the answer's revision is the graph's (dropping the example took one more: it was
+        # one behind, and a client comparing it with graph_changed read the graph again)
+        data = (await client.get("/api/graph/data", params={"limit": 0})).json()
+        assert r.json()["revision"] == data["revision"]
         assert "notes" not in (await client.get("/api/health")).json()["subsystems"]
         # a second import is an ordinary merge
         r = await client.post(

@@ -508,6 +508,8 @@ async def graph_import(request: Request) -> Response:
     if ctx.changes.example_shown:  # the user's own graph is not shown mixed with the example
         result["removed"] += await run_abandonable(ctx.changes.drop_example, name="drop example")
         ctx.registry.remove("notes")
+        # dropping it took a revision of its own: the answer names the graph as it now is
+        result["revision"] = ctx.store.revision
     ctx.changes.knowledge_changed(replaced=mode == "replace")
     try:
         big = len(body) >= RELEASE_AFTER_BYTES
