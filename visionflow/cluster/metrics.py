@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from visionflow.metrics import Metrics
@@ -12,10 +14,17 @@ _ENCODE_BUCKETS = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05
 
 
 class ClusterMetrics:
-    def __init__(self, metrics: Metrics) -> None:
-        r = metrics.registry
+    """The series of one side: a relay does not expose the publisher's (they stayed at 0 there)
+    nor the service the relay's; each known label value exists at 0 from the start, so that
+    ``rate()`` and ``increase()`` see the first drop or gap."""
+
+    def __init__(self, metrics: Metrics, role: Literal["service", "relay"]) -> None:
+        shared = metrics.registry
+        # the other side's series are made but not registered: the code stays one
+        r = shared if role == "service" else None
+        relay = shared if role == "relay" else None
         self.connected = Gauge(
-            "visionflow_cluster_connected", "1 while connected to the NATS broker", registry=r
+            "visionflow_cluster_connected", "1 while connected to the NATS broker", registry=shared
         )
         self.frames_published = Counter(
             "visionflow_cluster_frames_published",
@@ -45,13 +54,24 @@ class ClusterMetrics:
         )
         self.frames_received = Counter(
             "visionflow_cluster_frames_received",
-            "Frames a relay read from NATS, by outcome (keyframe, delta, gap, stale, bad)",
+            "Frames a relay read from NATS, by outcome (keyframe, delta, gap, stale, bad, late)",
             ["outcome"],
-            registry=r,
+            registry=relay,
         )
         self.requests = Counter(
             "visionflow_cluster_requests",
             "Drag and API requests between relays and the simulation, by kind and result",
             ["rpc", "result"],
-            registry=r,
+            registry=shared,
         )
+        for kind in ("keyframe", "delta"):
+            self.frames_published.labels(kind=kind)
+        for reason in ("broker_away", "broker", "too_large"):
+            self.frames_dropped.labels(reason=reason)
+        for outcome in ("keyframe", "delta", "gap", "stale", "bad", "late"):
+            self.frames_received.labels(outcome=outcome)
+        for rpc in ("pins", "api"):
+            self.requests.labels(rpc=rpc, result="ok" if rpc == "pins" else "200")
+            if role == "relay":
+                for failed in ("timeout", "unavailable"):
+                    self.requests.labels(rpc=rpc, result=failed)

@@ -82,7 +82,7 @@ class ClusterPublisher:
         self.app: ASGIApp | None = None
         self.epoch = secrets.token_hex(8)
         self.encoder = TickEncoder(self.epoch)
-        self.metrics = ClusterMetrics(metrics)
+        self.metrics = ClusterMetrics(metrics, "service")
         self.health = registry.register(health_name)
         self.link = NatsLink(settings, self.health, self._serve, name="publisher")
         self._newest: tuple[Snapshot, FrameCache | None] | None = None

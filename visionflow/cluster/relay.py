@@ -212,7 +212,7 @@ class Relay:
             registry=HealthRegistry(__version__),
             metrics=Metrics(),
         )
-        self.cluster_metrics = ClusterMetrics(self.ctx.metrics)
+        self.cluster_metrics = ClusterMetrics(self.ctx.metrics, "relay")
         self.source = StreamSource()
         self.pins = RemotePins(self.relay_id, settings.cluster, self.cluster_metrics)
         self.hub = Hub(self.ctx, self.source, pins=self.pins)

@@ -308,6 +308,18 @@ async def test_frames_too_large_for_the_broker_degrade_service_and_relays_until_
             async with relay_running(relay_doc(small)) as (relay, rclient):
                 await eventually(lambda: ready(rclient), timeout=20)
                 assert (await cluster_health(rclient))[0] == "ok"
+                # each side's series, each known label at 0 before its first event (a rate()
+                # missed the first drop); a relay no longer shows the publisher's at 0
+                service_metrics = (await client.get("/metrics")).text
+                relay_metrics = (await rclient.get("/metrics")).text
+                assert 'visionflow_cluster_frames_dropped_total{reason="too_large"} 0.0' in (
+                    service_metrics
+                )
+                assert "visionflow_cluster_frames_received_total" not in service_metrics
+                assert 'visionflow_cluster_frames_received_total{outcome="gap"} 0.0' in (
+                    relay_metrics
+                )
+                assert "visionflow_cluster_bytes_published_total" not in relay_metrics
                 # 2000 nodes: a keyframe of ~40 KB, over the broker's 16 KiB. Both said "ok"
                 # while no relay got a frame (only the service's last_error told).
                 await import_chain(client, 2000)
@@ -332,7 +344,11 @@ async def test_frames_too_large_for_the_broker_degrade_service_and_relays_until_
 
                 await eventually(lambda: fine(client), timeout=20)  # the message went too
                 await eventually(lambda: fine(rclient), timeout=20)
-                assert relay.source.latest is not None and len(relay.source.latest.nodes) == 2
+                # a delta against a tick it never had is a gap: the keyframe asked for follows
+                await eventually(
+                    lambda: (latest := relay.source.latest) is not None and len(latest.nodes) == 2,
+                    timeout=20,
+                )
     finally:
         small.kill()
 
