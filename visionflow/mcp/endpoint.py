@@ -216,6 +216,9 @@ class EndpointWatcher:
         self.agents = []
         self._live = False
         self.status.agent_count = 0
+        # now, not at the next attempt: a hung server's next attempt takes call_timeout, and
+        # the gauge said the old count meanwhile where a refused one said 0 at once
+        self._publish()
         await self._report([], False)
 
     # -- connection -------------------------------------------------------------------------

@@ -130,3 +130,26 @@ async def test_a_busy_graph_defers_the_agents_to_the_next_poll_quietly() -> None
     busy[0] = False
     await watcher._set_agents(agents)  # the next poll, same list: applied now
     assert applied == [["a"]] and watcher.agents == agents
+
+
+@pytest.mark.anyio
+async def test_agents_lost_with_the_link_are_reported_as_none_at_once() -> None:
+    settings = s.validate({"mcp": {"endpoints": [{"name": "ep", "port": 9500}]}})
+    registry = HealthRegistry("t")
+    metrics = Metrics()
+    watcher = EndpointWatcher(
+        settings.mcp.endpoints[0],
+        settings.mcp,
+        registry.register("mcp:ep"),
+        metrics,
+        lambda name, agents, live: None,
+    )
+    await watcher._set_agents([Agent(id="a"), Agent(id="b")])
+    gauge = metrics.mcp_agents.labels(endpoint="ep")
+    assert gauge._value.get() == 2
+    await watcher._lost_agents()
+    # it stayed 2 until the next connection attempt: at once for a refused one (0), but a hung
+    # server's attempt takes call_timeout, so the two failures showed different counts
+    assert gauge._value.get() == 0
+    health = registry.get("mcp:ep")
+    assert health is not None and health.detail["agents"] == 0
