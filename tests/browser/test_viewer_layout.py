@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
-from cdp import Browser, Page
-from test_viewer import reveal, settle, wait_streaming
+from cdp import Browser, Page, decode_png
+from test_viewer import CANVAS_ONLY, OVERLAYS_BACK, reveal, settle, wait_streaming
 
 if TYPE_CHECKING:
     from conftest import Stack
@@ -150,16 +150,17 @@ async def test_a_long_label_stays_within_the_canvas_and_the_panel(
     try:
         await wait_streaming(page)
         await page.wait_for("window.visionflow.nodeIds().length >= 2", timeout=20)
-        await page.evaluate(
-            """(() => {
+        # searched again until found: the page may still hold the graph before the import
+        await page.wait_for(
+            f"""(() => {{
+              if (document.getElementById('details-title').textContent === {json.dumps(long)}) {{
+                return true;
+              }}
               document.getElementById('search').value = 'Supercali';
               document.getElementById('search-form').requestSubmit();
-              return true;
-            })()"""
-        )
-        await page.wait_for(
-            f"document.getElementById('details-title').textContent === {json.dumps(long)}",
-            timeout=20,
+              return false;
+            }})()""",
+            timeout=30,
         )
         sizes = await page.wait_for(
             """(() => {
@@ -212,12 +213,21 @@ async def test_a_selected_node_in_a_dense_graph_is_drawn_over_the_dimmed_ones(
             lambda: service.request("GET", "/api/graph/data?limit=100000").json()
         )
         label = next(n["label"] for n in data["nodes"] if n["flagged_id"] == middle)
-        picked = await page.evaluate(
-            f"""(async () => {{
-              const vf = window.visionflow;
+        await page.wait_for(
+            f"""(() => {{
+              if (document.getElementById('details-title').textContent === {json.dumps(label)}) {{
+                return true;
+              }}
               document.getElementById('search').value = {json.dumps(label)};
               document.getElementById('search-form').requestSubmit();
-              await new Promise((r) => setTimeout(r, 1500));  // the flight: 600 ms
+              return false;
+            }})()""",
+            timeout=30,
+        )
+        await anyio.sleep(1.5)  # the flight to it: 600 ms
+        picked = await page.evaluate(
+            f"""(() => {{
+              const vf = window.visionflow;
               const s = vf.screenOf({middle});
               const r = document.getElementById('view').getBoundingClientRect();
               return [vf.pickAt(s[0] - r.left, s[1] - r.top),
@@ -372,3 +382,119 @@ async def test_the_page_reconnects_once_the_status_poll_finds_the_service_back(
     )
     countdown = await page.evaluate("document.getElementById('hud-state').textContent")
     assert "reconnecting in 0 s" not in countdown
+
+
+async def white_pixels(page: Page) -> int:
+    """Canvas pixels that are pure white (the light theme's background is 244,245,247)."""
+    await page.evaluate(CANVAS_ONLY)
+    png = await page.screenshot()
+    await page.evaluate(OVERLAYS_BACK)
+    width, height, channels, px = decode_png(png)
+    return sum(
+        1
+        for i in range(0, width * height * channels, channels)
+        if px[i] == px[i + 1] == px[i + 2] == 255
+    )
+
+
+async def test_a_selection_fades_the_other_nodes_and_never_whitens_them(page: Page) -> None:
+    await wait_streaming(page)
+    await page.wait_for("window.visionflow.nodeIds().length >= 20", timeout=20)
+    assert await page.evaluate("matchMedia('(prefers-color-scheme: dark)').matches") is False
+    await page.wait_for(
+        """(() => {
+          if (document.getElementById('details-title').textContent === 'Note 3') return true;
+          document.getElementById('search').value = 'Note 3';
+          document.getElementById('search-form').requestSubmit();
+          return false;
+        })()""",
+        timeout=30,
+    )
+    await anyio.sleep(1.0)  # the flight, and a few frames
+    # faded nodes over the light background came out as pure white discs: the canvas's alpha
+    # was lowered by the blend and the page composited it as premultiplied
+    assert await white_pixels(page) < 50
+
+
+async def test_a_tap_selects_a_node_and_a_tap_on_nothing_clears_it(page: Page) -> None:
+    await wait_streaming(page)
+    await page.wait_for("window.visionflow.nodeIds().length >= 20", timeout=20)
+    await settle(page, 60)
+    spot = await page.evaluate(
+        """(() => {
+          const vf = window.visionflow, r = document.getElementById('view').getBoundingClientRect();
+          for (const id of vf.nodeIds()) {
+            const s = vf.screenOf(id);
+            if (s && vf.pickAt(s[0] - r.left, s[1] - r.top) === id) return s;
+          }
+          return null;
+        })()"""
+    )
+    assert spot is not None
+
+    async def tap(x: float, y: float) -> None:
+        point = [{"x": x, "y": y, "id": 1}]
+        await page.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": point})
+        await page.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+    await tap(*spot)  # it did nothing: touch input never picked
+    await page.wait_for("document.getElementById('details').hidden === false", timeout=10)
+    await tap(3, await page.evaluate("innerHeight") - 3)  # a corner of the canvas: nothing there
+    await page.wait_for("document.getElementById('details').hidden === true", timeout=10)
+
+
+async def test_a_focused_agent_row_keeps_the_focus_when_the_list_changes(
+    page: Page, service: Stack
+) -> None:
+    await wait_streaming(page)
+    await page.wait_for("window.visionflow.agents.length >= 2", timeout=30)
+    await reveal(page, "#agent-list")
+    row = await page.evaluate(
+        """(() => {
+          const li = document.querySelector('#agent-list li[data-id]');
+          li.focus();
+          return li.dataset.id;
+        })()"""
+    )
+    before = await page.evaluate("window.visionflow.agents.length")
+    r = await anyio.to_thread.run_sync(
+        lambda: service.post_json("/api/bots/spawn-agent", {"type": "tester"})
+    )
+    assert r.status_code == 200, r.text
+    await page.wait_for(f"window.visionflow.agents.length > {before}", timeout=30)
+    await anyio.sleep(0.5)
+    # the list is rebuilt on each change, and the focus fell to the page (Enter then did nothing)
+    assert await page.evaluate("document.activeElement.dataset.id || null") == row
+
+
+async def test_hiding_the_panel_moves_the_focus_to_its_button_and_hover_ends_off_canvas(
+    page: Page,
+) -> None:
+    await wait_streaming(page)
+    await page.evaluate("document.getElementById('fit').focus(); true")
+    for kind in ("keyDown", "keyUp"):
+        await page.send("Input.dispatchKeyEvent", {"type": kind, "key": "p", "text": "p"})
+    await page.wait_for("window.visionflow.panelOpen === false", timeout=10)
+    # it stayed on the hidden button: the next Tab started from the page's top
+    assert await page.evaluate("document.activeElement.id") == "panel-toggle"
+    await page.evaluate("document.getElementById('panel-toggle').click(); true")
+    await page.wait_for("window.visionflow.panelOpen === true", timeout=10)
+    await settle(page, 60)
+    spot = await page.evaluate(
+        """(() => {
+          const vf = window.visionflow, r = document.getElementById('view').getBoundingClientRect();
+          for (const id of vf.nodeIds()) {
+            const s = vf.screenOf(id);
+            if (s && vf.pickAt(s[0] - r.left, s[1] - r.top) === id) return s;
+          }
+          return null;
+        })()"""
+    )
+    await page.mouse_move(*spot)
+    await page.wait_for("document.querySelectorAll('#labels div').length === 1", timeout=10)
+    panel = await page.evaluate(
+        "(() => { const r = document.getElementById('panel').getBoundingClientRect();"
+        " return [r.left + 20, r.top + 20]; })()"
+    )
+    await page.mouse_move(*panel)  # over the panel: the hover label used to stay
+    await page.wait_for("document.querySelectorAll('#labels div').length === 0", timeout=10)

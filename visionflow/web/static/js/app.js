@@ -134,15 +134,23 @@ let fitted = false;
 let autoFit = true;
 let lastAutoFit = 0;
 let hidden = 0;
+let serviceDown = false; // the status poll last found nothing answering
 
 const panels = new Panels({
   api,
   onSelectAgent: (id) => select(id, true),
-  // the status poll reached the service: no need to wait out the backoff
+  // The status poll reached the service after it had not: it is back, so no need to wait out
+  // the backoff. Only then: a service that answers but refuses the stream (full, or a proxy
+  // without WebSockets) was retried every 5 s instead of backing off.
   onServiceAnswered: () => {
-    if (vf.state !== "closed" || stream.secondsToNextAttempt() === null) return;
+    const wasDown = serviceDown;
+    serviceDown = false;
+    if (!wasDown || vf.state !== "closed" || stream.secondsToNextAttempt() === null) return;
     vf.healthReconnects += 1;
     stream.reconnectNow();
+  },
+  onServiceUnreachable: () => {
+    serviceDown = true;
   },
 });
 
@@ -223,10 +231,15 @@ const stream = new Stream({
 });
 
 $("hud-retry").addEventListener("click", () => stream.reconnectNow());
+
+/** "reconnecting in 12 s", counting down in whole seconds (net.js says it the same way). */
+function reconnectText(seconds) {
+  return `reconnecting in ${Math.ceil(seconds)} s`;
+}
 // the wait before the next attempt counts down (it used to stand still at its first value)
 setInterval(() => {
   const left = vf.state === "closed" ? stream.secondsToNextAttempt() : null;
-  if (left !== null) $("hud-state").textContent = `closed (reconnecting in ${Math.ceil(left)} s)`;
+  if (left !== null) $("hud-state").textContent = `closed (${reconnectText(left)})`;
 }, 500);
 
 $("token-form").addEventListener("submit", (e) => {
@@ -615,6 +628,9 @@ function updateLabels() {
     el.textContent = id === hovered && id !== selected ? hoverText(id) : labelOf(id);
     el.style.left = `${s[0]}px`;
     el.style.top = `${s[1]}px`;
+    // right of the node, or left of it in the canvas's right part: a label squeezed against
+    // the right edge came out one word (or one character) a line
+    el.classList.toggle("flip", s[0] > rect.width * 0.6);
   }
 }
 
@@ -695,6 +711,14 @@ canvas.addEventListener("pointerup", (e) => {
   }
 });
 
+canvas.addEventListener("pointerleave", () => {
+  pickAt = null;
+  if (hovered >= 0 && !pointer) {
+    hovered = -1; // its label stayed up while the pointer was over the panel
+    canvas.classList.remove("over-node");
+  }
+});
+
 canvas.addEventListener("contextmenu", (e) => e.preventDefault());
 canvas.addEventListener(
   "wheel",
@@ -706,9 +730,15 @@ canvas.addEventListener(
   { passive: false },
 );
 
-// touch: one finger orbits, two pinch to zoom and pan
+// touch: one finger orbits, two pinch to zoom and pan, a tap selects (or clears)
+const TAP_SLOP = 10; // CSS pixels a finger may move and still tap
+const TAP_MS = 500;
+let tap = null; // {id, x, y, t} while one finger is down and may be a tap
+
 canvas.addEventListener("touchstart", (e) => {
   for (const t of e.changedTouches) touches.set(t.identifier, [t.clientX, t.clientY]);
+  const first = e.changedTouches[0];
+  tap = touches.size === 1 ? { id: first.identifier, x: first.clientX, y: first.clientY, t: performance.now() } : null;
 });
 canvas.addEventListener(
   "touchmove",
@@ -716,7 +746,10 @@ canvas.addEventListener(
     e.preventDefault();
     autoFit = false;
     const before = [...touches.values()];
-    for (const t of e.changedTouches) touches.set(t.identifier, [t.clientX, t.clientY]);
+    for (const t of e.changedTouches) {
+      touches.set(t.identifier, [t.clientX, t.clientY]);
+      if (tap && t.identifier === tap.id && Math.hypot(t.clientX - tap.x, t.clientY - tap.y) > TAP_SLOP) tap = null;
+    }
     const after = [...touches.values()];
     if (after.length === 1 && before.length === 1) {
       camera.orbit(after[0][0] - before[0][0], after[0][1] - before[0][1]);
@@ -731,7 +764,18 @@ canvas.addEventListener(
   { passive: false },
 );
 const touchEnd = (e) => {
-  for (const t of e.changedTouches) touches.delete(t.identifier);
+  for (const t of e.changedTouches) {
+    touches.delete(t.identifier);
+    if (e.type === "touchend" && tap && t.identifier === tap.id) {
+      const still = Math.hypot(t.clientX - tap.x, t.clientY - tap.y) <= TAP_SLOP;
+      if (still && performance.now() - tap.t <= TAP_MS) {
+        // tapping a node did nothing: touch input never picked
+        const rect = canvas.getBoundingClientRect();
+        select(pickId(t.clientX - rect.left, t.clientY - rect.top), false);
+      }
+    }
+  }
+  tap = null;
 };
 canvas.addEventListener("touchend", touchEnd);
 canvas.addEventListener("touchcancel", touchEnd);
@@ -782,8 +826,9 @@ window.addEventListener("keydown", (e) => {
 const PANEL_KEY = "visionflow.panel";
 
 function setPanel(open, chosen = false) {
-  document.body.classList.toggle("panel-open", open);
   const button = $("panel-toggle");
+  if (!open && $("panel").contains(document.activeElement)) button.focus(); // not lost with it
+  document.body.classList.toggle("panel-open", open);
   button.textContent = open ? "Hide panel" : "Panel";
   button.setAttribute("aria-expanded", String(open));
   if (chosen) {

@@ -139,7 +139,7 @@ export class Stream {
     const wait = this.delay * (0.5 + 0.5 * Math.random());
     this.delay = Math.min(this.delay * 2, BACKOFF_MAX_MS);
     this.nextAttemptAt = performance.now() + wait; // for a countdown
-    this.onState("closed", `reconnecting in ${(wait / 1000).toFixed(1)} s`);
+    this.onState("closed", `reconnecting in ${Math.ceil(wait / 1000)} s`); // as the countdown
     this.timer = setTimeout(() => this.connect(), wait);
   }
 

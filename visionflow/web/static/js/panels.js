@@ -81,10 +81,11 @@ export function detailText(v) {
 }
 
 export class Panels {
-  constructor({ api, onSelectAgent, onServiceAnswered = () => {} }) {
+  constructor({ api, onSelectAgent, onServiceAnswered = () => {}, onServiceUnreachable = () => {} }) {
     this.api = api;
     this.onSelectAgent = onSelectAgent;
     this.onServiceAnswered = onServiceAnswered; // the health poll got an HTTP answer
+    this.onServiceUnreachable = onServiceUnreachable; // ... or none at all
     this.agents = new Map(); // flagged id (or endpoint/agent_id when no node) -> agent
     this.agentKeys = new Map(); // endpoint/agent_id -> its key in this.agents
     this.agentRevisions = new Map(); // endpoint -> the agents revision this.agents holds
@@ -198,6 +199,9 @@ export class Panels {
     const wantType = typeSel.value;
     const wantStatus = statusSel.value;
     const list = $("agent-list");
+    // the list is rebuilt on every change (a live swarm: every second): the row that had the
+    // focus gets it back, or a keyboard user lost it before pressing Enter
+    const focused = list.contains(document.activeElement) ? document.activeElement.dataset.id : undefined;
     const rows = [];
     const sorted = [...this.agents.values()].sort((a, b) => (a.name || "").localeCompare(b.name || ""));
     for (const a of sorted) {
@@ -225,6 +229,10 @@ export class Panels {
       rows.push(row);
     }
     list.replaceChildren(...rows);
+    if (focused !== undefined) {
+      const again = rows.find((row) => row.dataset.id === focused);
+      if (again) again.focus();
+    }
   }
 
   // -- endpoints and health --------------------------------------------------------------------
@@ -253,6 +261,7 @@ export class Panels {
       }
     } catch (exc) {
       if (exc.status === 503) this.onServiceAnswered(); // failing, but there to talk to
+      else if (exc.status === 0) this.onServiceUnreachable();
       text(banner, exc.status === 503 ? "Service failing: see /api/health" : `Service unreachable: ${exc.message}`);
       banner.hidden = false;
     }

@@ -257,10 +257,11 @@ export class Renderer {
     gl.uniform1ui(u.u_hidden, this.hidden);
   }
 
-  /** The nodes, in one draw, or with a selection in two: the dimmed ones first without writing
-   *  depth, then the selected node and its neighbours, which nothing dimmed can then cover
-   *  (in a dense graph they were lost behind a haze of faded nodes in front of them). */
-  drawNodes(u) {
+  /** The nodes, in one draw, or with a selection in two: the dimmed ones first, then, with the
+   *  depth buffer cleared, the selected node and its neighbours, which nothing dimmed can then
+   *  cover (in a dense graph they were lost behind a haze of faded nodes in front of them).
+   *  Within each pass depth still decides, so picking among dimmed nodes stays right. */
+  drawNodes(u, between = null) {
     const gl = this.gl;
     gl.bindVertexArray(this.vao);
     if (!this.focus) {
@@ -268,12 +269,30 @@ export class Renderer {
       gl.drawArrays(gl.POINTS, 0, this.count);
       return;
     }
-    gl.depthMask(false);
     gl.uniform1ui(u.u_pass, 1);
     gl.drawArrays(gl.POINTS, 0, this.count);
-    gl.depthMask(true);
+    gl.clear(gl.DEPTH_BUFFER_BIT);
+    if (between) {
+      const program = gl.getParameter(gl.CURRENT_PROGRAM);
+      between();
+      gl.useProgram(program);
+      gl.bindVertexArray(this.vao);
+    }
     gl.uniform1ui(u.u_pass, 2);
     gl.drawArrays(gl.POINTS, 0, this.count);
+  }
+
+  /** The selected node's edges at full strength, over everything drawn so far. */
+  drawFocusEdges(camera) {
+    const gl = this.gl;
+    gl.disable(gl.DEPTH_TEST);
+    gl.useProgram(this.edges.program);
+    gl.uniformMatrix4fv(this.edges.uniforms.u_viewProj, false, camera.viewProj);
+    const [r, g, b] = this.edgeColor;
+    gl.uniform4fv(this.edges.uniforms.u_color, [r, g, b, 1]);
+    gl.bindVertexArray(this.focusEdgeVao);
+    gl.drawElements(gl.LINES, this.focusEdgeCount * 2, gl.UNSIGNED_INT, 0);
+    gl.enable(gl.DEPTH_TEST);
   }
 
   draw(camera) {
@@ -284,7 +303,11 @@ export class Renderer {
     gl.clearColor(...this.background);
     gl.clear(gl.COLOR_BUFFER_BIT | gl.DEPTH_BUFFER_BIT);
     gl.enable(gl.BLEND);
-    gl.blendFunc(gl.SRC_ALPHA, gl.ONE_MINUS_SRC_ALPHA);
+    // colour blends by the source's alpha; the canvas's own alpha stays 1 (the page composites
+    // the canvas as premultiplied: with its alpha lowered by a faded node, the light theme's
+    // colours blew out to white)
+    gl.blendFuncSeparate(gl.SRC_ALPHA, gl.ONE_MINUS_SRC_ALPHA, gl.ONE, gl.ONE_MINUS_SRC_ALPHA);
+    const focusEdges = this.showEdges && this.focus && this.focusEdgeCount > 0;
     if (this.showEdges && this.edgeCount > 0) {
       gl.disable(gl.DEPTH_TEST);
       gl.useProgram(this.edges.program);
@@ -294,18 +317,14 @@ export class Renderer {
       gl.uniform4fv(this.edges.uniforms.u_color, this.focus ? [r, g, b, a * 0.3] : this.edgeColor);
       gl.bindVertexArray(this.edgeVao);
       gl.drawElements(gl.LINES, this.edgeCount * 2, gl.UNSIGNED_INT, 0);
-      if (this.focus && this.focusEdgeCount > 0) {
-        gl.uniform4fv(this.edges.uniforms.u_color, [r, g, b, 1]);
-        gl.bindVertexArray(this.focusEdgeVao);
-        gl.drawElements(gl.LINES, this.focusEdgeCount * 2, gl.UNSIGNED_INT, 0);
-      }
     }
     if (this.count > 0) {
       gl.enable(gl.DEPTH_TEST);
       gl.depthFunc(gl.LEQUAL);
       gl.useProgram(this.nodes.program);
       this.uniforms(this.nodes.uniforms, camera, h);
-      this.drawNodes(this.nodes.uniforms);
+      // the selection's own edges go between the dimmed nodes and its own: over the haze
+      this.drawNodes(this.nodes.uniforms, focusEdges ? () => this.drawFocusEdges(camera) : null);
     }
     gl.bindVertexArray(null);
   }
