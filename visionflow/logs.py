@@ -155,6 +155,10 @@ def setup(level: str = "INFO", fmt: str = "human", stream: TextIO | None = None)
         std.propagate = False
     # numba is chatty at DEBUG; its warnings still come through.
     logging.getLogger("numba").setLevel(logging.WARNING)
+    # httpx logs every request at INFO with its whole URL: an MCP endpoint's password and
+    # ?api_key= in clear (our own lines show them as ***), two lines a poll, tagged "httpx"
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     route_retries()
 
 
