@@ -26,7 +26,13 @@ import stamina
 from loguru import logger
 
 from visionflow import logs
-from visionflow.errors import GraphError, RemoteProtocolError, RpcError, RpcRemoteError
+from visionflow.errors import (
+    GraphError,
+    RemoteProtocolError,
+    RpcError,
+    RpcRemoteError,
+    RpcTransportError,
+)
 from visionflow.metrics import Metrics
 from visionflow.settings import McpEndpoint as EndpointSettings
 from visionflow.settings import McpSettings, redact_url
@@ -55,6 +61,9 @@ _NOT_SHOWN = "agents not shown: "
 
 #: The server's tool set changed: re-read ``tools/list`` before the next poll.
 TOOLS_CHANGED = "notifications/tools/list_changed"
+#: Polls the server refuses in a row (a tool error each) before the link counts as down: its
+#: agents were shown live, their status frozen, and health said ok for as long as it refused.
+REFUSED_POLLS_DOWN = 3
 
 
 class BreakerOpenError(RpcError):
@@ -137,6 +146,7 @@ class EndpointWatcher:
         self._live = False
         self._poll_now = anyio.Event()
         self._tools_stale = False
+        self._refused = 0  # polls refused in a row
         self.log = logger.bind(subsystem=f"mcp:{endpoint.name}")
         self._metric_labels = {"endpoint": endpoint.name}
         # Every endpoint has its samples from the start (a scrape before its first publish
@@ -366,10 +376,17 @@ class EndpointWatcher:
         try:
             await self._poll_once(client)
         except RpcRemoteError as exc:
-            # The server is up but refused this poll (a tool error): keep the link.
+            # The server is up but refused this poll (a tool error): keep the link, a while.
+            self._refused += 1
+            if self._refused >= REFUSED_POLLS_DOWN:
+                raise RpcTransportError(
+                    f"{self._refused} polls in a row refused, the last: {exc}"
+                ) from exc
             self.status.last_error = str(exc)
             self.log.warning("poll refused: {}", exc)
             self._publish()
+        else:
+            self._refused = 0
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED

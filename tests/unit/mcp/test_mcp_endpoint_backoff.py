@@ -12,9 +12,9 @@ import pytest
 from support.clock import anyio_backend  # noqa: F401  (every test here runs on trio's MockClock)
 
 from visionflow import settings as s
-from visionflow.errors import GraphError, RpcTransportError
+from visionflow.errors import GraphError, RpcRemoteError, RpcTransportError
 from visionflow.mcp.claudeflow import Agent
-from visionflow.mcp.endpoint import EndpointWatcher
+from visionflow.mcp.endpoint import REFUSED_POLLS_DOWN, EndpointWatcher
 from visionflow.metrics import Metrics
 from visionflow.supervisor import HealthRegistry
 
@@ -153,3 +153,41 @@ async def test_agents_lost_with_the_link_are_reported_as_none_at_once() -> None:
     assert gauge._value.get() == 0
     health = registry.get("mcp:ep")
     assert health is not None and health.detail["agents"] == 0
+
+
+class Refusing:
+    """A client whose server keeps answering agent_list with a JSON-RPC error."""
+
+    def __init__(self) -> None:
+        self.catalog = type("Catalog", (), {"names": frozenset({"agent_list"})})()
+        self.refuse = True
+
+    async def list_agents(self) -> list[Agent]:
+        if self.refuse:
+            raise RpcRemoteError(-32603, "database locked")
+        return [Agent(id="a")]
+
+
+@pytest.mark.anyio
+async def test_polls_refused_again_and_again_count_as_the_link_down() -> None:
+    settings = s.validate({"mcp": {"endpoints": [{"name": "ep", "port": 9500}]}})
+    registry = HealthRegistry("t")
+    watcher = EndpointWatcher(
+        settings.mcp.endpoints[0],
+        settings.mcp,
+        registry.register("mcp:ep"),
+        Metrics(),
+        lambda name, agents, live: None,
+    )
+    client: Any = Refusing()
+    for _ in range(REFUSED_POLLS_DOWN - 1):  # one refusal, or two, keep the link
+        await watcher._poll(client)
+        assert watcher.status.last_error == "remote error -32603: database locked"
+    # the link stayed "connected", its agents live and health ok for as long as it refused
+    with pytest.raises(RpcTransportError, match="3 polls in a row refused"):
+        await watcher._poll(client)
+    client.refuse = False
+    await watcher._poll(client)  # a good poll starts the count again
+    client.refuse = True
+    await watcher._poll(client)
+    assert watcher._refused == 1
