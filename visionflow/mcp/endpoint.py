@@ -12,6 +12,7 @@ before the next poll (which is brought forward), so the watcher calls what the s
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
@@ -64,6 +65,9 @@ TOOLS_CHANGED = "notifications/tools/list_changed"
 #: Polls the server refuses in a row (a tool error each) before the link counts as down: its
 #: agents were shown live, their status frozen, and health said ok for as long as it refused.
 REFUSED_POLLS_DOWN = 3
+#: What a launched server wrote to stderr, as a reason quotes it (stdio.exit_text).
+_STDERR_SAID = re.compile(r"\(stderr: .*\)", re.DOTALL)
+_MASKED_MIN = 3  # shorter parts of a command line ("sh", "-c") are masked nowhere
 
 
 class BreakerOpenError(RpcError):
@@ -156,13 +160,28 @@ class EndpointWatcher:
 
     # -- health ---------------------------------------------------------------------------
 
+    def public_error(self) -> str | None:
+        """``last_error`` as anyone may see it (health; ``/api/bots/status`` without the
+        token): a launched server's command line, working directory and stderr masked, as its
+        ``target`` is (``cannot start '/opt/run-with-key-...'`` said them in clear)."""
+        error = self.status.last_error
+        if error is None or not self.settings.command:
+            return error
+        error = _STDERR_SAID.sub("(stderr: shown with the token)", error)
+        said = {*self.settings.argv, *self.settings.env.values(), self.settings.cwd}
+        said.add(str(self.cwd or ""))
+        for secret in sorted(said, key=len, reverse=True):
+            if len(secret) >= _MASKED_MIN:
+                error = error.replace(secret, "***")
+        return error
+
     def _publish(self) -> None:
         now = anyio.current_time()
         self.status.breaker = self.breaker.state(now)
         connected = self.client is not None
         self.status.connected = connected
         self.health.state = "running" if connected else "backoff"
-        self.health.last_error = self.status.last_error
+        self.health.last_error = self.public_error()
         self.health.detail.update(
             state=self.status.state,
             connected=connected,

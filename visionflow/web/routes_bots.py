@@ -143,6 +143,7 @@ async def bots_status(request: Request) -> Response:
         doc = w.status.as_json()
         if not details and w.settings.command:
             doc["target"] = "***"
+            doc["last_error"] = w.public_error()
         endpoints.append(doc)
     return JSONResponse({"endpoints": endpoints})
 

@@ -191,3 +191,46 @@ async def test_polls_refused_again_and_again_count_as_the_link_down() -> None:
     client.refuse = True
     await watcher._poll(client)
     assert watcher._refused == 1
+
+
+@pytest.mark.anyio
+async def test_a_launched_servers_error_is_masked_where_its_command_line_is() -> None:
+    settings = s.validate(
+        {
+            "mcp": {
+                "endpoints": [
+                    {
+                        "name": "ep",
+                        "command": "/opt/tools/run-with-key-sk-LEAK1",
+                        "args": ["--key", "sk-LEAK2"],
+                        "cwd": "/home/alice/clients/sk-LEAK3",
+                    }
+                ]
+            }
+        }
+    )
+    registry = HealthRegistry("t")
+    watcher = EndpointWatcher(
+        settings.mcp.endpoints[0],
+        settings.mcp,
+        registry.register("mcp:ep"),
+        Metrics(),
+        lambda name, agents, live: None,
+    )
+    watcher.status.last_error = (
+        "ep: cannot start '/opt/tools/run-with-key-sk-LEAK1': [Errno 2] No such file or "
+        "directory: '/home/alice/clients/sk-LEAK3'"
+    )
+    watcher._publish()
+    health = registry.get("mcp:ep")
+    assert health is not None and "LEAK" not in str(health.last_error)  # /api/health: public
+    assert health.last_error == (
+        "ep: cannot start '***': [Errno 2] No such file or directory: '***'"
+    )
+    watcher.status.last_error = (
+        "ep (pid 7): the server process exited with status 3 (stderr: secret=hunter2 | bye)"
+    )
+    assert watcher.public_error() == (
+        "ep (pid 7): the server process exited with status 3 (stderr: shown with the token)"
+    )
+    assert "hunter2" in str(watcher.status.last_error)  # kept whole for /api/bots/status
