@@ -13,6 +13,7 @@ replies, and ids echoed back as strings.
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,13 +137,27 @@ class _Reply(msgspec.Struct, omit_defaults=True):
     error: Any = msgspec.UNSET
 
 
+#: A server's error text is shown (log, last_error, a 502's message) up to this long.
+REMOTE_MESSAGE_MAX = 300
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def shown_text(text: str) -> str:
+    """A server's own words made safe to show: control characters (line breaks, ANSI escapes:
+    it could forge log lines or colour a terminal) as one space, at most REMOTE_MESSAGE_MAX."""
+    one_line = _CONTROL.sub(" ", text).strip()
+    if len(one_line) > REMOTE_MESSAGE_MAX:
+        return one_line[: REMOTE_MESSAGE_MAX - 1] + "\u2026"
+    return one_line
+
+
 def remote_error_from(error: Any) -> RpcRemoteError:
     """Turn a JSON-RPC error member into an exception, tolerating a malformed one."""
     if isinstance(error, dict):
         code = error.get("code")
         message = error.get("message")
         if isinstance(code, int) and not isinstance(code, bool) and isinstance(message, str):
-            return RpcRemoteError(code, message, error.get("data"))
+            return RpcRemoteError(code, shown_text(message), error.get("data"))
     return RpcRemoteError(_MALFORMED_ERROR_CODE, f"malformed error object: {error!r:.200}", error)
 
 

@@ -243,3 +243,15 @@ def test_oversize_line_raises_remote_protocol_error() -> None:
     session = RpcSession(max_line_bytes=64)
     with pytest.raises(RemoteProtocolError):
         session.receive_data(b"{" + b" " * 100)
+
+
+def test_a_servers_error_text_is_one_bounded_line() -> None:
+    # it went raw into the log (a line of its own: forged lines, ANSI colours) and last_error,
+    # up to max_line_bytes (8 MiB)
+    error = remote_error_from({"code": -32600, "message": "nope\n\x1b[31mRED" + "x" * 5000})
+    assert "\n" not in str(error) and "\x1b" not in str(error)
+    assert error.message.startswith("nope [31mREDxxx")
+    assert len(error.message) == 300 and error.message.endswith("\u2026")
+    assert remote_error_from({"code": 1, "message": "database locked"}).message == (
+        "database locked"
+    )
