@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from support.servicekit import eventually, running
@@ -265,3 +266,57 @@ async def test_names_and_text_no_utf8_can_carry_are_problems_and_the_rest_works_
         assert health["subsystems"]["notes"]["detail"]["degraded"] is True
         for name, sub in health["subsystems"].items():
             assert sub["state"] == "running" and sub.get("restarts", 0) == 0, (name, sub)
+
+
+async def test_an_edit_seen_through_a_folder_symlink_reaches_the_graph(tmp_path: Path) -> None:
+    """watchfiles follows a symlink to a folder; inotify then reported an edit of notes/A.md
+    as shortcut/A.md (one watch for both), which the vault does not read: it was lost, with
+    nothing logged. The vault also holds a link to the folder that holds it (a sync root)."""
+    root = tmp_path / "vault"
+    write(root, "notes/A.md", "[[B]]")
+    write(root, "notes/B.md", "")
+    (root / "shortcut").symlink_to(root / "notes")
+    (root / "parent").symlink_to(tmp_path)
+    async with running(settings(tmp_path, root)) as (_, client):
+
+        async def watching() -> bool:
+            return bool((await notes_health(client))["detail"].get("batches"))
+
+        await eventually(watching, DEADLINE_S)
+        write(root, "notes/A.md", "[[B]] [[C]]")
+
+        async def c_linked() -> bool:
+            nodes, edges = await graph(client)
+            return "note:c" in nodes and ("note:a", "note:c") in edges
+
+        await eventually(c_linked, DEADLINE_S)
+        nodes, _ = await graph(client)
+        assert set(nodes) == {"note:a", "note:b", "note:c"}  # nothing read through the links
+
+
+async def test_changes_behind_a_link_to_outside_the_vault_make_no_batch(tmp_path: Path) -> None:
+    root = tmp_path / "vault"
+    outside = tmp_path / "outside"
+    write(root, "A.md", "[[B]]")
+    write(outside, "X.md", "")
+    (root / "shared").symlink_to(outside)
+    async with running(settings(tmp_path, root)) as (_, client):
+
+        async def batches() -> int:
+            return int((await notes_health(client))["detail"].get("batches") or 0)
+
+        await eventually(batches, DEADLINE_S)
+        before = await batches()
+        for i in range(3):  # the watcher sees these through the link: each made a batch
+            write(outside, f"Y{i}.md", "[[A]]")
+        await anyio.sleep(2.0)  # ten times the watcher's debounce: a batch would be made
+        assert await batches() == before
+        write(root, "B.md", "")  # and a change in the vault still is one
+
+        async def b_written() -> bool:
+            nodes, _ = await graph(client)
+            return nodes.get("note:b", {}).get("group") == "note"
+
+        await eventually(b_written, DEADLINE_S)
+        nodes, _ = await graph(client)
+        assert not any(key.startswith("note:y") for key in nodes)

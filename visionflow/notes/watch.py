@@ -26,6 +26,7 @@ supervisor restarts the child with its backoff.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -165,6 +166,7 @@ async def watch_folder(top: str, stop: anyio.Event) -> AsyncGenerator[set[str] |
     lost. NoteError when the folder cannot be watched."""
     # watchfiles logs every set of changes at INFO; the service logs each batch it applies
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
+    real_top = await anyio.to_thread.run_sync(os.path.realpath, top)  # a file system call
     while not stop.is_set():
         try:
             async for changes in awatch(
@@ -175,7 +177,11 @@ async def watch_folder(top: str, stop: anyio.Event) -> AsyncGenerator[set[str] |
                 debounce=_DEBOUNCE_MS,
                 ignore_permission_denied=True,  # an unreadable folder is the scan's to report
             ):
-                yield {path for _change, path in changes}
+                paths = [path for _change, path in changes]
+                # realpath reads the file system: off the event loop
+                held = await anyio.to_thread.run_sync(_held_paths, top, real_top, paths)
+                if held:  # only changes behind a link to outside: no batch for them
+                    yield held
             return
         except OSError as exc:
             raise NoteError(top, f"cannot watch the vault folder: {exc}") from exc
@@ -189,6 +195,32 @@ async def watch_folder(top: str, stop: anyio.Event) -> AsyncGenerator[set[str] |
             # changes are made up for by reading everything, and the folder is watched again.
             log.warning("notes vault: {}; reading the whole vault again", lost)
             yield None
+
+
+def held_path(top: str, real_top: str, path: str) -> str | None:
+    """``path`` as the vault holds it. watchfiles follows a symlink to a folder, and inotify
+    then reports a change under the link's path (``top/shortcut/A.md`` for ``top/notes/A.md``,
+    ``shortcut -> notes``), which the vault does not read: the edit was lost. The folder's
+    real path, if it lies in the vault, names the file as the vault holds it; the file's own
+    name is kept (a file that is a symlink stays one, for the vault's rules). None for a path
+    behind a link to outside the vault (watchfiles watches there too: it cannot be told not to
+    follow links), which the vault does not read."""
+    folder, name = os.path.split(path)
+    real = os.path.realpath(folder)
+    if real == folder:
+        return path
+    try:
+        inside = os.path.commonpath([real, real_top]) == real_top
+    except ValueError:  # another drive (Windows)
+        return path
+    if not inside:
+        return None
+    rel = os.path.relpath(real, real_top)
+    return os.path.join(top, name) if rel == "." else os.path.join(top, rel, name)
+
+
+def _held_paths(top: str, real_top: str, paths: list[str]) -> set[str]:
+    return {held for path in paths if (held := held_path(top, real_top, path)) is not None}
 
 
 T = TypeVar("T")
