@@ -19,6 +19,7 @@ then starts a new one at once); the session is DELETEd when the client closes. A
 from __future__ import annotations
 
 import contextlib
+import http
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -95,6 +96,13 @@ def _messages(body: bytes) -> list[bytes]:
     else:
         items = [body]
     return [item.replace(b"\r", b" ").replace(b"\n", b" ") + b"\n" for item in items]
+
+
+def _phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "(no reason phrase)"
 
 
 def _content_type(response: httpx.Response) -> str:
@@ -294,9 +302,8 @@ class HttpTransport(anyio.abc.ByteStream):
             if status == 404 and self.session_id is not None and method != "initialize":
                 self.session_id = None  # gone: nothing to DELETE
                 raise self._fail("the server ended the session (HTTP 404): starting a new one")
-            raise self._fail(
-                f"POST answered HTTP {status} {response.reason_phrase}{_hint(status)}: {preview}"
-            )
+            reason = response.reason_phrase or _phrase(status)  # HTTP/2 and some servers send none
+            raise self._fail(f"POST answered HTTP {status} {reason}{_hint(status)}: {preview}")
         if method == "initialize":
             self._take_session_id(response)
         if status == 202 or request_id is None:
@@ -352,7 +359,13 @@ class HttpTransport(anyio.abc.ByteStream):
         try:
             with anyio.move_on_after(max(0.0, deadline - anyio.current_time())) as scope:
                 if kind == _JSON:
-                    await self._read_json(response)
+                    if not await self._read_json(response, request_id):
+                        # nothing more will come for it: say so now, not after call_timeout
+                        # as "got no answer" (a 200 of garbage, null or [] waited it out)
+                        self._fail(
+                            f"answered the POST of request {request_id!r} with a JSON "
+                            "body holding no reply to it (see the skipped line above)"
+                        )
                 else:
                     await self._read_events(response, request_id)
             if scope.cancelled_caught:
@@ -367,7 +380,8 @@ class HttpTransport(anyio.abc.ByteStream):
                 await response.aclose()
             self._streams.release_on_behalf_of(token)
 
-    async def _read_json(self, response: httpx.Response) -> None:
+    async def _read_json(self, response: httpx.Response, request_id: int | str) -> bool:
+        """The JSON answer's messages into the inbox; whether our reply was among them."""
         limit = self.max_message_bytes
         length = response.headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
@@ -381,9 +395,11 @@ class HttpTransport(anyio.abc.ByteStream):
             return False
 
         await _each_chunk(response, take)
+        answered = False
         for line in _messages(bytes(body)):
-            self._note(line)
+            answered |= self._note(line, request_id)
             await self._push(line)
+        return answered
 
     async def _read_events(self, response: httpx.Response, request_id: int | str) -> None:
         parser = SseParser(self.max_message_bytes)

@@ -15,9 +15,11 @@ from support.servicekit import eventually, running
 from support.simkit import free_port
 
 from visionflow import settings as s
+from visionflow.errors import RpcTransportError
 from visionflow.mcp.claudeflow import Agent
 from visionflow.mcp.endpoint import TOOLS_CHANGED, EndpointWatcher
 from visionflow.mcp.framing import RawMessage
+from visionflow.mcp.http import connect_http_mcp
 from visionflow.mcpsim.http import HttpSimulator, serve_asgi
 from visionflow.mcpsim.server import Simulator
 from visionflow.metrics import Metrics
@@ -235,3 +237,30 @@ async def test_a_service_shows_an_http_endpoint_with_its_secrets_masked(tmp_path
             assert TOKEN not in (await client.get(path)).text, path
         shown = (await client.get("/api/settings")).json()["settings"]["mcp"]["endpoints"][0]
         assert shown["headers"] == {"Authorization": "***"}
+
+
+async def test_a_post_answered_with_no_reply_fails_at_once_saying_so() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"null"})
+
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(serve_asgi, app, "127.0.0.1", 0)
+        started = anyio.current_time()
+        with pytest.raises(RpcTransportError) as info:
+            # it waited out the whole call_timeout, then said "initialize got no answer"
+            async with connect_http_mcp(f"http://127.0.0.1:{port}/mcp", call_timeout=60):
+                pass  # pragma: no cover
+        assert "holding no reply to it" in str(info.value)
+        assert anyio.current_time() - started < 30
+        tg.cancel_scope.cancel()
