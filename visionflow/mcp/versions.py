@@ -23,11 +23,17 @@ class UnsupportedProtocolVersionError(RemoteProtocolError):
     """The server answered ``initialize`` with a revision we do not speak."""
 
     def __init__(self, endpoint: str, version: object) -> None:
-        self.version = version if isinstance(version, str) else None
-        shown = repr(version)[:80]
+        # the refused one as the status shows it: a number too (it read null), at most 80
+        # characters; None only when the server gave none
+        if version is None:
+            self.version: str | None = None
+            said = "no MCP protocol version (initialize's result has no protocolVersion)"
+        else:
+            self.version = (version if isinstance(version, str) else repr(version))[:80]
+            said = f"MCP protocol version {self.version!r}"
         super().__init__(
-            f"{endpoint}: server speaks MCP protocol version {shown}, which this client does "
-            f"not (it speaks {', '.join(SUPPORTED)})"
+            f"{endpoint}: server speaks {said}, which this client does not understand "
+            f"(it speaks {', '.join(SUPPORTED)})"
         )
 
 

@@ -456,3 +456,12 @@ async def test_post_bodies_leave_no_async_generator_behind(monkeypatch: pytest.M
         # whole again (httpcore may resend on a new connection), with the bytes that were sent
         assert [c async for c in stream] == [chunk]
     assert peer.posts()[-1].message == msgspec.json.decode(chunk)
+
+
+def test_a_refused_version_is_named_however_the_server_gave_it() -> None:
+    number = UnsupportedProtocolVersionError("t", 12345)
+    assert number.version == "12345"  # the status showed null for it
+    assert "MCP protocol version '12345'" in str(number)
+    missing = UnsupportedProtocolVersionError("t", None)
+    assert missing.version is None
+    assert "no MCP protocol version" in str(missing) and "None" not in str(missing)
