@@ -277,17 +277,17 @@ def _rule_for(info: msgspec.inspect.Type) -> str:
             parts.append(f"< {info.lt:g}")
         return f"must be {kind}" + (f" {' and '.join(parts)}" if parts else "")
     if isinstance(info, mi.StrType):
-        rule = "must be a string"
+        words = _PATTERN_WORDS.get(info.pattern or "")
+        rule = f"must be {words}" if words else "must be a string"
+        sizes = []
         if info.min_length:
-            rule += f" of at least {info.min_length} character(s)"
+            sizes.append(f"at least {info.min_length} character(s)")
         if info.max_length is not None:
-            rule += f" of at most {info.max_length} characters"
-        if info.pattern:
-            rule += (
-                f" ({_PATTERN_WORDS[info.pattern]})"
-                if info.pattern in _PATTERN_WORDS
-                else (f" matching {info.pattern}")
-            )
+            sizes.append(f"at most {info.max_length} characters")
+        if sizes:
+            rule += f" ({', '.join(sizes)})" if words else f" of {' and of '.join(sizes)}"
+        if info.pattern and not words:
+            rule += f" matching {info.pattern}"
         return rule
     if isinstance(info, mi.LiteralType):
         return "must be one of " + ", ".join(repr(v) for v in info.values)
