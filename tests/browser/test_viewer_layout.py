@@ -416,10 +416,8 @@ async def test_a_selection_fades_the_other_nodes_and_never_whitens_them(page: Pa
     assert await white_pixels(page) < 50
 
 
-async def test_a_tap_selects_a_node_and_a_tap_on_nothing_clears_it(page: Page) -> None:
-    await wait_streaming(page)
-    await page.wait_for("window.visionflow.nodeIds().length >= 20", timeout=20)
-    await settle(page, 60)
+async def node_on_top(page: Page) -> list[float]:
+    """The screen point of a node drawn on top of whatever is under it (a click there picks it)."""
     spot = await page.evaluate(
         """(() => {
           const vf = window.visionflow, r = document.getElementById('view').getBoundingClientRect();
@@ -431,6 +429,14 @@ async def test_a_tap_selects_a_node_and_a_tap_on_nothing_clears_it(page: Page) -
         })()"""
     )
     assert spot is not None
+    return list(spot)
+
+
+async def test_a_tap_selects_a_node_and_a_tap_on_nothing_clears_it(page: Page) -> None:
+    await wait_streaming(page)
+    await page.wait_for("window.visionflow.nodeIds().length >= 20", timeout=20)
+    await settle(page, 60)
+    spot = await node_on_top(page)
 
     async def tap(x: float, y: float) -> None:
         point = [{"x": x, "y": y, "id": 1}]
@@ -480,16 +486,7 @@ async def test_hiding_the_panel_moves_the_focus_to_its_button_and_hover_ends_off
     await page.evaluate("document.getElementById('panel-toggle').click(); true")
     await page.wait_for("window.visionflow.panelOpen === true", timeout=10)
     await settle(page, 60)
-    spot = await page.evaluate(
-        """(() => {
-          const vf = window.visionflow, r = document.getElementById('view').getBoundingClientRect();
-          for (const id of vf.nodeIds()) {
-            const s = vf.screenOf(id);
-            if (s && vf.pickAt(s[0] - r.left, s[1] - r.top) === id) return s;
-          }
-          return null;
-        })()"""
-    )
+    spot = await node_on_top(page)
     await page.mouse_move(*spot)
     await page.wait_for("document.querySelectorAll('#labels div').length === 1", timeout=10)
     panel = await page.evaluate(

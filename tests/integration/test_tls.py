@@ -8,6 +8,7 @@ import os
 import ssl
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -39,6 +40,14 @@ def files(tmp_path: Path, ca: trustme.CA) -> tuple[Path, Path]:
     return certfile, keyfile
 
 
+def tls_settings(tmp_path: Path, files: tuple[Path, Path]) -> dict[str, Any]:
+    certfile, keyfile = files
+    return {
+        "state": {"dir": str(tmp_path / "state")},
+        "server": {"certfile": str(certfile), "keyfile": str(keyfile)},
+    }
+
+
 def _trusting(ca: trustme.CA) -> ssl.SSLContext:
     context = ssl.create_default_context()
     ca.configure_trust(context)
@@ -49,11 +58,7 @@ def _trusting(ca: trustme.CA) -> ssl.SSLContext:
 async def test_https_and_wss_are_served_with_the_configured_certificate(
     tmp_path: Path, ca: trustme.CA, files: tuple[Path, Path]
 ) -> None:
-    certfile, keyfile = files
-    raw = {
-        "state": {"dir": str(tmp_path / "state")},
-        "server": {"certfile": str(certfile), "keyfile": str(keyfile)},
-    }
+    raw = tls_settings(tmp_path, files)
     async with running(raw) as (svc, _):
         url = str(svc.http.url)
         assert url.startswith("https://127.0.0.1:")
@@ -194,11 +199,7 @@ def test_only_one_of_the_two_files_is_a_settings_error(tmp_path: Path) -> None:
 async def test_a_backup_of_a_tls_service_says_how_to_trust_it(
     tmp_path: Path, ca: trustme.CA, files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    certfile, keyfile = files
-    raw = {
-        "state": {"dir": str(tmp_path / "state")},
-        "server": {"certfile": str(certfile), "keyfile": str(keyfile)},
-    }
+    raw = tls_settings(tmp_path, files)
     async with running(raw) as (svc, _):
         url = str(svc.http.url)
         monkeypatch.delenv("SSL_CERT_FILE", raising=False)

@@ -58,6 +58,14 @@ async def ready(client: httpx.AsyncClient) -> bool:
     return (await client.get("/readyz")).status_code == 200
 
 
+def resting_tick(svc: Service, nodes: int) -> int | None:
+    """The tick the service's layout of ``nodes`` nodes rests at (its hub says so), or None."""
+    latest = svc.engine.latest
+    if latest is None or not latest.settled or len(latest.nodes) != nodes:
+        return None
+    return latest.sequence if svc.hub.at_rest == latest.sequence else None
+
+
 async def binaries_for(viewer: Client, seconds: float) -> list[tuple[float, bytes]]:
     """Every binary message that arrives within ``seconds``, with when it arrived."""
     out: list[tuple[float, bytes]] = []
@@ -134,13 +142,7 @@ async def test_a_relay_started_before_the_service_is_ready_with_its_first_keyfra
         async with running(doc) as (svc, client):
             await import_chain(client, 50)
 
-            def resting() -> int | None:
-                latest = svc.engine.latest
-                if latest is None or not latest.settled or len(latest.nodes) != 50:
-                    return None
-                return latest.sequence if svc.hub.at_rest == latest.sequence else None
-
-            at_rest = await eventually(resting, timeout=30)
+            at_rest = await eventually(lambda: resting_tick(svc, 50), timeout=30)
             await eventually(lambda: ready(rclient), timeout=10)
             await eventually(lambda: relay.hub.at_rest == at_rest, timeout=10)
             # A viewer of the relay joining the layout at rest: told so, then a keyframe of the
@@ -361,14 +363,7 @@ async def test_a_relay_started_while_the_layout_rests_gets_ready_without_a_new_t
     doc = service_doc(broker, tmp_path, knowledge={"cooling_steps": 20})
     async with running(doc) as (svc, client):
         await import_chain(client, 50)
-
-        def resting() -> int | None:
-            latest = svc.engine.latest
-            if latest is None or not latest.settled or len(latest.nodes) != 50:
-                return None
-            return latest.sequence if svc.hub.at_rest == latest.sequence else None
-
-        at_rest = await eventually(resting, timeout=30)
+        at_rest = await eventually(lambda: resting_tick(svc, 50), timeout=30)
         async with relay_running(relay_doc(broker)) as (_relay, rclient):
 
             async def compiling() -> bool:

@@ -41,6 +41,22 @@ def make_watcher(**mcp: Any) -> tuple[EndpointWatcher, HealthRegistry, list[floa
     return watcher, registry, attempts
 
 
+def quiet_watcher(
+    endpoint: dict[str, Any], metrics: Metrics | None = None
+) -> tuple[EndpointWatcher, HealthRegistry]:
+    """A watcher of ``endpoint`` (named "ep") whose agents go nowhere, and its registry."""
+    settings = s.validate({"mcp": {"endpoints": [{"name": "ep", **endpoint}]}})
+    registry = HealthRegistry("t")
+    watcher = EndpointWatcher(
+        settings.mcp.endpoints[0],
+        settings.mcp,
+        registry.register("mcp:ep"),
+        metrics or Metrics(),
+        lambda name, agents, live: None,
+    )
+    return watcher, registry
+
+
 @pytest.mark.anyio
 async def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
     watcher, registry, attempts = make_watcher(
@@ -134,16 +150,8 @@ async def test_a_busy_graph_defers_the_agents_to_the_next_poll_quietly() -> None
 
 @pytest.mark.anyio
 async def test_agents_lost_with_the_link_are_reported_as_none_at_once() -> None:
-    settings = s.validate({"mcp": {"endpoints": [{"name": "ep", "port": 9500}]}})
-    registry = HealthRegistry("t")
     metrics = Metrics()
-    watcher = EndpointWatcher(
-        settings.mcp.endpoints[0],
-        settings.mcp,
-        registry.register("mcp:ep"),
-        metrics,
-        lambda name, agents, live: None,
-    )
+    watcher, registry = quiet_watcher({"port": 9500}, metrics)
     await watcher._set_agents([Agent(id="a"), Agent(id="b")])
     gauge = metrics.mcp_agents.labels(endpoint="ep")
     assert gauge._value.get() == 2
@@ -170,15 +178,7 @@ class Refusing:
 
 @pytest.mark.anyio
 async def test_polls_refused_again_and_again_count_as_the_link_down() -> None:
-    settings = s.validate({"mcp": {"endpoints": [{"name": "ep", "port": 9500}]}})
-    registry = HealthRegistry("t")
-    watcher = EndpointWatcher(
-        settings.mcp.endpoints[0],
-        settings.mcp,
-        registry.register("mcp:ep"),
-        Metrics(),
-        lambda name, agents, live: None,
-    )
+    watcher, _ = quiet_watcher({"port": 9500})
     client: Any = Refusing()
     for _ in range(REFUSED_POLLS_DOWN - 1):  # one refusal, or two, keep the link
         await watcher._poll(client)
@@ -195,27 +195,12 @@ async def test_polls_refused_again_and_again_count_as_the_link_down() -> None:
 
 @pytest.mark.anyio
 async def test_a_launched_servers_error_is_masked_where_its_command_line_is() -> None:
-    settings = s.validate(
+    watcher, registry = quiet_watcher(
         {
-            "mcp": {
-                "endpoints": [
-                    {
-                        "name": "ep",
-                        "command": "/opt/tools/run-with-key-sk-LEAK1",
-                        "args": ["--key", "sk-LEAK2"],
-                        "cwd": "/home/alice/clients/sk-LEAK3",
-                    }
-                ]
-            }
+            "command": "/opt/tools/run-with-key-sk-LEAK1",
+            "args": ["--key", "sk-LEAK2"],
+            "cwd": "/home/alice/clients/sk-LEAK3",
         }
-    )
-    registry = HealthRegistry("t")
-    watcher = EndpointWatcher(
-        settings.mcp.endpoints[0],
-        settings.mcp,
-        registry.register("mcp:ep"),
-        Metrics(),
-        lambda name, agents, live: None,
     )
     watcher.status.last_error = (
         "ep: cannot start '/opt/tools/run-with-key-sk-LEAK1': [Errno 2] No such file or "

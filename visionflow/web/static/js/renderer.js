@@ -220,22 +220,22 @@ export class Renderer {
 
   /** Edge endpoints as slot pairs (Uint32Array, 2 per edge). */
   setEdges(indices, count) {
-    const gl = this.gl;
-    gl.bindVertexArray(this.edgeVao);
-    gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, this.edgeBuffer);
-    gl.bufferData(gl.ELEMENT_ARRAY_BUFFER, indices.subarray(0, count * 2), gl.STATIC_DRAW);
-    gl.bindVertexArray(null);
+    this.uploadPairs(this.edgeVao, this.edgeBuffer, indices, count);
     this.edgeCount = count;
   }
 
   /** The selected node's edges (slot pairs), drawn over the others at full strength. */
   setFocusEdges(indices, count) {
+    this.uploadPairs(this.focusEdgeVao, this.focusEdgeBuffer, indices, count);
+    this.focusEdgeCount = count;
+  }
+
+  uploadPairs(vao, buffer, indices, count) {
     const gl = this.gl;
-    gl.bindVertexArray(this.focusEdgeVao);
-    gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, this.focusEdgeBuffer);
+    gl.bindVertexArray(vao);
+    gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, buffer);
     gl.bufferData(gl.ELEMENT_ARRAY_BUFFER, indices.subarray(0, count * 2), gl.STATIC_DRAW);
     gl.bindVertexArray(null);
-    this.focusEdgeCount = count;
   }
 
   resize() {
