@@ -41,21 +41,3 @@ async def test_a_write_that_hangs_is_given_up_and_nothing_is_applied(
     assert info.value.strerror == "no answer within 10 s"  # the 503 says "cannot save ...: "
     assert live.current is before and live.revision == 0
     assert len(lines) == 1 and "the patch is not applied" in lines[0]
-
-
-async def test_a_patch_that_changes_nothing_is_not_saved_nor_counted(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    live = LiveSettings.from_settings(s.validate({"state": {"dir": str(tmp_path)}}))
-    writes: list[object] = []
-    monkeypatch.setattr(live, "_write", writes.append)  # instant: no thread, no real time
-    told: list[object] = []
-    live.subscribe(told.append)
-    await live.patch({"physics": {"rate_hz": 30}})
-    assert (live.revision, len(writes), len(told)) == (1, 1, 1)
-    # {} and empty sections used to bump the revision, rewrite the file and tell every viewer
-    for same in ({}, {"log": {}}, {"physics": {}}, {"physics": {"rate_hz": 30}}):
-        assert await live.patch(same) is live.current
-    assert (live.revision, len(writes), len(told)) == (1, 1, 1)
-    await live.patch({"physics": {"rate_hz": 20}})
-    assert (live.revision, len(writes), len(told)) == (2, 2, 2)
