@@ -29,6 +29,11 @@ def enable() -> None:
     _enabled = True
 
 
+def enabled() -> bool:
+    """Whether this is the ``visionflow`` program (not a test process calling the service)."""
+    return _enabled
+
+
 def arm(seconds: float) -> threading.Timer | None:
     """End the process ``seconds`` from now unless it has ended by then; None when not enabled."""
     if not _enabled:

@@ -416,6 +416,12 @@ async def _serve(service: Service | Relay, lock: StateLock | None, ready: anyio.
         tg.start_soon(watch_signals)
         await service.run()
         tg.cancel_scope.cancel()
+    if exitguard.enabled():
+        # The receiver, closed, put Python's defaults back: a second signal in the last
+        # moments of the exit ended the program with 130 or 143 where the docs promise 0.
+        # The stop is done; nothing more is asked of a signal.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def _report_notes(health: SubsystemHealth, read: VaultRead) -> None:

@@ -135,8 +135,9 @@ async def test_every_node_is_framed_beside_the_panel_not_under_it(
         await page.close()
 
 
+@pytest.mark.parametrize("size", [(1280, 800), (360, 640)])
 async def test_a_long_label_stays_within_the_canvas_and_the_panel(
-    page: Page, service: Stack
+    browser: Browser, service: Stack, size: tuple[int, int]
 ) -> None:
     long = "Supercalifragilistic" * 12 + " and then some more words " * 8
     graph = {
@@ -147,6 +148,7 @@ async def test_a_long_label_stays_within_the_canvas_and_the_panel(
         lambda: service.post_json("/api/graph/import?mode=replace", graph)
     )
     assert r.status_code == 200, r.text
+    page = await open_page(browser, service, *size)
     try:
         await wait_streaming(page)
         await page.wait_for("window.visionflow.nodeIds().length >= 2", timeout=20)
@@ -167,7 +169,9 @@ async def test_a_long_label_stays_within_the_canvas_and_the_panel(
               const label = document.querySelector('#labels div:not([hidden])');
               if (!label) return null;
               const panel = document.getElementById('panel');
-              return {label: label.getBoundingClientRect().width,
+              const box = label.getBoundingClientRect();
+              const view = document.getElementById('view').getBoundingClientRect();
+              return {label: box.width, left: box.left, right: box.right, edge: view.right,
                       scroll: panel.scrollWidth, client: panel.clientWidth};
             })()""",
             timeout=20,
@@ -175,7 +179,10 @@ async def test_a_long_label_stays_within_the_canvas_and_the_panel(
         # it was one 2,000 px line, and the title gave the panel a horizontal scrollbar
         assert sizes["label"] <= 372
         assert sizes["scroll"] <= sizes["client"]
+        # and on a phone it ran past the canvas's right edge, each line cut
+        assert sizes["left"] >= 0 and sizes["right"] <= sizes["edge"] + 1, sizes
     finally:
+        await page.close()
         await anyio.to_thread.run_sync(service.seed)
 
 

@@ -359,6 +359,36 @@ def test_second_sigint_during_the_drain_is_one_line_no_traceback(served: Served)
     assert tail.count(b"again: stopping now") == 1
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_after_the_stop_is_done_changes_no_exit_code(
+    served: Served, sig: signal.Signals
+) -> None:
+    # the stop of an idle service ends in milliseconds; the process exits a moment later, with
+    # the signal receiver gone: a second signal then was Python's default (143 or 130)
+    wait_ready(served.url, 10)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # no compile left in a thread: a plain interpreter exit
+        physics = httpx.get(f"{served.url}/api/health", timeout=5).json()["subsystems"]["physics"]
+        if physics["detail"].get("compiling") is False:
+            break
+        time.sleep(0.1)
+    assert served.proc.stderr is not None
+    served.proc.send_signal(sig)
+    seen = b""
+    while True:  # the program's own last line (subsystems say "stopped" before it)
+        line = served.proc.stderr.readline()
+        assert line, seen.decode()
+        seen += line
+        if b"| main " in line and line.rstrip().endswith(b"| stopped"):
+            break
+    # again and again until it has exited: some land after the receiver closed, before the exit
+    deadline = time.monotonic() + 30
+    while served.proc.poll() is None and time.monotonic() < deadline:
+        served.proc.send_signal(sig)
+        time.sleep(0.005)
+    assert served.proc.wait(timeout=30) == 0, (seen + served.proc.stderr.read()).decode()
+
+
 def test_check_config_masks_the_token() -> None:
     r = subprocess.run(
         cli("check-config"),

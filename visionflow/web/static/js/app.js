@@ -628,9 +628,13 @@ function updateLabels() {
     el.textContent = id === hovered && id !== selected ? hoverText(id) : labelOf(id);
     el.style.left = `${s[0]}px`;
     el.style.top = `${s[1]}px`;
-    // right of the node, or left of it in the canvas's right part: a label squeezed against
-    // the right edge came out one word (or one character) a line
-    el.classList.toggle("flip", s[0] > rect.width * 0.6);
+    // right of the node; left of it where it does not fit there; else against the canvas's
+    // right edge (a label squeezed there came out one word a line, or ran off a phone)
+    const width = el.offsetWidth;
+    const fitsRight = s[0] + 8 + width <= rect.width;
+    const fitsLeft = s[0] - 8 - width >= 0;
+    el.classList.toggle("flip", !fitsRight && fitsLeft);
+    if (!fitsRight && !fitsLeft) el.style.left = `${Math.max(0, rect.width - width - 8 - 8)}px`;
   }
 }
 

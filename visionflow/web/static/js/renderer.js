@@ -260,8 +260,8 @@ export class Renderer {
   /** The nodes, in one draw, or with a selection in two: the dimmed ones first, then, with the
    *  depth buffer cleared, the selected node and its neighbours, which nothing dimmed can then
    *  cover (in a dense graph they were lost behind a haze of faded nodes in front of them).
-   *  Within each pass depth still decides, so picking among dimmed nodes stays right. */
-  drawNodes(u, between = null) {
+   *  Picking (``dimDepth``) keeps depth within the dimmed pass, so it picks the nearest. */
+  drawNodes(u, between = null, dimDepth = true) {
     const gl = this.gl;
     gl.bindVertexArray(this.vao);
     if (!this.focus) {
@@ -269,8 +269,10 @@ export class Renderer {
       gl.drawArrays(gl.POINTS, 0, this.count);
       return;
     }
+    gl.depthMask(dimDepth);
     gl.uniform1ui(u.u_pass, 1);
     gl.drawArrays(gl.POINTS, 0, this.count);
+    gl.depthMask(true);
     gl.clear(gl.DEPTH_BUFFER_BIT);
     if (between) {
       const program = gl.getParameter(gl.CURRENT_PROGRAM);
@@ -324,7 +326,11 @@ export class Renderer {
       gl.useProgram(this.nodes.program);
       this.uniforms(this.nodes.uniforms, camera, h);
       // the selection's own edges go between the dimmed nodes and its own: over the haze
-      this.drawNodes(this.nodes.uniforms, focusEdges ? () => this.drawFocusEdges(camera) : null);
+      this.drawNodes(
+        this.nodes.uniforms,
+        focusEdges ? () => this.drawFocusEdges(camera) : null,
+        false, // translucent faded nodes write no depth: they cut gaps in each other
+      );
     }
     gl.bindVertexArray(null);
   }
