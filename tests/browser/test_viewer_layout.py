@@ -242,10 +242,12 @@ async def test_a_selected_node_in_a_dense_graph_is_drawn_over_the_dimmed_ones(
             }})()"""
         )
         on_top, title = picked
-        selected = middle
         assert title == label
-        # it was under a haze of faded nodes nearer the camera (they still wrote depth)
-        assert on_top == selected
+        # it was under a haze of faded nodes nearer the camera (they still wrote depth); one of
+        # its own neighbours, drawn with it, may still stand in front of it
+        ends = [(e["source"], e["target"]) for e in data["edges"]]
+        neighbours = {b for a, b in ends if a == middle} | {a for a, b in ends if b == middle}
+        assert on_top == middle or on_top in neighbours, (on_top, middle, neighbours)
     finally:
         await anyio.to_thread.run_sync(service.seed)
 
