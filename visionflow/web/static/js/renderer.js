@@ -275,9 +275,9 @@ export class Renderer {
     gl.depthMask(true);
     gl.clear(gl.DEPTH_BUFFER_BIT);
     if (between) {
-      const program = gl.getParameter(gl.CURRENT_PROGRAM);
+      // only the visible draw passes one (picking has none): its program is the nodes'
       between();
-      gl.useProgram(program);
+      gl.useProgram(this.nodes.program);
       gl.bindVertexArray(this.vao);
     }
     gl.uniform1ui(u.u_pass, 2);
